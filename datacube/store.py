@@ -1,0 +1,292 @@
+"""Zarr store I/O for cubes: create, add variables all-or-nothing, reconsolidate.
+
+Readers see a cube through its consolidated metadata. A new or recomputed
+variable is first written into a staging sub-group of the store (which no
+reader of the cube's root group sees, and which leaves the root metadata
+untouched); only when every chunk is on disk is each array moved into place
+and the metadata reconsolidated. A failure at any point leaves
+the cube exactly as it was (a stale staging array is removed on the next
+write). Works on local paths and on fsspec URLs (``s3://``, ``memory://``...).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+from sarcube.datacube import schema
+
+from sarcube.errors import CubeExistsError, CubeSchemaError, InputError
+
+log = logging.getLogger(__name__)
+
+#: sub-group where new arrays are written before they are moved into the cube
+STAGING_GROUP = "sarcube-staging"
+TRASH_PREFIX = "sarcube-trash-"
+
+
+@contextmanager
+def quiet_zarr_warnings() -> Iterator[None]:
+    """Silence zarr's notes on consolidated metadata and vlen strings in v3 (both deliberate)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        warnings.filterwarnings("ignore", category=UserWarning, module="zarr")
+        yield
+
+
+def _fs_and_root(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> tuple[Any, str]:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(str(path), **dict(storage_options or {}))
+    return fs, root.rstrip("/")
+
+
+def zarr_store(path: str | Path, storage_options: Mapping[str, Any] | None = None, *, read_only: bool = False) -> Any:
+    """A zarr store object for a local path or an fsspec URL."""
+    from zarr.storage import FsspecStore, LocalStore
+
+    if "://" in str(path) and not str(path).startswith("file://"):
+        return FsspecStore.from_url(str(path), storage_options=dict(storage_options or {}), read_only=read_only)
+    return LocalStore(str(path).removeprefix("file://"), read_only=read_only)
+
+
+def exists(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> bool:
+    """True when a Zarr store (its root ``zarr.json``) exists at ``path``."""
+    fs, root = _fs_and_root(path, storage_options)
+    return fs.exists(f"{root}/zarr.json")
+
+
+def remove(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Delete a whole store."""
+    fs, root = _fs_and_root(path, storage_options)
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+def consolidate(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Rewrite the consolidated metadata so readers see the store's current arrays."""
+    import zarr
+
+    with quiet_zarr_warnings():
+        zarr.consolidate_metadata(zarr_store(path, storage_options), zarr_format=3)
+
+
+def write_cube(
+    ds: xr.Dataset,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    compute: bool = True,
+) -> Any:
+    """Write a whole cube (new store) with the contract's encodings.
+
+    Refuses an existing store unless ``overwrite``. With ``compute=False``
+    returns the dask delayed write (for progress bars).
+    """
+    if exists(path, storage_options):
+        if not overwrite:
+            raise CubeExistsError(f"output {str(path)!r} exists: pass --overwrite to replace it or --append to extend it")
+        remove(path, storage_options)
+    ds = _strip_stale_encoding(ds)
+    with quiet_zarr_warnings():
+        return ds.to_zarr(
+            str(path),
+            mode="w",
+            zarr_format=3,
+            consolidated=True,
+            encoding=schema.encoding_for(ds),
+            compute=compute,
+            storage_options=dict(storage_options) if storage_options else None,
+        )
+
+
+def _strip_stale_encoding(ds: xr.Dataset) -> xr.Dataset:
+    """Drop encodings inherited from a source store (chunks, codecs) so ours apply,
+    and align dask chunks with the storage chunks (each zarr chunk written once)."""
+    ds = ds.copy()
+    for var in ds.variables.values():
+        for key in ("chunks", "preferred_chunks", "compressors", "compressor", "filters", "shards", "serializer", "fill_value", "_FillValue", "dtype", "units", "calendar"):
+            var.encoding.pop(key, None)
+    for name in list(ds.data_vars):
+        var = ds[name]
+        if var.chunks is not None:
+            storage = schema.chunks_for(var.dims, var.shape)
+            if any(any(c % s for c in cs[:-1]) for cs, s in zip(var.chunks, storage, strict=True)):
+                ds[name] = var.chunk(dict(zip(var.dims, storage, strict=True)))
+    return ds
+
+
+def _existing_arrays(path: str | Path, storage_options: Mapping[str, Any] | None) -> set[str]:
+    import zarr
+
+    with quiet_zarr_warnings():
+        group = zarr.open_group(zarr_store(path, storage_options, read_only=True), mode="r", zarr_format=3, use_consolidated=False)
+        return set(group.array_keys())
+
+
+def clean_staging(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> list[str]:
+    """Remove what an interrupted write left (staging group, trash); returns the names removed."""
+    fs, root = _fs_and_root(path, storage_options)
+    removed = []
+    for entry in fs.ls(root, detail=False):
+        name = entry.rstrip("/").rsplit("/", 1)[-1]
+        if name == STAGING_GROUP or name.startswith(TRASH_PREFIX):
+            fs.rm(f"{root}/{name}", recursive=True)
+            removed.append(name)
+    if removed:
+        log.info("removed stale staging data %s from %s", removed, path)
+    return removed
+
+
+def add_variables(
+    path: str | Path,
+    variables: Mapping[str, xr.DataArray] | xr.Dataset,
+    *,
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    new_coords: Mapping[str, xr.DataArray] | None = None,
+) -> list[str]:
+    """Add (or with ``overwrite`` replace) data variables in an existing cube, all or nothing.
+
+    Each variable must already follow the contract (see
+    :func:`schema.make_variable`) and share the cube's grid. ``new_coords``
+    are non-spatial coordinates the variables bring along (e.g. the ``pair``
+    coordinates); they must agree with any already stored.
+    Returns the names written.
+    """
+    if not exists(path, storage_options):
+        raise InputError(f"cube {str(path)!r} does not exist: build one with `sarcube build` first")
+    variables = dict(variables.data_vars.items()) if isinstance(variables, xr.Dataset) else dict(variables)
+    clean_staging(path, storage_options)
+    existing = _existing_arrays(path, storage_options)
+    clash = sorted(n for n in variables if n in existing)
+    if clash and not overwrite:
+        raise CubeExistsError(f"cube {str(path)!r} already has {clash}: pass --overwrite to recompute them")
+
+    current = schema.open_cube(path, validate=False, storage_options=storage_options)
+    for name, var in variables.items():
+        _check_fits(current, name, var)
+
+    ds = xr.Dataset({name: var.rename(name) for name, var in variables.items()})
+    ds = ds.drop_vars([c for c in ds.coords if c not in schema.SPATIAL_DIMS], errors="ignore")
+    promoted = list(variables)
+    for cname, coord in (new_coords or {}).items():
+        if cname in current.coords:
+            if not _same_values(coord, current[cname]):
+                raise CubeSchemaError(f"coordinate {cname!r} differs from the cube's; recompute the layers that use it together")
+        else:
+            ds = ds.assign_coords({cname: coord})
+            promoted.append(cname)
+    # x/y already live in the cube: keep them out of the staged arrays.
+    ds = ds.drop_vars([d for d in schema.SPATIAL_DIMS if d in ds.variables])
+    ds = _strip_stale_encoding(ds)
+    with quiet_zarr_warnings():
+        ds.to_zarr(
+            str(path),
+            group=STAGING_GROUP,
+            mode="w",
+            zarr_format=3,
+            consolidated=False,
+            encoding=schema.encoding_for(ds),
+            storage_options=dict(storage_options) if storage_options else None,
+        )
+    _promote(path, promoted, storage_options)
+    consolidate(path, storage_options)
+    log.info("wrote %s into %s", ", ".join(variables), path)
+    return list(variables)
+
+
+def _same_values(a: xr.DataArray, b: xr.DataArray) -> bool:
+    try:
+        return a.shape == b.shape and bool((a.values == b.values).all())
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_fits(cube: xr.Dataset, name: str, var: xr.DataArray) -> None:
+    for dim in schema.SPATIAL_DIMS:
+        if dim not in var.dims:
+            raise CubeSchemaError(f"variable {name!r} lacks dimension {dim!r}")
+        if var.sizes[dim] != cube.sizes[dim]:
+            raise CubeSchemaError(f"variable {name!r} has {dim}={var.sizes[dim]}, the cube has {cube.sizes[dim]}: reproject it onto the cube grid first")
+        if dim in var.coords and not _same_values(var[dim], cube[dim]):
+            raise CubeSchemaError(f"variable {name!r} is on another {dim!r} grid than the cube")
+    if var.attrs.get("grid_mapping") != schema.SPATIAL_REF:
+        raise CubeSchemaError(f"variable {name!r} has no grid_mapping={schema.SPATIAL_REF!r}: build it with schema.make_variable()")
+
+
+def _promote(path: str | Path, names: list[str], storage_options: Mapping[str, Any] | None) -> None:
+    """Move staged arrays into place (the old version, if any, to trash first), then drop the staging group."""
+    fs, root = _fs_and_root(path, storage_options)
+    for name in names:
+        final = f"{root}/{name}"
+        staged = f"{root}/{STAGING_GROUP}/{name}"
+        trash = f"{root}/{TRASH_PREFIX}{name}"
+        if fs.exists(final):
+            fs.mv(final, trash, recursive=True)
+        fs.mv(staged, final, recursive=True)
+        if fs.exists(trash):
+            fs.rm(trash, recursive=True)
+    fs.rm(f"{root}/{STAGING_GROUP}", recursive=True)
+
+
+def remove_variables(path: str | Path, names: list[str], storage_options: Mapping[str, Any] | None = None) -> None:
+    """Delete variables from a cube and reconsolidate."""
+    fs, root = _fs_and_root(path, storage_options)
+    existing = _existing_arrays(path, storage_options)
+    for name in names:
+        if name in existing:
+            fs.rm(f"{root}/{name}", recursive=True)
+    consolidate(path, storage_options)
+
+
+def update_attrs(path: str | Path, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> None:
+    """Merge global attributes (e.g. append to ``history``) and reconsolidate."""
+    import zarr
+
+    with quiet_zarr_warnings():
+        group = zarr.open_group(zarr_store(path, storage_options), mode="r+", zarr_format=3, use_consolidated=False)
+        group.attrs.update(dict(attrs))
+    consolidate(path, storage_options)
+
+
+def append_history(path: str | Path, line: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Append a dated line to the cube's ``history`` attribute (CF)."""
+    import datetime as _dt
+
+    ds = schema.open_cube(path, validate=False, storage_options=storage_options)
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    history = ds.attrs.get(schema.ATTR_HISTORY, "")
+    new = f"{history}\n{stamp} {line}" if history else f"{stamp} {line}"
+    update_attrs(path, {schema.ATTR_HISTORY: new}, storage_options)
+
+
+def size_on_disk(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> int:
+    """Bytes of all objects in the store (or of the zip file)."""
+    fs, root = _fs_and_root(path, storage_options)
+    if fs.isfile(root):
+        return int(fs.size(root))
+    return int(sum(fs.du(root, total=False).values())) if fs.exists(root) else 0
+
+
+__all__ = [
+    "STAGING_GROUP",
+    "add_variables",
+    "append_history",
+    "clean_staging",
+    "consolidate",
+    "exists",
+    "quiet_zarr_warnings",
+    "remove",
+    "remove_variables",
+    "size_on_disk",
+    "update_attrs",
+    "write_cube",
+]

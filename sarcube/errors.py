@@ -1,0 +1,87 @@
+"""Every error sarcube raises on purpose.
+
+Each message names the input at fault and how to fix it, in one line: the CLI
+prints it without a traceback and exits non-zero. Anything else that escapes
+is a bug and keeps its traceback.
+
+Subclasses also derive from the matching builtin where natural, so
+``except ValueError`` in user code keeps working.
+"""
+
+from __future__ import annotations
+
+
+class SarcubeError(Exception):
+    """Base class of all deliberate sarcube errors."""
+
+    exit_code: int = 1
+
+
+class InputError(SarcubeError, ValueError):
+    """A user-supplied argument or file is wrong (AOI, dates, options, files)."""
+
+    exit_code = 2
+
+
+class CubeSchemaError(SarcubeError, ValueError):
+    """A cube does not follow the contract in :mod:`sarcube.datacube.schema`."""
+
+
+class MissingVariableError(CubeSchemaError, KeyError):
+    """A step needs cube variables that are not there yet."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CubeExistsError(SarcubeError, FileExistsError):
+    """The output exists and the command was not told to overwrite or append."""
+
+
+class CatalogError(SarcubeError):
+    """A STAC catalog cannot be opened, searched or understood."""
+
+
+class NoItemsFoundError(CatalogError):
+    """A STAC search matched nothing."""
+
+
+class AssetReadError(CatalogError, OSError):
+    """A STAC asset could not be read even after retries."""
+
+
+class TrainingDataError(SarcubeError):
+    """Chips or splits cannot be made from the cube (empty split, no positives)."""
+
+
+class CheckpointError(SarcubeError):
+    """A run directory or checkpoint is missing, corrupt or does not fit the cube."""
+
+
+class PublishError(SarcubeError):
+    """An archive cannot be written, verified or uploaded."""
+
+
+class VerifyError(PublishError):
+    """An archive fails its checksums or schema."""
+
+
+class ZenodoError(PublishError):
+    """The Zenodo API refused a request."""
+
+
+__all__ = [
+    "AssetReadError",
+    "CatalogError",
+    "CheckpointError",
+    "CubeExistsError",
+    "CubeSchemaError",
+    "InputError",
+    "MissingVariableError",
+    "NoItemsFoundError",
+    "PublishError",
+    "SarcubeError",
+    "TrainingDataError",
+    "VerifyError",
+    "ZenodoError",
+]
