@@ -1,0 +1,367 @@
+"""Whole-scene inference: sliding windows, dihedral test-time augmentation, spline blending.
+
+What avalanche-fcn-bianchi IV-B does to turn a chip network into a scene
+map, in plain torch on tensors:
+
+- windows of the training chip size slide over the scene with a stride of
+  half a window; the scene is mirrored by half a window on every side first,
+  so border pixels sit inside windows exactly like interior pixels do;
+- each window goes through the network under all 8 rotations/flips of the
+  square (the dihedral group D4); each output is transformed back and the 8
+  are averaged;
+- overlapping windows are blended with a 2nd-order spline window (piecewise
+  quadratic, C1, zero at the window edge): with a stride of half a window the
+  shifted copies sum to exactly one (a partition of unity), and the blend is
+  divided by the summed weights, so the result has no seams and a constant
+  network output stays that constant everywhere, borders and odd sizes too.
+
+:func:`predict_bands` streams a scene of any height through the network
+band by band (each window runs once; only a band plus one window of rows is
+held), reading input rows through a callback; :func:`predict_scene` is the
+same on an in-memory image. Both run on the GPU with bf16 autocast when the
+device is CUDA. Nothing here reads files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from sarcube.errors import InputError
+
+#: a batch of network inputs (N, C, h, w) -> positive-class probabilities (N, h, w), (N, 1, h, w) or per chip (N,)
+ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]
+#: real rows [y0, y1) of the scene's input channels -> (C, y1 - y0, width) float tensor
+RowReader = Callable[[int, int], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Dihedral:
+    """One symmetry of the square acting on the last two dims: mirror left-right, then rotate."""
+
+    #: quarter turns counter-clockwise (as :func:`torch.rot90`)
+    quarter_turns: int
+    #: mirror the columns before rotating
+    flip: bool
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flip:
+            x = x.flip(-1)
+        return torch.rot90(x, self.quarter_turns, dims=(-2, -1)) if self.quarter_turns else x
+
+    def invert(self, x: torch.Tensor) -> torch.Tensor:
+        if self.quarter_turns:
+            x = torch.rot90(x, -self.quarter_turns, dims=(-2, -1))
+        return x.flip(-1) if self.flip else x
+
+
+#: the 8 elements of D4; the first is the identity
+DIHEDRAL_TRANSFORMS: tuple[Dihedral, ...] = tuple(Dihedral(k, f) for f in (False, True) for k in range(4))
+IDENTITY: tuple[Dihedral, ...] = DIHEDRAL_TRANSFORMS[:1]
+
+
+def spline_profile(size: int, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """1-D 2nd-order spline window of ``size`` samples (pixel centres), in (0, 1].
+
+    With ``t`` the triangle rising from 0 at the window edge to 1 at its centre,
+    the weight is ``2 t**2`` for ``t < 1/2`` and ``1 - 2 (1 - t)**2`` above: a
+    quadratic B-spline-like bump whose copies shifted by half a window sum to 1.
+    """
+    if size < 1:
+        raise InputError(f"window size {size} must be at least 1 pixel")
+    u = (torch.arange(size, dtype=torch.float64, device=device) + 0.5) / size
+    t = 1.0 - (2.0 * u - 1.0).abs()
+    w = torch.where(t < 0.5, 2.0 * t**2, 1.0 - 2.0 * (1.0 - t) ** 2)
+    return w.float()
+
+
+def spline_window(size: int, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """2-D blending window (size, size): outer product of :func:`spline_profile`."""
+    p = spline_profile(size, device=device)
+    return p[:, None] * p[None, :]
+
+
+def mirror_index(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Fold any integer index into [0, size) by mirroring at the edges (edge pixel repeated).
+
+    Works for indices any distance outside, so scenes smaller than the padding
+    are still mirrored consistently.
+    """
+    period = 2 * size
+    m = torch.remainder(index, period)
+    return torch.where(m >= size, period - 1 - m, m)
+
+
+@dataclass(frozen=True)
+class TilingPlan:
+    """Where the windows of one scene go (in coordinates of the mirrored scene).
+
+    The scene is mirrored by ``pad = stride = window // 2`` pixels on each
+    side; windows start at multiples of the stride and run until the last one
+    covers the scene's far edge plus its pad.
+    """
+
+    height: int
+    width: int
+    window: int
+
+    def __post_init__(self) -> None:
+        if self.window < 2:
+            raise InputError(f"window size {self.window} is too small: use the run's chip size (>= 2)")
+        if self.height < 1 or self.width < 1:
+            raise InputError(f"scene of {self.height} x {self.width} pixels is empty")
+
+    @property
+    def stride(self) -> int:
+        return self.window // 2
+
+    @property
+    def pad(self) -> int:
+        return self.stride
+
+    def count(self, length: int) -> int:
+        """Windows along an axis of ``length`` real pixels."""
+        return math.ceil(max(length + 2 * self.pad - self.window, 0) / self.stride) + 1
+
+    @property
+    def rows(self) -> int:
+        return self.count(self.height)
+
+    @property
+    def cols(self) -> int:
+        return self.count(self.width)
+
+    @property
+    def windows(self) -> int:
+        return self.rows * self.cols
+
+    def start(self, k: int) -> int:
+        """Real coordinate of window ``k``'s first pixel (negative inside the mirrored pad)."""
+        return k * self.stride - self.pad
+
+
+def _autocast(device: torch.device) -> AbstractContextManager:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _to_maps(out: torch.Tensor, n: int, window: int) -> torch.Tensor:
+    """Network probabilities as (n, window, window) float32 maps (chip scores broadcast over the chip)."""
+    out = out.float()
+    if out.dim() == 4:
+        if out.shape[1] != 1:
+            raise InputError(f"probability output has {out.shape[1]} channels; expected one positive-class map")
+        out = out[:, 0]
+    if out.dim() == 3:
+        if out.shape != (n, window, window):
+            raise InputError(f"probability maps of shape {tuple(out.shape)} do not match the {window} x {window} windows")
+        return out
+    return out.reshape(n, 1, 1).expand(n, window, window)
+
+
+def tta_predict(
+    probability_fn: ProbabilityFn,
+    chips: torch.Tensor,
+    transforms: tuple[Dihedral, ...] = DIHEDRAL_TRANSFORMS,
+) -> torch.Tensor:
+    """Mean over ``transforms`` of the back-transformed predictions of square chips (N, C, w, w) -> (N, w, w)."""
+    n, _, h, w = chips.shape
+    if h != w and len(transforms) > 1:
+        raise InputError(f"test-time rotations need square chips, got {h} x {w}")
+    batch = torch.cat([t.apply(chips) for t in transforms]) if len(transforms) > 1 else chips
+    maps = _to_maps(probability_fn(batch), batch.shape[0], w).reshape(len(transforms), n, h, w)
+    # Pairwise (tree) sum: 8 equal maps sum to exactly 8x, so an invariant network passes through unchanged.
+    parts = [t.invert(maps[i]) for i, t in enumerate(transforms)]
+    while len(parts) > 1:
+        parts = [parts[i] + parts[i + 1] if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+    return parts[0] / len(transforms)
+
+
+def predict_bands(
+    probability_fn: ProbabilityFn,
+    read_rows: RowReader,
+    height: int,
+    width: int,
+    window: int,
+    *,
+    band_rows: int,
+    tta: bool = True,
+    batch_size: int = 8,
+    device: torch.device | str | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Blended probabilities of a scene, yielded as ``(y0, band)`` with band (rows, width) float32 on the CPU.
+
+    Bands are ``band_rows`` rows (the last one shorter), in order; input rows
+    are read in blocks of ``band_rows`` aligned rows as the windows need them,
+    each once. ``batch_size`` is network inputs per forward pass (windows
+    times the 8 TTA transforms; at least one window). Pixels where any input
+    channel is NaN (nodata) get NaN; the network sees 0 there.
+    ``on_batch(windows_done)`` is called after each forward pass.
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if band_rows < 1:
+        raise InputError(f"band_rows={band_rows} must be positive")
+    plan = TilingPlan(height, width, window)
+    transforms = DIHEDRAL_TRANSFORMS if tta else IDENTITY
+    per_pass = max(1, batch_size // len(transforms))
+    s, w = plan.stride, plan.window
+    profile = spline_profile(w, device=device)
+    weight2d = profile[:, None] * profile[None, :]
+
+    # Summed 1-D weights over the windows covering each real row / column (for the normalisation).
+    def coverage(length: int, n: int) -> torch.Tensor:
+        total = torch.zeros(length, device=device)
+        for k in range(n):
+            a = plan.start(k)
+            lo, hi = max(a, 0), min(a + w, length)
+            total[lo:hi] += profile[lo - a : hi - a]
+        return total
+
+    row_cover, col_cover = coverage(height, plan.rows), coverage(width, plan.cols)
+    mirrored_width = plan.start(plan.cols - 1) + w + plan.pad
+    # Columns of the mirrored strip a window row is cut from.
+    strip_cols = mirror_index(torch.arange(-plan.pad, mirrored_width - plan.pad, device=device), width)
+    # Real rows each window row reads (mirrored), and the lowest row any later window row still needs.
+    needed = [mirror_index(torch.arange(plan.start(k), plan.start(k) + w), height) for k in range(plan.rows)]
+    highs = [int(n.max()) for n in needed]
+    keep_from = [int(n.min()) for n in needed]
+    for k in range(plan.rows - 2, -1, -1):
+        keep_from[k] = min(keep_from[k], keep_from[k + 1])
+    needed = [n.to(device) for n in needed]
+
+    pinned = device.type == "cuda"
+    buf = torch.zeros(0, device=device)  # input rows [buf0, next_read) on the device
+    buf0 = next_read = 0
+    nodata: dict[int, torch.Tensor] = {}  # band start -> NaN mask of that band's inputs (when any)
+
+    def window_strip(k: int) -> torch.Tensor:
+        """Input of window row k: (C, w, mirrored width), rows and columns mirrored at the edges."""
+        nonlocal buf, buf0, next_read
+        while next_read <= highs[k]:
+            y1 = min(next_read + band_rows, height)
+            block = read_rows(next_read, y1).float()
+            if block.shape[1:] != (y1 - next_read, width):
+                raise InputError(f"input rows {next_read}..{y1} came back as {tuple(block.shape)}, expected (C, {y1 - next_read}, {width})")
+            if pinned:
+                block = block.pin_memory()
+            block = block.to(device, non_blocking=True)
+            missing = torch.isnan(block).any(dim=0)
+            if bool(missing.any()):
+                nodata[next_read] = missing
+            buf = block if next_read == 0 else torch.cat([buf, block], dim=1)
+            next_read = y1
+        drop = keep_from[k] - buf0
+        if drop > 0:
+            buf = buf[:, drop:]
+            buf0 += drop
+        return buf[:, needed[k] - buf0][:, :, strip_cols]
+
+    # Blended sums over real rows [acc0, acc0 + len(acc)).
+    acc = torch.zeros(band_rows + 2 * w, width, device=device)
+    acc0 = emitted = windows_done = completed = 0
+    weight_cols = weight2d.reshape(1, w * w, 1)
+
+    def blend_window_row(k: int, maps: torch.Tensor) -> None:
+        """Overlap-add a row of window predictions (cols, w, w) into the accumulator."""
+        nonlocal acc
+        a = plan.start(k)
+        lo, hi = max(a, 0), min(a + w, height)
+        if hi - acc0 > acc.shape[0]:
+            acc = torch.cat([acc, torch.zeros(hi - acc0 - acc.shape[0], width, device=device)])
+        patches = maps.reshape(plan.cols, w * w).T.unsqueeze(0) * weight_cols  # (1, w*w, cols)
+        row = F.fold(patches, output_size=(w, mirrored_width), kernel_size=(w, w), stride=(1, s))[0, 0]
+        acc[lo - acc0 : hi - acc0] += row[lo - a : hi - a, plan.pad : plan.pad + width]
+
+    def finished_bands(final_rows: int) -> Iterator[tuple[int, torch.Tensor]]:
+        nonlocal acc, acc0, emitted
+        while emitted < height and min(emitted + band_rows, height) <= final_rows:
+            y1 = min(emitted + band_rows, height)
+            n = y1 - emitted
+            band = acc[:n] / (row_cover[emitted:y1, None] * col_cover[None, :])
+            missing = nodata.pop(emitted, None)
+            if missing is not None:
+                band = band.masked_fill(missing, float("nan"))
+            yield emitted, band.cpu()
+            acc = torch.cat([acc[n:], torch.zeros(n, width, device=device)])
+            acc0 += n
+            emitted = y1
+
+    pending: list[tuple[int, torch.Tensor]] = []  # (window row, chip)
+    row_maps: dict[int, list[torch.Tensor]] = {}
+
+    def run_batch() -> Iterator[tuple[int, torch.Tensor]]:
+        nonlocal windows_done, completed
+        chips = torch.nan_to_num(torch.stack([c for _, c in pending]), nan=0.0)
+        with torch.inference_mode(), _autocast(device):
+            maps = tta_predict(probability_fn, chips, transforms)
+        for (k, _), m in zip(pending, maps, strict=True):
+            row_maps.setdefault(k, []).append(m)
+        windows_done += len(pending)
+        pending.clear()
+        if on_batch is not None:
+            on_batch(windows_done)
+        # Window rows with every column done are blended; rows above the next window row are final.
+        while len(row_maps.get(completed, ())) == plan.cols:
+            blend_window_row(completed, torch.stack(row_maps.pop(completed)))
+            completed += 1
+            yield from finished_bands(height if completed == plan.rows else max(plan.start(completed), 0))
+
+    for k in range(plan.rows):
+        strip = window_strip(k)
+        for j in range(plan.cols):
+            pending.append((k, strip[:, :, j * s : j * s + w]))
+            if len(pending) >= per_pass:
+                yield from run_batch()
+    if pending:
+        yield from run_batch()
+
+
+def predict_scene(
+    probability_fn: ProbabilityFn,
+    image: torch.Tensor,
+    window: int,
+    *,
+    tta: bool = True,
+    batch_size: int = 8,
+    device: torch.device | str | None = None,
+    band_rows: int | None = None,
+) -> torch.Tensor:
+    """Blended probability map (H, W) of an image (C, H, W) held in memory (see :func:`predict_bands`)."""
+    if image.dim() != 3:
+        raise InputError(f"image must be (channels, height, width), got shape {tuple(image.shape)}")
+    _, height, width = image.shape
+    bands = predict_bands(
+        probability_fn,
+        lambda y0, y1: image[:, y0:y1],
+        height,
+        width,
+        window,
+        band_rows=band_rows or height,
+        tta=tta,
+        batch_size=batch_size,
+        device=device,
+    )
+    return torch.cat([band for _, band in bands])
+
+
+__all__ = [
+    "DIHEDRAL_TRANSFORMS",
+    "IDENTITY",
+    "Dihedral",
+    "ProbabilityFn",
+    "RowReader",
+    "TilingPlan",
+    "mirror_index",
+    "predict_bands",
+    "predict_scene",
+    "spline_profile",
+    "spline_window",
+    "tta_predict",
+]

@@ -1,0 +1,147 @@
+"""Whole-scene inference: dihedral TTA, spline blending, band streaming (models/inference.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sarcube.models.inference import (
+    DIHEDRAL_TRANSFORMS,
+    TilingPlan,
+    mirror_index,
+    predict_bands,
+    predict_scene,
+    spline_profile,
+    tta_predict,
+)
+from torch import nn
+
+from sarcube.errors import InputError
+
+
+def _symmetric_conv(channels: int, seed: int = 0) -> nn.Conv2d:
+    """A 3x3 conv whose kernels are invariant under all 8 symmetries of the square."""
+    g = torch.Generator().manual_seed(seed)
+    conv = nn.Conv2d(channels, 1, 3, padding=1)
+    centre, edge, corner = torch.randn(3, channels, generator=g)
+    k = torch.empty(1, channels, 3, 3)
+    k[0, :, 1, 1] = centre
+    for i, j in ((0, 1), (1, 0), (1, 2), (2, 1)):
+        k[0, :, i, j] = edge
+    for i, j in ((0, 0), (0, 2), (2, 0), (2, 2)):
+        k[0, :, i, j] = corner
+    with torch.no_grad():
+        conv.weight.copy_(k)
+    return conv
+
+
+def _prob(net: nn.Module):
+    return lambda x: torch.sigmoid(net(x))
+
+
+def test_dihedral_group_inverts_and_is_complete():
+    x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).reshape(2, 3, 5, 5)
+    images = set()
+    for t in DIHEDRAL_TRANSFORMS:
+        assert torch.equal(t.invert(t.apply(x)), x)
+        images.add(tuple(t.apply(x)[0, 0].flatten().tolist()))
+    assert len(images) == 8  # eight distinct symmetries
+
+
+def test_tta_is_exactly_invariant_for_a_pointwise_network():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 1, 1)).eval()
+    chips = torch.randn(4, 3, 12, 12)
+    with torch.no_grad():
+        plain = torch.sigmoid(net(chips))[:, 0]
+        tta = tta_predict(_prob(net), chips)
+    assert torch.equal(tta, plain)
+
+
+def test_tta_is_invariant_for_a_symmetric_kernel_and_scene_maps_match():
+    net = _symmetric_conv(2).eval()
+    image = torch.randn(2, 37, 29, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        with_tta = predict_scene(_prob(net), image, 16, tta=True, batch_size=16)
+        without = predict_scene(_prob(net), image, 16, tta=False, batch_size=16)
+    torch.testing.assert_close(with_tta, without, rtol=0, atol=1e-6)
+
+
+def test_tta_averages_the_back_transformed_outputs_of_a_directional_network():
+    torch.manual_seed(0)
+    net = nn.Conv2d(1, 1, 3, padding=1).eval()  # not symmetric: TTA changes the output
+    chips = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        expected = torch.stack([t.invert(torch.sigmoid(net(t.apply(chips)))[:, 0]) for t in DIHEDRAL_TRANSFORMS]).mean(0)
+        got = tta_predict(_prob(net), chips)
+        plain = torch.sigmoid(net(chips))[:, 0]
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, plain)
+
+
+def test_spline_profile_is_a_partition_of_unity_at_half_window_shift():
+    for size in (8, 16, 160):
+        p = spline_profile(size)
+        half = size // 2
+        torch.testing.assert_close(p[:half] + p[half:], torch.ones(half), rtol=0, atol=1e-6)
+        assert p.min() > 0 and p.max() <= 1
+        torch.testing.assert_close(p, p.flip(0))
+
+
+@pytest.mark.parametrize(("height", "width", "window"), [(37, 53, 16), (5, 7, 16), (64, 64, 16), (41, 23, 15), (1, 1, 4)])
+def test_constant_network_gives_the_constant_everywhere(height, width, window):
+    value = 0.37
+
+    def constant(x):
+        return torch.full((x.shape[0], x.shape[2], x.shape[3]), value)
+
+    out = predict_scene(constant, torch.randn(2, height, width), window)
+    assert out.shape == (height, width)
+    torch.testing.assert_close(out, torch.full((height, width), value), rtol=0, atol=1e-6)
+
+
+def test_chip_level_scores_are_broadcast_over_their_window():
+    def chip_score(x):  # a classifier: one probability per chip
+        return torch.full((x.shape[0],), 0.8)
+
+    out = predict_scene(chip_score, torch.randn(1, 20, 20), 8)
+    torch.testing.assert_close(out, torch.full((20, 20), 0.8), rtol=0, atol=1e-6)
+
+
+def test_pointwise_network_is_reproduced_without_seams():
+    image = torch.randn(3, 45, 70, generator=torch.Generator().manual_seed(2))
+    out = predict_scene(lambda x: torch.sigmoid(x[:, 0]), image, 16)
+    torch.testing.assert_close(out, torch.sigmoid(image[0]), rtol=0, atol=1e-6)
+
+
+def test_band_streaming_equals_whole_scene():
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 3, padding=1)).eval()
+    image = torch.randn(2, 50, 37, generator=torch.Generator().manual_seed(3))
+    whole = predict_scene(_prob(net), image, 12, batch_size=24)
+    reads = []
+
+    def read(y0, y1):
+        reads.append((y0, y1))
+        return image[:, y0:y1]
+
+    bands = list(predict_bands(_prob(net), read, 50, 37, 12, band_rows=8, batch_size=24))
+    assert [y0 for y0, _ in bands] == list(range(0, 50, 8))
+    assert reads == [(y0, min(y0 + 8, 50)) for y0 in range(0, 50, 8)]  # each input row read once, in aligned blocks
+    assert torch.equal(torch.cat([b for _, b in bands]), whole)
+
+
+def test_nodata_inputs_give_nan_probability_and_do_not_spread():
+    image = torch.randn(2, 20, 20)
+    image[0, 3, 4] = float("nan")
+    out = predict_scene(lambda x: torch.sigmoid(x.sum(1)), image, 8)
+    assert torch.isnan(out[3, 4])
+    assert torch.isfinite(out).sum() == 20 * 20 - 1
+
+
+def test_tiling_plan_counts_windows_and_mirrors_indices():
+    plan = TilingPlan(100, 33, 16)
+    assert plan.stride == 8 and plan.pad == 8
+    assert plan.rows == 100 // 8 + 2 and plan.cols == 33 // 8 + 2
+    assert plan.start(0) == -8 and plan.start(plan.rows - 1) + 16 >= 100 + 8
+    assert mirror_index(torch.tensor([-2, -1, 0, 4, 5, 6, 12]), 5).tolist() == [1, 0, 0, 4, 4, 3, 2]
+    with pytest.raises(InputError):
+        TilingPlan(10, 10, 1)
