@@ -34,9 +34,9 @@ import torch.nn.functional as F
 
 from sarcube.errors import InputError
 
-#: a batch of network inputs (N, C, h, w) -> positive-class probabilities (N, h, w), (N, 1, h, w) or per chip (N,)
+#: a batch of network inputs (N, C, [T,] h, w) -> positive-class probabilities (N, h, w), (N, 1, h, w) or per chip (N,)
 ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]
-#: real rows [y0, y1) of the scene's input channels -> (C, y1 - y0, width) float tensor
+#: real rows [y0, y1) of the scene's input channels -> (C, [T,] y1 - y0, width) float tensor
 RowReader = Callable[[int, int], torch.Tensor]
 
 
@@ -170,8 +170,8 @@ def tta_predict(
     chips: torch.Tensor,
     transforms: tuple[Dihedral, ...] = DIHEDRAL_TRANSFORMS,
 ) -> torch.Tensor:
-    """Mean over ``transforms`` of the back-transformed predictions of square chips (N, C, w, w) -> (N, w, w)."""
-    n, _, h, w = chips.shape
+    """Mean over ``transforms`` of the back-transformed predictions of square chips (N, C, [T,] w, w) -> (N, w, w)."""
+    n, h, w = chips.shape[0], chips.shape[-2], chips.shape[-1]
     if h != w and len(transforms) > 1:
         raise InputError(f"test-time rotations need square chips, got {h} x {w}")
     batch = torch.cat([t.apply(chips) for t in transforms]) if len(transforms) > 1 else chips
@@ -242,26 +242,26 @@ def predict_bands(
     nodata: dict[int, torch.Tensor] = {}  # band start -> NaN mask of that band's inputs (when any)
 
     def window_strip(k: int) -> torch.Tensor:
-        """Input of window row k: (C, w, mirrored width), rows and columns mirrored at the edges."""
+        """Input of window row k: (C, [T,] w, mirrored width), rows and columns mirrored at the edges."""
         nonlocal buf, buf0, next_read
         while next_read <= highs[k]:
             y1 = min(next_read + band_rows, height)
             block = read_rows(next_read, y1).float()
-            if block.shape[1:] != (y1 - next_read, width):
-                raise InputError(f"input rows {next_read}..{y1} came back as {tuple(block.shape)}, expected (C, {y1 - next_read}, {width})")
+            if block.shape[-2:] != (y1 - next_read, width):
+                raise InputError(f"input rows {next_read}..{y1} came back as {tuple(block.shape)}, expected (C, [T,] {y1 - next_read}, {width})")
             if pinned:
                 block = block.pin_memory()
             block = block.to(device, non_blocking=True)
-            missing = torch.isnan(block).any(dim=0)
+            missing = torch.isnan(block).flatten(0, -3).any(dim=0)
             if bool(missing.any()):
                 nodata[next_read] = missing
-            buf = block if next_read == 0 else torch.cat([buf, block], dim=1)
+            buf = block if next_read == 0 else torch.cat([buf, block], dim=-2)
             next_read = y1
         drop = keep_from[k] - buf0
         if drop > 0:
-            buf = buf[:, drop:]
+            buf = buf[..., drop:, :]
             buf0 += drop
-        return buf[:, needed[k] - buf0][:, :, strip_cols]
+        return buf[..., needed[k] - buf0, :][..., strip_cols]
 
     # Blended sums over real rows [acc0, acc0 + len(acc)).
     acc = torch.zeros(band_rows + 2 * w, width, device=device)
@@ -316,7 +316,7 @@ def predict_bands(
     for k in range(plan.rows):
         strip = window_strip(k)
         for j in range(plan.cols):
-            pending.append((k, strip[:, :, j * s : j * s + w]))
+            pending.append((k, strip[..., j * s : j * s + w]))
             if len(pending) >= per_pass:
                 yield from run_batch()
     if pending:
@@ -333,13 +333,13 @@ def predict_scene(
     device: torch.device | str | None = None,
     band_rows: int | None = None,
 ) -> torch.Tensor:
-    """Blended probability map (H, W) of an image (C, H, W) held in memory (see :func:`predict_bands`)."""
-    if image.dim() != 3:
-        raise InputError(f"image must be (channels, height, width), got shape {tuple(image.shape)}")
-    _, height, width = image.shape
+    """Blended probability map (H, W) of an image (C, [T,] H, W) held in memory (see :func:`predict_bands`)."""
+    if image.dim() < 3:
+        raise InputError(f"image must be (channels, [time,] height, width), got shape {tuple(image.shape)}")
+    height, width = image.shape[-2:]
     bands = predict_bands(
         probability_fn,
-        lambda y0, y1: image[:, y0:y1],
+        lambda y0, y1: image[..., y0:y1, :],
         height,
         width,
         window,

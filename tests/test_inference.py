@@ -145,3 +145,9 @@ def test_tiling_plan_counts_windows_and_mirrors_indices():
     assert mirror_index(torch.tensor([-2, -1, 0, 4, 5, 6, 12]), 5).tolist() == [1, 0, 0, 4, 4, 3, 2]
     with pytest.raises(InputError):
         TilingPlan(10, 10, 1)
+
+
+def test_time_series_inputs_are_tiled_on_their_last_two_dims():
+    image = torch.randn(2, 3, 21, 18, generator=torch.Generator().manual_seed(4))  # (C, T, H, W)
+    out = predict_scene(lambda x: torch.sigmoid(x[:, 0].mean(1)), image, 8)
+    torch.testing.assert_close(out, torch.sigmoid(image[0].mean(0)), rtol=0, atol=1e-6)
