@@ -1,0 +1,182 @@
+"""Terrain layers from the DEM: slope, aspect, curvature (Horn 1981) and the release mask.
+
+Three layers per feature (``shared/STYLE.md``, after xarray-spatial's
+``slope.py``): an ``@njit`` kernel on a numpy array, a numpy runner and a dask
+runner (``map_overlap`` with depth 1), and the public xarray function, which
+keeps the DEM's coordinates (and its ``spatial_ref``) and returns a contract
+variable with units and the parameters it was computed with.
+
+Gradients use Horn's 3x3 weights on the projected grid. The cell size is read
+from the x/y coordinates, signed (``x[1] - x[0]``, ``y[1] - y[0]``), so
+north-up (y decreasing) and south-up grids and non-square cells all give the
+same physical gradients. Edges follow gdaldem without ``-compute_edges`` and
+xarray-spatial: the outer ring of cells is NaN, and so is every cell that is
+NaN or has a NaN among its 3x3 neighbours. Aspect is the downslope direction, degrees clockwise
+from grid north (the projected +y axis), NaN on exactly flat cells. Curvature is
+xarray-spatial's ``-2 (d + e) * 100`` (units 0.01 m-1, positive for convex-up),
+written with each axis's own cell size so that non-square cells are right too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from numba import njit
+from sarcube.datacube import schema
+
+from sarcube.errors import InputError
+
+RADIANS_TO_DEGREES = 180.0 / math.pi
+#: default slope range of potential release areas (avalanche-fcn-bianchi III-B), degrees
+RELEASE_MIN_DEG = 30.0
+RELEASE_MAX_DEG = 50.0
+#: reach of the 3x3 kernels, cells
+_KERNEL_DEPTH = 1
+
+
+# --- kernels (numpy arrays; NaN edges) -------------------------------------------
+
+@njit(cache=True, nogil=True)
+def _horn_gradient(z: np.ndarray, i: int, j: int, dx: float, dy: float) -> tuple[float, float]:
+    """dz/dx and dz/dy (along the coordinates' directions) at interior cell (i, j)."""
+    east = z[i - 1, j + 1] + 2.0 * z[i, j + 1] + z[i + 1, j + 1]
+    west = z[i - 1, j - 1] + 2.0 * z[i, j - 1] + z[i + 1, j - 1]
+    below = z[i + 1, j - 1] + 2.0 * z[i + 1, j] + z[i + 1, j + 1]
+    above = z[i - 1, j - 1] + 2.0 * z[i - 1, j] + z[i - 1, j + 1]
+    return (east - west) / (8.0 * dx), (below - above) / (8.0 * dy)
+
+
+@njit(cache=True, nogil=True)
+def _slope_kernel(z: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    rows, cols = z.shape
+    out = np.full((rows, cols), np.nan, dtype=np.float32)
+    for i in range(1, rows - 1):
+        for j in range(1, cols - 1):
+            if math.isnan(z[i, j]):
+                continue  # Horn skips the centre; a NaN cell still has no slope (as gdaldem)
+            p, q = _horn_gradient(z, i, j, dx, dy)
+            out[i, j] = math.atan(math.sqrt(p * p + q * q)) * RADIANS_TO_DEGREES
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _aspect_kernel(z: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    rows, cols = z.shape
+    out = np.full((rows, cols), np.nan, dtype=np.float32)
+    for i in range(1, rows - 1):
+        for j in range(1, cols - 1):
+            if math.isnan(z[i, j]):
+                continue
+            p, q = _horn_gradient(z, i, j, dx, dy)
+            if p == 0.0 and q == 0.0:
+                continue  # flat: no aspect
+            # downslope vector (-p, -q) in (east, north); azimuth clockwise from north
+            azimuth = math.atan2(-p, -q) * RADIANS_TO_DEGREES
+            if azimuth < 0.0:
+                azimuth += 360.0
+            out[i, j] = azimuth
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _curvature_kernel(z: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    rows, cols = z.shape
+    out = np.full((rows, cols), np.nan, dtype=np.float32)
+    for i in range(1, rows - 1):
+        for j in range(1, cols - 1):
+            d = (z[i + 1, j] + z[i - 1, j]) / 2.0 - z[i, j]
+            e = (z[i, j + 1] + z[i, j - 1]) / 2.0 - z[i, j]
+            out[i, j] = -2.0 * (d / (dy * dy) + e / (dx * dx)) * 100.0
+    return out
+
+
+# --- runners --------------------------------------------------------------------
+
+def _run_numpy(kernel, z: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    return kernel(np.ascontiguousarray(z, dtype=np.float64), dx, dy)
+
+
+def _run_dask(kernel, z: da.Array, dx: float, dy: float) -> da.Array:
+    def block(chunk: np.ndarray) -> np.ndarray:
+        return kernel(np.ascontiguousarray(chunk, dtype=np.float64), dx, dy)
+
+    return z.astype(np.float64).map_overlap(
+        block,
+        depth=_KERNEL_DEPTH,
+        boundary=np.nan,
+        dtype=np.float32,
+        meta=np.array((), dtype=np.float32),
+    )
+
+
+# --- grid helpers -------------------------------------------------------------
+
+def as_grid(arr: xr.DataArray, what: str) -> xr.DataArray:
+    """``arr`` as (y, x), or an InputError saying what is wrong."""
+    if not isinstance(arr, xr.DataArray):
+        raise InputError(f"{what}: expected an xarray.DataArray on ({schema.Y}, {schema.X}), got {type(arr).__name__}")
+    if set(arr.dims) != set(schema.SPATIAL_DIMS):
+        raise InputError(f"{what}: dims {arr.dims} are not ({schema.Y}, {schema.X}); select one time/pair step first")
+    return arr.transpose(*schema.SPATIAL_DIMS)
+
+
+def cell_size(arr: xr.DataArray) -> tuple[float, float]:
+    """Signed cell size ``(dx, dy)`` in metres from the x/y coordinates (dy < 0 for north-up)."""
+    steps = []
+    for dim in (schema.X, schema.Y):
+        if dim not in arr.coords or arr.sizes[dim] < 2:
+            raise InputError(f"{arr.name or 'array'}: needs a {dim!r} coordinate with at least 2 values to know the cell size")
+        values = np.asarray(arr[dim].values, dtype=np.float64)
+        step = np.diff(values)
+        if not (np.all(np.isfinite(step)) and np.allclose(step, step[0], rtol=1e-9, atol=1e-6) and step[0] != 0):
+            raise InputError(f"{arr.name or 'array'}: coordinate {dim!r} is not regularly spaced; terrain needs a regular projected grid")
+        steps.append(float(step[0]))
+    return steps[0], steps[1]
+
+
+def _apply(kernel, dem: xr.DataArray, name: str, parameters: dict) -> xr.DataArray:
+    dem = as_grid(dem, schema.DEM)
+    dx, dy = cell_size(dem)
+    if isinstance(dem.data, da.Array):
+        data = _run_dask(kernel, dem.data, dx, dy)
+    else:
+        data = _run_numpy(kernel, np.asarray(dem.data), dx, dy)
+    out = xr.DataArray(data, dims=schema.SPATIAL_DIMS, coords=dem.coords)
+    return schema.make_variable(name, out, parameters=parameters)
+
+
+# --- public -------------------------------------------------------------------
+
+def slope(dem: xr.DataArray) -> xr.DataArray:
+    """Slope angle, degrees from horizontal (Horn 1981); NaN on the outer ring and next to NaN."""
+    return _apply(_slope_kernel, dem, schema.SLOPE, {"method": "horn", "edges": "nan"})
+
+
+def aspect(dem: xr.DataArray) -> xr.DataArray:
+    """Downslope direction, degrees clockwise from grid north (Horn 1981); NaN on flat cells and edges."""
+    return _apply(_aspect_kernel, dem, schema.ASPECT, {"method": "horn", "edges": "nan", "flat": "nan"})
+
+
+def curvature(dem: xr.DataArray) -> xr.DataArray:
+    """Curvature as gdaldem/xarray-spatial, ``-2 (d + e) * 100`` in 0.01 m-1; NaN edges."""
+    return _apply(_curvature_kernel, dem, schema.CURVATURE, {"method": "xarray-spatial", "edges": "nan"})
+
+
+def release_mask(slope: xr.DataArray, min_deg: float = RELEASE_MIN_DEG, max_deg: float = RELEASE_MAX_DEG) -> xr.DataArray:
+    """uint8 mask of potential release areas: 1 where ``min_deg <= slope <= max_deg``, else 0 (NaN -> 0)."""
+    min_deg, max_deg = float(min_deg), float(max_deg)
+    if not (0.0 <= min_deg < max_deg <= 90.0):
+        raise InputError(f"release slope range {min_deg}-{max_deg} degrees is not valid: need 0 <= min < max <= 90 (e.g. 30-50)")
+    slope = as_grid(slope, schema.SLOPE)
+    mask = ((slope >= min_deg) & (slope <= max_deg)).astype(np.uint8)
+    return schema.make_variable(schema.RELEASE, mask, parameters={"min_deg": min_deg, "max_deg": max_deg})
+
+
+# slope, aspect and curvature share their names with the contract's variables, which only
+# schema may spell: list them by reference
+__all__ = ["RELEASE_MAX_DEG", "RELEASE_MIN_DEG", "as_grid", "cell_size", "release_mask"] + [
+    fn.__name__ for fn in (slope, aspect, curvature)
+]
