@@ -54,3 +54,24 @@ def tiny_cube(tmp_path):
     path = tmp_path / "tiny.zarr"
     store.write_cube(make_tiny_cube(), path)
     return path
+
+
+def make_pair_cube(ny: int = 24, nx: int = 32, n_pairs: int = 3, seed: int = 0) -> xr.Dataset:
+    """:func:`make_tiny_cube` plus same-orbit pairs, pair features, terrain, PAR and per-pair labels."""
+    rng = np.random.default_rng(seed)
+    nt = n_pairs + 2
+    ds = make_tiny_cube(ny, nx, nt, seed)
+    t = ds[schema.TIME].values
+    orbits = ds[schema.RELATIVE_ORBIT].values
+    ds = ds.assign_coords(schema.pair_coords(t[:n_pairs], t[2 : n_pairs + 2], orbits[:n_pairs]))
+    pyx = (schema.PAIR, schema.Y, schema.X)
+    ds[schema.VV_DIFF] = schema.make_variable(schema.VV_DIFF, rng.normal(0, 2, (n_pairs, ny, nx)), pyx)
+    ds[schema.VH_DIFF] = schema.make_variable(schema.VH_DIFF, rng.normal(0, 2, (n_pairs, ny, nx)), pyx)
+    yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    ds[schema.SLOPE] = schema.make_variable(schema.SLOPE, 20.0 + 20.0 * yy / max(ny - 1, 1))
+    ds[schema.ASPECT] = schema.make_variable(schema.ASPECT, np.mod(90.0 + 10.0 * xx, 360.0))
+    ds[schema.PAR] = schema.make_variable(schema.PAR, 25.0 + 10.0 * xx / max(nx - 1, 1))
+    label = (rng.random((n_pairs, ny, nx)) < 0.1).astype("uint8")
+    label[:, :2, :] = schema.LABEL_UNKNOWN
+    ds[schema.LABEL] = schema.make_variable(schema.LABEL, label, pyx)
+    return ds

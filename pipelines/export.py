@@ -1,0 +1,225 @@
+"""``sarcube export CUBE --pred NAME --out detections.gpkg``: detections as polygons for a GIS.
+
+The prediction is thresholded (its run's threshold unless given), split into
+8-connected objects (as the object metrics count them), objects smaller than
+``min_area_m2`` are dropped, and each becomes one (multi)polygon in the cube's
+CRS with the pair's dates, its area, its mean probability and the mean
+elevation, slope and aspect (circular mean) under it where the cube has them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import xarray as xr
+from sarcube.datacube import schema
+
+from sarcube.errors import InputError, MissingVariableError
+
+log = logging.getLogger(__name__)
+
+#: objects smaller than this are dropped (about 5 pixels of 10 m: speckle, not debris)
+MIN_AREA_M2 = 500.0
+DEFAULT_THRESHOLD = 0.5
+#: output formats by file suffix -> OGR driver
+DRIVERS = {".geojson": "GeoJSON", ".gpkg": "GPKG"}
+#: attribute columns of the exported layer
+COLUMNS = (
+    "detection_id",
+    "pair_index",
+    "reference_date",
+    "activity_date",
+    "area_m2",
+    "mean_probability",
+    "max_probability",
+    "mean_elevation_m",
+    "mean_slope_deg",
+    "mean_aspect_deg",
+)
+#: terrain means written per polygon: column -> cube variable
+TERRAIN_COLUMNS = {"mean_elevation_m": schema.DEM, "mean_slope_deg": schema.SLOPE, "mean_aspect_deg": schema.ASPECT}
+#: label connectivity (8: diagonal neighbours join, as in sarcube.models.metrics)
+CONNECTIVITY = 8
+
+
+def resolve_prediction(ds: xr.Dataset, pred: str) -> str:
+    """The variable name of ``pred`` given as ``NAME`` or ``pred_NAME``; raise naming the ones there are."""
+    name = pred if schema.is_prediction(pred) else schema.prediction_name(pred)
+    if name not in ds.data_vars:
+        there = sorted(str(v) for v in ds.data_vars if schema.is_prediction(str(v)))
+        hint = f"predictions in the cube: {', '.join(there)}" if there else "the cube has none yet: run `sarcube predict` first"
+        raise MissingVariableError(f"prediction {pred!r} is not in the cube; {hint}")
+    return name
+
+
+def prediction_threshold(var: xr.DataArray, threshold: float | None) -> float:
+    """``threshold`` if given, else the one the run recorded, else 0.5; checked to lie in (0, 1)."""
+    value = float(var.attrs.get(schema.ATTR_THRESHOLD, DEFAULT_THRESHOLD)) if threshold is None else float(threshold)
+    if not 0.0 < value < 1.0:
+        raise InputError(f"threshold {value} must lie strictly between 0 and 1 (e.g. --threshold 0.5)")
+    return value
+
+
+def pixel_area_m2(ds: xr.Dataset) -> float:
+    """Area of one cube pixel, square metres."""
+    dx = abs(float(ds[schema.X].values[1] - ds[schema.X].values[0])) if ds.sizes[schema.X] > 1 else 1.0
+    dy = abs(float(ds[schema.Y].values[1] - ds[schema.Y].values[0])) if ds.sizes[schema.Y] > 1 else dx
+    return dx * dy
+
+
+def _iso_date(value: Any) -> str:
+    return str(np.datetime_as_string(np.datetime64(value, "s"), unit="D"))
+
+
+def _object_table(
+    prob: np.ndarray,
+    threshold: float,
+    min_pixels: int,
+    terrain: Mapping[str, np.ndarray],
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """Connected objects of ``prob >= threshold`` with at least ``min_pixels``: (id image, stats per kept id)."""
+    from scipy import ndimage
+
+    structure = ndimage.generate_binary_structure(2, 2 if CONNECTIVITY == 8 else 1)
+    positive = np.nan_to_num(prob, nan=0.0) >= threshold
+    ids, n = ndimage.label(positive, structure=structure)
+    if n == 0:
+        return ids, []
+    flat = ids.ravel()
+    counts = np.bincount(flat, minlength=n + 1)
+    keep = np.flatnonzero(counts >= min_pixels)
+    keep = keep[keep > 0]
+    if keep.size < n:  # relabel so ids are 1..len(keep)
+        lut = np.zeros(n + 1, dtype=ids.dtype)
+        lut[keep] = np.arange(1, keep.size + 1)
+        ids = lut[ids]
+        flat = ids.ravel()
+    m = keep.size
+    counts = np.bincount(flat, minlength=m + 1)[1:]
+    p = np.nan_to_num(prob, nan=0.0).ravel().astype(np.float64)
+    stats: dict[str, np.ndarray] = {
+        "pixels": counts,
+        "mean_probability": np.bincount(flat, weights=p, minlength=m + 1)[1:] / np.maximum(counts, 1),
+        "max_probability": ndimage.maximum(p.reshape(ids.shape), ids, np.arange(1, m + 1)) if m else np.zeros(0),
+    }
+    for column, values in terrain.items():
+        v = values.ravel().astype(np.float64)
+        finite = np.isfinite(v)
+        n_valid = np.bincount(flat[finite], minlength=m + 1)[1:]
+        if column == "mean_aspect_deg":  # circular mean: aspects 359 and 1 average to 0, not 180
+            rad = np.deg2rad(v[finite])
+            s = np.bincount(flat[finite], weights=np.sin(rad), minlength=m + 1)[1:]
+            c = np.bincount(flat[finite], weights=np.cos(rad), minlength=m + 1)[1:]
+            mean = np.mod(np.rad2deg(np.arctan2(s, c)), 360.0)
+        else:
+            mean = np.bincount(flat[finite], weights=v[finite], minlength=m + 1)[1:] / np.maximum(n_valid, 1)
+        stats[column] = np.where(n_valid > 0, mean, np.nan)
+    rows = [{k: float(v[i]) for k, v in stats.items()} for i in range(m)]
+    return ids, rows
+
+
+def _polygons(ids: np.ndarray, n: int, transform: Any) -> list[Any]:
+    """One (multi)polygon per object id 1..n, in map coordinates."""
+    import rasterio.features
+    import shapely
+    from shapely.geometry import shape
+
+    parts: list[list[Any]] = [[] for _ in range(n)]
+    for geom, value in rasterio.features.shapes(ids.astype(np.int32), mask=ids > 0, connectivity=CONNECTIVITY, transform=transform):
+        parts[int(value) - 1].append(shape(geom))
+    return [p[0] if len(p) == 1 else shapely.union_all(p) for p in parts]
+
+
+def detections(
+    ds: xr.Dataset,
+    pred: str,
+    *,
+    threshold: float | None = None,
+    min_area_m2: float = MIN_AREA_M2,
+    pairs: list[int] | None = None,
+) -> Any:
+    """Thresholded objects of a prediction as a GeoDataFrame in the cube's CRS (one row per object)."""
+    import geopandas as gpd
+    from tqdm.auto import tqdm
+
+    name = resolve_prediction(ds, pred)
+    var = ds[name]
+    thr = prediction_threshold(var, threshold)
+    if min_area_m2 < 0:
+        raise InputError(f"min_area_m2 {min_area_m2} must be >= 0")
+    area = pixel_area_m2(ds)
+    min_pixels = max(1, math.ceil(min_area_m2 / area - 1e-9))
+    transform = ds.rio.transform()
+    terrain = {col: np.asarray(ds[v].values, dtype=np.float32) for col, v in TERRAIN_COLUMNS.items() if v in ds.data_vars}
+    per_pair = schema.PAIR in var.dims
+    todo: list[int | None] = (pairs if pairs is not None else list(range(var.sizes[schema.PAIR]))) if per_pair else [None]
+    records: list[dict[str, Any]] = []
+    geometries: list[Any] = []
+    for p in tqdm(todo, desc=f"export {name}", leave=False, disable=len(todo) < 2):
+        prob = np.asarray((var.isel({schema.PAIR: p}) if p is not None else var).values, dtype=np.float32)
+        if not np.isfinite(prob).any():
+            continue  # not predicted
+        ids, rows = _object_table(prob, thr, min_pixels, terrain)
+        if not rows:
+            continue
+        geometries.extend(_polygons(ids, len(rows), transform))
+        ref = _iso_date(ds[schema.REFERENCE_TIME].values[p]) if p is not None and schema.REFERENCE_TIME in ds.coords else None
+        act = _iso_date(ds[schema.ACTIVITY_TIME].values[p]) if p is not None and schema.ACTIVITY_TIME in ds.coords else None
+        for row in rows:
+            records.append(
+                {
+                    "detection_id": len(records) + 1,
+                    "pair_index": -1 if p is None else int(p),
+                    "reference_date": ref,
+                    "activity_date": act,
+                    "area_m2": row["pixels"] * area,
+                    "mean_probability": row["mean_probability"],
+                    "max_probability": row["max_probability"],
+                    **{col: row.get(col, float("nan")) for col in TERRAIN_COLUMNS},
+                }
+            )
+    frame = gpd.GeoDataFrame(records, columns=list(COLUMNS), geometry=geometries, crs=ds.rio.crs)
+    frame.attrs.update({"prediction": name, "threshold": thr})
+    return frame
+
+
+def export(
+    cube: str | Path,
+    pred: str,
+    out: str | Path,
+    *,
+    threshold: float | None = None,
+    min_area_m2: float = MIN_AREA_M2,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a prediction's thresholded detections as polygons to ``out`` (.geojson or .gpkg, replaced); returns the path."""
+    out = Path(out)
+    driver = DRIVERS.get(out.suffix.lower())
+    if driver is None:
+        raise InputError(f"output {str(out)!r}: use a .geojson or .gpkg file name")
+    ds = schema.open_cube(cube, storage_options=storage_options)
+    frame = detections(ds, pred, threshold=threshold, min_area_m2=min_area_m2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        out.unlink()
+    frame.to_file(out, driver=driver)
+    log.info("wrote %d detections of %s to %s", len(frame), frame.attrs["prediction"], out)
+    return out
+
+
+@click.command("export")
+@click.argument("cube", type=click.Path())
+@click.option("--pred", "pred", required=True, help="Prediction to export: NAME or pred_NAME.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output file: .geojson or .gpkg.")
+@click.option("--threshold", type=float, default=None, help="Probability threshold (default: the run's, else 0.5).")
+@click.option("--min-area", "min_area_m2", type=float, default=MIN_AREA_M2, show_default=True, help="Drop objects smaller than this, m2.")
+def command(cube: str, pred: str, out: str, threshold: float | None, min_area_m2: float) -> None:
+    """Export the detections of prediction NAME in CUBE as polygons (cube CRS) with dates, area, probability and terrain."""
+    path = export(cube, pred, out, threshold=threshold, min_area_m2=min_area_m2)
+    click.echo(f"wrote {path}")

@@ -1,0 +1,79 @@
+"""`sarcube export`: thresholded detections as polygons a GIS opens (pipelines/export.py)."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from conftest import TINY_CRS, make_pair_cube
+from sarcube.datacube import schema, store
+from sarcube.pipelines.cli import main
+from sarcube.pipelines.export import export
+
+from sarcube.errors import InputError, MissingVariableError
+
+PIXEL_M2 = 20.0 * 20.0  # the tiny cube's grid
+
+
+def _write_pred(path, name: str = "hand", threshold: float = 0.5) -> None:
+    ds = schema.open_cube(path)
+    prob = np.full((ds.sizes[schema.PAIR], ds.sizes[schema.Y], ds.sizes[schema.X]), 0.1, dtype="float32")
+    prob[0, 4:8, 3:8] = 0.9  # 20 pixels
+    prob[0, 12:14, 20:22] = 0.7  # 4 pixels
+    prob[0, 18, 28] = 0.8  # 1 pixel: below the minimum area
+    prob[1, 10:13, 10:13] = 0.6  # 9 pixels
+    prob[2] = np.nan  # pair 2 not predicted
+    var_name = schema.prediction_name(name)
+    var = schema.make_variable(var_name, prob, (schema.PAIR, schema.Y, schema.X), spec=schema.prediction_spec(var_name), attrs={schema.ATTR_THRESHOLD: threshold})
+    store.add_variables(path, {var_name: var})
+
+
+@pytest.fixture
+def pred_cube(tmp_path):
+    path = tmp_path / "pairs.zarr"
+    store.write_cube(make_pair_cube(), path)
+    _write_pred(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".geojson"])
+def test_polygons_round_trip_with_crs_areas_and_attributes(pred_cube, tmp_path, suffix):
+    out = export(pred_cube, "hand", tmp_path / f"det{suffix}")
+    frame = gpd.read_file(out)
+    assert frame.crs.to_epsg() == int(TINY_CRS.split(":")[1])
+    frame = frame.sort_values("area_m2", ascending=False).reset_index(drop=True)
+    assert frame["area_m2"].tolist() == [20 * PIXEL_M2, 9 * PIXEL_M2, 4 * PIXEL_M2]
+    np.testing.assert_allclose(frame.geometry.area, frame["area_m2"])
+    assert frame["pair_index"].tolist() == [0, 1, 0]
+    np.testing.assert_allclose(frame["mean_probability"], [0.9, 0.6, 0.7], rtol=1e-6)
+    ds = schema.open_cube(pred_cube)
+    assert str(frame["activity_date"][0])[:10] == str(ds[schema.ACTIVITY_TIME].values[0])[:10]
+    # Terrain means under the 4x5 block (rows 4..7, columns 3..7).
+    np.testing.assert_allclose(frame["mean_slope_deg"][0], float(ds[schema.SLOPE][4:8, 3:8].mean()), rtol=1e-5)
+    np.testing.assert_allclose(frame["mean_elevation_m"][0], float(ds[schema.DEM][4:8, 3:8].mean()), rtol=1e-5)
+    np.testing.assert_allclose(frame["mean_aspect_deg"][0], float(ds[schema.ASPECT][4:8, 3:8].mean()), rtol=1e-5)
+    # The polygon lies where the pixels are: its bounds are the block's pixel edges.
+    x, y = ds[schema.X].values, ds[schema.Y].values
+    np.testing.assert_allclose(frame.geometry[0].bounds, (x[3] - 10, y[7] - 10, x[7] + 10, y[4] + 10))
+
+
+def test_threshold_and_minimum_area_options(pred_cube, tmp_path):
+    high = gpd.read_file(export(pred_cube, "pred_hand", tmp_path / "high.gpkg", threshold=0.75))
+    assert high["area_m2"].tolist() == [20 * PIXEL_M2]
+    small = gpd.read_file(export(pred_cube, "hand", tmp_path / "small.gpkg", min_area_m2=0))
+    assert sorted(small["area_m2"]) == [PIXEL_M2, 4 * PIXEL_M2, 9 * PIXEL_M2, 20 * PIXEL_M2]
+
+
+def test_bad_inputs_name_the_fix(pred_cube, tmp_path):
+    with pytest.raises(MissingVariableError, match="pred_hand"):
+        export(pred_cube, "other", tmp_path / "x.gpkg")
+    with pytest.raises(InputError, match=".gpkg"):
+        export(pred_cube, "hand", tmp_path / "x.shp")
+    with pytest.raises(InputError, match="threshold"):
+        export(pred_cube, "hand", tmp_path / "x.gpkg", threshold=1.5)
+
+
+def test_cli_writes_the_file(pred_cube, tmp_path):
+    out = tmp_path / "cli.geojson"
+    assert main(["export", str(pred_cube), "--pred", "hand", "--out", str(out)]) == 0
+    assert len(gpd.read_file(out)) == 3
