@@ -129,6 +129,8 @@ ATTR_CHECKPOINT_SHA256 = "checkpoint_sha256"
 ATTR_THRESHOLD = "threshold"
 ATTR_RUN = "run"
 ATTR_TTA = "tta"
+#: JSON list of the pairs a prediction holds ("<reference time>/<activity time>", ISO seconds)
+ATTR_PREDICTED_PAIRS = "predicted_pairs"
 
 # --- storage -----------------------------------------------------------------
 CHUNK_YX = 512
