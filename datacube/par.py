@@ -332,7 +332,9 @@ def _par_block(z: np.ndarray, release: np.ndarray, *, dx: float, dy: float, radi
 
 
 def _run_dask(z: da.Array, release: da.Array, dx: float, dy: float, radius_m: float) -> da.Array:
-    halo_y, halo_x = reach_cells(radius_m, dy), reach_cells(radius_m, dx)
+    # a halo wider than the DEM adds nothing (and dask refuses it): every cell is in it already
+    halo_y = min(reach_cells(radius_m, dy), z.shape[0])
+    halo_x = min(reach_cells(radius_m, dx), z.shape[1])
     block = partial(_par_block, dx=dx, dy=dy, radius_m=radius_m, halo_y=halo_y, halo_x=halo_x)
     depth = {0: halo_y, 1: halo_x}
     return da.map_overlap(

@@ -112,6 +112,18 @@ def test_fast_equals_bruteforce_on_an_alpine_dem():
     assert np.isfinite(fast).mean() > 0.9
 
 
+def test_fast_equals_bruteforce_on_the_synthetic_scene_dem():
+    synthetic_terrain = pytest.importorskip("sarcube.datacube._synthetic_terrain")
+    n, cell = 72, 20.0
+    x = 600_000.0 + cell * (np.arange(n) + 0.5)
+    y = 5_100_000.0 - cell * (np.arange(n) + 0.5)
+    z = synthetic_terrain.alpine_dem(x, y, np.random.default_rng(3)).astype(np.float32)
+    release = terrain.release_mask(terrain.slope(on_grid(z, cell, -cell))).values
+    assert release.any()
+    fast = par.par_fast(z, release, cell, -cell, 700.0)
+    assert_same_par(fast, par.par_bruteforce(z, release, cell, -cell, 700.0))
+
+
 def test_bruteforce_rows_subset():
     z = rough_dem((12, 10), 2)
     release = (z > np.median(z)).astype(np.uint8)
@@ -133,6 +145,14 @@ def test_dask_equals_numpy_with_halo(chunks):
     assert lazy.chunks is not None
     np.testing.assert_array_equal(lazy.values, eager.values)
     assert_same_par(eager.values.astype(np.float64), par.par_bruteforce(z, release.values, 10.0, -10.0, radius))
+
+
+def test_dask_dem_smaller_than_the_halo():
+    z = rough_dem((9, 30), 5)
+    dem = on_grid(z)
+    release = (z > np.median(z)).astype(np.uint8)
+    lazy = par.potential_angle_of_reach(dem.chunk({schema.X: 8}), on_grid(release), radius_m=4000.0)
+    np.testing.assert_allclose(lazy.values, par.par_bruteforce(z, release, 20.0, -20.0, 4000.0), atol=1e-5, equal_nan=True)
 
 
 def test_public_function_is_a_contract_variable():
