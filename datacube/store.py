@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -152,13 +152,18 @@ def add_variables(
     overwrite: bool = False,
     storage_options: Mapping[str, Any] | None = None,
     new_coords: Mapping[str, xr.DataArray] | None = None,
+    replace_coords: bool = False,
+    drop: Iterable[str] = (),
 ) -> list[str]:
     """Add (or with ``overwrite`` replace) data variables in an existing cube, all or nothing.
 
     Each variable must already follow the contract (see
     :func:`schema.make_variable`) and share the cube's grid. ``new_coords``
     are non-spatial coordinates the variables bring along (e.g. the ``pair``
-    coordinates); they must agree with any already stored.
+    coordinates); they must agree with any already stored unless
+    ``replace_coords``, which replaces them (e.g. recomputed pairs): every
+    stored variable on their dimension must then be written too or named in
+    ``drop`` (removed in the same promotion step).
     Returns the names written.
     """
     if not exists(path, storage_options):
@@ -177,16 +182,37 @@ def add_variables(
     ds = xr.Dataset({name: var.rename(name) for name, var in variables.items()})
     ds = ds.drop_vars([c for c in ds.coords if c not in schema.SPATIAL_DIMS], errors="ignore")
     promoted = list(variables)
+    drop = [n for n in drop if n in existing and n not in variables]
+    replaced_dims: set[str] = set()
     for cname, coord in (new_coords or {}).items():
         if cname in current.coords:
             if not _same_values(coord, current[cname]):
-                raise CubeSchemaError(f"coordinate {cname!r} differs from the cube's; recompute the layers that use it together")
+                if not replace_coords:
+                    raise CubeSchemaError(f"coordinate {cname!r} differs from the cube's; recompute the layers that use it together")
+                ds = ds.assign_coords({cname: coord})
+                promoted.append(cname)
+                replaced_dims.update(current[cname].dims)
         else:
             ds = ds.assign_coords({cname: coord})
             promoted.append(cname)
+    stranded = sorted(
+        str(n) for n, v in current.data_vars.items()
+        if replaced_dims & set(v.dims) and n not in variables and n not in drop
+    )
+    if stranded:
+        raise CubeSchemaError(f"replacing {sorted(replaced_dims)} would strand {stranded} on the old coordinates: rewrite or drop them too")
     # x/y already live in the cube: keep them out of the staged arrays.
     ds = ds.drop_vars([d for d in schema.SPATIAL_DIMS if d in ds.variables])
     ds = _strip_stale_encoding(ds)
+    # Each staged variable names the cube's coordinates on its dims (CF `coordinates`),
+    # so they stay coordinates when the variables that named them before are replaced.
+    for name in variables:
+        linked = sorted(
+            str(c) for c, coord in {**current.coords, **ds.coords}.items()
+            if c not in schema.SPATIAL_DIMS and c not in coord.dims and coord.dims and set(coord.dims) <= set(ds[name].dims)
+        )
+        if linked:
+            ds[name].encoding["coordinates"] = " ".join(linked)
     with quiet_zarr_warnings():
         ds.to_zarr(
             str(path),
@@ -197,7 +223,7 @@ def add_variables(
             encoding=schema.encoding_for(ds),
             storage_options=dict(storage_options) if storage_options else None,
         )
-    _promote(path, promoted, storage_options)
+    _promote(path, promoted, storage_options, drop=drop)
     consolidate(path, storage_options)
     log.info("wrote %s into %s", ", ".join(variables), path)
     return list(variables)
@@ -222,9 +248,11 @@ def _check_fits(cube: xr.Dataset, name: str, var: xr.DataArray) -> None:
         raise CubeSchemaError(f"variable {name!r} has no grid_mapping={schema.SPATIAL_REF!r}: build it with schema.make_variable()")
 
 
-def _promote(path: str | Path, names: list[str], storage_options: Mapping[str, Any] | None) -> None:
-    """Move staged arrays into place (the old version, if any, to trash first), then drop the staging group."""
+def _promote(path: str | Path, names: list[str], storage_options: Mapping[str, Any] | None, drop: Iterable[str] = ()) -> None:
+    """Move staged arrays into place (the old version, if any, to trash first), remove ``drop``, then the staging group."""
     fs, root = _fs_and_root(path, storage_options)
+    for name in drop:
+        fs.mv(f"{root}/{name}", f"{root}/{TRASH_PREFIX}{name}", recursive=True)
     for name in names:
         final = f"{root}/{name}"
         staged = f"{root}/{STAGING_GROUP}/{name}"
@@ -234,6 +262,8 @@ def _promote(path: str | Path, names: list[str], storage_options: Mapping[str, A
         fs.mv(staged, final, recursive=True)
         if fs.exists(trash):
             fs.rm(trash, recursive=True)
+    for name in drop:
+        fs.rm(f"{root}/{TRASH_PREFIX}{name}", recursive=True)
     fs.rm(f"{root}/{STAGING_GROUP}", recursive=True)
 
 

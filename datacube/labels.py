@@ -1,0 +1,376 @@
+"""Layers from outside the cube: label polygons and external rasters, put onto the cube grid.
+
+- :func:`rasterize_labels`: polygons (.geojson, .gpkg, .shp, any CRS) burnt onto
+  the grid as ``label`` (uint8: 1 inside a polygon, 0 outside, 255 outside the
+  monitored area). Dated polygons (avalanche debris) go to the pair(s) whose
+  (reference_time, activity_time] window holds their date -> (pair, y, x);
+  undated ones (landslide scars, glacier outlines) -> (y, x).
+- :func:`reproject_raster`: GeoTIFFs (e.g. ISCE2 coherence) warped onto the
+  grid as an external layer on (y, x), (time, y, x) or (pair, y, x), matched to
+  acquisitions or pairs by the date(s) in each file name.
+
+Both are lazy: every (1, 512, 512) output chunk is rasterized or warped on its
+own, so memory is bounded by the chunk size, not the cube.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from sarcube.datacube import schema
+from sarcube.datacube.sar import parse_time
+
+from sarcube.errors import InputError, MissingVariableError
+
+#: vector formats read with geopandas (pyogrio)
+VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp")
+#: resampling of external rasters onto the grid (rasterio.enums.Resampling names)
+DEFAULT_RESAMPLING = "bilinear"
+#: ``--dim`` values of :func:`reproject_raster`
+RASTER_DIMS = (schema.TIME, schema.PAIR, "none")
+#: a date in a file name: 20200107 or 2020-01-07 (not part of a longer number)
+_DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
+
+
+# --- grid helpers ----------------------------------------------------------------
+
+def _grid(cube: xr.Dataset) -> tuple[Any, Any, tuple[int, int]]:
+    """(CRS, affine transform of the pixel corners, (ny, nx)) of the cube grid."""
+    import rioxarray  # noqa: F401  (registers .rio)
+
+    crs = cube.rio.crs
+    if crs is None:
+        raise InputError("the cube has no CRS (spatial_ref): rebuild it with `sarcube build`")
+    return crs, cube.rio.transform(recalc=True), (cube.sizes[schema.Y], cube.sizes[schema.X])
+
+
+def _cube_box(cube: xr.Dataset) -> Any:
+    from shapely.geometry import box
+
+    return box(*cube.rio.bounds(recalc=True))
+
+
+def _yx_coords(cube: xr.Dataset) -> dict[str, xr.DataArray]:
+    return {schema.Y: cube[schema.Y], schema.X: cube[schema.X]}
+
+
+def _storage_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The contract's chunks for a (y, x) or (pair, y, x) shape."""
+    return schema.chunks_for((schema.PAIR, schema.Y, schema.X)[-len(shape):], shape)
+
+
+# --- label polygons ----------------------------------------------------------------
+
+def read_polygons(path: str | Path, crs: Any, what: str = "--labels") -> Any:
+    """A GeoDataFrame of ``path`` reprojected to ``crs``; InputError naming the file when unusable."""
+    import geopandas as gpd
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} {str(path)!r} does not exist: check the path")
+    if path.suffix.lower() not in VECTOR_SUFFIXES:
+        raise InputError(f"{what} {str(path)!r}: unsupported format {path.suffix!r}, use one of {', '.join(VECTOR_SUFFIXES)}")
+    try:
+        gdf = gpd.read_file(path)
+    except Exception as err:  # pyogrio raises its own DataSourceError family
+        raise InputError(f"{what} {str(path)!r} cannot be read as vector data ({err})") from err
+    if gdf.crs is None:
+        raise InputError(
+            f"{what} {str(path)!r} has no CRS: add one (e.g. the .prj of a shapefile, or "
+            "`ogr2ogr -a_srs EPSG:4326 out.gpkg in.shp`) so it can be placed on the cube grid"
+        )
+    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
+    if gdf.empty:
+        raise InputError(f"{what} {str(path)!r} holds no geometries")
+    return gdf.to_crs(crs)
+
+
+def _dates_of(gdf: Any, path: Path, field: str) -> np.ndarray:
+    if field not in gdf.columns:
+        fields = [c for c in gdf.columns if c != gdf.geometry.name]
+        raise InputError(f"--labels {str(path)!r} has no field {field!r} (fields: {', '.join(map(str, fields)) or 'none'}): pass --date-field NAME")
+    out = []
+    for i, value in enumerate(gdf[field]):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            raise InputError(f"--labels {str(path)!r}: feature {i} has no {field!r} date: fill it or drop the feature")
+        try:
+            out.append(parse_time(value, f"field {field!r}"))
+        except InputError as err:
+            raise InputError(f"--labels {str(path)!r}: feature {i} {field!r}={value!r} is not a date (use ISO 8601, e.g. 2020-01-31)") from err
+    return np.asarray(out, dtype="datetime64[ns]")
+
+
+def _burn(
+    template: da.Array,
+    layers: Sequence[list[Any]],
+    monitored: list[Any] | None,
+    transform: Any,
+    all_touched: bool,
+) -> da.Array:
+    """Rasterize ``layers[i]`` (geometries in the cube CRS) into layer i of ``template``, block by block."""
+    from affine import Affine
+    from rasterio.features import rasterize
+    from shapely import STRtree
+    from shapely.geometry import box
+
+    everything = [g for layer in layers for g in layer]
+    owner = np.concatenate([np.full(len(layer), i) for i, layer in enumerate(layers)]) if everything else np.zeros(0, int)
+    tree = STRtree(everything) if everything else None
+    mon_tree = STRtree(monitored) if monitored else None
+    stacked = template.ndim == 3
+
+    def burn_block(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        loc = block_info[0]["array-location"]
+        (r0, r1), (c0, c1) = loc[-2], loc[-1]
+        shape = (r1 - r0, c1 - c0)
+        t = transform @ Affine.translation(c0, r0)
+        x0, y0 = t * (0, 0)
+        x1, y1 = t * (shape[1], shape[0])
+        bbox = box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        layer_ids = range(*loc[0]) if stacked else [0]
+        out = np.zeros((len(layer_ids), *shape), dtype="uint8")
+        hits = tree.query(bbox, predicate="intersects") if tree is not None else np.zeros(0, int)
+        for j, layer in enumerate(layer_ids):
+            geoms = [everything[h] for h in hits if owner[h] == layer]
+            if geoms:
+                out[j] = rasterize(((g, schema.LABEL_YES) for g in geoms), out_shape=shape, transform=t, fill=schema.LABEL_NO, all_touched=all_touched, dtype="uint8")
+        if mon_tree is not None:
+            near = mon_tree.query(bbox, predicate="intersects")
+            inside = np.zeros(shape, dtype="uint8")
+            if len(near):
+                inside = rasterize(((monitored[h], 1) for h in near), out_shape=shape, transform=t, fill=0, all_touched=all_touched, dtype="uint8")
+            out[:, inside == 0] = schema.LABEL_UNKNOWN
+        return out if stacked else out[0]
+
+    return template.map_blocks(burn_block, dtype="uint8")
+
+
+def rasterize_labels(
+    cube: xr.Dataset,
+    path: str | Path,
+    *,
+    date_field: str | None = None,
+    monitored: str | Path | None = None,
+    all_touched: bool = False,
+) -> tuple[xr.DataArray, dict[str, Any]]:
+    """Burn label polygons onto the cube grid as ``label``; returns (variable, info).
+
+    With ``date_field`` each polygon goes to every pair whose
+    (reference_time, activity_time] holds its date (pairs of different orbits
+    may overlap in time; each sees the event) -> (pair, y, x); polygons whose
+    date falls in no pair are counted in ``info["unassigned"]``. Without it ->
+    (y, x). Pixels outside the ``monitored`` polygons are 255 (unknown).
+    A pixel is burnt when its centre is inside a polygon (``all_touched``: when
+    the polygon touches it at all).
+    """
+    path = Path(path)
+    crs, transform, (ny, nx) = _grid(cube)
+    gdf = read_polygons(path, crs)
+    inside = gdf.intersects(_cube_box(cube)).to_numpy()
+    if not inside.any():
+        b = cube.rio.bounds(recalc=True)
+        raise InputError(
+            f"--labels {str(path)!r}: no feature lies inside the cube (cube bounds {tuple(round(v, 1) for v in b)} in {crs.to_string()}): "
+            "is it the right file or area?"
+        )
+    geoms = list(gdf.geometry.to_numpy())
+    info: dict[str, Any] = {"file": str(path), "polygons": len(geoms), "outside_cube": int((~inside).sum())}
+    mon_geoms = None
+    if monitored is not None:
+        mon = read_polygons(monitored, crs, what="--monitored")
+        if not mon.intersects(_cube_box(cube)).any():
+            raise InputError(f"--monitored {str(monitored)!r}: no polygon lies inside the cube: is it the right file or area?")
+        mon_geoms = list(mon.geometry.to_numpy())
+    params: dict[str, Any] = {
+        "source": path.name,
+        "date_field": date_field,
+        "monitored": Path(monitored).name if monitored is not None else None,
+        "all_touched": bool(all_touched),
+        "rule": "pixel centre inside polygon" if not all_touched else "pixel touched by polygon",
+    }
+    coords = _yx_coords(cube)
+    if date_field is None:
+        template = da.zeros((ny, nx), chunks=_storage_chunks((ny, nx)), dtype="uint8")
+        data = _burn(template, [geoms], mon_geoms, transform, all_touched)
+        dims: tuple[str, ...] = (schema.Y, schema.X)
+    else:
+        if schema.PAIR not in cube.dims:
+            raise MissingVariableError(
+                f"--date-field {date_field!r} puts labels on pairs, but the cube has none: run `sarcube features --pairs` first"
+            )
+        dates = _dates_of(gdf, path, date_field)
+        ref = cube[schema.REFERENCE_TIME].values.astype("datetime64[ns]")
+        act = cube[schema.ACTIVITY_TIME].values.astype("datetime64[ns]")
+        member = (ref[None, :] < dates[:, None]) & (dates[:, None] <= act[None, :])  # (polygon, pair)
+        layers = [[g for g, m in zip(geoms, member[:, p], strict=True) if m] for p in range(ref.size)]
+        unassigned = ~member.any(axis=1)
+        info["unassigned"] = int(unassigned.sum())
+        info["unassigned_dates"] = sorted({str(np.datetime_as_string(d, unit="D")) for d in dates[unassigned]})
+        info["per_pair"] = [int(member[:, p].sum()) for p in range(ref.size)]
+        params["assignment"] = "reference_time < date <= activity_time"
+        npair = ref.size
+        template = da.zeros((npair, ny, nx), chunks=_storage_chunks((npair, ny, nx)), dtype="uint8")
+        data = _burn(template, layers, mon_geoms, transform, all_touched)
+        dims = (schema.PAIR, schema.Y, schema.X)
+        coords = {**coords, **{name: cube[name] for name in (schema.PAIR, *schema.PAIR_COORDS)}}
+    label = schema.make_variable(schema.LABEL, xr.DataArray(data, dims=dims, coords=coords), dims, parameters=params)
+    return label, info
+
+
+# --- external rasters ----------------------------------------------------------------
+
+def dates_in_name(path: str | Path) -> list[np.datetime64]:
+    """Valid calendar dates (YYYYMMDD or YYYY-MM-DD) in a file name, in order."""
+    out = []
+    for m in _DATE_IN_NAME.finditer(Path(path).name):
+        try:
+            out.append(np.datetime64(f"{m.group(1)}-{m.group(2)}-{m.group(3)}", "D"))
+        except ValueError:
+            continue
+    return out
+
+
+def _match_files(cube: xr.Dataset, files: Sequence[Path], dim: str) -> list[int]:
+    """Index along ``dim`` of each file, from the date(s) in its name."""
+    if dim == schema.TIME:
+        keys = [(d,) for d in cube[schema.TIME].values.astype("datetime64[D]")]
+        need, example = 1, "coherence_20200107.tif"
+        labels = [np.datetime_as_string(t, unit="s") for t in cube[schema.TIME].values]
+    else:
+        if schema.PAIR not in cube.dims:
+            raise MissingVariableError("--dim pair needs the cube's pairs: run `sarcube features --pairs` first")
+        keys = list(zip(cube[schema.REFERENCE_TIME].values.astype("datetime64[D]"), cube[schema.ACTIVITY_TIME].values.astype("datetime64[D]"), strict=True))
+        need, example = 2, "coherence_20200101_20200107.tif (reference, then activity date)"
+        labels = [f"{np.datetime_as_string(r, unit='D')}/{np.datetime_as_string(a, unit='D')}" for r, a in keys]
+    positions = []
+    for path in files:
+        dates = dates_in_name(path)
+        if len(dates) != need:
+            raise InputError(f"raster {str(path)!r}: its name must hold exactly {need} date(s) to match --dim {dim}, e.g. {example}")
+        hits = [i for i, key in enumerate(keys) if tuple(key) == tuple(dates)]
+        if not hits:
+            raise InputError(f"raster {str(path)!r}: no {dim} of the cube is on {'/'.join(map(str, dates))} (cube has: {', '.join(labels)})")
+        if len(hits) > 1:
+            raise InputError(f"raster {str(path)!r}: {'/'.join(map(str, dates))} matches {len(hits)} {dim} steps (several orbits that day); add them one orbit per cube")
+        positions.append(hits[0])
+    seen: dict[int, Path] = {}
+    for path, pos in zip(files, positions, strict=True):
+        if pos in seen:
+            raise InputError(f"rasters {str(seen[pos])!r} and {str(path)!r} both match {dim} {labels[pos]}: pass one file per step")
+        seen[pos] = path
+    return positions
+
+
+def _check_raster(path: Path, crs: Any, cube_box: Any) -> None:
+    import rasterio
+    from rasterio.warp import transform_bounds
+    from shapely.geometry import box
+
+    if not path.exists():
+        raise InputError(f"raster {str(path)!r} does not exist: check the path")
+    try:
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise InputError(f"raster {str(path)!r} has no CRS: georeference it (e.g. `gdal_edit.py -a_srs EPSG:4326`) first")
+            bounds = transform_bounds(src.crs, crs, *src.bounds, densify_pts=21)
+    except rasterio.errors.RasterioIOError as err:
+        raise InputError(f"raster {str(path)!r} cannot be read ({err})") from err
+    if not box(*bounds).intersects(cube_box) or box(*bounds).intersection(cube_box).area == 0:
+        raise InputError(f"raster {str(path)!r} covers another area than the cube: is it the right file or AOI?")
+
+
+def _warp(path: str, crs_wkt: str, transform: Any, shape: tuple[int, int], resampling: str) -> np.ndarray:
+    """Band 1 of ``path`` on the cube grid, float32, NaN where no data."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    out = np.full(shape, np.nan, dtype="float32")
+    try:
+        with rasterio.open(path) as src:
+            reproject(
+                source=rasterio.band(src, 1),
+                destination=out,
+                src_nodata=src.nodata,
+                dst_transform=transform,
+                dst_crs=crs_wkt,
+                dst_nodata=np.nan,
+                resampling=Resampling[resampling],
+            )
+    except rasterio.errors.RasterioError as err:
+        raise InputError(f"raster {path!r} cannot be read ({err}): is the file complete?") from err
+    return out
+
+
+def reproject_raster(
+    cube: xr.Dataset,
+    files: Iterable[str | Path],
+    name: str,
+    dim: str = "none",
+    units: str = "1",
+    *,
+    resampling: str = DEFAULT_RESAMPLING,
+) -> xr.DataArray:
+    """External GeoTIFFs (band 1, any CRS) warped onto the cube grid as layer ``name``.
+
+    ``dim="none"``: one file -> (y, x). ``dim="time"``: each file name holds
+    one date (``YYYYMMDD`` or ``YYYY-MM-DD``) and goes to the acquisition of
+    that day. ``dim="pair"``: each name holds the reference then the activity
+    date (ISCE2 style ``20200101_20200107``) and goes to that pair. Steps with
+    no file are NaN. Resampling is bilinear by default (``nearest`` for
+    categories).
+    """
+    from rasterio.enums import Resampling
+
+    if dim not in RASTER_DIMS:
+        raise InputError(f"--dim {dim!r} must be one of {', '.join(RASTER_DIMS)}")
+    if resampling not in Resampling.__members__:
+        raise InputError(f"resampling {resampling!r} is not a rasterio method (e.g. bilinear, nearest)")
+    dims = (schema.Y, schema.X) if dim == "none" else (dim, schema.Y, schema.X)
+    spec = schema.external_spec(name, dims, units)
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise InputError(f"--raster {name}: no files given")
+    if dim == "none" and len(paths) != 1:
+        raise InputError(f"--raster {name} with --dim none takes one file, got {len(paths)}: use --dim time or pair for a series")
+    crs, transform, shape = _grid(cube)
+    box = _cube_box(cube)
+    for path in paths:
+        _check_raster(path, crs, box)
+    chunks = schema.chunks_for((schema.Y, schema.X), shape)
+
+    def lazy(path: Path) -> da.Array:
+        warped = dask.delayed(_warp, pure=True)(str(path), crs.to_wkt(), transform, shape, resampling)
+        return da.from_delayed(warped, shape=shape, dtype="float32").rechunk(chunks)
+
+    coords: dict[str, Any] = _yx_coords(cube)
+    params: dict[str, Any] = {"resampling": resampling, "files": [p.name for p in paths]}
+    if dim == "none":
+        data = lazy(paths[0])
+    else:
+        positions = _match_files(cube, paths, dim)
+        by_pos = dict(zip(positions, paths, strict=True))
+        steps = [lazy(by_pos[i]) if i in by_pos else da.full(shape, np.nan, dtype="float32", chunks=chunks) for i in range(cube.sizes[dim])]
+        data = da.stack(steps).rechunk((1, *chunks))
+        index_coords = (schema.TIME, *schema.TIME_COORDS) if dim == schema.TIME else (schema.PAIR, *schema.PAIR_COORDS)
+        coords.update({c: cube[c] for c in index_coords if c in cube.coords})
+        params["matched_by"] = "date(s) in file name"
+    return schema.make_variable(name, xr.DataArray(data, dims=dims, coords=coords), dims, parameters=params, spec=spec)
+
+
+__all__ = [
+    "DEFAULT_RESAMPLING",
+    "RASTER_DIMS",
+    "VECTOR_SUFFIXES",
+    "dates_in_name",
+    "rasterize_labels",
+    "read_polygons",
+    "reproject_raster",
+]

@@ -1,0 +1,184 @@
+"""``sarcube features CUBE``: model inputs computed from a built cube, written into it.
+
+SAR change pairs (``vv_diff``, ``vh_diff``, ``vvvh``), terrain (``slope``,
+``aspect``, ``curvature``, ``release``), PAR, and on request snow-free ratios
+(``vv_ratio``, ``vh_ratio``) and event means (``vv_before`` ... ``vh_after``).
+Everything requested is written in one all-or-nothing step
+(:func:`store.add_variables`); a recomputed layer replaces the old one and
+records its parameters in its attrs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import xarray as xr
+from sarcube.datacube import sar, schema, store
+from sarcube.datacube import terrain as terrain_layers
+from sarcube.datacube.par import PAR_RADIUS_M, potential_angle_of_reach
+from sarcube.datacube.terrain import RELEASE_MAX_DEG, RELEASE_MIN_DEG
+from sarcube.pipelines import _dask
+
+from sarcube.errors import CubeExistsError, InputError
+
+log = logging.getLogger(__name__)
+
+
+
+def _with_parameters(var: xr.DataArray, **more: Any) -> xr.DataArray:
+    """``var`` with ``more`` merged into its recorded parameters."""
+    params = json.loads(var.attrs.get(schema.ATTR_PARAMETERS, "{}"))
+    params.update(more)
+    var.attrs[schema.ATTR_PARAMETERS] = json.dumps(params, sort_keys=True, default=str)
+    return var
+
+
+def _same_pairs(ds: xr.Dataset, pairs: Mapping[str, xr.DataArray]) -> bool:
+    if schema.PAIR not in ds.dims:
+        return True  # nothing stored yet: the pairs are simply added
+    for name in (schema.PAIR, *schema.PAIR_COORDS):
+        if name not in ds.coords or ds[name].shape != pairs[name].shape:
+            return False
+        if not np.array_equal(ds[name].values, pairs[name].values):
+            return False
+    return True
+
+
+@contextmanager
+def _progress(desc: str, client: Any) -> Iterator[None]:
+    """A tqdm bar over the dask tasks of the write (local scheduler); the dashboard shows a cluster's."""
+    if client is not None:
+        yield
+        return
+    from tqdm.dask import TqdmCallback
+
+    with TqdmCallback(desc=desc, leave=False):
+        yield
+
+
+def _check_options(ratio: bool, summer: str | None, k: int, event_date: str | None) -> tuple[str, str] | None:
+    if summer is not None and not ratio:
+        raise InputError(f"--summer {summer} is only used with --ratio: add --ratio (or drop --summer)")
+    if ratio and not summer:
+        raise InputError("--ratio needs the snow-free reference window: add --summer START/END, e.g. --summer 2017-07-01/2017-09-30")
+    if event_date is None and k != 1:
+        raise InputError(f"--k {k} is only used with --event-date: add --event-date DATE")
+    return sar.parse_window(summer, "--summer") if ratio else None
+
+
+def features(
+    cube: str | Path,
+    *,
+    pairs: bool = True,
+    max_gap_days: float = sar.MAX_GAP_DAYS,
+    terrain: bool = True,
+    release_min: float = RELEASE_MIN_DEG,
+    release_max: float = RELEASE_MAX_DEG,
+    par: bool = True,
+    par_radius_m: float = PAR_RADIUS_M,
+    ratio: bool = False,
+    summer: str | None = None,
+    event_date: str | None = None,
+    k: int = 1,
+    scheduler: str | None = None,
+    overwrite: bool = False,
+) -> list[str]:
+    """Compute the requested layers and write them into ``cube``; returns the names written.
+
+    ``summer`` is ``"START/END"`` (with ``ratio``). When the recomputed pairs
+    differ from the stored ones, every layer on ``pair`` is replaced together;
+    layers this step does not make (``label``, ``pred_*``, external) would be
+    left on the old pairs, so they are dropped with ``overwrite`` and the step
+    refuses without it.
+    """
+    window = _check_options(ratio, summer, k, event_date)
+    ds = schema.open_cube(cube)
+    need = []
+    if pairs or ratio or event_date is not None:
+        need += list(schema.BACKSCATTER)
+    if terrain or par:
+        need.append(schema.DEM)
+    schema.validate_cube(ds, source=str(cube), require=need)
+
+    layers: dict[str, xr.DataArray] = {}
+    new_coords = None
+    orphans: list[str] = []
+    replace_pairs = False
+    steps: list[str] = []
+    if pairs:
+        pair_coords = sar.make_pairs(ds, max_gap_days)
+        for name, var in sar.change_layers(ds, pair_coords).items():
+            layers[name] = _with_parameters(var, max_gap_days=float(max_gap_days))
+        new_coords = pair_coords
+        replace_pairs = not _same_pairs(ds, pair_coords)
+        if replace_pairs:
+            orphans = sorted(str(n) for n, v in ds.data_vars.items() if schema.PAIR in v.dims and n not in layers)
+            if orphans and not overwrite:
+                raise CubeExistsError(
+                    f"cube {str(cube)!r}: the new pairs (--max-gap {max_gap_days:g}) differ from the stored ones and "
+                    f"{orphans} sit on the old pairs: pass --overwrite to drop them (re-add labels afterwards), or keep the old --max-gap"
+                )
+        steps.append(f"--pairs --max-gap {max_gap_days:g}")
+    if window is not None:
+        layers.update(sar.ratio_layers(ds, window))
+        steps.append(f"--ratio --summer {window[0]}/{window[1]}")
+    if event_date is not None:
+        layers.update(sar.event_means(ds, event_date, k))
+        steps.append(f"--event-date {event_date} --k {k}")
+    if terrain or par:
+        dem = ds[schema.DEM]
+        slope = terrain_layers.slope(dem)
+        release = terrain_layers.release_mask(slope, release_min, release_max)
+        if terrain:
+            layers[schema.SLOPE] = slope
+            layers[schema.ASPECT] = terrain_layers.aspect(dem)
+            layers[schema.CURVATURE] = terrain_layers.curvature(dem)
+            layers[schema.RELEASE] = release
+            steps.append(f"--terrain --release-min {release_min:g} --release-max {release_max:g}")
+        if par:
+            layers[schema.PAR] = potential_angle_of_reach(dem, release, par_radius_m)
+            steps.append(f"--par --par-radius {par_radius_m:g}" + ("" if terrain else f" --release-min {release_min:g} --release-max {release_max:g}"))
+    if not layers:
+        raise InputError("nothing to compute: every layer is switched off (drop a --no-... option)")
+
+    with _dask.scheduler(scheduler) as client, _progress("features", client):
+        written = store.add_variables(
+            cube,
+            layers,
+            overwrite=True,
+            new_coords=new_coords,
+            replace_coords=replace_pairs,
+            drop=orphans,
+        )
+    if orphans:
+        log.warning("dropped %s: they were on the old pairs", ", ".join(orphans))
+    store.append_history(cube, "sarcube features " + " ".join(steps) + (f" (dropped {', '.join(orphans)})" if orphans else ""))
+    return written
+
+
+@click.command("features")
+@click.argument("cube", type=click.Path())
+@click.option("--pairs/--no-pairs", default=True, show_default=True, help="VV/VH change of reference/activity pairs and VVVH.")
+@click.option("--max-gap", "max_gap_days", type=float, default=sar.MAX_GAP_DAYS, show_default=True, help="Longest reference-to-activity gap of a pair, days.")
+@click.option("--terrain/--no-terrain", default=True, show_default=True, help="Slope, aspect, curvature and the release mask from the DEM.")
+@click.option("--release-min", type=float, default=RELEASE_MIN_DEG, show_default=True, help="Release areas: lowest slope, degrees.")
+@click.option("--release-max", type=float, default=RELEASE_MAX_DEG, show_default=True, help="Release areas: steepest slope, degrees.")
+@click.option("--par/--no-par", default=True, show_default=True, help="Potential angle of reach from the release areas.")
+@click.option("--par-radius", "par_radius_m", type=float, default=PAR_RADIUS_M, show_default=True, help="PAR search radius, metres.")
+@click.option("--ratio", is_flag=True, help="VV/VH relative to a snow-free summer median (needs --summer).")
+@click.option("--summer", metavar="START/END", help="Snow-free reference window, e.g. 2017-07-01/2017-09-30.")
+@click.option("--event-date", metavar="DATE", help="Event date: mean of --k acquisitions before and after it.")
+@click.option("--k", type=int, default=1, show_default=True, help="Acquisitions averaged on each side of --event-date.")
+@click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (default: local threads).")
+@click.option("--overwrite", is_flag=True, help="Allow dropping labels/predictions left on replaced pairs.")
+def command(cube: str, **options: Any) -> None:
+    """Compute model inputs for CUBE and write them into it."""
+    written = features(cube, **options)
+    click.echo(f"wrote {', '.join(written)} into {cube}")
