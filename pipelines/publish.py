@@ -1,0 +1,250 @@
+"""``sarcube publish CUBE --out DIR``: a citable archive of a cube, optionally uploaded to Zenodo.
+
+Writes ``<name>.zarr.zip``, ``README.md`` (datasheet), ``stac/``,
+``metadata.json`` (Zenodo deposition metadata) and ``MD5SUMS`` into DIR
+(:mod:`sarcube.datacube.archive`). With ``upload`` it creates a deposition
+(or a new version of one), puts the files into its bucket, sets the metadata
+and publishes only when asked (:mod:`sarcube.pipelines.zenodo`). The token
+comes from ``ZENODO_TOKEN`` only. Re-running resumes: the deposition id is
+kept in ``DIR/.zenodo-deposition.json`` and files whose md5 already matches
+are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from sarcube.datacube import archive, schema
+from sarcube.pipelines import zenodo
+
+from sarcube.errors import InputError, PublishError
+
+log = logging.getLogger(__name__)
+
+#: where a folder remembers its deposition between runs (never uploaded; holds no token)
+STATE_FILE = ".zenodo-deposition.json"
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What :func:`publish` wrote and, when uploading, where it went."""
+
+    out_dir: Path
+    archive: Path
+    files: tuple[Path, ...]
+    metadata: dict[str, Any]
+    deposition_id: int | None = None
+    doi: str | None = None
+    html_url: str | None = None
+    published: bool = False
+    uploaded: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = field(default=())
+
+
+def _description_text(description: str | Path | None, cube: Path) -> str:
+    if description is None:
+        return ""
+    path = Path(description)
+    if isinstance(description, Path) or (len(str(description)) < 4096 and "\n" not in str(description) and path.suffix.lower() in (".md", ".txt", ".markdown")):
+        if not path.is_file():
+            raise InputError(f"--description {str(description)!r} does not exist: give a markdown file")
+        return path.read_text()
+    return str(description)
+
+
+def _default_description(ds: Any, title: str) -> str:
+    s = schema.summarize(ds)
+    names = ", ".join(f"`{v[0]}` ({v[3]})" for v in s.variables)
+    period = f"{s.time_range[0][:10]} to {s.time_range[1][:10]}" if s.time_range else f"{ds.attrs.get(schema.ATTR_START, '?')} to {ds.attrs.get(schema.ATTR_END, '?')}"
+    return (
+        f"{title}: a Sentinel-1 SAR backscatter and terrain datacube (Zarr v3, zipped) on a "
+        f"{s.resolution[0]:g} m grid in {s.crs}, {period}, {len(s.acquisitions)} acquisitions.\n\n"
+        f"Variables: {names}.\n\n"
+        f"Built with sarcube {ds.attrs.get(schema.ATTR_VERSION, '')}; README.md is the datasheet "
+        "(units, grid, dates, lineage, how to open it in Python)."
+    )
+
+
+def _read_state(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / STATE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return {}
+
+
+def _write_state(out_dir: Path, state: dict[str, Any]) -> None:
+    (out_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+
+def _deposition_for(client: zenodo.ZenodoClient, out_dir: Path, zenodo_url: str, new_version_of: int | None) -> dict[str, Any]:
+    """The draft to fill: the one this folder started (resume), a new version's draft, or a new deposition."""
+    state = _read_state(out_dir)
+    if state.get("zenodo_url") == zenodo_url and state.get("new_version_of") == new_version_of and state.get("deposition_id"):
+        deposition = client.get_deposition(state["deposition_id"])
+        if zenodo.is_published(deposition):
+            raise PublishError(
+                f"deposition {deposition['id']} made from {str(out_dir)!r} is already published "
+                f"(DOI {zenodo.deposition_doi(deposition)}): pass --new-version-of {deposition['id']} to publish a new version"
+            )
+        log.info("resuming deposition %s", deposition["id"])
+        return deposition
+    if new_version_of is not None:
+        deposition = client.new_version(new_version_of)
+    else:
+        deposition = client.create_deposition()
+    _write_state(out_dir, {"zenodo_url": zenodo_url, "new_version_of": new_version_of, "deposition_id": deposition["id"]})
+    return deposition
+
+
+def publish(
+    cube: str | Path,
+    out_dir: str | Path,
+    *,
+    title: str,
+    creators: Sequence[str],
+    description: str | Path | None = None,
+    license: str = zenodo.DEFAULT_LICENSE,
+    keywords: Sequence[str] = (),
+    version: str | None = None,
+    related: Sequence[str] = (),
+    upload: bool = False,
+    zenodo_url: str = zenodo.ZENODO_URL,
+    publish: bool = False,
+    new_version_of: int | None = None,
+    publication_date: str | None = None,
+    progress: bool = True,
+    client_options: dict[str, Any] | None = None,
+) -> PublishResult:
+    """Write the archive of ``cube`` into ``out_dir`` and, with ``upload``, put it on Zenodo.
+
+    ``creators`` are ``"Family, Given[;affiliation[;orcid]]"``; ``description``
+    a markdown file (or text); ``related`` ``"IDENTIFIER:relation"``. The token
+    is read from ``ZENODO_TOKEN``. ``client_options`` go to
+    :class:`~sarcube.pipelines.zenodo.ZenodoClient` (retries, backoff_s, sleep).
+    """
+    cube = Path(str(cube))
+    out_dir = Path(out_dir)
+    if (publish or new_version_of is not None) and not upload:
+        raise InputError("--publish and --new-version-of need --upload")
+    token = os.environ.get(zenodo.TOKEN_ENV, "") if upload else ""
+    if upload and not token.strip():
+        raise InputError(f"--upload needs a Zenodo token in {zenodo.TOKEN_ENV}: create one at {zenodo_url.rstrip('/')}/account/settings/applications/tokens/new with deposit:write and deposit:actions")
+    if new_version_of is not None and int(new_version_of) <= 0:
+        raise InputError(f"--new-version-of {new_version_of!r} is not a deposition id (a positive integer)")
+
+    ds = schema.open_cube(cube)
+    text = _description_text(description, cube) or _default_description(ds, title or "")
+    metadata = zenodo.DepositionMetadata.build(
+        title=title,
+        creators=creators,
+        description=text,
+        license=license,
+        keywords=keywords,
+        version=version,
+        related=related,
+        publication_date=publication_date,
+    )
+    client = zenodo.ZenodoClient(zenodo_url, token, progress=progress, **(client_options or {})) if upload else None
+
+    def write(doi: str | None, rezip: bool) -> archive.ArchiveFiles:
+        meta = metadata.to_zenodo()
+        citation = archive.Citation(
+            title=metadata.title,
+            creators=tuple(c.name for c in metadata.creators),
+            license=metadata.license,
+            publication_date=metadata.publication_date,
+            version=metadata.version,
+            doi=doi,
+            keywords=metadata.keywords,
+            description=text,
+        )
+        if doi:
+            meta["doi"] = doi
+        payload = (json.dumps(archive.sanitize(meta), indent=2, ensure_ascii=False) + "\n").encode()
+        return archive.write_archive(cube, out_dir, citation=citation, extra_files={archive.METADATA_JSON: payload}, progress=progress, rezip=rezip)
+
+    written = write(None, rezip=True)
+    result = dict(out_dir=out_dir, archive=written.zip_path, metadata=metadata.to_zenodo())
+    if client is None:
+        return PublishResult(files=_paths(written), **result)
+
+    with client:
+        files = zenodo.local_files(out_dir, _with_md5sums(written))
+        zenodo.check_limits([(f.key, f.size) for f in files])  # before any request
+        deposition = _deposition_for(client, out_dir, client.base_url, new_version_of)
+        doi = zenodo.deposition_doi(deposition)
+        if doi:  # the datasheet and metadata cite the pre-reserved DOI
+            written = write(doi, rezip=False)
+        files = zenodo.local_files(out_dir, _with_md5sums(written))
+        synced = zenodo.sync_files(client, deposition, files)
+        meta = metadata.to_zenodo()
+        if doi:
+            meta["prereserve_doi"] = True  # keep the DOI the datasheet cites
+        deposition = client.update_metadata(deposition, meta)
+        published = False
+        if publish:
+            deposition = client.publish(deposition)
+            published = True
+            doi = zenodo.deposition_doi(deposition) or doi
+        links = deposition.get("links", {})
+        return PublishResult(
+            files=_paths(written),
+            deposition_id=int(deposition["id"]),
+            doi=doi,
+            html_url=links.get("record_html") or links.get("html"),
+            published=published,
+            uploaded=tuple(synced.uploaded),
+            skipped=tuple(synced.skipped),
+            deleted=tuple(synced.deleted),
+            **{**result, "metadata": meta},
+        )
+
+
+def _with_md5sums(written: archive.ArchiveFiles) -> dict[str, str]:
+    md5 = dict(written.md5)
+    md5[archive.MD5SUMS] = archive.md5_file(written.folder / archive.MD5SUMS)
+    return dict(sorted(md5.items(), key=lambda kv: (not kv[0].endswith(archive.ARCHIVE_SUFFIX), kv[0])))
+
+
+def _paths(written: archive.ArchiveFiles) -> tuple[Path, ...]:
+    return tuple(written.folder / rel for rel in archive.archive_file_list(written.folder))
+
+
+@click.command("publish")
+@click.argument("cube", type=click.Path())
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the archive files.")
+@click.option("--title", required=True, help="Title of the dataset.")
+@click.option("--creator", "creators", multiple=True, required=True, help="'Family, Given[;affiliation[;orcid]]' (repeat for each creator).")
+@click.option("--description", type=click.Path(dir_okay=False), default=None, help="Markdown file describing the dataset (default: generated from the cube).")
+@click.option("--license", "license_id", default=zenodo.DEFAULT_LICENSE, show_default=True, help="Licence id as Zenodo spells it.")
+@click.option("--keywords", multiple=True, help="Keywords (repeat, or comma-separated).")
+@click.option("--version", "version", default=None, help="Version of the dataset (e.g. 1.0).")
+@click.option("--related", multiple=True, help="Related work as IDENTIFIER:relation, e.g. 10.5281/zenodo.123:isDerivedFrom (repeat).")
+@click.option("--upload", is_flag=True, help=f"Upload to Zenodo (token from {zenodo.TOKEN_ENV}).")
+@click.option("--zenodo-url", default=zenodo.ZENODO_URL, show_default=True, help=f"Zenodo instance, e.g. {zenodo.SANDBOX_URL} for tests.")
+@click.option("--publish", "do_publish", is_flag=True, help="Publish the deposition after uploading (mints the DOI; cannot be undone).")
+@click.option("--new-version-of", type=int, default=None, help="Deposition id of a published record: upload as its new version.")
+def command(cube: str, out_dir: str, title: str, creators: tuple[str, ...], description: str | None, license_id: str, keywords: tuple[str, ...], version: str | None, related: tuple[str, ...], upload: bool, zenodo_url: str, do_publish: bool, new_version_of: int | None) -> None:
+    """Write CUBE as a citable archive (zip, STAC, datasheet, checksums) into --out, optionally uploading it to Zenodo."""
+    result = publish(
+        cube, out_dir, title=title, creators=list(creators), description=Path(description) if description else None,
+        license=license_id, keywords=keywords, version=version, related=related, upload=upload,
+        zenodo_url=zenodo_url, publish=do_publish, new_version_of=new_version_of,
+    )
+    click.echo(f"wrote {len(result.files)} files into {result.out_dir} (archive {result.archive.name})")
+    if result.deposition_id is not None:
+        state = "published" if result.published else "draft (not published; rerun with --publish)"
+        click.echo(f"deposition {result.deposition_id}: {state}; DOI {result.doi}; uploaded {len(result.uploaded)}, unchanged {len(result.skipped)}")
+        if result.html_url:
+            click.echo(result.html_url)
