@@ -320,3 +320,95 @@ __all__ = [
     "update_attrs",
     "write_cube",
 ]
+
+
+# --- cubes written time step by time step (``sarcube build``) --------------------
+#
+# A build first writes the whole store's metadata (every time step, the grid,
+# the attrs) with its dask-backed variables left unwritten: their chunks read
+# as the fill value (NaN) until a region write fills them. Each finished time
+# step is then written by region (whole chunks) and recorded by its caller;
+# ``append_template`` grows the ``time`` dimension the same way.
+
+
+def create_template(ds: xr.Dataset, path: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Write a new store: coords, attrs, numpy variables and metadata; dask variables stay unwritten (NaN)."""
+    if exists(path, storage_options):
+        raise CubeExistsError(f"output {str(path)!r} exists: pass --overwrite to replace it or --append to extend it")
+    ds = _strip_stale_encoding(ds)
+    with quiet_zarr_warnings():
+        ds.to_zarr(
+            str(path),
+            mode="w",
+            zarr_format=3,
+            consolidated=False,
+            compute=False,  # only the metadata and non-dask arrays are written
+            encoding=schema.encoding_for(ds),
+            storage_options=dict(storage_options) if storage_options else None,
+        )
+    consolidate(path, storage_options)
+
+
+def append_template(ds: xr.Dataset, path: str | Path, *, dim: str = schema.TIME, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Grow ``dim`` of an existing store by ``ds``'s coordinates; its dask variables stay unwritten (NaN)."""
+    import numpy as np
+
+    ds = _strip_stale_encoding(ds)
+    encoding = {name: enc for name, enc in schema.encoding_for(ds).items() if np.issubdtype(ds.variables[name].dtype, np.datetime64)}
+    existing = _existing_arrays(path, storage_options)
+    encoding = {name: enc for name, enc in encoding.items() if name not in existing}
+    ds.attrs = dict(schema.open_cube(path, validate=False, storage_options=storage_options).attrs)  # append keeps the cube's attrs
+    with quiet_zarr_warnings():
+        ds.to_zarr(
+            str(path),
+            mode="a",
+            append_dim=dim,
+            zarr_format=3,
+            consolidated=False,
+            compute=False,
+            encoding=encoding or None,
+            storage_options=dict(storage_options) if storage_options else None,
+        )
+    consolidate(path, storage_options)
+
+
+def write_region(
+    ds: xr.Dataset,
+    path: str | Path,
+    region: Mapping[str, slice],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    compute: bool = True,
+) -> Any:
+    """Write the data variables of ``ds`` into ``region`` of an existing store (chunk-aligned; metadata untouched).
+
+    With ``compute=False`` returns the dask delayed write.
+    """
+    ds = ds.drop_vars([c for c in ds.coords])
+    for var in ds.variables.values():
+        var.encoding = {}
+    with quiet_zarr_warnings():
+        return ds.to_zarr(
+            str(path),
+            mode="r+",
+            region=dict(region),
+            zarr_format=3,
+            consolidated=False,
+            compute=compute,
+            storage_options=dict(storage_options) if storage_options else None,
+        )
+
+
+def remove_attrs(path: str | Path, keys: list[str] | tuple[str, ...], storage_options: Mapping[str, Any] | None = None) -> None:
+    """Delete global attributes (absent ones are ignored) and reconsolidate."""
+    import zarr
+
+    with quiet_zarr_warnings():
+        group = zarr.open_group(zarr_store(path, storage_options), mode="r+", zarr_format=3, use_consolidated=False)
+        for key in keys:
+            if key in group.attrs:
+                del group.attrs[key]
+    consolidate(path, storage_options)
+
+
+__all__ += ["append_template", "create_template", "remove_attrs", "write_region"]

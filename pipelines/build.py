@@ -1,0 +1,326 @@
+"""``sarcube build``: an analysis-ready cube from an AOI and a date range.
+
+Search (``datacube.catalog``) -> group items into acquisitions and load them
+onto one grid (``datacube.load``) -> write through ``datacube.store``.
+
+The build is resumable: it first writes the whole store's metadata (all time
+steps, the grid, the attrs) with the data still unwritten, and records the
+steps left to do in the global attr ``sarcube_build_pending``. Steps are then
+written by region a few at a time, each batch crossed off the list once it is
+on disk. Run again with the same arguments, an interrupted build writes only
+the steps still listed; the finished cube no longer has the attribute.
+``--append`` adds the acquisitions that are not in the cube yet the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import dask.array as da
+import numpy as np
+import xarray as xr
+from sarcube.datacube import catalog as stac
+from sarcube.datacube import load, schema, store
+from sarcube.pipelines import _dask
+
+from sarcube.errors import CatalogError, CubeExistsError, CubeSchemaError, InputError
+
+log = logging.getLogger(__name__)
+
+#: global attrs present only while a build is unfinished
+ATTR_BUILD_PENDING = "sarcube_build_pending"
+ATTR_BUILD_REQUEST = "sarcube_build_request"
+#: the pending-step key of the elevation layer
+DEM_STEP = "elevation"
+#: dask tasks (chunks) to keep in flight per worker thread in one batch of steps
+TASKS_PER_THREAD = 2
+MAX_STEPS_PER_BATCH = 8
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What a build was asked for (recorded while it runs, to resume only the same build)."""
+
+    aoi: str  # GeoJSON
+    start: str
+    end: str
+    catalog: str
+    resolution: float
+    crs: str
+    orbit: str | None
+    relative_orbit: int | None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def _parse_date(text: str, name: str, *, end_of_day: bool = False) -> dt.datetime:
+    raw = str(text).strip()
+    try:
+        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise InputError(f"{name} {text!r} is not a date: use YYYY-MM-DD (e.g. {name} 2021-01-31)") from err
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    if end_of_day and len(raw) == 10:  # a whole day: up to its last microsecond
+        when = when + dt.timedelta(days=1, microseconds=-1)
+    return when
+
+
+def _check_orbit(orbit: str | None) -> str | None:
+    if orbit is None:
+        return None
+    value = str(orbit).lower()
+    if value not in (schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING):
+        raise InputError(f"--orbit {orbit!r} must be {schema.ORBIT_ASCENDING} or {schema.ORBIT_DESCENDING}")
+    return value
+
+
+def _step_key(time: np.datetime64) -> str:
+    return str(np.datetime_as_string(np.datetime64(time, "ns"), unit="s"))
+
+
+def _pass_key(time: np.datetime64, orbit_state: str, relative_orbit: int, lon: float) -> tuple[str, int, dt.date]:
+    """(orbit, track, solar day) of a stored time step, as :func:`load.group_acquisitions` keys them."""
+    when = dt.datetime.fromisoformat(_step_key(time)).replace(tzinfo=dt.UTC)
+    return str(orbit_state), int(relative_orbit), (when + dt.timedelta(hours=lon / load.DEG_PER_HOUR)).date()
+
+
+def _lazy_nan(shape: tuple[int, ...], dims: tuple[str, ...]) -> da.Array:
+    return da.full(shape, np.nan, dtype="float32", chunks=schema.chunks_for(dims, shape))
+
+
+def _time_dataset(acquisitions: Sequence[load.Acquisition], grid: load.Grid) -> xr.Dataset:
+    """Per-time coords and unwritten vv/vh for ``acquisitions`` (no grid coords)."""
+    coords = schema.time_coords(
+        [a.time for a in acquisitions],
+        [a.platform for a in acquisitions],
+        [a.orbit_state for a in acquisitions],
+        [a.relative_orbit for a in acquisitions],
+        [a.item_ids for a in acquisitions],
+    )
+    tyx = (schema.TIME, *schema.SPATIAL_DIMS)
+    shape = (len(acquisitions), *grid.shape)
+    ds = xr.Dataset(coords=coords)
+    for name in schema.BACKSCATTER:
+        ds[name] = schema.make_variable(name, xr.DataArray(_lazy_nan(shape, tyx), dims=tyx))
+    return ds
+
+
+def _provenance(acquisitions: Sequence[load.Acquisition], dem_items: Sequence[Any], catalog: stac.Catalog) -> list[dict[str, Any]]:
+    src = catalog.source
+    items = [i for a in acquisitions for i in a.items]
+    return stac.provenance(items, list(src.backscatter.assets.values())) + stac.provenance(dem_items, list(src.dem.assets.values()))
+
+
+def _history_line(request: BuildRequest, append: bool) -> str:
+    parts = [f"sarcube build --start {request.start} --end {request.end} --catalog {request.catalog} --resolution {request.resolution:g} --crs {request.crs}"]
+    if request.orbit:
+        parts.append(f"--orbit {request.orbit}")
+    if request.relative_orbit is not None:
+        parts.append(f"--relative-orbit {request.relative_orbit}")
+    if append:
+        parts.append("--append")
+    return " ".join(parts)
+
+
+def _batch_size(grid: load.Grid) -> int:
+    ny, nx = grid.shape
+    tasks_per_step = len(schema.BACKSCATTER) * math.ceil(ny / schema.CHUNK_YX) * math.ceil(nx / schema.CHUNK_YX)
+    threads = os.cpu_count() or 1
+    return max(1, min(MAX_STEPS_PER_BATCH, math.ceil(TASKS_PER_THREAD * threads / tasks_per_step)))
+
+
+def _write_steps(
+    out: str | Path,
+    steps: list[str],
+    acquisitions: Mapping[str, load.Acquisition],
+    dem_items: Sequence[Any],
+    catalog: stac.Catalog,
+    grid: load.Grid,
+    storage_options: Mapping[str, Any] | None,
+    client: Any,
+) -> None:
+    """Write the pending ``steps`` by region, a batch at a time, crossing each batch off the pending list."""
+    from tqdm.auto import tqdm
+
+    with store.quiet_zarr_warnings():
+        stored = xr.open_zarr(str(out), zarr_format=3, consolidated=True, storage_options=dict(storage_options) if storage_options else None)
+        index = {_step_key(t): i for i, t in enumerate(stored[schema.TIME].values)} if schema.TIME in stored.dims else {}
+    full = {schema.Y: slice(0, grid.shape[0]), schema.X: slice(0, grid.shape[1])}
+    remaining = list(steps)
+    size = _batch_size(grid)
+    with tqdm(total=len(steps), desc="build", unit="step", leave=False) as bar:
+        while remaining:
+            batch, rest = ([remaining[0]], remaining[1:]) if remaining[0] == DEM_STEP else (remaining[:size], remaining[size:])
+            writes = []
+            for key in batch:
+                if key == DEM_STEP:
+                    dem = load.load_dem(dem_items, catalog, grid)
+                    writes.append(store.write_region(xr.Dataset({schema.DEM: dem}), out, full, storage_options=storage_options, compute=False))
+                    continue
+                if key not in index:
+                    raise CubeSchemaError(f"cube {str(out)!r} has no time step {key}: the interrupted build cannot resume, pass --overwrite")
+                i = index[key]
+                layers = load.load_backscatter(acquisitions[key], catalog, grid)
+                region = {schema.TIME: slice(i, i + 1), **full}
+                writes.append(store.write_region(xr.Dataset(layers), out, region, storage_options=storage_options, compute=False))
+            _dask.compute(*writes, desc="build", client=client, show=False)
+            remaining = rest
+            store.update_attrs(out, {ATTR_BUILD_PENDING: json.dumps(remaining)}, storage_options)
+            bar.update(len(batch))
+
+
+def build(
+    aoi: str | tuple[float, float, float, float],
+    start: str,
+    end: str,
+    out: str | Path,
+    *,
+    catalog: str = stac.DEFAULT_CATALOG,
+    resolution: float = load.DEFAULT_RESOLUTION_M,
+    crs: str = "utm",
+    orbit: str | None = None,
+    relative_orbit: int | None = None,
+    scheduler: str | None = None,
+    append: bool = False,
+    overwrite: bool = False,
+    force: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Path | str:
+    """Build (or with ``append`` extend, or resume) the cube ``out`` from a STAC catalog.
+
+    ``aoi`` is ``W,S,E,N`` in degrees or a GeoJSON polygon file; ``start``/``end``
+    are inclusive UTC dates. The grid is the AOI's UTM zone (or ``crs``) at
+    ``resolution`` metres; ``vv``/``vh`` are in dB, ``dem`` in metres.
+    Returns ``out``.
+    """
+    import shapely.geometry
+
+    if append and overwrite:
+        raise InputError("--append and --overwrite exclude each other: choose one")
+    geometry = load.parse_aoi(aoi)
+    start_dt = _parse_date(start, "--start")
+    end_dt = _parse_date(end, "--end", end_of_day=True)
+    if start_dt > end_dt:
+        raise InputError(f"--start {start} is after --end {end}: swap them")
+    orbit = _check_orbit(orbit)
+    grid = load.grid_for(geometry, crs=crs, resolution=resolution, force=force)
+    cat = stac.open_catalog(catalog)
+    request = BuildRequest(
+        aoi=schema.encode_json_attr(shapely.geometry.mapping(geometry)),
+        start=str(start), end=str(end), catalog=cat.label, resolution=float(resolution),
+        crs=str(crs), orbit=orbit, relative_orbit=None if relative_orbit is None else int(relative_orbit),
+    )
+    lon = geometry.centroid.x
+    out_is_url = "://" in str(out)
+    exists = store.exists(out, storage_options)
+    resuming = False
+    if exists and overwrite:
+        store.remove(out, storage_options)
+        exists = False
+    elif exists:
+        current = schema.open_cube(out, validate=False, storage_options=storage_options)
+        pending_request = current.attrs.get(ATTR_BUILD_REQUEST)
+        if pending_request is not None:
+            if pending_request != request.to_json():
+                raise CubeExistsError(f"{str(out)!r} holds an unfinished build with other arguments: run that build again to finish it, or pass --overwrite")
+            resuming = True
+        elif not append:
+            raise CubeExistsError(f"output {str(out)!r} exists: pass --overwrite to replace it or --append to extend it")
+    elif append:
+        raise InputError(f"--append needs an existing cube, and {str(out)!r} does not exist: drop --append to create it")
+
+    items = stac.search_backscatter(cat, geometry.bounds, start_dt, end_dt, orbit_state=orbit, relative_orbit=request.relative_orbit)
+    acquisitions = load.group_acquisitions(items, cat.source.properties, lon)
+    by_key = {a.key: a for a in acquisitions}
+    dem_items: list[Any] = []
+
+    with _dask.scheduler(scheduler) as client:
+        if resuming:
+            pending = json.loads(current.attrs.get(ATTR_BUILD_PENDING, "[]"))
+            missing = [k for k in pending if k != DEM_STEP and k not in by_key]
+            if missing:
+                raise CatalogError(f"the catalog no longer lists acquisitions {missing} of the unfinished build in {str(out)!r}: pass --overwrite to start over")
+            if DEM_STEP in pending:
+                dem_items = stac.search_dem(cat, geometry.bounds)
+            log.info("resuming %s: %d steps left", out, len(pending))
+            _write_steps(out, pending, by_key, dem_items, cat, grid, storage_options, client)
+        elif exists:  # --append
+            cube = schema.open_cube(out, storage_options=storage_options)
+            if not grid.same_as(cube[schema.X].values, cube[schema.Y].values) or cube.rio.crs != load.pyproj_crs(grid.crs):
+                raise InputError(f"--append: this --aoi/--resolution/--crs gives another grid than {str(out)!r}; use the cube's own AOI, resolution and CRS")
+            have = {_pass_key(t, o, r, lon) for t, o, r in zip(cube[schema.TIME].values, cube[schema.ORBIT_STATE].values, cube[schema.RELATIVE_ORBIT].values, strict=True)}
+            have_times = {_step_key(t) for t in cube[schema.TIME].values}
+            new = [a for a in acquisitions if a.key not in have_times and _pass_key(a.time, a.orbit_state, a.relative_orbit, lon) not in have]
+            if not new:
+                log.info("no new acquisitions for %s", out)
+                store.append_history(out, _history_line(request, append=True) + " (nothing new)", storage_options)
+                return out if out_is_url else Path(out)
+            old_items = schema.decode_json_attr(cube, schema.ATTR_STAC_ITEMS, default=[])
+            attrs = {
+                schema.ATTR_START: min(str(cube.attrs.get(schema.ATTR_START, start)), str(start)),
+                schema.ATTR_END: max(str(cube.attrs.get(schema.ATTR_END, end)), str(end)),
+                schema.ATTR_STAC_ITEMS: schema.encode_json_attr(old_items + _provenance(new, [], cat)),
+                ATTR_BUILD_REQUEST: request.to_json(),
+                ATTR_BUILD_PENDING: json.dumps([a.key for a in new]),
+            }
+            store.update_attrs(out, attrs, storage_options)
+            store.append_template(_time_dataset(new, grid), out, storage_options=storage_options)
+            _write_steps(out, [a.key for a in new], by_key, [], cat, grid, storage_options, client)
+        else:
+            dem_items = stac.search_dem(cat, geometry.bounds)
+            w, s, e, n = geometry.bounds
+            attrs = {
+                schema.ATTR_TITLE: f"Sentinel-1 backscatter and terrain, lon {w:.3f}..{e:.3f}, lat {s:.3f}..{n:.3f}, {start}..{end}",
+                schema.ATTR_AOI: request.aoi,
+                schema.ATTR_START: str(start),
+                schema.ATTR_END: str(end),
+                schema.ATTR_CATALOG: cat.label,
+                schema.ATTR_COLLECTIONS: schema.encode_json_attr([cat.source.backscatter.collection, cat.source.dem.collection]),
+                schema.ATTR_STAC_ITEMS: schema.encode_json_attr(_provenance(acquisitions, dem_items, cat)),
+                schema.ATTR_HISTORY: "",
+                schema.ATTR_CREATED: dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                ATTR_BUILD_REQUEST: request.to_json(),
+                ATTR_BUILD_PENDING: json.dumps([DEM_STEP, *by_key]),
+            }
+            ds = schema.empty_cube(grid.x, grid.y, grid.crs, attrs)
+            ds = ds.merge(_time_dataset(acquisitions, grid))
+            ds[schema.DEM] = schema.make_variable(schema.DEM, xr.DataArray(_lazy_nan(grid.shape, schema.SPATIAL_DIMS), dims=schema.SPATIAL_DIMS))
+            ds = schema.with_crs(ds, grid.crs)
+            store.create_template(ds, out, storage_options=storage_options)
+            _write_steps(out, [DEM_STEP, *by_key], by_key, dem_items, cat, grid, storage_options, client)
+
+    store.remove_attrs(out, (ATTR_BUILD_PENDING, ATTR_BUILD_REQUEST), storage_options)
+    store.append_history(out, _history_line(request, append=append), storage_options)
+    log.info("built %s", out)
+    return out if out_is_url else Path(out)
+
+
+@click.command("build")
+@click.option("--aoi", required=True, help="W,S,E,N in degrees, or a GeoJSON polygon file.")
+@click.option("--start", required=True, help="First date (YYYY-MM-DD, UTC, inclusive).")
+@click.option("--end", required=True, help="Last date (YYYY-MM-DD, UTC, inclusive).")
+@click.option("--out", required=True, help="Output cube (.zarr folder or fsspec URL).")
+@click.option("--catalog", default=stac.DEFAULT_CATALOG, show_default=True, help="planetary-computer, a STAC API URL, or a static catalog folder / catalog.json.")
+@click.option("--resolution", default=load.DEFAULT_RESOLUTION_M, show_default=True, type=float, help="Pixel size in metres.")
+@click.option("--crs", default="utm", show_default=True, help="utm (the AOI's zone) or EPSG:<code>.")
+@click.option("--orbit", type=click.Choice([schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING]), default=None, help="Only this orbit direction.")
+@click.option("--relative-orbit", type=int, default=None, help="Only this relative orbit (track).")
+@click.option("--scheduler", default=None, help="dask scheduler address (default: local threads, or DASK_SCHEDULER_ADDRESS).")
+@click.option("--append", is_flag=True, help="Add new acquisitions to an existing cube.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing cube.")
+@click.option("--force", is_flag=True, help="Allow an AOI larger than the pixel limit.")
+def command(aoi: str, start: str, end: str, out: str, catalog: str, resolution: float, crs: str, orbit: str | None, relative_orbit: int | None, scheduler: str | None, append: bool, overwrite: bool, force: bool) -> None:
+    """Build a Sentinel-1 + DEM cube for an AOI and a date range (resumable; --append to extend)."""
+    path = build(aoi, start, end, out, catalog=catalog, resolution=resolution, crs=crs, orbit=orbit, relative_orbit=relative_orbit, scheduler=scheduler, append=append, overwrite=overwrite, force=force)
+    click.echo(f"wrote {path}")

@@ -1,0 +1,151 @@
+"""``sarcube build``: local catalog == loopback STAC API, resume after a failure, append, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+from sarcube.datacube import catalog as stac
+from sarcube.datacube import schema
+from sarcube.pipelines import build as build_mod
+from sarcube.pipelines import cli
+from sarcube.pipelines.build import build
+from stac_server import item_collection_files, serve_stac, write_test_catalog
+
+from sarcube.errors import AssetReadError, CubeExistsError
+
+
+@pytest.fixture(scope="module")
+def test_catalog(tmp_path_factory):
+    return write_test_catalog(tmp_path_factory.mktemp("stac") / "catalog")
+
+
+@pytest.fixture(scope="module")
+def clean_cube(test_catalog, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cubes") / "clean.zarr"
+    return build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(test_catalog.root))
+
+
+def assert_same_cube(a_path, b_path):
+    a, b = schema.open_cube(a_path), schema.open_cube(b_path)
+    assert dict(a.sizes) == dict(b.sizes)
+    assert sorted(a.data_vars) == sorted(b.data_vars)
+    for name in list(a.data_vars) + list(a.coords):
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    assert a.rio.crs == b.rio.crs
+
+
+def test_local_build_follows_contract(clean_cube, test_catalog, capsys):
+    import rioxarray  # noqa: F401
+
+    ds = schema.open_cube(clean_cube)
+    assert ds.sizes[schema.TIME] == 5
+    assert set(ds[schema.ORBIT_STATE].values) == {schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING}
+    assert ds[schema.ITEM_ID].values[0] == "S1_20210103_DES_066_north,S1_20210103_DES_066_south"
+    vv, vh = ds[schema.VV].values, ds[schema.VH].values
+    assert np.isfinite(vv).all() and np.isfinite(vh).all()  # AOI inside the frames, mosaic fills the seam
+    assert -20 < np.mean(vv) < -8 and np.mean(vh) < np.mean(vv)  # dB, VH darker
+    assert np.isfinite(ds[schema.DEM].values).all() and 1400 < float(ds[schema.DEM].mean()) < 1800
+    assert ds[schema.VV].encoding["chunks"][0] == 1
+    # CF georeferencing as rioxarray reads it without sarcube
+    raw = xr.open_zarr(clean_cube, decode_coords="all")
+    assert raw[schema.DEM].rio.crs.to_epsg() == 32632
+    assert raw[schema.DEM].rio.resolution() == (20.0, -20.0)
+    # provenance
+    assert json.loads(ds.attrs[schema.ATTR_AOI])["type"] == "Polygon"
+    assert json.loads(ds.attrs[schema.ATTR_COLLECTIONS]) == [schema.COLLECTION_S1_RTC, schema.COLLECTION_DEM]
+    items = json.loads(ds.attrs[schema.ATTR_STAC_ITEMS])
+    assert len(items) == 7 and all("?" not in h for i in items for h in i["assets"].values())
+    assert build_mod.ATTR_BUILD_PENDING not in ds.attrs and "sarcube build" in ds.attrs[schema.ATTR_HISTORY]
+    schema.validate_cube(ds, require=[schema.VV, schema.VH, schema.DEM])
+    assert cli.main(["info", str(clean_cube)]) == 0
+    out = capsys.readouterr().out
+    assert "ascending   orbit 15" in out and "descending  orbit 66" in out
+
+
+def test_api_build_is_identical(clean_cube, test_catalog, tmp_path):
+    files = item_collection_files(test_catalog.catalog_json, tmp_path / "api")
+    with serve_stac(files) as url:
+        out = build(test_catalog.aoi, test_catalog.start, test_catalog.end, tmp_path / "api.zarr", catalog=url)
+    assert_same_cube(clean_cube, out)
+    assert schema.open_cube(out).attrs[schema.ATTR_CATALOG] == url
+
+
+def test_interrupted_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_path, monkeypatch):
+    monkeypatch.setenv(stac.RETRY_BACKOFF_ENV, "0")
+    monkeypatch.setattr(build_mod, "MAX_STEPS_PER_BATCH", 1)  # one step per batch: a resume point after each
+    root = tmp_path / "catalog"
+    shutil.copytree(test_catalog.root, root)
+    victim = root / "sentinel-1-rtc" / "S1_20210115_DES_066_full" / "vv.tif"
+    good = victim.read_bytes()
+    victim.write_bytes(b"truncated download")
+    out = tmp_path / "resumed.zarr"
+    with pytest.raises(AssetReadError, match="'vv' of STAC item 'S1_20210115_DES_066_full'"):
+        build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(root))
+    pending = json.loads(xr.open_zarr(out).attrs[build_mod.ATTR_BUILD_PENDING])
+    assert pending == ["2021-01-15T05:30:00", "2021-01-18T17:20:00"]
+    first_chunk = out / schema.VV / "c" / "0" / "0" / "0"
+    stamp = first_chunk.stat().st_mtime_ns
+    # a different request does not silently reuse the unfinished cube
+    with pytest.raises(CubeExistsError, match="unfinished build with other arguments"):
+        build(test_catalog.aoi, test_catalog.start, "2021-01-20", out, catalog=str(root))
+    victim.write_bytes(good)
+    build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(root))
+    assert first_chunk.stat().st_mtime_ns == stamp  # finished steps were not written again
+    assert build_mod.ATTR_BUILD_PENDING not in xr.open_zarr(out).attrs
+    assert_same_cube(clean_cube, out)
+
+
+def test_append_adds_only_new_acquisitions(clean_cube, test_catalog, tmp_path):
+    out = tmp_path / "grown.zarr"
+    build(test_catalog.aoi, test_catalog.start, "2021-01-09", out, catalog=str(test_catalog.root))
+    assert schema.open_cube(out).sizes[schema.TIME] == 3
+    build(test_catalog.aoi, "2021-01-05", test_catalog.end, out, catalog=str(test_catalog.root), append=True)
+    assert_same_cube(clean_cube, out)
+    ds = schema.open_cube(out)
+    assert (ds.attrs[schema.ATTR_START], ds.attrs[schema.ATTR_END]) == (test_catalog.start, test_catalog.end)
+    assert len(json.loads(ds.attrs[schema.ATTR_STAC_ITEMS])) == 7
+    build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(test_catalog.root), append=True)
+    assert schema.open_cube(out).sizes[schema.TIME] == 5  # nothing new, no duplicates
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--aoi": "8.1,46,8.0,46.1"}, "is empty: west must be < east"),
+        ({"--aoi": "@bowtie"}, "not a valid polygon"),
+        ({"--aoi": "@point"}, "not a polygon"),
+        ({"--aoi": "2,40,15,50"}, "too large for --resolution 20.*--force"),
+        ({"--start": "2021-02-01"}, "--start 2021-02-01 is after --end 2021-01-31"),
+        ({"--start": "2030-01-01", "--end": "2030-02-01"}, "outside collection 'sentinel-1-rtc'"),
+        ({"--aoi": "20,10,20.01,10.01"}, "no 'sentinel-1-rtc' items in catalog"),
+        ({"--relative-orbit": "99"}, "none with sat:relative_orbit=99"),
+        ({"--catalog": "no-such-catalog"}, "unknown catalog 'no-such-catalog'"),
+        ({"--out": "@existing"}, "exists: pass --overwrite"),
+        ({"--append": None}, "--append needs an existing cube"),
+    ],
+)
+def test_bad_input_gets_one_line(change, message, test_catalog, clean_cube, tmp_path, capsys):
+    (tmp_path / "bowtie.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [[[8, 46], [8.1, 46.1], [8.1, 46], [8, 46.1], [8, 46]]]}))
+    (tmp_path / "point.geojson").write_text(json.dumps({"type": "Point", "coordinates": [8, 46]}))
+    args = {
+        "--aoi": ",".join(map(str, test_catalog.aoi)),
+        "--start": test_catalog.start,
+        "--end": test_catalog.end,
+        "--out": str(tmp_path / "cube.zarr"),
+        "--catalog": str(test_catalog.root),
+    }
+    args.update(change)
+    special = {"@bowtie": str(tmp_path / "bowtie.geojson"), "@point": str(tmp_path / "point.geojson"), "@existing": str(clean_cube)}
+    argv = ["build"]
+    for key, value in args.items():
+        argv += [key] if value is None else [key, special.get(value, value)]
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert len(err.splitlines()) == 1 and err.startswith("Error: ") and "Traceback" not in err
+    assert __import__("re").search(message, err), err
+    assert not (tmp_path / "cube.zarr").exists()

@@ -1,0 +1,179 @@
+"""STAC sources, search (static in-process and a real STAC API on 127.0.0.1), AOI and grid, reading."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sarcube.datacube import catalog as stac
+from sarcube.datacube import load, schema
+from stac_server import item_collection_files, serve_stac, write_test_catalog
+
+from sarcube.errors import AssetReadError, CatalogError, InputError, NoItemsFoundError
+
+START = dt.datetime(2021, 1, 1, tzinfo=dt.UTC)
+END = dt.datetime(2021, 1, 31, 23, 59, 59, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def test_catalog(tmp_path_factory):
+    return write_test_catalog(tmp_path_factory.mktemp("stac") / "catalog")
+
+
+@pytest.fixture(scope="module")
+def api_url(test_catalog, tmp_path_factory):
+    files = item_collection_files(test_catalog.catalog_json, tmp_path_factory.mktemp("api"))
+    with serve_stac(files) as url:
+        yield url
+
+
+def test_planetary_computer_source_is_data():
+    src = stac.load_source("planetary-computer")
+    assert src.kind == "api" and src.signing == "planetary_computer"
+    assert src.url.startswith("https://planetarycomputer.microsoft.com")
+    assert src.backscatter.collection == schema.COLLECTION_S1_RTC
+    assert src.backscatter.assets == {schema.VV: schema.ASSET_VV, schema.VH: schema.ASSET_VH}
+    assert src.backscatter.nodata == schema.S1_NODATA
+    assert src.dem.collection == schema.COLLECTION_DEM and src.dem.assets[schema.DEM] == schema.ASSET_DEM
+    assert src.dem.resampling == "bilinear"
+    assert "planetary-computer" in stac.known_sources()
+
+
+def test_open_catalog_forms(test_catalog, monkeypatch):
+    monkeypatch.setenv(stac.RETRY_BACKOFF_ENV, "0")
+    by_folder = stac.open_catalog(str(test_catalog.root))
+    by_file = stac.open_catalog(str(test_catalog.catalog_json))
+    assert isinstance(by_folder, stac.StaticCatalog) and by_folder.label == by_file.label
+    with pytest.raises(CatalogError, match="unknown catalog 'nowhere'.*planetary-computer"):
+        stac.open_catalog("nowhere")
+    with pytest.raises(CatalogError, match="cannot open STAC API"):
+        stac.open_catalog("http://127.0.0.1:9")  # closed port: retried, then one clear error
+
+
+def test_hrefs_never_keep_tokens():
+    signed = "https://acct.blob.core.windows.net/c/a/vv.tif?st=2021&se=2021&sig=SECRET%3D"
+    assert stac.strip_query(signed) == "https://acct.blob.core.windows.net/c/a/vv.tif"
+    assert "SECRET" not in stac.redact(f"'/vsicurl/{signed}' not recognized as a supported file format")
+    assert stac.strip_query("/data/x.tif?sig=1") == "/data/x.tif"
+
+
+def test_static_search_filters(test_catalog):
+    cat = stac.open_catalog(str(test_catalog.root))
+    items = stac.search_backscatter(cat, test_catalog.aoi, START, END)
+    assert len(items) == 6
+    asc = stac.search_backscatter(cat, test_catalog.aoi, START, END, orbit_state=schema.ORBIT_ASCENDING)
+    assert {i.properties["sat:orbit_state"] for i in asc} == {schema.ORBIT_ASCENDING} and len(asc) == 2
+    few = stac.search_backscatter(cat, test_catalog.aoi, START, dt.datetime(2021, 1, 7, tzinfo=dt.UTC))
+    assert len(few) == 3
+    with pytest.raises(NoItemsFoundError, match=r"none with sat:relative_orbit=99 \(available: ascending orbit 15; descending orbit 66\)"):
+        stac.search_backscatter(cat, test_catalog.aoi, START, END, relative_orbit=99)
+    with pytest.raises(NoItemsFoundError, match="no 'sentinel-1-rtc' items.*bbox"):
+        stac.search_backscatter(cat, (10.0, 10.0, 10.1, 10.1), START, END)
+    with pytest.raises(InputError, match="outside collection 'sentinel-1-rtc'"):
+        stac.search_backscatter(cat, test_catalog.aoi, dt.datetime(2030, 1, 1, tzinfo=dt.UTC), dt.datetime(2030, 2, 1, tzinfo=dt.UTC))
+    assert [i.id for i in stac.search_dem(cat, test_catalog.aoi)] == ["dem_tile"]
+
+
+def test_api_search_equals_static_search(test_catalog, api_url):
+    static = stac.open_catalog(str(test_catalog.root))
+    api = stac.open_catalog(api_url)
+    assert isinstance(api, stac.ApiCatalog)
+    api.source = replace(api.source, page_size=2)  # several pages: pystac-client follows "next" links
+    ids = [i.id for i in stac.search_backscatter(api, test_catalog.aoi, START, END)]
+    assert ids == [i.id for i in stac.search_backscatter(static, test_catalog.aoi, START, END)]
+    desc = stac.search_backscatter(api, test_catalog.aoi, START, END, orbit_state=schema.ORBIT_DESCENDING, relative_orbit=66)
+    assert len(desc) == 4
+    item = desc[0]
+    assert stac.asset_href(item, schema.ASSET_VV) == stac.asset_href(stac.search_backscatter(static, test_catalog.aoi, START, END)[0], schema.ASSET_VV)
+    with pytest.raises(InputError, match="outside collection"):
+        stac.search_backscatter(api, test_catalog.aoi, dt.datetime(2030, 1, 1, tzinfo=dt.UTC), dt.datetime(2030, 2, 1, tzinfo=dt.UTC))
+
+
+def test_retry_backs_off_then_gives_up():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise OSError("connection reset")
+        return "ok"
+
+    assert stac.retry(flaky, retry_on=(OSError,), attempts=4, backoff_s=0.0) == "ok" and len(calls) == 3
+    calls.clear()
+    with pytest.raises(OSError):
+        stac.retry(lambda: flaky() if False else (_ for _ in ()).throw(OSError("down")), retry_on=(OSError,), attempts=2, backoff_s=0.0)
+
+
+def test_grouping_mosaics_one_pass_per_day(test_catalog):
+    cat = stac.open_catalog(str(test_catalog.root))
+    items = stac.search_backscatter(cat, test_catalog.aoi, START, END)
+    groups = load.group_acquisitions(items, cat.source.properties, lon=8.0)
+    assert len(groups) == 5
+    first = groups[0]
+    assert first.item_ids.count(",") == 1 and first.orbit_state == schema.ORBIT_DESCENDING and first.relative_orbit == 66
+    assert len({g.time for g in groups}) == 5
+
+
+def test_aoi_parsing_and_grid(tmp_path):
+    geom = load.parse_aoi("7.99,45.99,8.01,46.01")
+    grid = load.grid_for(geom)
+    assert grid.crs == "EPSG:32632" and grid.resolution == 20.0
+    assert all(b % 20.0 == 0 for b in grid.bounds)
+    assert load.grid_for(geom, crs="EPSG:2056", resolution=10).crs == "EPSG:2056"
+    for bad, match in (
+        ("8,46,7,47", "empty"),
+        ("a,b,c,d", "not W,S,E,N"),
+        ("7,46,8,95", "latitudes"),
+    ):
+        with pytest.raises(InputError, match=match):
+            load.parse_aoi(bad)
+    bowtie = tmp_path / "bowtie.geojson"
+    bowtie.write_text(json.dumps({"type": "Polygon", "coordinates": [[[8, 46], [8.1, 46.1], [8.1, 46], [8, 46.1], [8, 46]]]}))
+    with pytest.raises(InputError, match="not a valid polygon.*Self-intersection"):
+        load.parse_aoi(str(bowtie))
+    point = tmp_path / "point.geojson"
+    point.write_text(json.dumps({"type": "Feature", "geometry": {"type": "Point", "coordinates": [8, 46]}, "properties": {}}))
+    with pytest.raises(InputError, match="not a polygon"):
+        load.parse_aoi(str(point))
+    with pytest.raises(InputError, match="too large.*--force"):
+        load.grid_for(load.parse_aoi("5,44,12,48"), resolution=10)
+    with pytest.raises(InputError, match="--crs"):
+        load.grid_for(geom, crs="EPSG:4326")
+
+
+def test_to_db():
+    out = load.to_db(np.array([1.0, 0.1, 0.0, -1.0, np.nan], dtype="float32"))
+    np.testing.assert_allclose(out[:2], [0.0, -10.0], atol=1e-6)
+    assert np.isnan(out[2:]).all() and out.dtype == np.float32
+
+
+def test_load_masks_borders_and_mosaics(test_catalog):
+    cat = stac.open_catalog(str(test_catalog.root))
+    items = stac.search_backscatter(cat, test_catalog.aoi, START, END)
+    first = load.group_acquisitions(items, cat.source.properties, lon=8.0)[0]
+    # a grid over the whole frames: zero-filled columns and nodata rows become NaN
+    grid = load.grid_for(load.parse_aoi("7.99,45.99,8.03,46.02"))
+    vv = load.load_backscatter(first, cat, grid)[schema.VV].values[0]
+    assert np.isfinite(vv).any() and np.nanmax(vv) < 0 and np.nanmin(vv) > -30
+    inner = load.load_backscatter(first, cat, load.grid_for(load.parse_aoi(test_catalog.aoi)))[schema.VV].values
+    assert np.isfinite(inner).all()  # the two frames' nodata edges are filled by each other
+
+
+def test_unreadable_asset_is_named(test_catalog, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv(stac.RETRY_BACKOFF_ENV, "0")
+    root = tmp_path / "copy"
+    shutil.copytree(test_catalog.root, root)
+    cat = stac.open_catalog(str(root))
+    items = stac.search_backscatter(cat, test_catalog.aoi, START, END)
+    victim = items[2]
+    (root / "sentinel-1-rtc" / victim.id / "vh.tif").write_bytes(b"not a tiff")
+    acq = next(a for a in load.group_acquisitions(items, cat.source.properties, 8.0) if victim in a.items)
+    layers = load.load_backscatter(acq, cat, load.grid_for(load.parse_aoi(test_catalog.aoi)))
+    assert np.isfinite(layers[schema.VV].values).all()  # the good asset reads
+    with pytest.raises(AssetReadError, match=rf"asset 'vh' of STAC item '{victim.id}'.*after 4 tries"):
+        layers[schema.VH].compute()
