@@ -1,0 +1,103 @@
+"""Building blocks shared by the networks: conv blocks, padding to a multiple, output heads."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sarcube.errors import InputError
+
+# How a network's raw output becomes a probability (see ``probability`` in __init__).
+OUTPUT_LOGIT = "logit"  # (N, 1, ...) logits of the positive class: sigmoid
+OUTPUT_TWO_CLASS = "two_class"  # (N, 2, ...) logits: softmax, channel 1
+OUTPUT_PROBABILITY = "probability"  # already in [0, 1] (the baseline)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def check_out_channels(out_channels: int) -> None:
+    if out_channels not in (1, 2):
+        raise InputError(
+            f"out_channels={out_channels}: use 1 (sigmoid logit, BCE/focal) or 2 (two-class logits, cross-entropy)"
+        )
+
+
+def output_kind(out_channels: int) -> str:
+    return OUTPUT_LOGIT if out_channels == 1 else OUTPUT_TWO_CLASS
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad the last two dims (bottom/right, edge values) up to a multiple; return the original size.
+
+    Networks that halve the grid k times need sides divisible by 2**k; padding inside
+    the net and cropping the output (``crop_to``) lets any size, odd ones included, through.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        if x.dim() == 5:  # (N, C, T, H, W): replicate-pad needs the 3-D form
+            x = F.pad(x, (0, pw, 0, ph, 0, 0), mode="replicate")
+        else:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x, (h, w)
+
+
+def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return x[..., : size[0], : size[1]]
+
+
+class ConvBNReLU(nn.Sequential):
+    """3x3 convolution (no bias, BN follows) + batch norm + ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3):
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class ResidualBlock2d(nn.Module):
+    """Two 3x3 conv + BN with an identity (or 1x1 projected) shortcut, then ReLU (He et al. 2016)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + self.shortcut(x), inplace=True)
+
+
+class ResidualDecoder2d(nn.Module):
+    """U-Net decoder of residual blocks: bilinear x2 up, concatenate the skip, residual block.
+
+    ``channels`` lists the encoder widths from the finest to the coarsest level (the
+    skips and the bottleneck); the result has ``channels[0]`` feature maps at full size.
+    """
+
+    def __init__(self, channels: list[int]):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            ResidualBlock2d(channels[i + 1] + channels[i], channels[i]) for i in reversed(range(len(channels) - 1))
+        )
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = features[-1]
+        for block, skip in zip(self.blocks, reversed(features[:-1]), strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return x
