@@ -1,0 +1,167 @@
+"""Metrics: hand-computed cases, scikit-learn where it has the metric, label 255 ignored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sarcube.models import metrics
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    f1_score,
+    jaccard_score,
+    precision_score,
+    recall_score,
+)
+
+from sarcube.errors import InputError
+
+
+def _random_case(seed: int, n: int = 3, h: int = 20, w: int = 30, ties: bool = False):
+    rng = np.random.default_rng(seed)
+    label = (rng.random((n, h, w)) < 0.3).astype(np.uint8)
+    prob = np.clip(0.35 * label + 0.65 * rng.random((n, h, w)), 0, 1).astype(np.float32)
+    if ties:
+        prob = np.round(prob, 1)  # many equal scores: AP must group them like sklearn
+    label[rng.random((n, h, w)) < 0.1] = metrics.IGNORE_LABEL
+    return prob, label
+
+
+def test_pixel_scores_hand_case():
+    prob = np.array([[0.9, 0.6, 0.2], [0.4, 0.7, 0.1]])
+    label = np.array([[1, 0, 1], [255, 1, 0]], dtype=np.uint8)
+    s = metrics.pixel_scores(prob, label)
+    # valid: (0.9,1) tp, (0.6,0) fp, (0.2,1) fn, (0.7,1) tp, (0.1,0) tn; (0.4,255) ignored
+    assert (s["tp"], s["fp"], s["fn"], s["tn"]) == (2, 1, 1, 1)
+    assert s["precision"] == pytest.approx(2 / 3)
+    assert s["recall"] == pytest.approx(2 / 3)
+    assert s["f1"] == pytest.approx(2 / 3)
+    assert s["iou"] == pytest.approx(2 / 4)
+    assert s["balanced_accuracy"] == pytest.approx(0.5 * (2 / 3 + 1 / 2))
+    # nothing predicted: ratios are 0, not NaN
+    empty = metrics.pixel_scores(np.zeros(3), np.array([1, 0, 0]))
+    assert empty["precision"] == 0.0 and empty["f1"] == 0.0 and empty["iou"] == 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pixel_scores_match_sklearn(seed):
+    prob, label = _random_case(seed)
+    valid = label != 255
+    y, p = label[valid], prob[valid] >= 0.5
+    s = metrics.pixel_scores(prob, label)
+    assert s["precision"] == pytest.approx(precision_score(y, p))
+    assert s["recall"] == pytest.approx(recall_score(y, p))
+    assert s["f1"] == pytest.approx(f1_score(y, p))
+    assert s["iou"] == pytest.approx(jaccard_score(y, p))
+    assert metrics.balanced_accuracy(prob, label) == pytest.approx(balanced_accuracy_score(y, p))
+    # torch tensors and a (N, 1, H, W) prediction give the same
+    assert metrics.pixel_scores(torch.from_numpy(prob)[:, None], torch.from_numpy(label)) == s
+
+
+@pytest.mark.parametrize(("seed", "ties"), [(0, False), (1, True), (2, True)])
+def test_average_precision_matches_sklearn(seed, ties):
+    prob, label = _random_case(seed, ties=ties)
+    valid = label != 255
+    expected = average_precision_score(label[valid], prob[valid])
+    assert metrics.average_precision(prob, label) == pytest.approx(expected, abs=1e-12)
+    assert metrics.average_precision(torch.from_numpy(prob), torch.from_numpy(label)) == pytest.approx(expected)
+
+
+def test_average_precision_hand_case_and_edges():
+    # ranked: 0.9 (1), 0.8 (0), 0.7 (1), 0.7 (0), 0.1 (1)
+    prob = np.array([0.9, 0.8, 0.7, 0.7, 0.1])
+    label = np.array([1, 0, 1, 0, 1])
+    # thresholds 0.9: P=1, R=1/3; 0.8: no recall gain; 0.7: P=2/4, R=2/3; 0.1: P=3/5, R=1
+    assert metrics.average_precision(prob, label) == pytest.approx(1 / 3 * 1 + 1 / 3 * 0.5 + 1 / 3 * 0.6)
+    assert metrics.average_precision(prob, np.zeros(5, dtype=np.uint8)) == 0.0
+    assert metrics.average_precision(np.array([0.2, np.nan]), np.array([1, 1])) == 1.0  # NaN left out
+
+
+def test_best_threshold_matches_brute_force():
+    rng = np.random.default_rng(3)
+    labels = (rng.random(200) < 0.2).astype(np.uint8)
+    scores = np.round(rng.random(200) + 0.5 * labels, 2)
+    labels[:5] = 255
+    for metric in metrics.THRESHOLD_METRICS:
+        t, value = metrics.best_threshold(scores, labels, metric=metric)
+        brute = {c: metrics.score_from_counts(metrics.pixel_counts(scores, labels, c), metric) for c in np.unique(scores[5:])}
+        best = max(brute.values())
+        assert value == pytest.approx(best)
+        assert t == min(c for c, v in brute.items() if v == pytest.approx(best))
+    with pytest.raises(InputError, match="metric"):
+        metrics.best_threshold(scores, labels, metric="auc")
+
+
+def test_object_scores_hand_case():
+    label = np.zeros((8, 10), dtype=np.uint8)
+    label[0:2, 0:2] = 1  # object A: hit
+    label[5:7, 0:3] = 1  # object B: missed
+    label[0:3, 7:9] = 1  # object C: hit by a single pixel
+    label[7, 6:10] = 255  # not monitored
+    pred = np.zeros((8, 10), dtype=bool)
+    pred[1:3, 1:3] = True  # overlaps A
+    pred[2, 8] = True  # touches C
+    pred[4, 5] = True  # false alarm
+    pred[7, 8:10] = True  # only on 255 pixels: not counted
+    assert metrics.object_scores(pred, label) == {"tp": 2, "fn": 1, "fp": 1}
+    # probabilities threshold like masks; a batch sums
+    two = np.stack([pred, pred]).astype(np.float32)
+    assert metrics.object_scores(two, np.stack([label, label])) == {"tp": 4, "fn": 2, "fp": 2}
+
+
+def test_object_connectivity():
+    label = np.zeros((4, 4), dtype=np.uint8)
+    label[0, 0] = label[1, 1] = 1  # diagonal neighbours: one object (8) or two (4)
+    pred = np.zeros((4, 4), dtype=bool)
+    pred[0, 0] = True
+    assert metrics.object_scores(pred, label, connectivity=8) == {"tp": 1, "fn": 0, "fp": 0}
+    assert metrics.object_scores(pred, label, connectivity=4) == {"tp": 1, "fn": 1, "fp": 0}
+    with pytest.raises(InputError, match="connectivity"):
+        metrics.object_scores(pred, label, connectivity=6)
+
+
+def test_bbox_iou_hand_case():
+    label = np.zeros((6, 6), dtype=np.uint8)
+    label[0:2, 0:2] = 1  # box rows 0-1, cols 0-1 (4 px)
+    pred = np.zeros((6, 6), dtype=bool)
+    pred[1, 1] = pred[2, 1] = pred[2, 2] = True  # L shape: box rows 1-2, cols 1-2 (4 px)
+    # intersection: (1, 1) = 1 px; union 4 + 4 - 1 = 7
+    assert metrics.bbox_iou(pred, label) == pytest.approx(1 / 7)
+    label[2, 2] = 255  # one pixel of the predicted box is not monitored
+    assert metrics.bbox_iou(pred, label) == pytest.approx(1 / 6)
+    assert np.isnan(metrics.bbox_iou(np.zeros((3, 3), bool), np.zeros((3, 3), np.uint8)))
+
+
+def test_accumulator_equals_whole_batch():
+    prob, label = _random_case(5, n=6, h=16, w=16)
+    acc = metrics.MetricAccumulator()
+    for i in range(0, 6, 2):
+        acc.update(torch.from_numpy(prob[i : i + 2]), label[i : i + 2])
+    out = acc.compute()
+    whole = metrics.pixel_scores(prob, label)
+    for key, value in whole.items():
+        assert out[key] == pytest.approx(value)
+    assert out["auprc"] == pytest.approx(metrics.average_precision(prob, label))
+    objs = metrics.object_scores(prob, label)
+    assert (out["object_tp"], out["object_fn"], out["object_fp"]) == (objs["tp"], objs["fn"], objs["fp"])
+    assert out["bbox_iou"] == pytest.approx(metrics.bbox_iou(prob, label))
+    assert out["n_images"] == 6
+
+
+def test_accumulator_for_patch_scores():
+    acc = metrics.MetricAccumulator(objects=False)
+    acc.update(np.array([0.9, 0.2, 0.6]), np.array([1, 0, 0]))
+    acc.update(np.array([0.1]), np.array([255]))
+    out = acc.compute()
+    assert (out["tp"], out["fp"], out["tn"], out["fn"]) == (1, 1, 1, 0)
+    assert out["n_images"] == 4 and "object_tp" not in out
+    with pytest.raises(InputError, match="objects=False"):
+        metrics.MetricAccumulator().update(np.array([0.9]), np.array([1]))
+
+
+def test_bad_inputs():
+    with pytest.raises(InputError, match="shape"):
+        metrics.pixel_scores(np.zeros((2, 3)), np.zeros((3, 2), np.uint8))
+    with pytest.raises(InputError, match="0, 1 or 255"):
+        metrics.pixel_scores(np.zeros(3), np.array([0, 2, 1]))
