@@ -164,3 +164,25 @@ def test_failed_compute_leaves_the_cube_as_it_was(alpine_cube):
     after = schema.open_cube(alpine_cube)
     assert sorted(after.data_vars) == before
     assert schema.PAIR not in after.dims
+
+
+def test_store_refuses_to_strand_layers_on_replaced_pairs(alpine_cube):
+    from sarcube.errors import CubeSchemaError
+
+    features(alpine_cube, terrain=False, par=False)
+    ds = schema.open_cube(alpine_cube)
+    coherence = schema.make_variable(
+        "coherence", ds[schema.VV_DIFF] * 0 + 0.5, spec=schema.external_spec("coherence", (schema.PAIR, schema.Y, schema.X))
+    )
+    store.add_variables(alpine_cube, {"coherence": coherence})
+    six = sar.make_pairs(ds, max_gap_days=6)
+    layers = sar.change_layers(ds, six)
+    with pytest.raises(CubeSchemaError, match=r"strand \['coherence'\]"):
+        store.add_variables(alpine_cube, layers, overwrite=True, new_coords=six, replace_coords=True)
+    with pytest.raises(CubeSchemaError, match="differs"):
+        store.add_variables(alpine_cube, layers, overwrite=True, new_coords=six)
+    assert schema.open_cube(alpine_cube).sizes[schema.PAIR] == 3
+    store.add_variables(alpine_cube, layers, overwrite=True, new_coords=six, replace_coords=True, drop=["coherence"])
+    out = schema.open_cube(alpine_cube)
+    assert out.sizes[schema.PAIR] == 2 and "coherence" not in out
+    np.testing.assert_array_equal(out[schema.ACTIVITY_TIME].values, six[schema.ACTIVITY_TIME].values)
