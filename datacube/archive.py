@@ -158,7 +158,8 @@ def archive_name(cube: str | Path) -> str:
     return name
 
 
-def _local_store(cube: str | Path) -> Path:
+def local_store(cube: str | Path) -> Path:
+    """The directory of a local, finished store; :class:`InputError` for URLs, files or non-stores."""
     text = str(cube)
     if "://" in text and not text.startswith("file://"):
         raise InputError(f"cube {text!r} is not on local disk: copy it locally first (publishing zips a finished local store)")
@@ -176,7 +177,7 @@ def store_members(cube: str | Path) -> list[str]:
     Leaves out what an interrupted write left behind (staging group, trash) and
     hidden files; refuses a store whose metadata is not consolidated.
     """
-    root = _local_store(cube)
+    root = local_store(cube)
     meta = json.loads((root / ZARR_JSON).read_bytes())
     if not meta.get("consolidated_metadata"):
         raise PublishError(f"cube {str(cube)!r} has no consolidated metadata: rerun the step that wrote it (sarcube writes cubes consolidated)")
@@ -199,7 +200,7 @@ def write_zip(cube: str | Path, zip_path: str | Path, *, progress: bool = True) 
     Written to a temporary name and renamed when complete; metadata strings
     are sanitized (:func:`sanitize_text`), chunks copied byte for byte.
     """
-    root = _local_store(cube)
+    root = local_store(cube)
     members = store_members(root)
     zip_path = Path(zip_path)
     zip_path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,10 +256,10 @@ def multihash(md5_hex: str) -> str:
     return MULTIHASH_MD5 + md5_hex
 
 
-def _check_multihash(value: str, path: Path) -> bool:
-    """True when the multihash ``value`` matches the file at ``path``."""
+def _check_multihash(value: str, path: Path, known_md5: str | None = None) -> bool:
+    """True when the multihash ``value`` matches the file at ``path`` (``known_md5``: already computed)."""
     if value.startswith(MULTIHASH_MD5):
-        return md5_file(path) == value[len(MULTIHASH_MD5):]
+        return (known_md5 or md5_file(path)) == value[len(MULTIHASH_MD5):]
     if value.startswith(MULTIHASH_SHA256):
         digest = hashlib.sha256()
         with path.open("rb") as f:
@@ -690,8 +691,8 @@ def write_archive(
 ) -> ArchiveFiles:
     """Write zip, STAC, datasheet, ``extra_files`` (e.g. metadata.json) and MD5SUMS into ``out_dir``.
 
-    With ``rezip=False`` an existing zip is kept (its md5 recomputed), e.g.
-    when only the DOI changes.
+    With ``rezip=False`` an existing zip is kept (its md5 read from the
+    MD5SUMS written with it), e.g. when only the DOI changes.
     """
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -769,11 +770,13 @@ def verify_archive(folder: str | Path) -> VerifyReport:
     if not folder.is_dir():
         raise InputError(f"archive folder {str(folder)!r} does not exist: pass the --out folder of `sarcube publish`")
     md5_checked = []
+    computed: dict[Path, str] = {}
     for rel, expected in read_md5sums(folder).items():
         path = _safe_relative(folder, rel, MD5SUMS)
         if not path.is_file():
             raise VerifyError(f"{rel}: listed in {MD5SUMS} but missing from {str(folder)!r}")
         actual = md5_file(path, progress=path.stat().st_size > 256 * 1024 * 1024)
+        computed[path.resolve()] = actual
         if actual != expected:
             raise VerifyError(f"{rel}: md5 {actual} does not match {MD5SUMS} ({expected}): the file is corrupt, download or publish it again")
         md5_checked.append(rel)
@@ -798,7 +801,7 @@ def verify_archive(folder: str | Path) -> VerifyReport:
             if size is not None and int(size) != target.stat().st_size:
                 raise VerifyError(f"{rel}: size {target.stat().st_size} B does not match STAC file:size {size} B: the file is corrupt")
             checksum = asset.get("file:checksum")
-            if checksum and not _check_multihash(str(checksum), target):
+            if checksum and not _check_multihash(str(checksum), target, computed.get(target)):
                 raise VerifyError(f"{rel}: checksum does not match STAC file:checksum: the file is corrupt")
             stac_checked.append(rel)
 
@@ -845,6 +848,7 @@ __all__ = [
     "archive_file_list",
     "archive_name",
     "datasheet",
+    "local_store",
     "md5_file",
     "multihash",
     "read_md5sums",

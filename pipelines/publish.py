@@ -133,7 +133,7 @@ def publish(
     is read from ``ZENODO_TOKEN``. ``client_options`` go to
     :class:`~sarcube.pipelines.zenodo.ZenodoClient` (retries, backoff_s, sleep).
     """
-    cube = Path(str(cube))
+    cube = archive.local_store(cube)
     out_dir = Path(out_dir)
     if (publish or new_version_of is not None) and not upload:
         raise InputError("--publish and --new-version-of need --upload")

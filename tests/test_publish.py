@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from conftest import make_pair_cube
 from sarcube.datacube import archive, schema, store
 from sarcube.pipelines import cli
 from sarcube.pipelines.publish import publish
@@ -76,6 +77,43 @@ def test_published_zip_equals_directory_store_and_verifies(featured_cube, tmp_pa
     md5 = archive.read_md5sums(out)["tiny.zarr.zip"]
     _publish(featured_cube, tmp_path / "again")
     assert archive.read_md5sums(tmp_path / "again")["tiny.zarr.zip"] == md5
+
+
+def test_built_cube_publishes_and_reopens(tmp_path):
+    """A cube made by `sarcube build` from a local STAC catalog, end to end."""
+    from sarcube.pipelines.build import build
+    from stac_server import write_test_catalog
+
+    cat = write_test_catalog(tmp_path / "catalog")
+    cube = build(cat.aoi, cat.start, cat.end, tmp_path / "built.zarr", catalog=str(cat.root))
+    out = tmp_path / "pub"
+    _publish(cube, out)
+    report = verify(out)
+    assert report.cubes == ("built.zarr.zip",)
+    plain = xr.open_zarr(zarr.storage.ZipStore(out / "built.zarr.zip", mode="r"), decode_coords="all")
+    source = schema.open_cube(cube)
+    for name in source.data_vars:
+        np.testing.assert_array_equal(plain[name].values, source[name].values)
+    item = json.loads((out / "stac" / "built.json").read_text())
+    ids = [e["id"] for e in schema.decode_json_attr(source, schema.ATTR_STAC_ITEMS)]
+    assert item["properties"]["sarcube:source_items"] == ids
+    assert str(tmp_path) not in (out / "README.md").read_text()
+
+
+def test_full_contract_cube_round_trips(tmp_path):
+    """Pairs, terrain, PAR and uint8 labels (255 = unknown) survive the zip unchanged."""
+    path = tmp_path / "pairs.zarr"
+    store.write_cube(make_pair_cube(), path)
+    out = tmp_path / "pub"
+    _publish(path, out)
+    xr.testing.assert_identical(schema.open_cube(out / "pairs.zarr.zip").load(), schema.open_cube(path).load())
+    variables = json.loads((out / "stac" / "pairs.json").read_text())["properties"]["cube:variables"]
+    assert variables[schema.LABEL]["dimensions"] == [schema.PAIR, schema.Y, schema.X]
+    assert "nodata" not in variables[schema.LABEL] and variables[schema.PAR]["unit"] == "degree"
+    assert variables[schema.ACTIVITY_TIME]["type"] == "auxiliary"
+    readme = (out / "README.md").read_text()
+    assert "Reference/activity pairs" in readme and f"`{schema.LABEL}`" in readme
+    verify(out)
 
 
 def test_stac_item_describes_the_cube(featured_cube, tmp_path):
@@ -206,6 +244,14 @@ def test_metadata_errors_are_one_liners(tiny_cube, tmp_path, override, match):
         publish(tiny_cube, tmp_path / "pub", **kw)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "pub").exists()  # validated before anything is written
+
+
+def test_publish_needs_a_finished_local_store(tmp_path):
+    with pytest.raises(InputError, match="not on local disk"):
+        publish("s3://bucket/cube.zarr", tmp_path / "pub", title="T", creators=[CREATOR])
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(InputError, match="no root zarr.json"):
+        publish(tmp_path / "empty.zarr", tmp_path / "pub", title="T", creators=[CREATOR])
 
 
 def test_publish_cli_writes_archive(tiny_cube, tmp_path, capsys):

@@ -201,3 +201,16 @@ def test_metadata_parsing():
     assert r == zenodo.RelatedIdentifier("10.5281/zenodo.99", "isDerivedFrom")
     assert zenodo.RelatedIdentifier.parse("arXiv:2101.00001:cites").identifier == "arXiv:2101.00001"
     assert zenodo.markdown_to_html("a <b>\n\n```\nx < 1\n```") == "<p>a &lt;b&gt;</p>\n<pre><code>\nx &lt; 1\n</code></pre>"
+
+
+def test_unreachable_server_retries_then_says_so(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    waits: list[float] = []
+    client = zenodo.ZenodoClient(f"http://127.0.0.1:{port}", TOKEN, retries=2, backoff_s=0.25, sleep=waits.append, timeout_s=2)
+    with pytest.raises(ZenodoError, match=r"create deposition: cannot reach .* after 3 tries.*rerun to resume") as info:
+        client.create_deposition()
+    assert waits == [0.25, 0.5] and TOKEN not in str(info.value)
