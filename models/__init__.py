@@ -133,10 +133,13 @@ def build_model(name: str, in_channels: int, **cfg) -> nn.Module:
 def _unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside DistributedDataParallel / torch.compile wrappers."""
     while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
+        for attr in ("module", "_orig_mod"):
+            inner = getattr(model, attr, None)
+            if isinstance(inner, nn.Module):
+                model = inner
+                break
+        else:
             return model
-        model = inner
 
 
 def probability(model: nn.Module, output, inputs: torch.Tensor | None = None) -> torch.Tensor:

@@ -162,9 +162,10 @@ def average_precision(prob, label) -> float:
 def best_threshold(scores, labels, metric: str = "f1") -> tuple[float, float]:
     """The score threshold (predict positive where ``score >= threshold``) that maximizes ``metric``.
 
-    Candidates are the distinct finite scores; ties keep the lowest threshold. Returns
-    ``(threshold, metric value)``. Used to tune the VAE's reconstruction-error threshold and
-    the baseline on validation data.
+    Candidates are the distinct finite scores; ties keep the lowest. The threshold returned
+    is the midpoint between that score and the next lower one (it classifies the data alike,
+    with a margin on both sides). Returns ``(threshold, metric value)``. Used to tune the
+    VAE's reconstruction-error threshold and the baseline on validation data.
     """
     if metric not in THRESHOLD_METRICS:
         raise InputError(f"metric {metric!r}: use one of {', '.join(THRESHOLD_METRICS)}")
@@ -184,7 +185,10 @@ def best_threshold(scores, labels, metric: str = "f1") -> tuple[float, float]:
             spec = np.where(neg > 0, tns / max(neg, 1), 0.0)
             values = 0.5 * (rec + spec)
     best = np.flatnonzero(values == values.max())[-1]  # thresholds descend: the last is the lowest
-    return float(thresholds[best]), float(values[best])
+    threshold = thresholds[best]
+    if best + 1 < thresholds.size:
+        threshold = 0.5 * (threshold + thresholds[best + 1])
+    return float(threshold), float(values[best])
 
 
 def _structure(connectivity: int) -> np.ndarray:

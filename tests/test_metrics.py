@@ -88,7 +88,10 @@ def test_best_threshold_matches_brute_force():
         brute = {c: metrics.score_from_counts(metrics.pixel_counts(scores, labels, c), metric) for c in np.unique(scores[5:])}
         best = max(brute.values())
         assert value == pytest.approx(best)
-        assert t == min(c for c, v in brute.items() if v == pytest.approx(best))
+        lowest_best = min(c for c, v in brute.items() if v == pytest.approx(best))
+        below = scores[5:][scores[5:] < lowest_best]
+        assert t == pytest.approx(0.5 * (lowest_best + below.max()) if below.size else lowest_best)
+        assert metrics.score_from_counts(metrics.pixel_counts(scores, labels, t), metric) == pytest.approx(best)
     with pytest.raises(InputError, match="metric"):
         metrics.best_threshold(scores, labels, metric="auc")
 
