@@ -165,7 +165,7 @@ OVERFIT_STEPS = {"patch_cnn": 120}
 def test_overfits_one_tiny_batch(name):
     extra = {"dropout": 0.0} if name in NO_DROPOUT else {}
     model = _tiny(name, **extra).train()
-    x = _batch(name, 4, 16, 16)
+    x = _batch(name, 2, 16, 16)
     if name == "patch_cnn":
         x[1::2] += 0.5  # two classes that differ in brightness
     target = _target(name, x)
