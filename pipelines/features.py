@@ -31,7 +31,6 @@ from sarcube.errors import CubeExistsError, InputError
 log = logging.getLogger(__name__)
 
 
-
 def _with_parameters(var: xr.DataArray, **more: Any) -> xr.DataArray:
     """``var`` with ``more`` merged into its recorded parameters."""
     params = json.loads(var.attrs.get(schema.ATTR_PARAMETERS, "{}"))
