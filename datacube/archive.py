@@ -655,6 +655,7 @@ def datasheet(ds: xr.Dataset, *, archive_file: str, citation: Citation) -> str:
         f"- `{STAC_DIR}/`: STAC collection and item (datacube, file, sar, sat, projection extensions)",
         f"- `{METADATA_JSON}`: the Zenodo deposition metadata",
         f"- `{MD5SUMS}`: checksums; check with `md5sum -c {MD5SUMS}` or `sarcube verify .`",
+        f"- on Zenodo, records have no folders: `{STAC_DIR}/x.json` is named `{flat_name(STAC_DIR + '/x.json')}` (`sarcube verify` knows both)",
         "",
         "## Licence",
         "",
@@ -754,11 +755,19 @@ class VerifyReport:
         )
 
 
+def flat_name(rel: str) -> str:
+    """A file's name on a Zenodo record, which has no folders: ``stac/a.json`` -> ``stac_a.json``."""
+    return rel.replace("/", "_")
+
+
 def _safe_relative(folder: Path, rel: str, what: str) -> Path:
+    """``folder/rel``, or its flat name as downloaded from Zenodo when only that exists."""
     pure = PurePosixPath(rel)
     if pure.is_absolute() or ".." in pure.parts:
         raise VerifyError(f"{what} lists {rel!r}, a path outside the archive folder")
-    return folder / pure
+    path = folder / pure
+    flat = folder / flat_name(rel)
+    return flat if not path.is_file() and flat.is_file() else path
 
 
 def verify_archive(folder: str | Path) -> VerifyReport:
@@ -783,15 +792,20 @@ def verify_archive(folder: str | Path) -> VerifyReport:
 
     stac_checked = []
     stac_dir = folder / STAC_DIR
-    for item_path in sorted(stac_dir.glob("*.json")) if stac_dir.is_dir() else []:
-        if item_path.name == COLLECTION_JSON:
-            continue
+    if stac_dir.is_dir():
+        item_paths = [p for p in sorted(stac_dir.glob("*.json")) if p.name != COLLECTION_JSON]
+    else:  # downloaded from Zenodo: flat names, every file in one folder
+        item_paths = [p for p in sorted(folder.glob(flat_name(f"{STAC_DIR}/*.json"))) if p.name != flat_name(f"{STAC_DIR}/{COLLECTION_JSON}")]
+    for item_path in item_paths:
         doc = json.loads(item_path.read_text())
         for key, asset in doc.get("assets", {}).items():
             href = str(asset.get("href", ""))
             if "://" in href or href.startswith("/"):
                 raise VerifyError(f"{item_path.relative_to(folder)}: asset {key!r} href {href!r} is not relative to the archive")
-            target = (item_path.parent / href).resolve()
+            if item_path.parent == folder:
+                target = (folder / PurePosixPath(href).name).resolve()
+            else:
+                target = (item_path.parent / href).resolve()
             if folder.resolve() not in target.parents:
                 raise VerifyError(f"{item_path.relative_to(folder)}: asset {key!r} points outside the archive folder")
             rel = target.relative_to(folder.resolve()).as_posix()
@@ -848,6 +862,7 @@ __all__ = [
     "archive_file_list",
     "archive_name",
     "datasheet",
+    "flat_name",
     "local_store",
     "md5_file",
     "multihash",

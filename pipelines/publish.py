@@ -16,7 +16,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,10 @@ class PublishResult:
     published: bool = False
     uploaded: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
-    deleted: tuple[str, ...] = field(default=())
+    deleted: tuple[str, ...] = ()
 
 
-def _description_text(description: str | Path | None, cube: Path) -> str:
+def _description_text(description: str | Path | None) -> str:
     if description is None:
         return ""
     path = Path(description)
@@ -144,7 +144,7 @@ def publish(
         raise InputError(f"--new-version-of {new_version_of!r} is not a deposition id (a positive integer)")
 
     ds = schema.open_cube(cube)
-    text = _description_text(description, cube) or _default_description(ds, title or "")
+    text = _description_text(description) or _default_description(ds, title or "")
     metadata = zenodo.DepositionMetadata.build(
         title=title,
         creators=creators,

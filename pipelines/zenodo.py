@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from sarcube.datacube import archive
 from tqdm.auto import tqdm
 
 from sarcube.errors import InputError, ZenodoError
@@ -615,7 +616,7 @@ def sync_files(client: ZenodoClient, deposition: Mapping[str, Any], files: Seque
 def local_files(folder: Path, md5: Mapping[str, str]) -> list[LocalFile]:
     """LocalFiles for relative paths with known md5; Zenodo keys are flat (``stac/a.json`` -> ``stac_a.json``)."""
     return [
-        LocalFile(key=rel.replace("/", "_"), path=folder / rel, size=(folder / rel).stat().st_size, md5=digest)
+        LocalFile(key=archive.flat_name(rel), path=folder / rel, size=(folder / rel).stat().st_size, md5=digest)
         for rel, digest in md5.items()
     ]
 

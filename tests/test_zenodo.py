@@ -69,6 +69,12 @@ def test_full_upload_flow(tiny_cube, tmp_path, server, waits):
     assert all(not any(r.path.endswith(k) for k in KEYS - {ZIP_KEY}) for r in server.log[: first_put + 1])  # the zip goes first
     assert not waits
     verify(out)  # the DOI rewrite kept the folder consistent
+    download = tmp_path / "download"  # what a reader gets from the record: flat names
+    download.mkdir()
+    for key, data in dep.files.items():
+        (download / key).write_bytes(data)
+    report = verify(download)
+    assert "stac/tiny.json" in report.md5_checked and ZIP_KEY in report.stac_checked
 
 
 def test_draft_then_publish_on_rerun(tiny_cube, tmp_path, server, waits):
