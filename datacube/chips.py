@@ -599,17 +599,20 @@ def select(table: ChipTable, split: str, policy: str, chips: ChipSpec, seed: int
     return table.take(np.sort(index))
 
 
-def check_selection(selected: dict[str, ChipTable], chips: ChipSpec, train_policy: str) -> None:
-    """Raise TrainingDataError for an empty split or a training split without positives."""
+def check_selection(selected: dict[str, ChipTable], chips: ChipSpec, need_positives: bool = True) -> None:
+    """Raise TrainingDataError for a training split without positive chips or an empty split."""
+    train = selected.get(TRAIN)
+    if need_positives and train is not None and not train.positive(chips.min_positive_pixels).any():
+        raise TrainingDataError(
+            "the training split has no positive chip (label 1): check the labels, the split (--set split.seed=...) "
+            "or the chip selection (--set chips.policy=...)"
+        )
     for split, t in selected.items():
         if len(t) == 0:
             raise TrainingDataError(
                 f"the {split} split has no chips: use smaller tiles (--set split.tile_size_m=...), smaller chips "
                 f"(--set chips.size=...), another split seed, or a cube with more labels"
             )
-    train = selected[TRAIN]
-    if train_policy in (POLICY_POSITIVES, POLICY_BALANCED) and not train.positive(chips.min_positive_pixels).any():
-        raise TrainingDataError("the training split has no positive chip (label 1): check the labels or the split (--set split.seed=...)")
 
 
 # --- statistics ------------------------------------------------------------------

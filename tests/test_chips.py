@@ -13,7 +13,7 @@ from sarcube.errors import MissingVariableError, TrainingDataError
 PYX = (schema.PAIR, schema.Y, schema.X)
 
 
-def make_featured_cube(ny: int = 64, nx: int = 64, nt: int = 6, seed: int = 0, positives: dict | None = None) -> xr.Dataset:
+def make_featured_cube(ny: int = 64, nx: int = 64, nt: int = 6, seed: int = 0, positives: dict | None = None, px_per_blob: int = 256) -> xr.Dataset:
     """A featured cube: pairs (t, t+1), pair features, terrain, ratios and per-pair labels.
 
     ``positives`` maps pair -> list of (y0, y1, x0, x1) boxes set to label 1;
@@ -26,8 +26,13 @@ def make_featured_cube(ny: int = 64, nx: int = 64, nt: int = 6, seed: int = 0, p
     np_ = nt - 1
     ds = ds.assign_coords(schema.pair_coords(times[:-1], times[1:], [15] * np_))
     label = np.zeros((np_, ny, nx), dtype=np.uint8)
-    if positives is None:
-        positives = {p: [(8 + 4 * p, 16 + 4 * p, 8, 20), (40, 48, 36 + p, 50 + p)] for p in range(np_)}
+    if positives is None:  # debris blobs of 4-8 px scattered over the scene, ~1 per 16x16 px
+        positives = {}
+        for p in range(np_):
+            n = max(2, ny * nx // px_per_blob)
+            ys, xs = rng.integers(0, ny - 8, n), rng.integers(0, nx - 9, n)
+            hs, ws = rng.integers(4, 9, n), rng.integers(4, 9, n)
+            positives[p] = [(int(a), int(a + h), int(b), int(b + w)) for a, b, h, w in zip(ys, xs, hs, ws, strict=True)]
     for p, boxes in positives.items():
         for y0, y1, x0, x1 in boxes:
             label[p, y0:y1, x0:x1] = schema.LABEL_YES
@@ -196,7 +201,7 @@ def test_empty_split_and_no_positives(tmp_path):
     table = chips.chip_table([0], pos, valid, plan, spec, 64, 64)
     sel = {s: chips.select(table, s, "all", spec) for s in chips.SPLITS}
     with pytest.raises(TrainingDataError, match="no positive chip"):
-        chips.check_selection(sel, spec, "positives")
+        chips.check_selection(sel, spec)
     sel["val"] = chips.select(table, "val", "positives", spec)
     with pytest.raises(TrainingDataError, match="val split has no chips"):
-        chips.check_selection(sel, spec, "all")
+        chips.check_selection(sel, spec, need_positives=False)

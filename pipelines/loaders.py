@@ -1,0 +1,201 @@
+"""The torch seam over :mod:`sarcube.datacube.chips` (like xbatcher's ``loaders/torch.py``).
+
+:class:`ChipStream` is an ``IterableDataset`` that yields ready *batches*:
+each DataLoader worker takes a disjoint shard of the blocks
+(``torch.utils.data.get_worker_info``), reads each block once (one pair, all
+channels, chunk-aligned), cuts all its selected chips in memory, mixes them
+through a shuffle buffer and stacks batches; augmentation runs in the worker,
+per chip, with the same transform on inputs and labels. Use it with
+``DataLoader(stream, batch_size=None)`` (see :func:`make_loader`), which
+prefetches in the workers and pins memory for CUDA.
+
+:class:`ChipDataset` is the map-style twin (one chip per index, read on its
+own): handy for inspection, slow for training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sarcube.datacube import chips, schema
+from sarcube.pipelines.augment import Augmenter
+from sarcube.pipelines.presets import AugmentConfig
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+#: a batch: inputs (B, C, [T,] H, W) float32, labels (B, H, W) uint8, chip ids (B,) int64
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def open_for_reading(cube: str | Path) -> Any:
+    """The cube with lazy backend arrays (no dask): a window read decodes just its chunks."""
+    return schema.open_cube(cube, chunks=None, validate=False)
+
+
+class ChipStream(IterableDataset):
+    """Batches of chips streamed block by block from a cube.
+
+    Parameters
+    ----------
+    cube : path of the cube (each worker opens it itself)
+    resolved : input channels (``chips.resolve_channels``)
+    mean, std : per-channel normalisation (training split)
+    blocks : the blocks to read (``chips.blocks``); chip ids follow their order
+    size : chip side, pixels
+    batch_size : chips per batch
+    shuffle : shuffle block order and chips (through a buffer of ``shuffle_buffer`` chips)
+    augment : augmentation (None = none); with ``train=False`` only the centre crop applies
+    seed : base seed; batches depend only on (seed, epoch, number of workers)
+    drop_singletons : skip a last batch of one chip (BatchNorm cannot train on it)
+    """
+
+    def __init__(
+        self,
+        cube: str | Path,
+        resolved: chips.ResolvedChannels,
+        mean: Sequence[float],
+        std: Sequence[float],
+        blocks: Sequence[chips.Block],
+        size: int,
+        *,
+        batch_size: int = 16,
+        shuffle: bool = True,
+        shuffle_buffer: int = 1024,
+        augment: AugmentConfig | None = None,
+        train: bool = True,
+        seed: int = 0,
+        drop_singletons: bool = False,
+    ):
+        super().__init__()
+        self.cube = str(cube)
+        self.resolved = resolved
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.blocks = list(blocks)
+        self.size = int(size)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.shuffle_buffer = max(int(shuffle_buffer), self.batch_size)
+        self.augmenter = Augmenter(augment, train=train) if augment is not None else None
+        self.seed = int(seed)
+        self.drop_singletons = drop_singletons
+        self.epoch = 0
+        counts = np.array([b.oy.size for b in self.blocks], dtype=np.int64)
+        self._first_id = np.concatenate([[0], np.cumsum(counts)])
+        self._ds: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_ds"] = None  # each worker opens its own handle
+        return state
+
+    @property
+    def n_chips(self) -> int:
+        return int(self._first_id[-1])
+
+    def __len__(self) -> int:
+        """Batches per epoch (upper bound with several workers)."""
+        return max(1, -(-self.n_chips // self.batch_size)) if self.n_chips else 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed shuffling and augmentation for ``epoch`` (call before iterating)."""
+        self.epoch = int(epoch)
+
+    def _dataset(self) -> Any:
+        if self._ds is None:
+            self._ds = open_for_reading(self.cube)
+        return self._ds
+
+    def _shard(self) -> tuple[list[int], int]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        order = np.arange(len(self.blocks))
+        if self.shuffle:
+            np.random.default_rng([self.seed, self.epoch]).shuffle(order)
+        return order[wid::nw].tolist(), wid
+
+    def _chips(self, shard: list[int]) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        ds = self._dataset()
+        for b in shard:
+            block = self.blocks[b]
+            x, y = chips.read_block(ds, self.resolved, block, self.mean, self.std)
+            xc = chips.cut_chips(x, block.oy, block.ox, self.size)
+            yc = chips.cut_chips(y, block.oy, block.ox, self.size)
+            first = int(self._first_id[b])
+            for i in range(xc.shape[0]):
+                yield xc[i], yc[i], first + i
+
+    def __iter__(self) -> Iterator[Batch]:
+        shard, wid = self._shard()
+        rng = np.random.default_rng([self.seed, self.epoch, wid, 1])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        pool: list[tuple[np.ndarray, np.ndarray, int]] = []
+        for item in self._chips(shard):
+            pool.append(item)
+            if len(pool) >= (self.shuffle_buffer if self.shuffle else self.batch_size):
+                yield self._batch(pool, rng, gen)
+        while pool:
+            if len(pool) == 1 and self.drop_singletons:
+                return
+            yield self._batch(pool, rng, gen)
+
+    def _batch(self, pool: list[tuple[np.ndarray, np.ndarray, int]], rng: np.random.Generator, gen: torch.Generator) -> Batch:
+        n = min(self.batch_size, len(pool))
+        if self.shuffle:
+            picked = []
+            for _ in range(n):  # swap-remove random entries
+                j = int(rng.integers(len(pool)))
+                pool[j], pool[-1] = pool[-1], pool[j]
+                picked.append(pool.pop())
+        else:
+            picked, pool[:] = pool[:n], pool[n:]
+        x = torch.from_numpy(np.stack([p[0] for p in picked]))
+        y = torch.from_numpy(np.stack([p[1] for p in picked]))
+        ids = torch.tensor([p[2] for p in picked], dtype=torch.int64)
+        if self.augmenter is not None and (self.augmenter.train or self.augmenter.config.crop):
+            pairs = [self.augmenter(x[i], y[i], gen) for i in range(n)]
+            x = torch.stack([p[0] for p in pairs])
+            y = torch.stack([p[1] for p in pairs])
+        return x, y, ids
+
+
+class ChipDataset(Dataset):
+    """Map-style chips: index -> (inputs, labels), each read from the cube on its own."""
+
+    def __init__(self, cube: str | Path, resolved: chips.ResolvedChannels, mean: Sequence[float], std: Sequence[float], table: chips.ChipTable):
+        self.cube = str(cube)
+        self.resolved = resolved
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.table = table
+        self._ds: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_ds": None}
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._ds is None:
+            self._ds = open_for_reading(self.cube)
+        t = self.table
+        pair = None if t.pair[i] < 0 else int(t.pair[i])
+        window = (int(t.y0[i]), int(t.y0[i]) + t.size, int(t.x0[i]), int(t.x0[i]) + t.size)
+        x = chips.assemble(self._ds, self.resolved, pair, window, self.mean, self.std)
+        y = chips.read_labels(self._ds, pair, window)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def make_loader(stream: ChipStream, *, num_workers: int = 0, pin_memory: bool | None = None, prefetch_factor: int = 4) -> DataLoader:
+    """A DataLoader over a :class:`ChipStream` (batches come ready: ``batch_size=None``)."""
+    pin = torch.cuda.is_available() if pin_memory is None else pin_memory
+    kwargs: dict[str, Any] = {"batch_size": None, "num_workers": num_workers, "pin_memory": pin}
+    if num_workers > 0:
+        kwargs["prefetch_factor"] = prefetch_factor
+    return DataLoader(stream, **kwargs)
+
+
+__all__ = ["Batch", "ChipDataset", "ChipStream", "make_loader", "open_for_reading"]

@@ -1,0 +1,192 @@
+"""Training: loss goes down, resume == uninterrupted, every preset runs a step, run dir, loader, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sarcube.datacube import chips, schema, store
+from sarcube.pipelines import runs
+from sarcube.pipelines.augment import Augmenter, dihedral
+from sarcube.pipelines.cli import main
+from sarcube.pipelines.loaders import ChipStream, make_loader
+from sarcube.pipelines.presets import AugmentConfig, available, load_preset
+from sarcube.pipelines.train import compute_loss, prepare_data, train
+from test_chips import make_featured_cube
+
+from sarcube.errors import CheckpointError, CubeExistsError, MissingVariableError, TrainingDataError
+
+#: shrink the cpu-demo profile further: 16 px chips on 16 px (320 m) tiles, one worker-less epoch
+TINY = ["chips.size=16", "split.tile_size_m=320", "train.num_workers=0", "train.epochs=1", "train.steps_per_epoch=3", "train.val_steps=2", "train.batch_size=8"]
+SMALL_NETS = {
+    "avalanche-fcn": ["model.base_channels=4", "model.depth=2"],
+    "avalanche-fcn-concat": ["model.base_channels=4", "model.depth=2"],
+    "avalanche-cnn": ["augment.crop=12", "model.width_divisor=16", "model.hidden_features=16"],
+    "avalanche-vae": ["model.base_channels=4", "model.latent_dim=8"],
+    "landslide-unet": ["model.base_width=4", "model.layers=[1, 1, 1, 1]", "model.decoder_channels=[32, 16, 8, 4, 4]"],
+    "glacier-3dconv": ["model.base_channels=2", "model.depth=2"],
+    "glacier-convlstm": ["model.base_channels=2", "model.depth=2"],
+    "baseline": [],
+}
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory):
+    path = tmp_path_factory.mktemp("train") / "featured.zarr"
+    store.write_cube(make_featured_cube(ny=96, nx=96, nt=4, px_per_blob=768), path)
+    return path
+
+
+def _overrides(name: str, *extra: str) -> list[str]:
+    return [*TINY, *SMALL_NETS[name], *extra]
+
+
+@pytest.fixture(scope="module")
+def fcn_run(cube, tmp_path_factory):
+    return train(cube, "avalanche-fcn", tmp_path_factory.mktemp("runs") / "fcn", profile="cpu-demo", overrides=_overrides("avalanche-fcn"), device="cpu")
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_NETS))
+def test_every_preset_runs_a_step(cube, tmp_path, fcn_run, name):
+    if name == "avalanche-fcn":
+        out = fcn_run
+    else:
+        out = train(cube, name, tmp_path / name, profile="cpu-demo", overrides=_overrides(name, "train.steps_per_epoch=1"), device="cpu")
+    for f in (runs.BEST, runs.LAST, runs.PRESET_FILE, runs.METRICS_FILE, runs.LOSS_PNG, runs.SPLIT_FILE):
+        assert (out / f).exists(), f
+    state = torch.load(out / runs.BEST, weights_only=True)
+    info = runs.RunInfo.from_dict(state["info"])
+    assert info.preset == name and info.cube_id == chips.cube_id(schema.open_cube(cube))
+    assert len(info.norm_mean) == info.in_channels == len(load_preset(name).inputs.channels) - sum(c.optional for c in load_preset(name).inputs.channels)
+    loaded = runs.load_run(out)
+    assert not loaded.model.training and len(loaded.info.checkpoint_sha256) == 64
+    rows = runs.read_metrics(out)
+    assert len(rows) == 1 and np.isfinite(rows[0]["val_metric"])
+
+
+def test_shipped_presets_are_all_exercised():
+    assert set(available()) <= set(SMALL_NETS)
+
+
+def test_one_epoch_lowers_the_loss(cube, tmp_path):
+    name = "avalanche-fcn-concat"
+    over = _overrides(name, "train.steps_per_epoch=12", "optim.lr=0.01", "augment.dihedral=false", "augment.rotate_deg=0", "augment.shift=0", "augment.zoom=0", "augment.shear_deg=0")
+    p = load_preset(name, "cpu-demo", over)
+    ds = schema.open_cube(cube)
+    data = prepare_data(ds, p)
+    stream = ChipStream(cube, data.resolved, data.mean, data.std, data.blocks["train"], 16, batch_size=64, shuffle=False)
+    batches = list(make_loader(stream))
+
+    def mean_loss(model):
+        model.eval()
+        with torch.no_grad():
+            return float(np.mean([float(compute_loss(model, x, y, p)[0]) for x, y, _ in batches]))
+
+    torch.manual_seed(p.train.seed)
+    from sarcube.pipelines.train import _build_model
+
+    before = mean_loss(_build_model(p, len(data.resolved.channels)))
+    out = train(cube, name, tmp_path / "run", profile="cpu-demo", overrides=over, device="cpu")
+    after = mean_loss(runs.load_run(out, which=runs.LAST).model)
+    assert after < before
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(cube, tmp_path):
+    name = "avalanche-fcn"
+    over = _overrides(name, "train.steps_per_epoch=2", "train.val_steps=1")
+    whole = train(cube, name, tmp_path / "whole", profile="cpu-demo", overrides=[*over, "train.epochs=2"], device="cpu")
+    part = train(cube, name, tmp_path / "part", profile="cpu-demo", overrides=over, device="cpu")
+    first = torch.load(part / runs.LAST, weights_only=True)
+    assert first["epoch"] == 0 and first["step"] == 2
+    train(cube, name, part, overrides=["train.epochs=2"], resume=True, device="cpu")
+    a = torch.load(whole / runs.LAST, weights_only=True)
+    b = torch.load(part / runs.LAST, weights_only=True)
+    assert b["epoch"] == 1 and b["step"] == 4
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert [r["epoch"] for r in runs.read_metrics(part)] == [0, 1]
+
+
+def test_assemble_inputs_matches_the_training_stream(cube, fcn_run):
+    info = runs.load_run(fcn_run).info
+    ds = schema.open_cube(cube, chunks=None)
+    p = load_preset("avalanche-fcn", "cpu-demo", _overrides("avalanche-fcn"))
+    data = prepare_data(schema.open_cube(cube), p, plan=info.split_plan, stats=(info.norm_mean, info.norm_std))
+    block = data.blocks["val"][0]
+    stream = ChipStream(cube, data.resolved, info.norm_mean, info.norm_std, [block], 16, batch_size=1, shuffle=False)
+    x, _, _ = next(iter(stream))
+    y0, x0 = block.window[0] + int(block.oy[0]), block.window[2] + int(block.ox[0])
+    direct = runs.assemble_inputs(ds, info, block.pair, (y0, y0 + 16, x0, x0 + 16))
+    np.testing.assert_array_equal(x[0].numpy(), direct)
+    # stats are the training split's: the train tiles' mean of slope
+    mask = info.split_plan.pixel_mask("train", (96, 96))
+    assert info.norm_mean[3] == pytest.approx(float(ds[schema.SLOPE].values[mask].mean()), rel=1e-5)
+
+
+def test_workers_shard_blocks_disjointly(cube):
+    p = load_preset("avalanche-fcn", "cpu-demo", _overrides("avalanche-fcn", "chips.block_px=32", "chips.policy=all"))
+    data = prepare_data(schema.open_cube(cube), p)
+    stream = ChipStream(cube, data.resolved, data.mean, data.std, data.blocks["train"], 16, batch_size=4, shuffle_buffer=8, seed=1)
+    assert len(data.blocks["train"]) >= 4
+    ids = torch.cat([b[2] for b in make_loader(stream, num_workers=2)]).tolist()
+    assert sorted(ids) == list(range(stream.n_chips))
+    single = torch.cat([b[2] for b in make_loader(stream, num_workers=0)]).tolist()
+    assert sorted(single) == sorted(ids)
+    stream.set_epoch(1)
+    assert torch.cat([b[2] for b in make_loader(stream)]).tolist() != single
+
+
+def test_augmentation_moves_labels_with_inputs():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (20, 20), dtype=torch.uint8)
+    x = torch.stack([y.float(), torch.zeros(20, 20)])
+    for k in range(8):
+        assert torch.equal(dihedral(x, k)[0], dihedral(y, k).float())
+    aug = Augmenter(AugmentConfig(dihedral=True, crop=12))
+    for _ in range(10):
+        xa, ya = aug(x, y, g)
+        assert xa.shape == (2, 12, 12) and torch.equal(xa[0], ya.float())
+    aug = Augmenter(AugmentConfig(rotate_deg=30, zoom=0.2, shear_deg=10, shift=0.2))
+    for _ in range(10):
+        xa, ya = aug(x, y, g)
+        known = ya != 255
+        near = torch.nn.functional.max_pool2d(known[None, None].float(), 3, 1, 1)[0, 0] > 0
+        assert known.any() and (xa[0][~near].abs() < 1e-6).all()  # outside: input 0, label 255
+        assert set(torch.unique(ya).tolist()) <= {0, 1, 255}
+    xt = torch.zeros(2, 3, 20, 20)  # (C, T, H, W) series chips
+    xa, ya = Augmenter(AugmentConfig(dihedral=True, noise_std=0.1, occlusion=1.0))(xt, y, g)
+    assert xa.shape == xt.shape and ya.shape == y.shape
+    xc, yc = Augmenter(AugmentConfig(crop=12), train=False)(x, y, g)
+    assert torch.equal(xc, x[:, 4:16, 4:16]) and torch.equal(yc, y[4:16, 4:16])
+
+
+def test_errors(cube, tiny_cube, tmp_path):
+    with pytest.raises(MissingVariableError, match=r"vv_diff.*sarcube features --pairs"):
+        train(tiny_cube, "avalanche-fcn", tmp_path / "a", profile="cpu-demo", overrides=TINY)
+    with pytest.raises(TrainingDataError, match="val split has no chips"):
+        train(cube, "avalanche-fcn-concat", tmp_path / "b", profile="cpu-demo", overrides=[*TINY, "split.kind=tiles", "split.fractions=[1, 0, 0]"])
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        train(cube, "baseline", tmp_path / "c", resume=True)
+    train(cube, "baseline", tmp_path / "c", profile="cpu-demo", overrides=TINY)
+    with pytest.raises(CubeExistsError, match="--resume"):
+        train(cube, "baseline", tmp_path / "c", profile="cpu-demo", overrides=TINY)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        runs.load_run(tmp_path / "nowhere")
+
+
+def test_no_positive_chip_in_training(tmp_path):
+    path = tmp_path / "neg.zarr"
+    store.write_cube(make_featured_cube(ny=64, nx=64, nt=3, positives={0: [], 1: []}), path)
+    with pytest.raises(TrainingDataError, match="training split has no positive chip"):
+        train(path, "avalanche-fcn-concat", tmp_path / "r", profile="cpu-demo", overrides=[*TINY, "chips.policy=all", "chips.eval_policy=all", "split.kind=tiles"])
+
+
+def test_cli_trains_and_reports_errors(cube, tmp_path, capsys):
+    args = ["train", str(cube), "--preset", "baseline", "--out", str(tmp_path / "cli"), "--profile", "cpu-demo", "--device", "cpu"]
+    for item in TINY:
+        args += ["--set", item]
+    assert main(args) == 0
+    assert "best validation f1" in capsys.readouterr().out
+    args[5] = str(tmp_path / "cli2")
+    assert main([*args, "--set", "train.epochs=x"]) == 2
+    assert "expected an integer" in capsys.readouterr().err
