@@ -241,8 +241,7 @@ class DepositionMetadata:
         title = (title or "").strip()
         if not title:
             raise InputError("--title is empty: give the dataset a title, e.g. --title 'Avalanche cube, Davos, winter 2024'")
-        if isinstance(creators, str):
-            creators = [creators]
+        creators, keywords, related = ([v] if isinstance(v, str) else list(v) for v in (creators, keywords, related))
         if not creators:
             raise InputError(f"no --creator given: add at least one; {_CREATOR_HELP}")
         parsed = tuple(Creator.parse(c) for c in creators)
