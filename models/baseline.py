@@ -66,8 +66,8 @@ class BaselineDetector(nn.Module):
 
     Patch classification (Sinha et al.): :meth:`patch_probability` calls a patch positive
     when it holds >= ``patch_min_pixels`` detected pixels. :func:`tune_threshold` picks
-    ``k_std`` (pixel level) or ``patch_min_pixels`` (patch level) on validation data.
-    Parameters: 0.
+    ``k_std`` (pixel level) or ``patch_min_pixels`` (patch level) on validation data; both
+    live in buffers, so ``state_dict()`` saves the tuned values. Parameters: 0.
     """
 
     output_kind = OUTPUT_PROBABILITY
@@ -105,14 +105,31 @@ class BaselineDetector(nn.Module):
         self.vh_channel = vh_channel
         self.slope_channel = slope_channel
         self.par_channel = par_channel
-        self.k_std = float(k_std)
         self.min_change_db = float(min_change_db)
         self.window = int(window)
         self.max_runout_slope_deg = float(max_runout_slope_deg)
         self.min_par_deg = float(min_par_deg)
         self.min_object_pixels = int(min_object_pixels)
         self.softness_db = float(softness_db)
-        self.patch_min_pixels = int(patch_min_pixels)
+        # the two tunable values are buffers: a checkpoint's state_dict carries what was tuned
+        self.register_buffer("tuned_k_std", torch.tensor(float(k_std), dtype=torch.float64))
+        self.register_buffer("tuned_patch_min_pixels", torch.tensor(int(patch_min_pixels), dtype=torch.int64))
+
+    @property
+    def k_std(self) -> float:
+        return float(self.tuned_k_std)
+
+    @k_std.setter
+    def k_std(self, value: float) -> None:
+        self.tuned_k_std.fill_(float(value))
+
+    @property
+    def patch_min_pixels(self) -> int:
+        return int(self.tuned_patch_min_pixels)
+
+    @patch_min_pixels.setter
+    def patch_min_pixels(self, value: int) -> None:
+        self.tuned_patch_min_pixels.fill_(int(value))
 
     def extra_repr(self) -> str:
         return (

@@ -100,6 +100,11 @@ def test_tune_threshold_pixel_level_picks_best_k():
     best = max(brute.values())
     assert result.parameter == "k_std" and result.score == pytest.approx(best)
     assert det.k_std == result.value and brute[result.value] == pytest.approx(best)
+    # the tuned value travels in the state_dict, like a network's weights
+    fresh = models.build_model("baseline", 3)
+    fresh.load_state_dict(det.state_dict())
+    assert fresh.k_std == result.value
+    torch.testing.assert_close(fresh(x), det(x))
     with pytest.raises(InputError, match="metric"):
         baseline.tune_threshold(det, x, label, metric="auc")
 
