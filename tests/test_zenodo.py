@@ -131,19 +131,29 @@ def test_new_version_replaces_inherited_files(tiny_cube, tmp_path, server, waits
     assert hashlib.md5(old.files[ZIP_KEY]).hexdigest() == archive.read_md5sums(tmp_path / "v1")[ZIP_KEY]
 
 
-def test_rate_limit_honours_retry_after(tiny_cube, tmp_path, server, waits):
+def _client(server, waits):
+    return zenodo.ZenodoClient(server.url, TOKEN, retries=2, backoff_s=0.5, sleep=waits.append, progress=False)
+
+
+def test_rate_limit_honours_retry_after(server, waits):
     server.rate_limit_once[("POST", "/api/deposit/depositions")] = {"Retry-After": "7"}
-    result = _publish(tiny_cube, tmp_path / "pub", server, waits)
+    deposition = _client(server, waits).create_deposition()
     assert waits == [7.0]
-    assert [r.status for r in server.requests("POST", "/api/deposit/depositions")][:2] == [429, 201]
-    assert result.deposition_id in server.depositions
+    assert [r.status for r in server.requests("POST", "/api/deposit/depositions")] == [429, 201]
+    assert deposition["id"] in server.depositions
 
 
-def test_rate_limit_honours_ratelimit_reset(tiny_cube, tmp_path, server, waits):
+def test_rate_limit_honours_ratelimit_reset(tmp_path, server, waits):
+    client = _client(server, waits)
+    deposition = client.create_deposition()
+    path = tmp_path / "a.txt"
+    path.write_text("hello")
     reset = int(time.time()) + 30
     server.rate_limit_once[("PUT", "/api/files/")] = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
-    _publish(tiny_cube, tmp_path / "pub", server, waits)
+    answer = client.upload_file(deposition, zenodo.LocalFile("a.txt", path, 5, archive.md5_file(path)))
+    assert answer["checksum"] == "md5:" + archive.md5_file(path)
     assert len(waits) == 1 and 27.0 <= waits[0] <= 30.0
+    assert [r.status for r in server.requests("PUT", "/api/files/")] == [429, 201]
 
 
 def test_limits_checked_before_any_request(tmp_path, server):
