@@ -36,7 +36,7 @@ CORRIDOR_HALF_WIDTH_M = 120.0
 #: densities per km2 of scene (default scene: 419 km2)
 CORRIDORS_PER_KM2 = 0.45
 EVENTS_PER_KM2 = 0.35
-LANDSLIDES_PER_KM2 = 0.40
+LANDSLIDES_PER_KM2 = 1.5
 #: landslide scars start on these slopes, degrees, below this elevation (vegetated), m
 LANDSLIDE_SLOPE_MIN_DEG = 25.0
 LANDSLIDE_SLOPE_MAX_DEG = 45.0
@@ -166,7 +166,19 @@ def debris_polygon(corridor: Corridor, alpha_deg: float, rng: np.random.Generato
     # narrow where the flow enters the runout, widest at 75 % of its length, rounded toe
     phase = np.where(s < 0.75, 0.5 * s / 0.75, 0.5 + 0.4 * (s - 0.75) / 0.25)
     profile = 0.35 + 0.65 * np.sin(np.pi * phase) ** 0.7
-    return _tapered_polygon(pts, 0.5 * width * profile)
+    # irregular edges: the lobe meanders sideways and swells and narrows along its length
+    k = rng.uniform(0.0, 2.0 * np.pi, 3)
+    profile = profile * (1.0 + 0.18 * np.sin(2.0 * np.pi * (2.3 * s) + k[0]) + 0.1 * np.sin(2.0 * np.pi * (4.1 * s) + k[1]))
+    return _tapered_polygon(_meander(pts, 0.12 * width, s, k[2]), 0.5 * width * profile)
+
+
+def _meander(pts: np.ndarray, amplitude_m: float, s: np.ndarray, phase: float) -> np.ndarray:
+    """Shift points of a line sideways by a smooth wave of ``amplitude_m``."""
+    tangent = np.gradient(pts, axis=0)
+    norm = np.hypot(tangent[:, 0], tangent[:, 1])
+    norm[norm == 0] = 1.0
+    normal = np.column_stack([-tangent[:, 1], tangent[:, 0]]) / norm[:, None]
+    return pts + normal * (amplitude_m * np.sin(2.0 * np.pi * 1.4 * s + phase))[:, None]
 
 
 def landslide_scars(
@@ -183,7 +195,7 @@ def landslide_scars(
     scars: list[Polygon] = []
     if candidates.size == 0:
         return scars
-    taken = None
+    tree_polys: list[Polygon] = []
     for flat in rng.permutation(candidates)[: 40 * count]:
         if len(scars) >= count:
             break
@@ -191,22 +203,22 @@ def landslide_scars(
         pi, pj = steepest_descent_path(filled, cell_m, (i0, j0), max_steps=200)
         xy = _grid_xy(x, y, pi, pj)
         dist = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))]) if xy.shape[0] > 1 else np.zeros(1)
-        length = rng.uniform(80.0, 450.0)
+        length = rng.uniform(100.0, 600.0)
         keep = dist <= length
         if keep.sum() < 3:
             continue
         line = LineString(xy[keep])
         n = max(4, int(line.length / 10.0))
         pts = np.array([line.interpolate(t, normalized=True).coords[0] for t in np.linspace(0.0, 1.0, n)])
-        width = rng.uniform(25.0, 90.0)
+        width = rng.uniform(40.0, 150.0)
         s = np.linspace(0.0, 1.0, n)
         # scarp at the top, narrowing track, a small deposit fan at the foot
         profile = 0.75 + 0.25 * np.cos(np.pi * s) ** 2
         poly = _tapered_polygon(pts, 0.5 * width * profile)
-        if taken is not None and poly.intersects(taken):
+        if tree_polys and any(poly.intersects(tree_polys[k]) for k in shapely.STRtree(tree_polys).query(poly)):
             continue
         scars.append(poly)
-        taken = poly if taken is None else shapely.union(taken, poly)
+        tree_polys.append(poly)
     return scars
 
 

@@ -36,12 +36,12 @@ REFERENCE_ELEVATION_M = 1500.0
 #: afternoon (ascending, ~17:25 UTC) passes are warmer than morning (~05:25 UTC) ones, degC
 AFTERNOON_WARMING_C = 3.0
 #: day-to-day spread of the temperature around the seasonal cycle, degC
-WEATHER_SPREAD_C = 1.5
+WEATHER_SPREAD_C = 1.0
 #: temperature over which snow goes from dry to fully wet, degC
 WET_TRANSITION_C = 4.0
 #: dB changes of snow relative to the snow-free ground
 DRY_SNOW_VV_DB, DRY_SNOW_VH_DB = -0.8, -1.2
-WET_SNOW_VV_DB, WET_SNOW_VH_DB = -3.5, -3.0
+WET_SNOW_VV_DB, WET_SNOW_VH_DB = -3.0, -2.5
 #: land cover by elevation, m: forest below the treeline, meadow, then rock
 TREELINE_M = 1900.0
 ROCK_LINE_M = 2500.0
@@ -259,7 +259,7 @@ def snow_state(layers: SceneLayers, t: np.datetime64, orbit: Orbit, rng: np.rand
     temp = temperature_at_reference(t, orbit, rng)
     patchy = fractal_noise(layers.x, layers.y, 3000.0, 3, rng)
     southness = np.cos(np.radians(layers.aspect - 180.0)) * np.sin(np.radians(layers.slope))
-    local = temp - LAPSE_RATE_C_PER_M * (layers.z - REFERENCE_ELEVATION_M) + 1.5 * southness + 2.0 * patchy
+    local = temp - LAPSE_RATE_C_PER_M * (layers.z - REFERENCE_ELEVATION_M) + 1.5 * southness + 1.5 * patchy
     wet = _smoothstep(local / WET_TRANSITION_C)
     # the snow line: snow-free below it (rises with warmth), ragged by the same patchiness
     snowline = 700.0 + 150.0 * max(temp, 0.0) + 120.0 * patchy

@@ -77,7 +77,7 @@ LABEL_DATE = "date"
 LABEL_AREA = "area_m2"
 LABEL_EVENT_ID = "event_id"
 #: the landslide scars' change (dB) after the trigger, drawn per scar
-LANDSLIDE_VV_DB = (1.5, 4.0)
+LANDSLIDE_VV_DB = (2.0, 5.0)
 LANDSLIDE_VH_DB = (-3.0, -1.0)
 
 
@@ -449,6 +449,7 @@ def write_demo_catalog(
 
     out = Path(out)
     _check_inputs(out, seed, size, resolution, dates, hazard)
+    out = out.resolve()  # asset hrefs are made relative to the items' own absolute paths
     size, resolution, seed = int(size), float(resolution), int(seed)
     n_dates = int(dates) if dates is not None else sar.DEFAULT_DATES[hazard]
     schedule = sar.acquisition_schedule(hazard, n_dates)
@@ -525,7 +526,7 @@ def write_demo_catalog(
     s1.add_items(s1_items)
     dem.add_item(dem_item)
     catalog.add_children([s1, dem])
-    catalog.normalize_hrefs(str(out.resolve()))
+    catalog.normalize_hrefs(str(out))
     catalog.make_all_asset_hrefs_relative()
     catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
 

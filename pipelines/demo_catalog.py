@@ -107,26 +107,41 @@ def preview_pair(catalog_dir: str | Path, png: str | Path) -> Path:
     act_db = _read_db(act.assets[schema.ASSET_VV].get_absolute_href())
     rgb = change_composite(ref_db, act_db)
     left, bottom, right, top = manifest.bbox
-    fig, ax = plt.subplots(figsize=(9, 9.6), dpi=110)
-    ax.imshow(rgb, extent=(left, right, bottom, top), interpolation="nearest")
     tr = Transformer.from_crs(4326, manifest.crs, always_xy=True)
-    for feat in _labels_in(manifest, ref, act):
-        geom = shapely.transform(shapely.geometry.shape(feat["geometry"]), lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
-        for poly in getattr(geom, "geoms", [geom]):
-            xs, ys = poly.exterior.xy
-            ax.plot(xs, ys, color="#ffd400", lw=0.8)
-    ax.set_xlim(left, right)
-    ax.set_ylim(bottom, top)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    km = max(1, round((right - left) / 5000.0))
-    ax.add_artist(AnchoredSizeBar(ax.transData, km * 1000.0, f"{km} km", "lower right", pad=0.5, color="white", frameon=False, size_vertical=(top - bottom) / 200.0))
+    outlines = [
+        shapely.transform(shapely.geometry.shape(f["geometry"]), lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+        for f in _labels_in(manifest, ref, act)
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(16, 8.6), dpi=100, gridspec_kw={"width_ratios": [1, 1]})
+    # right panel: a window around the largest labelled object of the pair
+    largest = max(outlines, key=lambda g: g.area) if outlines else shapely.box(left, bottom, right, top)
+    cx, cy = largest.centroid.x, largest.centroid.y
+    half = max(750.0, 1.5 * max(largest.bounds[2] - largest.bounds[0], largest.bounds[3] - largest.bounds[1]))
+    half = min(half, (right - left) / 2, (top - bottom) / 2)
+    cx, cy = min(max(cx, left + half), right - half), min(max(cy, bottom + half), top - half)
+    zoom = (cx - half, cx + half, cy - half, cy + half)
+    for ax, (x0, x1, y0, y1) in zip(axes, [(left, right, bottom, top), zoom], strict=True):
+        ax.imshow(rgb, extent=(left, right, bottom, top), interpolation="nearest")
+        for geom in outlines:
+            for poly in getattr(geom, "geoms", [geom]):
+                ax.plot(*poly.exterior.xy, color="#ffd400", lw=0.8 if ax is axes[0] else 1.4)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        width_m = x1 - x0
+        bar = 10 ** np.floor(np.log10(width_m / 4))
+        bar = bar * 5 if width_m / bar >= 10 else bar
+        label = f"{bar / 1000:g} km" if bar >= 1000 else f"{bar:g} m"
+        ax.add_artist(AnchoredSizeBar(ax.transData, bar, label, "lower right", pad=0.5, color="white", frameon=False, size_vertical=width_m / 200.0))
+    axes[0].add_patch(plt.Rectangle((zoom[0], zoom[2]), 2 * half, 2 * half, fill=False, edgecolor="white", lw=1.0, ls="--"))
+    axes[1].set_title("zoom on the largest labelled object (dashed box)", fontsize=10)
     orbit = f"{ref.properties['sat:orbit_state']} orbit {ref.properties['sat:relative_orbit']}"
-    ax.set_title(
+    what = "debris polygons of this pair" if manifest.hazard == "avalanche" else "outlines"
+    fig.suptitle(
         f"sarcube demo ({manifest.hazard}, seed {manifest.seed}): R/B reference VV {ref.datetime:%Y-%m-%d}, "
-        f"G activity VV {act.datetime:%Y-%m-%d}\n{orbit}; yellow: {len(_labels_in(manifest, ref, act))} labelled "
-        f"{'debris polygons of this pair' if manifest.hazard == 'avalanche' else 'outlines'}",
-        fontsize=9,
+        f"G activity VV {act.datetime:%Y-%m-%d}, {orbit}; yellow: {len(outlines)} labelled {what}",
+        fontsize=11,
     )
     fig.tight_layout()
     png = Path(png)
