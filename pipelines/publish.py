@@ -24,7 +24,7 @@ import click
 from sarcube.datacube import archive, schema
 from sarcube.pipelines import zenodo
 
-from sarcube.errors import InputError, PublishError
+from sarcube.errors import InputError, PublishError, ZenodoError
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,15 @@ def _write_state(out_dir: Path, state: dict[str, Any]) -> None:
 def _deposition_for(client: zenodo.ZenodoClient, out_dir: Path, zenodo_url: str, new_version_of: int | None) -> dict[str, Any]:
     """The draft to fill: the one this folder started (resume), a new version's draft, or a new deposition."""
     state = _read_state(out_dir)
+    deposition = None
     if state.get("zenodo_url") == zenodo_url and state.get("new_version_of") == new_version_of and state.get("deposition_id"):
-        deposition = client.get_deposition(state["deposition_id"])
+        try:
+            deposition = client.get_deposition(state["deposition_id"])
+        except ZenodoError as err:
+            if getattr(err, "status", None) != 404:
+                raise
+            log.warning("deposition %s of %s is gone (deleted draft?); starting a new one", state["deposition_id"], out_dir)
+    if deposition is not None:
         if zenodo.is_published(deposition):
             raise PublishError(
                 f"deposition {deposition['id']} made from {str(out_dir)!r} is already published "

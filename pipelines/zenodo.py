@@ -451,7 +451,9 @@ class ZenodoClient:
         message = f"{what}: HTTP {response.status_code} {detail.strip()}".strip()
         if hint:
             message += f" ({hint})"
-        return ZenodoError(self._redact(" ".join(message.split())))
+        error = ZenodoError(self._redact(" ".join(message.split())))
+        error.status = response.status_code  # type: ignore[attr-defined]
+        return error
 
     def request(
         self,

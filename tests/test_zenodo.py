@@ -91,6 +91,16 @@ def test_draft_then_publish_on_rerun(tiny_cube, tmp_path, server, waits):
         _publish(tiny_cube, out, server, waits)
 
 
+def test_deleted_draft_starts_a_new_deposition(tiny_cube, tmp_path, server, waits):
+    out = tmp_path / "pub"
+    first = _publish(tiny_cube, out, server, waits)
+    del server.depositions[first.deposition_id]  # the draft was discarded on the website
+    second = _publish(tiny_cube, out, server, waits)
+    assert second.deposition_id != first.deposition_id
+    assert set(server.depositions[second.deposition_id].files) == KEYS
+    assert json.loads((out / STATE_FILE).read_text())["deposition_id"] == second.deposition_id
+
+
 def test_resume_after_failed_file(tiny_cube, tmp_path, server, waits):
     out = tmp_path / "pub"
     server.fail_puts["README.md"] = 3  # more failures than the client retries
