@@ -272,8 +272,8 @@ class MetricAccumulator:
 
     ``update(prob, label)`` takes the same inputs as the functions above (one image,
     a batch, or (N,) patch scores with ``objects=False``); ``compute()`` returns
-    :func:`pixel_scores`' dict plus ``auprc`` (exact: the valid scores are kept, about 9
-    bytes per pixel; ``auprc=False`` keeps nothing), ``bbox_iou``, ``object_tp``,
+    :func:`pixel_scores`' dict plus ``auprc`` (exact, from probability inputs: the valid
+    scores are kept, 5 bytes a pixel for float32; ``auprc=False`` keeps nothing), ``bbox_iou``, ``object_tp``,
     ``object_fn``, ``object_fp`` (with ``objects=True``) and ``n_images``.
     """
 
@@ -299,9 +299,10 @@ class MetricAccumulator:
         for k, v in pixel_counts(prob, label, self.threshold).items():
             self.counts[k] += v
         if self.auprc and prob.dtype != bool:
-            s, t = _valid_scores(prob, label)
-            self._scores.append(s.astype(np.float64))
-            self._truth.append(t)
+            p, lab = _align(prob, label)
+            valid = (lab != IGNORE_LABEL) & np.isfinite(p)
+            self._scores.append(p[valid])  # kept in their own dtype: 5 bytes a pixel for float32
+            self._truth.append(lab[valid] == 1)
         if self.objects:
             for positive, lab in _images(prob, label, self.threshold):
                 for k, v in _object_counts(positive, lab, self._structure).items():
@@ -317,7 +318,8 @@ class MetricAccumulator:
         out = scores_from_counts(self.counts)
         if self.auprc:
             if self._scores:
-                out["auprc"] = _average_precision(np.concatenate(self._scores), np.concatenate(self._truth))
+                scores = np.concatenate(self._scores).astype(np.float64, copy=False)
+                out["auprc"] = _average_precision(scores, np.concatenate(self._truth))
             else:
                 out["auprc"] = float("nan")
         if self.objects:
