@@ -26,6 +26,7 @@ solar day).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -57,6 +58,9 @@ log = logging.getLogger(__name__)
 DEFAULT_RESOLUTION_M = 20.0
 #: cube pixels above which an AOI needs --force (~ 200 x 200 km at 20 m)
 MAX_PIXELS = 100_000_000
+#: pixels per side of one read task: whole storage chunks (so region writes
+#: line up), several at once so each asset is opened a few times, not per chunk
+READ_CHUNK = 4 * schema.CHUNK_YX
 #: degrees of longitude per hour of solar time
 DEG_PER_HOUR = 15.0
 
@@ -243,7 +247,8 @@ class Acquisition:
 
 
 def _naive_utc(when: dt.datetime) -> np.datetime64:
-    return np.datetime64(when.astimezone(dt.UTC).replace(tzinfo=None), "ns")
+    """UTC, floored to whole seconds (the contract stores times as int64 seconds)."""
+    return np.datetime64(when.astimezone(dt.UTC).replace(tzinfo=None, microsecond=0), "s").astype("datetime64[ns]")
 
 
 def group_acquisitions(items: Sequence[Any], properties: Mapping[str, str], lon: float) -> list[Acquisition]:
@@ -381,20 +386,22 @@ def to_db(linear: np.ndarray) -> np.ndarray:
     return out
 
 
-def _load(items: Sequence[Any], catalog: Catalog, coll: CollectionSource, variables: Sequence[str], grid: Grid, *, zero_is_nodata: bool, fail_on_error: bool = True) -> xr.Dataset:
-    """odc-stac load of ``variables`` of ``items`` onto ``grid``, mosaicked into one time step (dask, lazy)."""
+def _load(groups: Sequence[Sequence[Any]], catalog: Catalog, coll: CollectionSource, variables: Sequence[str], grid: Grid, *, zero_is_nodata: bool, fail_on_error: bool = True) -> xr.Dataset:
+    """odc-stac load of ``variables`` onto ``grid``: one time step per group of items, each group mosaicked (dask, lazy)."""
     import odc.stac
 
     keys = [coll.assets[v] for v in variables]
+    items = [item for group in groups for item in group]
+    position = {item.id: k for k, group in enumerate(groups) for item in group}
     origins = {asset_href(item, k): (item.id, k) for item in items for k in keys}
     stac_cfg = {coll.collection: {"assets": {k: {"data_type": "float32", "nodata": coll.nodata} for k in keys}}}
-    chunks = {schema.Y: schema.CHUNK_YX, schema.X: schema.CHUNK_YX}
+    chunks = {schema.Y: READ_CHUNK, schema.X: READ_CHUNK}
     # Item hrefs stay unsigned here; SigningReader signs each one as it is opened.
     loaded = odc.stac.load(
-        list(items),
+        items,
         bands=keys,
         geobox=grid.geobox(),
-        groupby=_one_group,
+        groupby=functools.partial(_group_position, position),  # odc sorts groups by key: our order
         resampling=coll.resampling,
         dtype="float32",
         chunks=chunks,
@@ -407,7 +414,7 @@ def _load(items: Sequence[Any], catalog: Catalog, coll: CollectionSource, variab
         # nodata in many COGs (values bleed from scene borders into the mosaic).
         use_overviews=False,
     )
-    loaded = loaded.isel(time=0, drop=True).rename({k: v for k, v in zip(keys, variables, strict=True)})
+    loaded = loaded.rename({k: v for k, v in zip(keys, variables, strict=True)})
     return loaded.drop_vars([c for c in loaded.coords if c not in schema.SPATIAL_DIMS])
 
 
@@ -416,17 +423,19 @@ def fill_missing(dst: np.ndarray, src: np.ndarray) -> None:
     np.copyto(dst, src, where=np.isnan(dst))
 
 
-def _one_group(item: Any, parsed: Any, idx: int) -> int:
-    return 0
+def _group_position(position: Mapping[str, int], item: Any, parsed: Any, idx: int) -> int:
+    return position[item.id]
 
 
-def load_backscatter(acquisition: Acquisition, catalog: Catalog, grid: Grid, variables: Sequence[str] = schema.BACKSCATTER) -> dict[str, xr.DataArray]:
-    """One time step of backscatter in dB on ``grid``: lazy (time=1, y, x) arrays chunked (1, 512, 512)."""
+def load_backscatter(acquisitions: Acquisition | Sequence[Acquisition], catalog: Catalog, grid: Grid, variables: Sequence[str] = schema.BACKSCATTER) -> dict[str, xr.DataArray]:
+    """Backscatter in dB on ``grid`` for one or several acquisitions: lazy (time, y, x) arrays chunked (1, READ_CHUNK, READ_CHUNK)."""
+    if isinstance(acquisitions, Acquisition):
+        acquisitions = [acquisitions]
     coll = catalog.source.backscatter
-    linear = _load(acquisition.items, catalog, coll, variables, grid, zero_is_nodata=True)
+    linear = _load([a.items for a in acquisitions], catalog, coll, variables, grid, zero_is_nodata=True)
     out = {}
     for name in variables:
-        db = linear[name].data.map_blocks(to_db, dtype="float32")[None]
+        db = linear[name].data.map_blocks(to_db, dtype="float32")
         out[name] = schema.make_variable(name, xr.DataArray(db, dims=(schema.TIME, *schema.SPATIAL_DIMS)))
     return out
 
@@ -434,8 +443,8 @@ def load_backscatter(acquisition: Acquisition, catalog: Catalog, grid: Grid, var
 def load_dem(items: Sequence[Any], catalog: Catalog, grid: Grid) -> xr.DataArray:
     """The elevation tiles mosaicked and resampled (bilinear by default) onto ``grid``: lazy (y, x)."""
     coll = catalog.source.dem
-    loaded = _load(items, catalog, coll, (schema.DEM,), grid, zero_is_nodata=False)
-    return schema.make_variable(schema.DEM, xr.DataArray(loaded[schema.DEM].data, dims=schema.SPATIAL_DIMS))
+    loaded = _load([items], catalog, coll, (schema.DEM,), grid, zero_is_nodata=False)
+    return schema.make_variable(schema.DEM, xr.DataArray(loaded[schema.DEM].data[0], dims=schema.SPATIAL_DIMS))
 
 
 __all__ = [
@@ -443,6 +452,7 @@ __all__ = [
     "DEFAULT_RESOLUTION_M",
     "Grid",
     "MAX_PIXELS",
+    "READ_CHUNK",
     "ReadPlan",
     "SigningDriver",
     "SigningReader",

@@ -42,7 +42,7 @@ ATTR_BUILD_REQUEST = "sarcube_build_request"
 #: the pending-step key of the elevation layer
 DEM_STEP = "elevation"
 #: dask tasks (chunks) to keep in flight per worker thread in one batch of steps
-TASKS_PER_THREAD = 2
+TASKS_PER_THREAD = 16
 MAX_STEPS_PER_BATCH = 8
 
 
@@ -135,9 +135,20 @@ def _history_line(request: BuildRequest, append: bool) -> str:
 
 def _batch_size(grid: load.Grid) -> int:
     ny, nx = grid.shape
-    tasks_per_step = len(schema.BACKSCATTER) * math.ceil(ny / schema.CHUNK_YX) * math.ceil(nx / schema.CHUNK_YX)
+    tasks_per_step = len(schema.BACKSCATTER) * math.ceil(ny / load.READ_CHUNK) * math.ceil(nx / load.READ_CHUNK)
     threads = os.cpu_count() or 1
     return max(1, min(MAX_STEPS_PER_BATCH, math.ceil(TASKS_PER_THREAD * threads / tasks_per_step)))
+
+
+def _contiguous_runs(indices: Sequence[int]) -> list[range]:
+    """Sorted ``indices`` cut into runs of consecutive values."""
+    runs: list[range] = []
+    for i in sorted(indices):
+        if runs and runs[-1].stop == i:
+            runs[-1] = range(runs[-1].start, i + 1)
+        else:
+            runs.append(range(i, i + 1))
+    return runs
 
 
 def _write_steps(
@@ -150,34 +161,49 @@ def _write_steps(
     storage_options: Mapping[str, Any] | None,
     client: Any,
 ) -> None:
-    """Write the pending ``steps`` by region, a batch at a time, crossing each batch off the pending list."""
+    """Write the pending ``steps`` by region, a batch at a time, crossing each batch off the pending list.
+
+    The next batch's graph is built while the current one computes (in a
+    helper thread), so the workers are not idle between batches; the pending
+    list is rewritten only in this thread, after a batch is on disk.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     with store.quiet_zarr_warnings():
         stored = xr.open_zarr(str(out), zarr_format=3, consolidated=True, storage_options=dict(storage_options) if storage_options else None)
         index = {_step_key(t): i for i, t in enumerate(stored[schema.TIME].values)} if schema.TIME in stored.dims else {}
+    unknown = [key for key in steps if key != DEM_STEP and key not in index]
+    if unknown:
+        raise CubeSchemaError(f"cube {str(out)!r} has no time step {unknown[0]}: the interrupted build cannot resume, pass --overwrite")
     full = {schema.Y: slice(0, grid.shape[0]), schema.X: slice(0, grid.shape[1])}
-    remaining = list(steps)
     size = _batch_size(grid)
-    with tqdm(total=len(steps), desc="build", unit="step", leave=False) as bar:
-        while remaining:
-            batch, rest = ([remaining[0]], remaining[1:]) if remaining[0] == DEM_STEP else (remaining[:size], remaining[size:])
-            writes = []
-            for key in batch:
-                if key == DEM_STEP:
-                    dem = load.load_dem(dem_items, catalog, grid)
-                    writes.append(store.write_region(xr.Dataset({schema.DEM: dem}), out, full, storage_options=storage_options, compute=False))
-                    continue
-                if key not in index:
-                    raise CubeSchemaError(f"cube {str(out)!r} has no time step {key}: the interrupted build cannot resume, pass --overwrite")
-                i = index[key]
-                layers = load.load_backscatter(acquisitions[key], catalog, grid)
-                region = {schema.TIME: slice(i, i + 1), **full}
-                writes.append(store.write_region(xr.Dataset(layers), out, region, storage_options=storage_options, compute=False))
-            _dask.compute(*writes, desc="build", client=client, show=False)
-            remaining = rest
-            store.update_attrs(out, {ATTR_BUILD_PENDING: json.dumps(remaining)}, storage_options)
-            bar.update(len(batch))
+    batches = [steps[k:k + size] for k in range(0, len(steps), size)]
+
+    def graph(batch: list[str]) -> list[Any]:
+        writes = []
+        if DEM_STEP in batch:
+            dem = load.load_dem(dem_items, catalog, grid)
+            writes.append(store.write_region(xr.Dataset({schema.DEM: dem}), out, full, storage_options=storage_options, compute=False))
+        times = [index[key] for key in batch if key != DEM_STEP]
+        for run in _contiguous_runs(times):
+            layers = load.load_backscatter([acquisitions[key] for key in batch if key != DEM_STEP and index[key] in run], catalog, grid)
+            region = {schema.TIME: slice(run.start, run.stop), **full}
+            writes.append(store.write_region(xr.Dataset(layers), out, region, storage_options=storage_options, compute=False))
+        return writes
+
+    done = 0
+    with tqdm(total=len(steps), desc="build", unit="step", leave=False) as bar, ThreadPoolExecutor(1) as runner:
+        running = None
+        for k, batch in enumerate(batches + [None]):
+            writes = graph(batch) if batch is not None else None
+            if running is not None:
+                running.result()  # re-raises a failed batch: it stays pending
+                done += len(batches[k - 1])
+                store.update_attrs(out, {ATTR_BUILD_PENDING: json.dumps(steps[done:])}, storage_options)
+                bar.update(len(batches[k - 1]))
+            running = runner.submit(_dask.compute, *writes, desc="build", client=client, show=False) if writes else None
 
 
 def build(
