@@ -10,7 +10,9 @@ cell r within the radius (4 km in the paper):
 grid. The cell itself is excluded (distance > 0), so a release cell's PAR comes
 from the other release cells around it. The angle is negative where every
 release cell in reach lies below c; PAR is NaN where no release cell is in
-reach and where z_c is NaN.
+reach and where z_c is NaN. Release cells outside the DEM are unknown, so within
+the radius of the DEM's border PAR sees only the part of the disc inside it
+(load the DEM with a margin of the radius where that matters).
 
 Kernels
 - :func:`par_bruteforce`: the definition, every release cell within the radius
@@ -261,8 +263,7 @@ def _fast_kernel(z, release, dx, dy, radius_m, row_start, row_stop, col_start, c
                 if t > best:
                     best = t
                     best_cell = cand
-            sp = 0
-            stack_level[0], stack_bi[0], stack_bj[0], stack_bound[0] = levels - 1, 0, 0, np.inf
+            stack_level[0], stack_bi[0], stack_bj[0], stack_bound[0] = levels - 1, 0, 0, np.inf  # the root
             sp = 1
             while sp > 0:
                 sp -= 1
