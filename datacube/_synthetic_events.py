@@ -102,7 +102,9 @@ def avalanche_corridors(
     """Up to ``count`` corridors from release cells (30-50 degrees, above the forest)."""
     slope, _ = slope_aspect(z, cell_m)
     filled = fill_depressions(z)
-    release = (slope >= RELEASE_SLOPE_MIN_DEG) & (slope <= RELEASE_SLOPE_MAX_DEG) & (z >= RELEASE_MIN_ELEVATION_M)
+    # a low window of the landscape releases from its upper half instead
+    min_elevation = min(RELEASE_MIN_ELEVATION_M, float(np.quantile(z, 0.5)))
+    release = (slope >= RELEASE_SLOPE_MIN_DEG) & (slope <= RELEASE_SLOPE_MAX_DEG) & (z >= min_elevation)
     # not on the outer rim, so paths have room to run
     rim = max(2, int(200.0 / cell_m))
     release[:rim, :] = release[-rim:, :] = False

@@ -139,7 +139,8 @@ def _to_lonlat(geom: Any) -> Any:
 
     tr = Transformer.from_crs(SCENE_EPSG, 4326, always_xy=True)
     moved = shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
-    return shapely.set_precision(moved, 1e-7)
+    # RFC 7946: exterior rings counterclockwise
+    return shapely.orient_polygons(shapely.set_precision(moved, 1e-7), exterior_cw=False)
 
 
 def _inner_lonlat_box(bounds: tuple[float, float, float, float]) -> tuple[float, float, float, float]:

@@ -119,6 +119,7 @@ def test_items_look_like_planetary_computer(avalanche):
         assert item.id.startswith(p[schema.PLATFORM].replace("SENTINEL-", "S")) and item.id.endswith("_rtc")
         assert any(ext.startswith("https://stac-extensions.github.io/sar/") for ext in item.stac_extensions)
         orbits.setdefault((p["sat:relative_orbit"], p["sat:orbit_state"]), []).append(item.datetime)
+        assert shapely.geometry.shape(item.geometry).exterior.is_ccw  # RFC 7946 winding
         assert set(item.assets) == {schema.ASSET_VV, schema.ASSET_VH}
         for asset in item.assets.values():
             assert asset.media_type == "image/tiff; application=geotiff; profile=cloud-optimized"
