@@ -285,6 +285,9 @@ def build(
             cube = schema.open_cube(out, storage_options=storage_options)
             if not grid.same_as(cube[schema.X].values, cube[schema.Y].values) or cube.rio.crs != load.pyproj_crs(grid.crs):
                 raise InputError(f"--append: this --aoi/--resolution/--crs gives another grid than {str(out)!r}; use the cube's own AOI, resolution and CRS")
+            derived = sorted(str(n) for n, v in cube.data_vars.items() if schema.TIME in v.dims and n not in schema.BACKSCATTER)
+            if derived:
+                raise InputError(f"--append: {str(out)!r} holds {derived} computed on its current time steps; remove them (or build a new cube), append, then recompute them")
             have = {_pass_key(t, o, r, lon) for t, o, r in zip(cube[schema.TIME].values, cube[schema.ORBIT_STATE].values, cube[schema.RELATIVE_ORBIT].values, strict=True)}
             have_times = {_step_key(t) for t in cube[schema.TIME].values}
             new = [a for a in acquisitions if a.key not in have_times and _pass_key(a.time, a.orbit_state, a.relative_orbit, lon) not in have]

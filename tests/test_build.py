@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 
@@ -15,7 +16,7 @@ from sarcube.pipelines import cli
 from sarcube.pipelines.build import build
 from stac_server import item_collection_files, serve_stac, write_test_catalog
 
-from sarcube.errors import AssetReadError, CubeExistsError
+from sarcube.errors import AssetReadError, CubeExistsError, InputError
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +111,12 @@ def test_append_adds_only_new_acquisitions(clean_cube, test_catalog, tmp_path):
     assert len(json.loads(ds.attrs[schema.ATTR_STAC_ITEMS])) == 7
     build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(test_catalog.root), append=True)
     assert schema.open_cube(out).sizes[schema.TIME] == 5  # nothing new, no duplicates
+    # a layer computed on the old time steps would be left short: refused, cube untouched
+    from sarcube.datacube import store
+
+    store.add_variables(out, {schema.VV_RATIO: schema.make_variable(schema.VV_RATIO, ds[schema.VV].values)})
+    with pytest.raises(InputError, match=r"--append.*\['vv_ratio'\]"):
+        build(test_catalog.aoi, test_catalog.start, "2021-02-01", out, catalog=str(test_catalog.root), append=True)
 
 
 @pytest.mark.parametrize(
@@ -149,3 +156,44 @@ def test_bad_input_gets_one_line(change, message, test_catalog, clean_cube, tmp_
     assert len(err.splitlines()) == 1 and err.startswith("Error: ") and "Traceback" not in err
     assert __import__("re").search(message, err), err
     assert not (tmp_path / "cube.zarr").exists()
+
+
+def test_build_from_demo_catalog(tmp_path, capsys):
+    """The embedded demo catalog (issue "synthetic scene") builds, both orbits, contract-valid."""
+    from sarcube.datacube import synthetic
+
+    synthetic.write_demo_catalog(tmp_path / "demo", size=128, dates=6)
+    manifest = synthetic.read_demo_manifest(tmp_path / "demo")
+    out = build(manifest.bbox_lonlat, manifest.start, manifest.end, tmp_path / "demo.zarr", catalog=str(tmp_path / "demo"))
+    ds = schema.open_cube(out)
+    assert ds.sizes[schema.TIME] == 6 and ds.rio.crs.to_string() == manifest.crs
+    assert set(ds[schema.ORBIT_STATE].values) == {schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING}
+    assert np.isfinite(ds[schema.DEM].values).all()
+    assert np.isfinite(ds[schema.VV].values).mean() > 0.8 and float(ds[schema.VV].mean()) < -5
+    assert ds[schema.TIME].values.astype("datetime64[s]").astype("datetime64[ns]").tolist() == ds[schema.TIME].values.tolist()
+
+
+def test_assets_are_signed_when_read_not_when_searched(test_catalog, tmp_path, monkeypatch):
+    """Signing runs inside the read tasks (tokens expire), and no signed href reaches the cube."""
+    from dataclasses import replace
+
+    from sarcube.datacube import load
+
+    signed: list[str] = []
+
+    def sign(href: str) -> str:  # a signer that resolves hrefs only a signed reader can open
+        signed.append(href)
+        return href.replace("/unsigned", "")
+
+    monkeypatch.setitem(stac.SIGNERS, "test-signing", sign)
+    cat = stac.open_catalog(str(test_catalog.root))
+    cat.source = replace(cat.source, signing="test-signing")
+    items = stac.search_backscatter(cat, test_catalog.aoi, dt.datetime(2021, 1, 1, tzinfo=dt.UTC), dt.datetime(2021, 1, 31, tzinfo=dt.UTC))
+    for item in items:
+        for asset in item.assets.values():
+            asset.href = "/unsigned" + asset.href
+    acquisition = load.group_acquisitions(items, cat.source.properties, 8.0)[0]
+    layers = load.load_backscatter(acquisition, cat, load.grid_for(load.parse_aoi(test_catalog.aoi)))
+    assert signed == []  # graph built, nothing signed yet
+    assert np.isfinite(layers[schema.VV].values).all()
+    assert len(signed) == len(acquisition.items)  # one signature per asset read
