@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from sarcube.models.device import autocast_context
 
 from sarcube.errors import InputError
 
@@ -143,12 +143,6 @@ class TilingPlan:
     def start(self, k: int) -> int:
         """Real coordinate of window ``k``'s first pixel (negative inside the mirrored pad)."""
         return k * self.stride - self.pad
-
-
-def _autocast(device: torch.device) -> AbstractContextManager:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def _to_maps(out: torch.Tensor, n: int, window: int) -> torch.Tensor:
@@ -299,7 +293,7 @@ def predict_bands(
     def run_batch() -> Iterator[tuple[int, torch.Tensor]]:
         nonlocal windows_done, completed
         chips = torch.nan_to_num(torch.stack([c for _, c in pending]), nan=0.0)
-        with torch.inference_mode(), _autocast(device):
+        with torch.inference_mode(), autocast_context(device):
             maps = tta_predict(probability_fn, chips, transforms)
         for (k, _), m in zip(pending, maps, strict=True):
             row_maps.setdefault(k, []).append(m)
