@@ -1,0 +1,316 @@
+"""``sarcube predict CUBE --run RUN_DIR``: a trained model's probabilities back into the cube.
+
+Each selected pair (or the single scene when the run's labels are (y, x)) is
+streamed through :func:`sarcube.models.inference.predict_bands` (half-window
+sliding, 8-fold dihedral TTA, spline blending) in bands of one storage chunk
+row, so a scene of any size needs memory for one band only; while the network
+runs, the next band of inputs is read and the previous band of probabilities
+is written (two background threads).
+
+Writing back (see "resumable region writes" in :mod:`sarcube.datacube.store`):
+
+- ``pred_<name>`` is written region by region into the store's staging group,
+  chunk-aligned; after each pair, the pair is recorded as done there. Only
+  when every pair is written is the variable moved into place and the
+  metadata reconsolidated: readers never see a half prediction.
+- An interrupted predict resumes on rerun (same run, TTA and pair selection)
+  from the pairs it had finished.
+- ``--pairs new`` predicts only pairs the existing variable does not list in
+  its ``predicted_pairs`` attribute (monitoring a season): the staging starts
+  from a copy of the current variable, which stays visible meanwhile and is
+  swapped for the extended one at the end. The run must be the one that made
+  the variable (same checkpoint sha256 and TTA).
+- ``--overwrite`` recomputes the selected pairs; other pairs already
+  predicted by the same run are kept, a different run replaces the variable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import xarray as xr
+from sarcube.datacube import schema, store
+
+from sarcube.errors import CubeExistsError, InputError, MissingVariableError
+
+log = logging.getLogger(__name__)
+
+PAIRS_ALL = "all"
+PAIRS_NEW = "new"
+#: key of the single scene of a prediction without pairs (labels on (y, x))
+SCENE_KEY = "scene"
+#: extra attrs of a prediction (beside the contract's model/checkpoint/threshold/run/tta/created)
+ATTR_PRESET = "preset"
+ATTR_TASK = "task"
+ATTR_WINDOW = "window_px"
+ATTR_CHIP = "chip_px"
+ANOMALY_TASK = "anomaly"
+
+
+def pair_key(reference_time: Any, activity_time: Any) -> str:
+    """Identity of a pair that survives re-indexing: ``<reference>/<activity>`` in ISO seconds."""
+    ref = np.datetime_as_string(np.datetime64(reference_time, "s"), unit="s")
+    act = np.datetime_as_string(np.datetime64(activity_time, "s"), unit="s")
+    return f"{ref}/{act}"
+
+
+def pair_keys(ds: xr.Dataset) -> list[str]:
+    """Keys of the cube's pairs, in pair order."""
+    if schema.PAIR not in ds.dims:
+        return []
+    return [pair_key(r, a) for r, a in zip(ds[schema.REFERENCE_TIME].values, ds[schema.ACTIVITY_TIME].values, strict=True)]
+
+
+def predicted_keys(var: xr.DataArray) -> list[str]:
+    """The pairs (keys) a prediction variable holds."""
+    raw = var.attrs.get(schema.ATTR_PREDICTED_PAIRS)
+    if raw is None:
+        return []
+    return list(json.loads(raw)) if isinstance(raw, str) else list(raw)
+
+
+def select_pairs(ds: xr.Dataset, pairs: str | Sequence[int]) -> list[int]:
+    """Pair indices of ``all``, a ``START..END`` activity-date range (either end may be open) or explicit indices."""
+    n = ds.sizes.get(schema.PAIR, 0)
+    if not isinstance(pairs, str):
+        bad = [p for p in pairs if not 0 <= int(p) < n]
+        if bad:
+            raise InputError(f"pairs {bad} do not exist: the cube has pairs 0..{n - 1} (see `sarcube info`)")
+        return sorted({int(p) for p in pairs})
+    if pairs in (PAIRS_ALL, PAIRS_NEW):
+        return list(range(n))
+    m = re.fullmatch(r"\s*(\d{4}-\d{2}-\d{2})?\s*\.\.\s*(\d{4}-\d{2}-\d{2})?\s*", pairs)
+    if not m or not (m.group(1) or m.group(2)):
+        raise InputError(f"--pairs {pairs!r}: use all, new or START..END activity dates (YYYY-MM-DD..YYYY-MM-DD)")
+    act = ds[schema.ACTIVITY_TIME].values.astype("datetime64[D]") if n else np.array([], dtype="datetime64[D]")
+    lo = np.datetime64(m.group(1), "D") if m.group(1) else act.min(initial=np.datetime64("1900-01-01"))
+    hi = np.datetime64(m.group(2), "D") if m.group(2) else act.max(initial=np.datetime64("2999-12-31"))
+    hits = [int(i) for i in np.flatnonzero((act >= lo) & (act <= hi))]
+    if not hits:
+        dates = ", ".join(sorted({str(a) for a in act})) or "none"
+        raise InputError(f"--pairs {pairs!r}: no pair has an activity date in that range (activity dates: {dates})")
+    return hits
+
+
+@dataclass(frozen=True)
+class PredictPlan:
+    """What one predict call writes: which pieces, into what, keeping what."""
+
+    name: str
+    #: pair indices to compute (None: the single (y, x) scene)
+    todo: tuple[int | None, ...]
+    #: keys of pieces the final variable holds when done (kept ones plus ``todo``)
+    predicted: tuple[str, ...]
+    #: start the staging from the existing variable
+    keep_existing: bool
+    per_pair: bool
+
+
+def plan_prediction(
+    ds: xr.Dataset, name: str, info: Any, pairs: str | Sequence[int], tta_count: int, overwrite: bool
+) -> PredictPlan:
+    """Decide the pairs to compute and what is kept; refuse clashes with a clear message."""
+    per_pair = schema.PAIR in tuple(info.label_dims)
+    if per_pair and schema.PAIR not in ds.dims:
+        raise MissingVariableError(f"run {info.preset!r} predicts per pair but the cube has no pairs; {schema.hint_for([schema.VV_DIFF])}")
+    keys = pair_keys(ds) if per_pair else [SCENE_KEY]
+    selected: list[int | None] = list(select_pairs(ds, pairs)) if per_pair else [None]
+    existing = ds[name] if name in ds.data_vars else None
+    same_run = existing is not None and (
+        existing.attrs.get(schema.ATTR_CHECKPOINT_SHA256) == info.checkpoint_sha256
+        and int(existing.attrs.get(schema.ATTR_TTA, -1)) == tta_count
+    )
+    if existing is not None and tuple(existing.dims) != (tuple(info.label_dims)):
+        if not overwrite:
+            raise CubeExistsError(f"{name!r} has dims {tuple(existing.dims)}, this run predicts {tuple(info.label_dims)}: pass --overwrite or choose another --name")
+        same_run = False
+    if existing is None:
+        keep: list[str] = []
+        keep_existing = False
+    elif pairs == PAIRS_NEW:
+        if not same_run:
+            raise CubeExistsError(
+                f"{name!r} was made by checkpoint {str(existing.attrs.get(schema.ATTR_CHECKPOINT_SHA256, '?'))[:12]} "
+                f"(tta {existing.attrs.get(schema.ATTR_TTA, '?')}), not by this run ({info.checkpoint_sha256[:12]}, tta {tta_count}): "
+                "--pairs new extends a prediction with its own run; use another --name, or --overwrite --pairs all"
+            )
+        keep = [k for k in predicted_keys(existing) if k in keys]
+        selected = [p for p in selected if keys[0 if p is None else p] not in set(keep)]
+        keep_existing = True
+    elif not overwrite:
+        raise CubeExistsError(f"the cube already has {name!r}: pass --overwrite to recompute it, --pairs new to extend it, or choose another --name")
+    else:
+        keep_existing = same_run
+        keep = [k for k in predicted_keys(existing) if k in keys] if same_run else []
+    done_keys = {keys[0 if p is None else p] for p in selected}
+    predicted = tuple(k for k in keys if k in done_keys or k in set(keep))
+    return PredictPlan(name, tuple(selected), predicted, keep_existing, per_pair)
+
+
+class _Prefetcher:
+    """Reads input blocks one ahead in a background thread (the network runs meanwhile)."""
+
+    def __init__(self, read: Callable[[int, int], np.ndarray], height: int, band_rows: int, pool: ThreadPoolExecutor) -> None:
+        self.read, self.height, self.band_rows, self.pool = read, height, band_rows, pool
+        self.pending: dict[tuple[int, int], Future] = {}
+
+    def __call__(self, y0: int, y1: int) -> Any:
+        import torch
+
+        fut = self.pending.pop((y0, y1), None)
+        block = fut.result() if fut is not None else self.read(y0, y1)
+        if y1 < self.height:
+            nxt = (y1, min(y1 + self.band_rows, self.height))
+            self.pending[nxt] = self.pool.submit(self.read, *nxt)
+        return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+
+
+def _probability_fn(model: Any) -> Callable[[Any], Any]:
+    from sarcube.models import probability
+
+    def run(x: Any) -> Any:
+        return probability(model, model(x), x)
+
+    return run
+
+
+def predict(
+    cube: str | Path,
+    run_dir: str | Path,
+    *,
+    name: str | None = None,
+    pairs: str | Sequence[int] = PAIRS_ALL,
+    tta: bool = True,
+    batch_size: int = 8,
+    overwrite: bool = False,
+    scheduler: str | None = None,
+    device: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> str:
+    """Predict a run over the cube's pairs and write ``pred_<name>``; returns the variable name.
+
+    ``name`` defaults to the run directory's name. ``pairs``: ``all``, ``new``
+    (pairs the variable does not hold yet), ``START..END`` (activity dates) or
+    a list of pair indices. ``batch_size`` counts network inputs per forward
+    pass (windows x 8 TTA transforms). ``device``: auto (CUDA when present), cpu, cuda.
+    """
+    from sarcube.models.device import pick_device
+    from sarcube.models.inference import DIHEDRAL_TRANSFORMS, TilingPlan, predict_bands
+    from sarcube.pipelines import _dask
+    from sarcube.pipelines.runs import assemble_inputs, load_run, resolved_channels
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size} must be at least 1")
+    torch_device = pick_device(device)
+    loaded = load_run(run_dir, torch_device)
+    info = loaded.info
+    ds = schema.open_cube(cube, storage_options=storage_options)
+    resolved_channels(ds, info)  # names the variables the cube lacks
+    var_name = schema.prediction_name(name if name is not None else Path(run_dir).resolve().name)
+    tta_count = len(DIHEDRAL_TRANSFORMS) if tta else 1
+    plan = plan_prediction(ds, var_name, info, pairs, tta_count, overwrite)
+    if not plan.todo:
+        log.info("%s already holds every selected pair: nothing to predict", var_name)
+        return var_name
+
+    height, width = ds.sizes[schema.Y], ds.sizes[schema.X]
+    window = int(info.input_size or info.chip_size)  # the side the network saw in training
+    dims = tuple(info.label_dims)
+    shape = tuple(ds.sizes[d] for d in dims)
+    threshold = 0.5 if info.task == ANOMALY_TASK else float(info.threshold)
+    attrs = {
+        schema.ATTR_MODEL: info.model,
+        ATTR_PRESET: info.preset,
+        ATTR_TASK: info.task,
+        schema.ATTR_CHECKPOINT_SHA256: info.checkpoint_sha256,
+        schema.ATTR_THRESHOLD: threshold,
+        schema.ATTR_RUN: str(Path(run_dir).resolve()),
+        schema.ATTR_TTA: tta_count,
+        ATTR_WINDOW: window,
+        ATTR_CHIP: int(info.chip_size),
+        schema.ATTR_VERSION: info.sarcube_version,
+    }
+    import dask.array as dsa
+
+    template = schema.make_variable(
+        var_name,
+        dsa.zeros(shape, dtype="float32", chunks=schema.chunks_for(dims, shape)),
+        dims,
+        spec=schema.prediction_spec(var_name, dims),
+        attrs=attrs,
+    )
+    keys = pair_keys(ds) if plan.per_pair else [SCENE_KEY]
+    fingerprint = hashlib.sha256(
+        json.dumps([info.checkpoint_sha256, tta_count, window, plan.keep_existing, [keys[0 if p is None else p] for p in plan.todo]]).encode()
+    ).hexdigest()
+    staged = store.stage_array(cube, template, fingerprint=fingerprint, keep_existing=plan.keep_existing, storage_options=storage_options)
+    todo = [p for p in plan.todo if keys[0 if p is None else p] not in staged.done]
+    band_rows = staged.chunks[-2]
+    tiling = TilingPlan(height, width, window)
+    probability_fn = _probability_fn(loaded.model)
+
+    with _dask.scheduler(scheduler), ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+        bar = tqdm(total=tiling.windows * len(todo), desc=f"predict {var_name}", unit="window", disable=None)
+        try:
+            for p in todo:
+                def read(y0: int, y1: int, p: int | None = p) -> np.ndarray:
+                    return assemble_inputs(ds, info, p, (y0, y1, 0, width))
+
+                base = bar.n
+                writes: list[Future] = []
+                for y0, band in predict_bands(
+                    probability_fn,
+                    _Prefetcher(read, height, band_rows, reader),
+                    height,
+                    width,
+                    window,
+                    band_rows=band_rows,
+                    tta=tta,
+                    batch_size=batch_size,
+                    device=torch_device,
+                    on_batch=lambda n, base=base: bar.update(base + n - bar.n),
+                ):
+                    region = (slice(y0, y0 + band.shape[0]), slice(None))
+                    if p is not None:
+                        region = (p, *region)
+                    writes.append(writer.submit(staged.write, band.numpy(), region))
+                for w in writes:
+                    w.result()
+                staged.mark_done(keys[0 if p is None else p])
+        finally:
+            bar.close()
+
+    attrs[schema.ATTR_CREATED] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    attrs[schema.ATTR_PREDICTED_PAIRS] = json.dumps(list(plan.predicted))
+    staged.promote({**template.attrs, **attrs})
+    store.append_history(cube, f"sarcube predict --run {Path(run_dir).resolve()} --name {var_name[len(schema.PRED_PREFIX):]} --pairs {pairs if isinstance(pairs, str) else ','.join(map(str, pairs))}{'' if tta else ' --no-tta'}", storage_options)
+    log.info("wrote %s (%d pair(s) computed) into %s", var_name, len(todo), cube)
+    return var_name
+
+
+@click.command("predict")
+@click.argument("cube", type=click.Path())
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory written by `sarcube train` (best.pt).")
+@click.option("--name", default=None, help="Writes pred_NAME (default: the run directory's name).")
+@click.option("--pairs", default=PAIRS_ALL, show_default=True, help="all, new (pairs without a prediction yet) or START..END activity dates.")
+@click.option("--tta/--no-tta", default=True, show_default=True, help="Average the 8 rotations/flips of every window.")
+@click.option("--batch-size", default=8, show_default=True, type=int, help="Network inputs per forward pass (windows x TTA transforms).")
+@click.option("--overwrite", is_flag=True, help="Recompute an existing pred_NAME.")
+@click.option("--scheduler", default=None, help="Dask scheduler address for reading the cube (default: local threads).")
+@click.option("--device", default=None, help="auto (default: CUDA when present), cpu, cuda or cuda:K.")
+def command(cube: str, run_dir: str, name: str | None, pairs: str, tta: bool, batch_size: int, overwrite: bool, scheduler: str | None, device: str | None) -> None:
+    """Slide RUN_DIR's model over CUBE's pairs and write its probabilities as pred_NAME."""
+    var = predict(cube, run_dir, name=name, pairs=pairs, tta=tta, batch_size=batch_size, overwrite=overwrite, scheduler=scheduler, device=device)
+    click.echo(f"wrote {var} into {cube}")
