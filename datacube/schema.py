@@ -425,7 +425,10 @@ def open_cube(path: str | Path, *, chunks: Any = "auto", validate: bool = True, 
         ds = xr.open_zarr(store, zarr_format=3, **kwargs)
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise CubeSchemaError(f"{path_str!r} is not a readable Zarr v3 cube ({err}); was it written by `sarcube build`?") from err
-    # Keep the raw JSON attrs as written; string coords as Python str.
+    # Per-time and per-pair coordinates are tiny: load them once, so code that
+    # walks them never pays one dask compute per element. Strings as Python str.
+    small = [name for name in (*TIME_COORDS, *PAIR_COORDS) if name in ds.coords]
+    ds = ds.assign_coords({name: ds[name].load() for name in small})
     for name in (PLATFORM, ORBIT_STATE, ITEM_ID):
         if name in ds.coords:
             ds.coords[name] = ds.coords[name].astype(object)
