@@ -198,12 +198,16 @@ def _write_steps(
         running = None
         for k, batch in enumerate(batches + [None]):
             writes = graph(batch) if batch is not None else None
-            if running is not None:
-                running.result()  # re-raises a failed batch: it stays pending
+            previous = running
+            if previous is not None:
+                previous.result()  # re-raises a failed batch: it stays pending
+            # Chunk writes never touch the root metadata: the next batch runs
+            # while the finished one is crossed off.
+            running = runner.submit(_dask.compute, *writes, desc="build", client=client, show=False) if writes else None
+            if previous is not None:
                 done += len(batches[k - 1])
                 store.update_attrs(out, {ATTR_BUILD_PENDING: json.dumps(steps[done:])}, storage_options)
                 bar.update(len(batches[k - 1]))
-            running = runner.submit(_dask.compute, *writes, desc="build", client=client, show=False) if writes else None
 
 
 def build(
