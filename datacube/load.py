@@ -17,10 +17,28 @@ tokens expire after about 45 minutes), retried with backoff, and a final
 failure names the STAC item and asset. stackstac takes signed hrefs up
 front and has no hook at read time.
 
-We group items ourselves rather than with ``groupby="solar_day"``: a solar
-day mixes the ascending and descending passes of one day (different viewing
-geometry) into one mosaic; our key is (orbit direction, relative orbit,
-solar day).
+How the odc-stac options are used:
+
+- ``groupby``: ``"solar_day"`` would mosaic the ascending and descending
+  passes of one day (different viewing geometry) into one image; we group
+  ourselves by (orbit direction, relative orbit, solar day) and hand odc a
+  callable that returns each item's position in our list of acquisitions.
+- ``geobox`` instead of ``bbox``/``geopolygon`` + ``crs``/``resolution``: the
+  grid (UTM zone, edges snapped to the resolution) is decided once by
+  :func:`grid_for`, so a build, its resume and an ``--append`` all land on
+  exactly the same pixels whatever items they read.
+- ``resampling`` per collection from the catalog YAML: ``average`` for
+  backscatter (10 m -> 20 m multilooking), ``bilinear`` for the DEM;
+  ``use_overviews=False`` because many COGs' overviews are resampled without
+  regard to nodata and bleed scene borders into the mosaic.
+- ``nodata``: the source nodata comes from the YAML through ``stac_cfg``;
+  the output fill is NaN (``nodata=np.nan``), and exact zeros of backscatter
+  (zero-filled borders) become NaN in :class:`SigningReader` before the
+  NaN-aware first-valid fuser (:func:`fill_missing`) mosaics the items.
+- ``dtype="float32"``; ``chunks``: :data:`READ_CHUNK`, a multiple of the
+  storage chunk so region writes line up, small enough to bound memory.
+- ``fail_on_error=True``: with False a failed asset silently becomes a NaN
+  hole that looks like nodata; we retry, then stop naming the item.
 """
 
 from __future__ import annotations
@@ -30,6 +48,7 @@ import functools
 import json
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -284,6 +303,10 @@ class _RedactQueries(logging.Filter):
 
 for _name in ("odc.loader._rio", "odc.loader", "odc.stac", "rasterio"):
     logging.getLogger(_name).addFilter(_RedactQueries())
+
+# rasterio wraps odc's numpy destination in an in-memory dataset before giving
+# it the transform, and warns about the moment in between (the result is right).
+warnings.filterwarnings("ignore", message="Dataset has no geotransform", module=r"rasterio\.warp")
 
 
 @dataclass(frozen=True)
