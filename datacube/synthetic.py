@@ -15,9 +15,14 @@ very code that reads PC reads it (``sarcube build --catalog OUT``):
 * a manifest ``sarcube-demo.json`` (:class:`DemoManifest`) with the AOI,
   dates and windows the later steps need.
 
+Speckle is multiplicative gamma noise with the ENL of Sentinel-1 IW GRD at
+its 10 m spacing (4.4) times the number of 10 m pixels a cell averages
+(17.6 at 20 m; the items' ``sar:looks_equivalent_number`` says which).
+
 Deterministic: the same arguments write the same bytes. Gamma0 is rounded
 to 0.01 dB before compression (speckle alone is ~1 dB), which halves the
-size of the COGs.
+size of the COGs; the default scene (1024 x 1024 at 20 m, 20 dates) is
+about 86 MB and takes 15-30 s on two cores.
 """
 
 from __future__ import annotations
