@@ -287,7 +287,7 @@ def _check_raster(path: Path, crs: Any, cube_box: Any) -> None:
 
 
 def _warp(path: str, crs_wkt: str, transform: Any, shape: tuple[int, int], resampling: str) -> np.ndarray:
-    """Band 1 of ``path`` on the cube grid, float32, NaN where no data."""
+    """Band 1 of ``path`` on the grid window ``transform``/``shape``, float32, NaN where no data."""
     import rasterio
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
@@ -307,6 +307,18 @@ def _warp(path: str, crs_wkt: str, transform: Any, shape: tuple[int, int], resam
     except rasterio.errors.RasterioError as err:
         raise InputError(f"raster {path!r} cannot be read ({err}): is the file complete?") from err
     return out
+
+
+def _warp_blocks(path: str, crs_wkt: str, transform: Any, shape: tuple[int, int], chunks: tuple[int, int], resampling: str) -> da.Array:
+    """``path`` warped onto the grid lazily, one output chunk per task (memory bounded by the chunk)."""
+    from affine import Affine
+
+    def warp_block(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        (r0, r1), (c0, c1) = block_info[0]["array-location"]
+        return _warp(path, crs_wkt, transform @ Affine.translation(c0, r0), (r1 - r0, c1 - c0), resampling)
+
+    template = da.zeros(shape, chunks=chunks, dtype="float32")
+    return template.map_blocks(warp_block, dtype="float32", name=f"warp-{dask.base.tokenize(path, crs_wkt, transform, shape, chunks, resampling)}")
 
 
 def reproject_raster(
@@ -347,8 +359,7 @@ def reproject_raster(
     chunks = schema.chunks_for((schema.Y, schema.X), shape)
 
     def lazy(path: Path) -> da.Array:
-        warped = dask.delayed(_warp, pure=True)(str(path), crs.to_wkt(), transform, shape, resampling)
-        return da.from_delayed(warped, shape=shape, dtype="float32").rechunk(chunks)
+        return _warp_blocks(str(path), crs.to_wkt(), transform, shape, chunks, resampling)
 
     coords: dict[str, Any] = _yx_coords(cube)
     params: dict[str, Any] = {"resampling": resampling, "files": [p.name for p in paths]}

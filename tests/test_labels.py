@@ -135,12 +135,11 @@ def write_geotiff(path, crs, west, north, res, values, nodata=None):
     return path
 
 
-def lonlat_ramp(path, scale=1000.0):
-    """A WGS84 raster over the tiny cube whose value is ``scale * (lon - 9.0)``."""
+def lonlat_ramp(path, scale=1000.0, east_m=900.0, res=2e-5):
+    """A WGS84 raster over the tiny cube (to ``east_m`` east of its corner) whose value is ``scale * (lon - 9.0)``."""
     from pyproj import Transformer
 
-    lon, lat = Transformer.from_crs(TINY_CRS, "EPSG:4326", always_xy=True).transform([X0 - 200, X0 + 900], [Y0 + 200, Y0 - 700])
-    res = 2e-5
+    lon, lat = Transformer.from_crs(TINY_CRS, "EPSG:4326", always_xy=True).transform([X0 - 200, X0 + east_m], [Y0 + 200, Y0 - 700])
     west, north = min(lon), max(lat)
     w = int((max(lon) - west) / res) + 1
     h = int((north - min(lat)) / res) + 1
@@ -158,6 +157,18 @@ def test_raster_reprojected_from_wgs84(tmp_path):
     xx, yy = np.meshgrid(ds[schema.X].values, ds[schema.Y].values)
     lon, _ = Transformer.from_crs(TINY_CRS, "EPSG:4326", always_xy=True).transform(xx, yy)
     np.testing.assert_allclose(var.values, 1000.0 * (lon - 9.0), atol=2e-3)  # bilinear on a ramp: exact up to float32
+
+
+def test_raster_warped_chunk_by_chunk_joins_without_seams(tmp_path):
+    from pyproj import Transformer
+
+    ds = make_tiny_cube(ny=4, nx=schema.CHUNK_YX + 20, nt=1)  # two chunks along x
+    tif = lonlat_ramp(tmp_path / "ramp.tif", east_m=CELL * (schema.CHUNK_YX + 30))
+    var = labels.reproject_raster(ds, [tif], "ramp", "none", units="m")
+    assert var.data.numblocks == (1, 2)
+    xx, yy = np.meshgrid(ds[schema.X].values, ds[schema.Y].values)
+    lon, _ = Transformer.from_crs(TINY_CRS, "EPSG:4326", always_xy=True).transform(xx, yy)
+    np.testing.assert_allclose(var.values, 1000.0 * (lon - 9.0), atol=2e-3)
 
 
 def test_rasters_matched_to_times_and_pairs_by_name(tmp_path):
