@@ -313,15 +313,6 @@ def _geographic_bounds(ds: xr.Dataset, bounds: Sequence[float]) -> list[float]:
     return [float(west), float(south), float(east), float(north)]
 
 
-def with_loaded_coords(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` with its (small) coordinates in memory, data variables still lazy.
-
-    ``schema.summarize`` reads coordinates element by element; on a freshly
-    opened cube each read would be a dask compute.
-    """
-    return ds.assign_coords({name: ds[name].compute() for name in ds.coords if name not in ds.dims})
-
-
 def source_items(ds: xr.Dataset) -> list[dict[str, Any]]:
     """The STAC items the cube was built from (ids, collections, hrefs without signing)."""
     raw = schema.decode_json_attr(ds, schema.ATTR_STAC_ITEMS, default=[]) or []
@@ -714,7 +705,7 @@ def write_archive(
         write_zip(cube, zip_path, progress=progress)
     elif (folder / MD5SUMS).is_file():
         known = read_md5sums(folder)  # the zip is unchanged since that MD5SUMS was written
-    ds = with_loaded_coords(schema.open_cube(zip_path))
+    ds = schema.open_cube(zip_path)
     md5: dict[str, str] = {archive_file: known.get(archive_file) or md5_file(zip_path, progress=progress)}
 
     text = datasheet(ds, archive_file=archive_file, citation=citation)
@@ -872,7 +863,6 @@ __all__ = [
     "archive_name",
     "datasheet",
     "flat_name",
-    "with_loaded_coords",
     "local_store",
     "md5_file",
     "multihash",

@@ -150,7 +150,7 @@ def publish(
     if new_version_of is not None and int(new_version_of) <= 0:
         raise InputError(f"--new-version-of {new_version_of!r} is not a deposition id (a positive integer)")
 
-    ds = archive.with_loaded_coords(schema.open_cube(cube))
+    ds = schema.open_cube(cube)
     text = _description_text(description) or _default_description(ds, title or "")
     metadata = zenodo.DepositionMetadata.build(
         title=title,
