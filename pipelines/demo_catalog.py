@@ -112,15 +112,20 @@ def preview_pair(catalog_dir: str | Path, png: str | Path) -> Path:
         shapely.transform(shapely.geometry.shape(f["geometry"]), lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
         for f in _labels_in(manifest, ref, act)
     ]
-    fig, axes = plt.subplots(1, 2, figsize=(16, 8.6), dpi=100, gridspec_kw={"width_ratios": [1, 1]})
-    # right panel: a window around the largest labelled object of the pair
-    largest = max(outlines, key=lambda g: g.area) if outlines else shapely.box(left, bottom, right, top)
+    # a second panel zooms on the largest labelled object of the pair (scenes over 4 km)
+    zoomed = (right - left) > 4000.0
+    fig, axes = plt.subplots(1, 2 if zoomed else 1, figsize=(16, 8.6) if zoomed else (9, 9.6), dpi=100, squeeze=False)
+    axes = axes[0]
+    scene = shapely.box(left, bottom, right, top)
+    inner = [g for g in outlines if scene.buffer(-200.0).contains(g)] or outlines
+    largest = max(inner, key=lambda g: g.area) if inner else scene
     cx, cy = largest.centroid.x, largest.centroid.y
     half = max(750.0, 1.5 * max(largest.bounds[2] - largest.bounds[0], largest.bounds[3] - largest.bounds[1]))
     half = min(half, (right - left) / 2, (top - bottom) / 2)
     cx, cy = min(max(cx, left + half), right - half), min(max(cy, bottom + half), top - half)
     zoom = (cx - half, cx + half, cy - half, cy + half)
-    for ax, (x0, x1, y0, y1) in zip(axes, [(left, right, bottom, top), zoom], strict=True):
+    windows = [(left, right, bottom, top), zoom][: len(axes)]
+    for ax, (x0, x1, y0, y1) in zip(axes, windows, strict=True):
         ax.imshow(rgb, extent=(left, right, bottom, top), interpolation="nearest")
         for geom in outlines:
             for poly in getattr(geom, "geoms", [geom]):
@@ -134,13 +139,14 @@ def preview_pair(catalog_dir: str | Path, png: str | Path) -> Path:
         bar = bar * 5 if width_m / bar >= 10 else bar
         label = f"{bar / 1000:g} km" if bar >= 1000 else f"{bar:g} m"
         ax.add_artist(AnchoredSizeBar(ax.transData, bar, label, "lower right", pad=0.5, color="white", frameon=False, size_vertical=width_m / 200.0))
-    axes[0].add_patch(plt.Rectangle((zoom[0], zoom[2]), 2 * half, 2 * half, fill=False, edgecolor="white", lw=1.0, ls="--"))
-    axes[1].set_title("zoom on the largest labelled object (dashed box)", fontsize=10)
+    if zoomed:
+        axes[0].add_patch(plt.Rectangle((zoom[0], zoom[2]), 2 * half, 2 * half, fill=False, edgecolor="white", lw=1.0, ls="--"))
+        axes[1].set_title("zoom on the largest labelled object (dashed box)", fontsize=10)
     orbit = f"{ref.properties['sat:orbit_state']} orbit {ref.properties['sat:relative_orbit']}"
     what = "debris polygons of this pair" if manifest.hazard == "avalanche" else "outlines"
     fig.suptitle(
         f"sarcube demo ({manifest.hazard}, seed {manifest.seed}): R/B reference VV {ref.datetime:%Y-%m-%d}, "
-        f"G activity VV {act.datetime:%Y-%m-%d}, {orbit}; yellow: {len(outlines)} labelled {what}",
+        f"G activity VV {act.datetime:%Y-%m-%d},{' ' if zoomed else chr(10)}{orbit}; yellow: {len(outlines)} labelled {what}",
         fontsize=11,
     )
     fig.tight_layout()

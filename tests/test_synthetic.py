@@ -153,6 +153,12 @@ def test_pystac_client_reads_the_catalog(avalanche):
         left, bottom, right, top = src.bounds
         assert left < w and bottom < s and right > e and top > n
     assert np.isfinite(z).all() and z.max() - z.min() > 200.0
+    # the proposed AOI lies inside the scene, and covers nearly all of it
+    to_utm = Transformer.from_crs(4326, avalanche.crs, always_xy=True)
+    xs, ys = to_utm.transform([w, e, w, e], [s, s, n, n])
+    sl, sb, sr, st = avalanche.bbox
+    assert min(xs) >= sl and max(xs) <= sr and min(ys) >= sb and max(ys) <= st
+    assert (max(xs) - min(xs)) > 0.95 * (sr - sl)
     s1 = list(client.get_collection(schema.COLLECTION_S1_RTC).get_items())
     with rasterio.open(s1[0].assets[schema.ASSET_VV].get_absolute_href()) as src:
         assert src.crs.to_string() == avalanche.crs and src.res == (20.0, 20.0)
