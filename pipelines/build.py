@@ -283,6 +283,10 @@ def build(
                 raise CatalogError(f"the catalog no longer lists acquisitions {missing} of the unfinished build in {str(out)!r}: pass --overwrite to start over")
             if DEM_STEP in pending:
                 dem_items = stac.search_dem(cat, geometry.bounds)
+            stored = {_step_key(t) for t in current[schema.TIME].values} if schema.TIME in current.dims else set()
+            unstored = [by_key[k] for k in pending if k != DEM_STEP and k not in stored]
+            if unstored:  # an --append stopped before its time steps were added
+                store.append_template(_time_dataset(unstored, grid), out, storage_options=storage_options)
             log.info("resuming %s: %d steps left", out, len(pending))
             _write_steps(out, pending, by_key, dem_items, cat, grid, storage_options, client)
         elif exists:  # --append
