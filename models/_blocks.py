@@ -30,6 +30,17 @@ def output_kind(out_channels: int) -> str:
     return OUTPUT_LOGIT if out_channels == 1 else OUTPUT_TWO_CLASS
 
 
+def valid_mask(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Bool, shaped like ``x``: finite values, and ``mask`` (True = use; (N, ...) broadcast over channels)."""
+    valid = torch.isfinite(x)
+    if mask is not None:
+        m = mask.to(torch.bool)
+        if m.dim() == x.dim() - 1:
+            m = m.unsqueeze(1)
+        valid = valid & m.expand_as(x)
+    return valid
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad the last two dims (bottom/right, edge values) up to a multiple; return the original size.
 

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from sarcube.errors import InputError
 
+from ._blocks import valid_mask
+
 IGNORE_INDEX = 255
 POS_WEIGHT = 2.0  # avalanche-fcn-bianchi IV-A: avalanche errors weigh twice as much
 FOCAL_GAMMA = 2.0  # Lin et al. 2017
@@ -114,12 +116,7 @@ def vae_loss(
     kl: KL(q(z|x) || N(0, I)) averaged over samples and latent units
     (-0.5 mean(1 + logvar - mu**2 - exp(logvar))), so both terms are per-value means.
     """
-    valid = torch.isfinite(x)
-    if mask is not None:
-        m = mask.to(torch.bool)
-        if m.dim() == x.dim() - 1:
-            m = m.unsqueeze(1)
-        valid = valid & m.expand_as(x)
+    valid = valid_mask(x, mask)
     diff = recon.float() - torch.where(valid, x, torch.zeros_like(x)).float()
     mse = _masked_mean(diff * diff, valid)
     mu, logvar = mu.float(), logvar.float()

@@ -13,7 +13,7 @@ from torch import nn
 
 from sarcube.errors import InputError
 
-from ._blocks import crop_to, pad_to_multiple
+from ._blocks import crop_to, pad_to_multiple, valid_mask
 
 LATENT_DIM = 300  # avalanche-vae 2: latent space of dimension 300
 CHIP_SIZE = 64  # one latent vector per 64x64 chip
@@ -80,22 +80,12 @@ class ConvVAE(nn.Module):
         self.threshold.fill_(float(value))
 
 
-def _valid_values(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    valid = torch.isfinite(x)
-    if mask is not None:
-        m = mask.to(torch.bool)
-        if m.dim() == x.dim() - 1:
-            m = m.unsqueeze(1)
-        valid = valid & m.expand_as(x)
-    return valid
-
-
 def reconstruction_error(recon: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample mean squared error (N,) between a reconstruction and its finite (``mask``-ed) inputs.
 
     A sample with no valid value scores NaN.
     """
-    valid = _valid_values(x, mask)
+    valid = valid_mask(x, mask)
     diff = torch.where(valid, recon.float() - x.float(), torch.zeros_like(recon, dtype=torch.float32))
     n = valid.flatten(1).sum(dim=1)
     err = (diff * diff).flatten(1).sum(dim=1) / n.clamp_min(1)
@@ -111,7 +101,7 @@ def anomaly_score(model: ConvVAE, x: torch.Tensor, mask: torch.Tensor | None = N
     the latent mean (eval mode) whatever the module's mode. A sample with no valid value
     scores NaN.
     """
-    valid = _valid_values(x, mask)
+    valid = valid_mask(x, mask)
     filled = torch.where(valid, x, torch.zeros_like(x))
     was_training = model.training
     model.eval()
