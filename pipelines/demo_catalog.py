@@ -163,7 +163,7 @@ def preview_pair(catalog_dir: str | Path, png: str | Path) -> Path:
 @click.option("--size", type=int, default=1024, show_default=True, help="Pixels per side of the scene.")
 @click.option("--resolution", type=float, default=20.0, show_default=True, help="Pixel size, metres.")
 @click.option("--dates", type=int, default=None, help="Acquisitions over both orbits [default: 20 avalanche, 16 landslide, 24 glacier].")
-@click.option("--hazard", type=click.Choice(HAZARDS), default="avalanche", show_default=True, help="What happens in the scene.")
+@click.option("--hazard", default="avalanche", show_default=True, metavar="|".join(HAZARDS), help="What happens in the scene.")
 @click.option("--preview", type=click.Path(), default=None, help="Also write the change-composite PNG of the pair with the most debris.")
 def command(out: str, seed: int, size: int, resolution: float, dates: int | None, hazard: str, preview: str | None) -> None:
     """Write a synthetic alpine scene as a local STAC catalog in OUT (shaped like Planetary Computer's)."""

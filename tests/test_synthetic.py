@@ -284,6 +284,9 @@ def test_refuses_non_empty_output(tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "empty folder" in err[0]
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+    assert cli.main(["demo-catalog", str(tmp_path / "new"), "--hazard", "flood"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "avalanche, landslide, glacier" in err[0]
     with pytest.raises(InputError, match="no sarcube-demo.json"):
         read_demo_manifest(tmp_path / "out")
 
