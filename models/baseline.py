@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from torch import nn
 
 from sarcube.errors import InputError
@@ -30,6 +29,7 @@ STATS_WINDOW_PX = 31  # local statistics window (31 px = 620 m at 20 m pixels); 
 MAX_RUNOUT_SLOPE_DEG = 35.0  # debris deposits below ~35 degrees (Bianchi et al. III-A)
 MIN_PAR_DEG = 20.0  # reachable from a release zone: angle of reach >= ~20 degrees (III-B)
 MIN_OBJECT_PX = 10  # smaller detections are speckle (10 px = 4000 m^2 at 20 m)
+OBJECT_CONNECTIVITY = 8  # diagonal neighbours join one object, as in the object metrics
 SOFTNESS_DB = 0.5  # scale of the logistic map from dB margin to probability
 DEFAULT_K_GRID = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 
@@ -174,9 +174,8 @@ class BaselineDetector(nn.Module):
             return torch.zeros_like(detected)
         det = detected.detach().cpu().numpy()
         small = np.zeros_like(det)
-        structure = np.ones((3, 3), dtype=bool)
         for i in range(det.shape[0]):
-            labels, n = ndimage.label(det[i, 0], structure=structure)
+            labels, n = metrics.connected_components(det[i, 0], OBJECT_CONNECTIVITY)
             if n == 0:
                 continue
             sizes = np.bincount(labels.ravel())

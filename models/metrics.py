@@ -197,6 +197,12 @@ def _structure(connectivity: int) -> np.ndarray:
     return ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
 
 
+def connected_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, int]:
+    """Objects of a 2-D bool mask: (ids, count), ids 1..count per object and 0 outside."""
+    ids, count = ndimage.label(mask, structure=_structure(connectivity))
+    return ids, int(count)
+
+
 def _images(pred, label, threshold: float):
     """Yield (positive, label) 2-D pairs of a (H, W), (N, H, W) or (N, 1, H, W) batch."""
     pred, label = _align(as_numpy(pred), as_numpy(label))
@@ -207,10 +213,10 @@ def _images(pred, label, threshold: float):
     yield from zip(positive.reshape(-1, h, w), label.reshape(-1, h, w), strict=True)
 
 
-def _object_counts(positive: np.ndarray, label: np.ndarray, structure: np.ndarray) -> dict[str, int]:
+def _object_counts(positive: np.ndarray, label: np.ndarray, connectivity: int) -> dict[str, int]:
     truth = label == 1
-    lab_ids, n_lab = ndimage.label(truth, structure=structure)
-    pred_ids, n_pred = ndimage.label(positive, structure=structure)
+    lab_ids, n_lab = connected_components(truth, connectivity)
+    pred_ids, n_pred = connected_components(positive, connectivity)
     hit = np.unique(lab_ids[positive & truth])
     tp = int(np.count_nonzero(hit))
     touching = np.zeros(n_pred + 1, dtype=bool)
@@ -226,28 +232,28 @@ def object_scores(pred_mask, label_mask, connectivity: int = 8, threshold: float
 
     Summed over the images of a batch; see the module docstring for the exact rules.
     """
-    structure = _structure(connectivity)
+    _structure(connectivity)  # checked before any work
     total = {"tp": 0, "fn": 0, "fp": 0}
     for positive, label in _images(pred_mask, label_mask, threshold):
-        for k, v in _object_counts(positive, label, structure).items():
+        for k, v in _object_counts(positive, label, connectivity).items():
             total[k] += v
     return total
 
 
-def _box_mask(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
+def _box_mask(mask: np.ndarray, connectivity: int) -> np.ndarray:
     """Union of the bounding boxes of the connected components of ``mask``."""
     boxes = np.zeros(mask.shape, dtype=bool)
-    ids, _ = ndimage.label(mask, structure=structure)
+    ids, _ = connected_components(mask, connectivity)
     for sl in ndimage.find_objects(ids):
         if sl is not None:
             boxes[sl] = True
     return boxes
 
 
-def _bbox_counts(positive: np.ndarray, label: np.ndarray, structure: np.ndarray) -> tuple[int, int]:
+def _bbox_counts(positive: np.ndarray, label: np.ndarray, connectivity: int) -> tuple[int, int]:
     valid = label != IGNORE_LABEL
-    lab_boxes = _box_mask(label == 1, structure)
-    pred_boxes = _box_mask(positive, structure)
+    lab_boxes = _box_mask(label == 1, connectivity)
+    pred_boxes = _box_mask(positive, connectivity)
     inter = int(np.count_nonzero(lab_boxes & pred_boxes & valid))
     union = int(np.count_nonzero((lab_boxes | pred_boxes) & valid))
     return inter, union
@@ -258,10 +264,10 @@ def bbox_iou(pred_mask, label_mask, connectivity: int = 8, threshold: float = 0.
 
     Summed over the images of a batch; NaN when both box masks are empty.
     """
-    structure = _structure(connectivity)
+    _structure(connectivity)  # checked before any work
     inter = union = 0
     for positive, label in _images(pred_mask, label_mask, threshold):
-        i, u = _bbox_counts(positive, label, structure)
+        i, u = _bbox_counts(positive, label, connectivity)
         inter += i
         union += u
     return inter / union if union else float("nan")
@@ -281,8 +287,8 @@ class MetricAccumulator:
         self.threshold = threshold
         self.objects = objects
         self.auprc = auprc
+        _structure(connectivity)  # checked here, not at the first update
         self.connectivity = connectivity
-        self._structure = _structure(connectivity)
         self.reset()
 
     def reset(self) -> None:
@@ -305,9 +311,9 @@ class MetricAccumulator:
             self._truth.append(lab[valid] == 1)
         if self.objects:
             for positive, lab in _images(prob, label, self.threshold):
-                for k, v in _object_counts(positive, lab, self._structure).items():
+                for k, v in _object_counts(positive, lab, self.connectivity).items():
                     self.object_counts[k] += v
-                i, u = _bbox_counts(positive, lab, self._structure)
+                i, u = _bbox_counts(positive, lab, self.connectivity)
                 self.box_intersection += i
                 self.box_union += u
                 self.n_images += 1
