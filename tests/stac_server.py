@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -221,7 +223,8 @@ def serve_stac(files: list[Path], *, lifetime_s: int = SERVER_LIFETIME_S) -> Ite
     timeout = shutil.which("timeout")
     if timeout:  # the server dies by itself even if this process is killed
         cmd = [timeout, "-s", "KILL", str(lifetime_s), *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Own process group: killing it stops both `timeout` and the server under it.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     url = f"http://{addr}"
     try:
         deadline = time.monotonic() + 30
@@ -238,5 +241,6 @@ def serve_stac(files: list[Path], *, lifetime_s: int = SERVER_LIFETIME_S) -> Ite
                 time.sleep(0.1)
         yield url
     finally:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
