@@ -159,12 +159,11 @@ def acquisition_schedule(hazard: str, n_dates: int) -> Schedule:
             acqs += _series(orbit, summer_day, s, REPEAT_DAYS)
             acqs += _series(orbit, winter_day, w, REPEAT_DAYS, start_index=s)
         summer = (str(summer_day), str(summer_day + np.timedelta64(REPEAT_DAYS * 2 + 2, "D")))
-        winter = [a.time for a in acqs if a.index >= n_summer[ORBITS.index(a.orbit)]]
+        # events fall after the first winter acquisition of both orbits and by the last of
+        # either, so each one lies inside a winter pair of each orbit
         first = max(min(a.time for a in acqs if a.orbit is o and a.index >= n_summer[i]) for i, o in enumerate(ORBITS))
         last = min(max(a.time for a in acqs if a.orbit is o) for o in ORBITS)
         window = (first.astype("datetime64[D]") + np.timedelta64(1, "D"), last.astype("datetime64[D]"))
-        if not winter or window[1] < window[0]:  # pragma: no cover - guarded by MIN_DATES
-            window = None
         return Schedule(tuple(sorted(acqs, key=lambda a: a.time)), summer, window, None)
     if hazard == "landslide":
         event = np.datetime64("2020-10-02")
