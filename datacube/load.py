@@ -413,6 +413,7 @@ def _load(groups: Sequence[Sequence[Any]], catalog: Catalog, coll: CollectionSou
     """odc-stac load of ``variables`` onto ``grid``: one time step per group of items, each group mosaicked (dask, lazy)."""
     import odc.stac
 
+    _configure_gdal()
     keys = [coll.assets[v] for v in variables]
     items = [item for group in groups for item in group]
     position = {item.id: k for k, group in enumerate(groups) for item in group}
@@ -439,6 +440,16 @@ def _load(groups: Sequence[Sequence[Any]], catalog: Catalog, coll: CollectionSou
     )
     loaded = loaded.rename({k: v for k, v in zip(keys, variables, strict=True)})
     return loaded.drop_vars([c for c in loaded.coords if c not in schema.SPATIAL_DIMS])
+
+
+@functools.cache
+def _configure_gdal() -> None:
+    """odc's cloud defaults for GDAL, once: no directory listing on open (signed
+    URLs cannot list), and GDAL's own HTTP retries under our retries. odc's
+    driver carries them into every read task, on a cluster too."""
+    from odc.stac import configure_rio
+
+    configure_rio(cloud_defaults=True)
 
 
 def fill_missing(dst: np.ndarray, src: np.ndarray) -> None:
