@@ -10,7 +10,6 @@ records its parameters in its attrs.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -31,12 +30,10 @@ from sarcube.errors import CubeExistsError, InputError
 log = logging.getLogger(__name__)
 
 
-def _with_parameters(var: xr.DataArray, **more: Any) -> xr.DataArray:
-    """``var`` with ``more`` merged into its recorded parameters."""
-    params = json.loads(var.attrs.get(schema.ATTR_PARAMETERS, "{}"))
-    params.update(more)
-    var.attrs[schema.ATTR_PARAMETERS] = json.dumps(params, sort_keys=True, default=str)
-    return var
+def _with_parameters(var: xr.DataArray, more: Mapping[str, Any]) -> xr.DataArray:
+    """A copy of ``var`` with ``more`` merged into its recorded parameters."""
+    params = {**schema.decode_json_attr(var, schema.ATTR_PARAMETERS, default={}), **more}
+    return schema.make_variable(str(var.name), var, var.dims, attrs=var.attrs, parameters=params)
 
 
 def _same_pairs(ds: xr.Dataset, pairs: Mapping[str, xr.DataArray]) -> bool:
@@ -114,7 +111,7 @@ def features(
     if pairs:
         pair_coords = sar.make_pairs(ds, max_gap_days)
         for name, var in sar.change_layers(ds, pair_coords).items():
-            layers[name] = _with_parameters(var, max_gap_days=float(max_gap_days))
+            layers[name] = _with_parameters(var, {"max_gap_days": float(max_gap_days)})
         new_coords = pair_coords
         replace_pairs = not _same_pairs(ds, pair_coords)
         if replace_pairs:
