@@ -131,14 +131,14 @@ def publish(
     new_version_of: int | None = None,
     publication_date: str | None = None,
     progress: bool = True,
-    client_options: dict[str, Any] | None = None,
+    retry: zenodo.RetryPolicy = zenodo.RetryPolicy(),
 ) -> PublishResult:
     """Write the archive of ``cube`` into ``out_dir`` and, with ``upload``, put it on Zenodo.
 
     ``creators`` are ``"Family, Given[;affiliation[;orcid]]"``; ``description``
     a markdown file (or text); ``related`` ``"IDENTIFIER:relation"``. The token
-    is read from ``ZENODO_TOKEN``. ``client_options`` go to
-    :class:`~sarcube.pipelines.zenodo.ZenodoClient` (retries, backoff_s, sleep).
+    is read from ``ZENODO_TOKEN``; ``retry`` is how the upload retries
+    429/5xx answers and lost connections.
     """
     cube = archive.local_store(cube)
     out_dir = Path(out_dir)
@@ -162,7 +162,7 @@ def publish(
         related=related,
         publication_date=publication_date,
     )
-    client = zenodo.ZenodoClient(zenodo_url, token, progress=progress, **(client_options or {})) if upload else None
+    client = zenodo.ZenodoClient(zenodo_url, token, retry=retry, progress=progress) if upload else None
 
     def write(doi: str | None, rezip: bool) -> archive.ArchiveFiles:
         meta = metadata.to_zenodo()

@@ -348,6 +348,26 @@ class _ProgressReader:
         self._file.close()
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How :class:`ZenodoClient` retries 429, 5xx and connection errors."""
+
+    #: retries after the first try
+    retries: int = 5
+    #: first wait, doubled each retry, unless the server says how long (Retry-After, X-RateLimit-Reset)
+    backoff_s: float = 2.0
+    #: longest single wait, whatever the server asks
+    max_wait_s: float = 900.0
+    #: connect/read timeout of one request
+    timeout_s: float = 120.0
+    #: the function that waits (tests pass a recorder)
+    sleep: Callable[[float], Any] = time.sleep
+
+    def __post_init__(self) -> None:
+        if self.retries < 0 or self.backoff_s < 0 or self.max_wait_s < 0 or self.timeout_s <= 0:
+            raise InputError(f"{self!r}: retries, backoff_s and max_wait_s must be >= 0 and timeout_s > 0")
+
+
 def _retry_wait(response: Any, now: float) -> float | None:
     """Seconds the server asks us to wait (Retry-After, or X-RateLimit-Reset when the quota is spent)."""
     retry_after = response.headers.get("Retry-After")
@@ -373,23 +393,11 @@ def _retry_wait(response: Any, now: float) -> float | None:
 class ZenodoClient:
     """Deposit API of one Zenodo instance (``https://zenodo.org``, the sandbox, or a compatible server).
 
-    ``retries``/``backoff_s``/``max_wait_s`` shape the retry schedule
-    (``backoff_s * 2**attempt`` unless the server says how long to wait);
-    ``sleep`` is the function that waits (tests pass a recorder).
+    ``retry`` shapes the retry schedule (``backoff_s * 2**attempt`` unless the
+    server says how long to wait); ``progress`` shows a bar per uploaded file.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        retries: int = 5,
-        backoff_s: float = 2.0,
-        max_wait_s: float = 900.0,
-        timeout_s: float = 120.0,
-        sleep: Callable[[float], Any] = time.sleep,
-        progress: bool = True,
-    ) -> None:
+    def __init__(self, base_url: str, token: str, *, retry: RetryPolicy = RetryPolicy(), progress: bool = True) -> None:
         import requests
 
         parts = urlsplit(str(base_url).rstrip("/"))
@@ -401,12 +409,8 @@ class ZenodoClient:
         self.base_url = f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
         self._origin = (parts.scheme, parts.netloc)
         self._token = token.strip()
-        self.retries = int(retries)
-        self.backoff_s = float(backoff_s)
-        self.max_wait_s = float(max_wait_s)
-        self.timeout_s = float(timeout_s)
+        self.retry = retry
         self.progress = progress
-        self._sleep = sleep
         self._session = requests.Session()
         self._session.trust_env = False  # no .netrc credentials or proxies picked up behind our back
 
@@ -472,31 +476,31 @@ class ZenodoClient:
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         if file is not None:
             headers["Content-Type"] = "application/octet-stream"
-        for attempt in range(self.retries + 1):
+        for attempt in range(self.retry.retries + 1):
             body = None
             bar = None
             try:
                 if file is not None:
                     bar = tqdm(total=file.stat().st_size, unit="B", unit_scale=True, desc=f"upload {file.name}", disable=None if self.progress else True, leave=False)
                     body = _ProgressReader(file, bar)
-                response = self._session.request(method, url, headers=headers, json=json, data=body, timeout=self.timeout_s)
+                response = self._session.request(method, url, headers=headers, json=json, data=body, timeout=self.retry.timeout_s)
             except (requests.ConnectionError, requests.Timeout) as err:
-                if attempt >= self.retries:
+                if attempt >= self.retry.retries:
                     raise ZenodoError(f"{what}: cannot reach {self.base_url} after {attempt + 1} tries ({type(err).__name__}); check --zenodo-url and the network, then rerun to resume") from None
-                wait = min(self.backoff_s * 2**attempt, self.max_wait_s)
-                log.warning("%s: %s, retry %d/%d in %.1f s", what, type(err).__name__, attempt + 1, self.retries, wait)
-                self._sleep(wait)
+                wait = min(self.retry.backoff_s * 2**attempt, self.retry.max_wait_s)
+                log.warning("%s: %s, retry %d/%d in %.1f s", what, type(err).__name__, attempt + 1, self.retry.retries, wait)
+                self.retry.sleep(wait)
                 continue
             finally:
                 if body is not None:
                     body.close()
                 if bar is not None:
                     bar.close()
-            if response.status_code in RETRY_STATUS and attempt < self.retries:
+            if response.status_code in RETRY_STATUS and attempt < self.retry.retries:
                 asked = _retry_wait(response, time.time())
-                wait = min(asked if asked is not None else self.backoff_s * 2**attempt, self.max_wait_s)
-                log.warning("%s: HTTP %d, retry %d/%d in %.1f s", what, response.status_code, attempt + 1, self.retries, wait)
-                self._sleep(wait)
+                wait = min(asked if asked is not None else self.retry.backoff_s * 2**attempt, self.retry.max_wait_s)
+                log.warning("%s: HTTP %d, retry %d/%d in %.1f s", what, response.status_code, attempt + 1, self.retry.retries, wait)
+                self.retry.sleep(wait)
                 continue
             if response.status_code not in expected:
                 raise self._error(what, response)
@@ -634,6 +638,7 @@ __all__ = [
     "DepositionMetadata",
     "LocalFile",
     "RelatedIdentifier",
+    "RetryPolicy",
     "SyncResult",
     "ZenodoClient",
     "check_limits",

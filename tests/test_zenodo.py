@@ -35,8 +35,8 @@ def waits():
 
 
 def _publish(cube, out, server, waits, **kw):
-    options = {"retries": 2, "backoff_s": 0.5, "sleep": waits.append}
-    return publish(cube, out, title="Tiny cube", creators=[CREATOR], version=kw.pop("version", "1.0"), upload=True, zenodo_url=server.url, progress=False, client_options=options, **kw)
+    retry = zenodo.RetryPolicy(retries=2, backoff_s=0.5, sleep=waits.append)
+    return publish(cube, out, title="Tiny cube", creators=[CREATOR], version=kw.pop("version", "1.0"), upload=True, zenodo_url=server.url, progress=False, retry=retry, **kw)
 
 
 def _order(server, *needles):
@@ -142,7 +142,7 @@ def test_new_version_replaces_inherited_files(tiny_cube, tmp_path, server, waits
 
 
 def _client(server, waits):
-    return zenodo.ZenodoClient(server.url, TOKEN, retries=2, backoff_s=0.5, sleep=waits.append, progress=False)
+    return zenodo.ZenodoClient(server.url, TOKEN, retry=zenodo.RetryPolicy(retries=2, backoff_s=0.5, sleep=waits.append), progress=False)
 
 
 def test_rate_limit_honours_retry_after(server, waits):
@@ -167,7 +167,7 @@ def test_rate_limit_honours_ratelimit_reset(tmp_path, server, waits):
 
 
 def test_limits_checked_before_any_request(tmp_path, server):
-    client = zenodo.ZenodoClient(server.url, TOKEN, retries=0, progress=False)
+    client = zenodo.ZenodoClient(server.url, TOKEN, retry=zenodo.RetryPolicy(retries=0), progress=False)
     deposition = client.create_deposition()
     server.log.clear()
     files = []
@@ -236,7 +236,7 @@ def test_unreachable_server_retries_then_says_so(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     waits: list[float] = []
-    client = zenodo.ZenodoClient(f"http://127.0.0.1:{port}", TOKEN, retries=2, backoff_s=0.25, sleep=waits.append, timeout_s=2)
+    client = zenodo.ZenodoClient(f"http://127.0.0.1:{port}", TOKEN, retry=zenodo.RetryPolicy(retries=2, backoff_s=0.25, sleep=waits.append, timeout_s=2))
     with pytest.raises(ZenodoError, match=r"create deposition: cannot reach .* after 3 tries.*rerun to resume") as info:
         client.create_deposition()
     assert waits == [0.25, 0.5] and TOKEN not in str(info.value)
