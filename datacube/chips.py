@@ -71,7 +71,7 @@ SPLIT_TILES = "tiles"
 SPLIT_PAIRS = "pairs"
 
 #: default block side (pixels): one storage chunk
-BLOCK_PX = schema.CHUNK_YX
+BLOCK_PX = 2 * schema.CHUNK_YX
 
 
 @dataclass(frozen=True)
@@ -261,33 +261,71 @@ def time_indices(ds: xr.Dataset, channel: ChannelSpec, pair: int | None, series_
 Window = tuple[int, int, int, int]  # y0, y1, x0, x1 (pixels, end exclusive)
 
 
-def read_window(ds: xr.Dataset, resolved: ResolvedChannels, pair: int | None, window: Window) -> np.ndarray:
-    """Raw input channels of one window: (C, H, W) float32, or (C, T, H, W) with series channels."""
+class StaticCache:
+    """Least-recently-used windows of static (y, x) channels, so a block of another pair
+    over the same place does not decode them again."""
+
+    def __init__(self, max_bytes: int = 256 * 2**20):
+        self.max_bytes = max_bytes
+        self._items: dict[tuple[str, Window], np.ndarray] = {}
+        self._bytes = 0
+
+    def get(self, key: tuple[str, Window]) -> np.ndarray | None:
+        a = self._items.pop(key, None)
+        if a is not None:
+            self._items[key] = a  # most recent last
+        return a
+
+    def put(self, key: tuple[str, Window], a: np.ndarray) -> None:
+        self._items[key] = a
+        self._bytes += a.nbytes
+        while self._bytes > self.max_bytes and len(self._items) > 1:
+            old = self._items.pop(next(iter(self._items)))
+            self._bytes -= old.nbytes
+
+
+def _read_channel(ds: xr.Dataset, c: ChannelSpec, pair: int | None, window: Window, series_steps: int, cache: StaticCache | None) -> np.ndarray:
     y0, y1, x0, x1 = window
     space = {schema.Y: slice(y0, y1), schema.X: slice(x0, x1)}
+    var = ds[c.variable]
+    if c.take == TAKE_STATIC:
+        a = cache.get((c.variable, window)) if cache is not None else None
+        if a is None:
+            a = np.asarray(var.isel(space).values, dtype=np.float32)
+            if cache is not None:
+                cache.put((c.variable, window), a)
+        return a
+    if c.take == TAKE_PER_PAIR:
+        if pair is None:
+            raise InputError(f"channel {c.variable!r} is per pair: give a pair index")
+        return np.asarray(var.isel({schema.PAIR: pair, **space}).values, dtype=np.float32)
+    idx = time_indices(ds, c, pair, series_steps)
+    if len(set(idx)) == len(idx) and idx == list(range(idx[0], idx[-1] + 1)):
+        a = var.isel({schema.TIME: slice(idx[0], idx[-1] + 1), **space}).values
+    else:
+        a = var.isel({schema.TIME: idx, **space}).values
+    a = np.asarray(a, dtype=np.float32)
+    return a if c.take == TAKE_SERIES else a[0]
+
+
+def read_channels(ds: xr.Dataset, resolved: ResolvedChannels, pair: int | None, window: Window, cache: StaticCache | None = None) -> list[np.ndarray]:
+    """Raw channels of one window, unstacked: (H, W), or (T, H, W) for series channels, float32."""
+    return [_read_channel(ds, c, pair, window, resolved.series_steps, cache) for c in resolved.channels]
+
+
+def read_window(ds: xr.Dataset, resolved: ResolvedChannels, pair: int | None, window: Window, cache: StaticCache | None = None, *, with_labels: bool = False) -> Any:
+    """Raw input channels of one window: (C, H, W) float32, or (C, T, H, W) with series channels.
+
+    One read per variable; with ``with_labels`` the labels come back too, as
+    a second array.
+    """
     t = resolved.series_steps
-    out = []
-    for c in resolved.channels:
-        var = ds[c.variable]
-        if c.take == TAKE_STATIC:
-            a = var.isel(space).values
-        elif c.take == TAKE_PER_PAIR:
-            if pair is None:
-                raise InputError(f"channel {c.variable!r} is per pair: give a pair index")
-            a = var.isel({schema.PAIR: pair, **space}).values
-        else:
-            idx = time_indices(ds, c, pair, t)
-            if len(set(idx)) == len(idx) and idx == list(range(idx[0], idx[-1] + 1)):
-                a = var.isel({schema.TIME: slice(idx[0], idx[-1] + 1), **space}).values
-            else:
-                a = var.isel({schema.TIME: idx, **space}).values
-            if c.take != TAKE_SERIES:
-                a = a[0]
-        a = np.asarray(a, dtype=np.float32)
-        if resolved.temporal and a.ndim == 2:
-            a = np.broadcast_to(a, (t, *a.shape))
-        out.append(a)
-    return np.stack(out)
+    arrays = read_channels(ds, resolved, pair, window, cache)
+    labels = read_labels(ds, pair, window) if with_labels else None
+    if resolved.temporal:
+        arrays = [np.broadcast_to(a, (t, *a.shape)) if a.ndim == 2 else a for a in arrays]
+    out = np.stack(arrays)
+    return (out, labels) if with_labels else out
 
 
 def read_labels(ds: xr.Dataset, pair: int | None, window: Window) -> np.ndarray:
@@ -302,13 +340,18 @@ def read_labels(ds: xr.Dataset, pair: int | None, window: Window) -> np.ndarray:
     return np.asarray(lab.isel(sel).values, dtype=np.uint8)
 
 
-def normalise(raw: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """(raw - mean) / std per channel (axis 0); NaN (nodata) becomes 0, the training mean."""
-    shape = (-1,) + (1,) * (raw.ndim - 1)
+def normalise(raw: np.ndarray, mean: Sequence[float], std: Sequence[float], *, axis: int = 0, in_place: bool = False) -> np.ndarray:
+    """(raw - mean) / std per channel (along ``axis``); NaN (nodata) becomes 0, the training mean.
+
+    Float layers of the cube hold no infinities (NaN is their nodata), so only NaN is replaced.
+    """
+    shape = (1,) * axis + (-1,) + (1,) * (raw.ndim - axis - 1)
     m = np.asarray(mean, dtype=np.float32).reshape(shape)
     s = np.asarray(std, dtype=np.float32).reshape(shape)
-    out = (raw - m) / s
-    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
+    out = np.subtract(raw, m, out=raw if in_place and raw.dtype == np.float32 else None, dtype=np.float32)
+    out *= 1.0 / s
+    np.copyto(out, 0.0, where=np.isnan(out))
+    return out
 
 
 def assemble(ds: xr.Dataset, resolved: ResolvedChannels, pair: int | None, window: Window, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -699,6 +742,12 @@ def cut_chips(array: np.ndarray, oy: np.ndarray, ox: np.ndarray, size: int) -> n
     return np.ascontiguousarray(np.moveaxis(picked, -3, 0))
 
 
+def chip_views(array: np.ndarray, oy: np.ndarray, ox: np.ndarray, size: int) -> list[np.ndarray]:
+    """The chips of :func:`cut_chips` as views into the block (no copy; stack a batch of them once)."""
+    windows = np.lib.stride_tricks.sliding_window_view(array, (size, size), axis=(-2, -1))
+    return [windows[..., int(y), int(x), :, :] for y, x in zip(oy, ox, strict=True)]
+
+
 def cut_chips_xbatcher(block: xr.Dataset | xr.DataArray, size: int, overlap: int = 0) -> list[xr.DataArray | xr.Dataset]:
     """Every chip of an in-memory block cut by ``xbatcher.BatchGenerator`` (reference for :func:`cut_chips`)."""
     import xbatcher
@@ -707,9 +756,10 @@ def cut_chips_xbatcher(block: xr.Dataset | xr.DataArray, size: int, overlap: int
     return list(gen)
 
 
-def read_block(ds: xr.Dataset, resolved: ResolvedChannels, block: Block, mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised inputs (C, [T,] H, W) and labels (H, W) of a block's window."""
-    return assemble(ds, resolved, block.pair, block.window, mean, std), read_labels(ds, block.pair, block.window)
+def read_block(ds: xr.Dataset, resolved: ResolvedChannels, block: Block, mean: Sequence[float], std: Sequence[float], cache: StaticCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised inputs (C, [T,] H, W) and labels (H, W) of a block's window (same values as :func:`assemble`)."""
+    raw, labels = read_window(ds, resolved, block.pair, block.window, cache, with_labels=True)
+    return normalise(raw, mean, std, in_place=True), labels
 
 
 # --- provenance ------------------------------------------------------------------
@@ -738,6 +788,7 @@ __all__ = [
     "ResolvedChannels",
     "SplitPlan",
     "SplitSpec",
+    "StaticCache",
     "assemble",
     "blocks",
     "check_selection",
@@ -745,11 +796,13 @@ __all__ = [
     "chip_origins",
     "chip_table",
     "cube_id",
+    "chip_views",
     "cut_chips",
     "cut_chips_xbatcher",
     "make_split",
     "normalise",
     "read_block",
+    "read_channels",
     "read_labels",
     "read_window",
     "resolve_channels",

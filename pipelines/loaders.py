@@ -28,6 +28,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 #: a batch: inputs (B, C, [T,] H, W) float32, labels (B, H, W) uint8, chip ids (B,) int64
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+#: a chip in the shuffle buffer: its block's raw channels and labels, origin in the block, chip id
+Chip = tuple[list[np.ndarray], np.ndarray, int, int, int]
 
 
 def open_for_reading(cube: str | Path) -> Any:
@@ -86,10 +88,12 @@ class ChipStream(IterableDataset):
         counts = np.array([b.oy.size for b in self.blocks], dtype=np.int64)
         self._first_id = np.concatenate([[0], np.cumsum(counts)])
         self._ds: Any = None
+        self._cache = chips.StaticCache()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_ds"] = None  # each worker opens its own handle
+        state["_cache"] = chips.StaticCache()
         return state
 
     @property
@@ -117,22 +121,24 @@ class ChipStream(IterableDataset):
             np.random.default_rng([self.seed, self.epoch]).shuffle(order)
         return order[wid::nw].tolist(), wid
 
-    def _chips(self, shard: list[int]) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-        ds = self._dataset()
+    def _read(self, b: int) -> tuple[list[np.ndarray], np.ndarray]:
+        ds, block = self._dataset(), self.blocks[b]
+        return chips.read_channels(ds, self.resolved, block.pair, block.window, self._cache), chips.read_labels(ds, block.pair, block.window)
+
+    def _chips(self, shard: list[int]) -> Iterator[Chip]:
+        """Chips of the shard's blocks, each block read once (prefetching is the DataLoader workers' job)."""
         for b in shard:
+            arrays, labels = self._read(b)
             block = self.blocks[b]
-            x, y = chips.read_block(ds, self.resolved, block, self.mean, self.std)
-            xc = chips.cut_chips(x, block.oy, block.ox, self.size)
-            yc = chips.cut_chips(y, block.oy, block.ox, self.size)
             first = int(self._first_id[b])
-            for i in range(xc.shape[0]):
-                yield xc[i], yc[i], first + i
+            for i in range(block.oy.size):
+                yield arrays, labels, int(block.oy[i]), int(block.ox[i]), first + i
 
     def __iter__(self) -> Iterator[Batch]:
         shard, wid = self._shard()
         rng = np.random.default_rng([self.seed, self.epoch, wid, 1])
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        pool: list[tuple[np.ndarray, np.ndarray, int]] = []
+        pool: list[Chip] = []
         for item in self._chips(shard):
             pool.append(item)
             if len(pool) >= (self.shuffle_buffer if self.shuffle else self.batch_size):
@@ -142,7 +148,7 @@ class ChipStream(IterableDataset):
                 return
             yield self._batch(pool, rng, gen)
 
-    def _batch(self, pool: list[tuple[np.ndarray, np.ndarray, int]], rng: np.random.Generator, gen: torch.Generator) -> Batch:
+    def _batch(self, pool: list[Chip], rng: np.random.Generator, gen: torch.Generator) -> Batch:
         n = min(self.batch_size, len(pool))
         if self.shuffle:
             picked = []
@@ -152,14 +158,33 @@ class ChipStream(IterableDataset):
                 picked.append(pool.pop())
         else:
             picked, pool[:] = pool[:n], pool[n:]
-        x = torch.from_numpy(np.stack([p[0] for p in picked]))
-        y = torch.from_numpy(np.stack([p[1] for p in picked]))
-        ids = torch.tensor([p[2] for p in picked], dtype=torch.int64)
+        # copy each chip once, straight from the block's channels into the batch,
+        # then normalise the (cache-sized) batch in place: the same arithmetic as chips.assemble
+        s = self.size
+        t = (self.resolved.series_steps,) if self.resolved.temporal else ()
+        x = np.empty((n, len(self.resolved.channels), *t, s, s), dtype=np.float32)
+        y = np.empty((n, s, s), dtype=np.uint8)
+        # one gather per (block, channel) straight into the batch, then normalise the
+        # cache-sized batch in place: the same arithmetic as chips.assemble
+        groups: dict[int, list[int]] = {}
+        for j, chip in enumerate(picked):
+            groups.setdefault(id(chip[0]), []).append(j)
+        for js in groups.values():
+            arrays, labels = picked[js[0]][0], picked[js[0]][1]
+            oy = np.array([picked[j][2] for j in js])
+            ox = np.array([picked[j][3] for j in js])
+            rows = np.array(js)
+            for c, a in enumerate(arrays):
+                x[rows, c] = chips.cut_chips(a, oy, ox, s) if len(js) > 1 else a[..., oy[0]:oy[0] + s, ox[0]:ox[0] + s]
+            y[rows] = chips.cut_chips(labels, oy, ox, s) if len(js) > 1 else labels[oy[0]:oy[0] + s, ox[0]:ox[0] + s]
+        chips.normalise(x, self.mean, self.std, axis=1, in_place=True)
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        ids = torch.tensor([p[4] for p in picked], dtype=torch.int64)
         if self.augmenter is not None and (self.augmenter.train or self.augmenter.config.crop):
-            pairs = [self.augmenter(x[i], y[i], gen) for i in range(n)]
-            x = torch.stack([p[0] for p in pairs])
-            y = torch.stack([p[1] for p in pairs])
-        return x, y, ids
+            pairs = [self.augmenter(xt[i], yt[i], gen) for i in range(n)]
+            xt = torch.stack([p[0] for p in pairs])
+            yt = torch.stack([p[1] for p in pairs])
+        return xt, yt, ids
 
 
 class ChipDataset(Dataset):
