@@ -438,14 +438,18 @@ class ZenodoClient:
         return url
 
     def _error(self, what: str, response: Any) -> ZenodoError:
-        detail = ""
         try:
             body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, Mapping):
             detail = str(body.get("message", ""))
             errors = body.get("errors") or []
-            if errors:
-                detail += " " + "; ".join(f"{e.get('field', '?')}: {' '.join(e['messages']) if 'messages' in e else e.get('message', '')}" for e in errors if isinstance(e, Mapping))
-        except ValueError:
+            if isinstance(errors, list) and errors:
+                detail += " " + "; ".join(
+                    f"{e.get('field', '?')}: {' '.join(map(str, e.get('messages') or [e.get('message', '')]))}" for e in errors if isinstance(e, Mapping)
+                )
+        else:  # not JSON, or JSON that is not Zenodo's error object
             detail = response.text[:200]
         hint = {
             401: f"the token in {TOKEN_ENV} is missing, wrong or expired",

@@ -240,3 +240,24 @@ def test_unreachable_server_retries_then_says_so(tmp_path):
     with pytest.raises(ZenodoError, match=r"create deposition: cannot reach .* after 3 tries.*rerun to resume") as info:
         client.create_deposition()
     assert waits == [0.25, 0.5] and TOKEN not in str(info.value)
+
+
+class _Answer:
+    """What ZenodoClient reads of a requests.Response: status, JSON body, text."""
+
+    def __init__(self, status_code, body, text=""):
+        self.status_code, self._body, self.text = status_code, body, text
+
+    def json(self):
+        if self._body is None:
+            raise ValueError("no JSON")
+        return self._body
+
+
+def test_error_messages_from_any_answer_body():
+    client = zenodo.ZenodoClient("http://127.0.0.1:1", TOKEN)
+    err = client._error("set metadata", _Answer(400, {"message": "Validation error", "errors": [{"field": "metadata.title", "messages": ["Required."]}]}))
+    assert str(err) == "set metadata: HTTP 400 Validation error metadata.title: Required." and err.status == 400
+    err = client._error("upload", _Answer(502, ["gateway", TOKEN], f'["gateway", "{TOKEN}"]'))
+    assert "HTTP 502" in str(err) and TOKEN not in str(err)
+    assert "ZENODO_TOKEN" in str(client._error("get", _Answer(401, None, "<html>denied</html>")))
