@@ -177,3 +177,13 @@ def test_unreadable_asset_is_named(test_catalog, tmp_path, monkeypatch):
     assert np.isfinite(layers[schema.VV].values).all()  # the good asset reads
     with pytest.raises(AssetReadError, match=rf"asset 'vh' of STAC item '{victim.id}'.*after 4 tries"):
         layers[schema.VH].compute()
+
+
+def test_third_party_logs_lose_query_strings(caplog):
+    """odc-loader logs the href of a failed read: a signed one must not reach the log."""
+    import logging
+
+    signed = "https://acct.blob.core.windows.net/c/vv.tif?st=2021&sig=SECRET"
+    with caplog.at_level(logging.WARNING, logger="odc.loader._rio"):
+        logging.getLogger("odc.loader._rio").error("Failed to load %s:%d due to rasterio error: '%s'", signed, 1, f"'{signed}' not recognized")
+    assert "SECRET" not in caplog.text and "vv.tif" in caplog.text
