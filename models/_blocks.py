@@ -72,20 +72,21 @@ class ConvBNReLU(nn.Sequential):
         )
 
 
-class ResidualBlock2d(nn.Module):
-    """Two 3x3 conv + BN with an identity (or 1x1 projected) shortcut, then ReLU (He et al. 2016)."""
+class ResidualBlock(nn.Module):
+    """Two 3x3 (3x3x3 with ``dims=3``) conv + BN with an identity (or 1x1 projected) shortcut, then ReLU (He et al. 2016)."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, dims: int = 2):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        if dims not in (2, 3):
+            raise InputError(f"ResidualBlock: dims={dims}; use 2 (images) or 3 (time series)")
+        conv, norm = (nn.Conv2d, nn.BatchNorm2d) if dims == 2 else (nn.Conv3d, nn.BatchNorm3d)
+        self.conv1 = conv(in_channels, out_channels, 3, padding=1, bias=False)
+        self.bn1 = norm(out_channels)
+        self.conv2 = conv(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = norm(out_channels)
         self.shortcut: nn.Module = nn.Identity()
         if in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)
-            )
+            self.shortcut = nn.Sequential(conv(in_channels, out_channels, 1, bias=False), norm(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x)), inplace=True)
@@ -103,7 +104,7 @@ class ResidualDecoder2d(nn.Module):
     def __init__(self, channels: list[int]):
         super().__init__()
         self.blocks = nn.ModuleList(
-            ResidualBlock2d(channels[i + 1] + channels[i], channels[i]) for i in reversed(range(len(channels) - 1))
+            ResidualBlock(channels[i + 1] + channels[i], channels[i]) for i in reversed(range(len(channels) - 1))
         )
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:

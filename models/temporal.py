@@ -23,7 +23,7 @@ from torch import nn
 from sarcube.errors import InputError
 
 from ._blocks import (
-    ResidualBlock2d,
+    ResidualBlock,
     ResidualDecoder2d,
     check_out_channels,
     crop_to,
@@ -43,25 +43,6 @@ def _check(name: str, in_channels: int, base_channels: int, depth: int) -> None:
 def _check_series(name: str, x: torch.Tensor) -> None:
     if x.dim() != 5:
         raise InputError(f"{name}: input has shape {tuple(x.shape)}; give (N, C, T, H, W)")
-
-
-class ResidualBlock3d(nn.Module):
-    """Two 3x3x3 conv + BN with an identity (or 1x1x1 projected) shortcut, then ReLU."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.conv1 = nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm3d(out_channels)
-        self.conv2 = nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm3d(out_channels)
-        self.shortcut: nn.Module = nn.Identity()
-        if in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv3d(in_channels, out_channels, 1, bias=False), nn.BatchNorm3d(out_channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        y = self.bn2(self.conv2(y))
-        return F.relu(y + self.shortcut(x), inplace=True)
 
 
 class UNet3D(nn.Module):
@@ -85,7 +66,7 @@ class UNet3D(nn.Module):
         self.encoder = nn.ModuleList()
         prev = in_channels
         for w in widths:
-            self.encoder.append(ResidualBlock3d(prev, w))
+            self.encoder.append(ResidualBlock(prev, w, dims=3))
             prev = w
         self.decoder = ResidualDecoder2d(widths)
         self.head = nn.Conv2d(widths[0], out_channels, 1)
@@ -152,7 +133,7 @@ class ConvLSTMUNet(nn.Module):
         self.lstm = nn.ModuleList()
         prev = in_channels
         for w in widths:
-            self.encoder.append(ResidualBlock2d(prev, w))
+            self.encoder.append(ResidualBlock(prev, w))
             self.lstm.append(ConvLSTMCell(w, w))
             prev = w
         self.decoder = ResidualDecoder2d(widths)
