@@ -80,7 +80,7 @@ def read_polygons(path: str | Path, crs: Any, what: str = "--labels") -> Any:
     try:
         gdf = gpd.read_file(path)
     except Exception as err:  # pyogrio raises its own DataSourceError family
-        raise InputError(f"{what} {str(path)!r} cannot be read as vector data ({err})") from err
+        raise InputError(f"{what} {str(path)!r} cannot be read as vector data ({err}): is it a complete GeoJSON, GeoPackage or shapefile (with its .shx/.dbf)?") from err
     if gdf.crs is None:
         raise InputError(
             f"{what} {str(path)!r} has no CRS: add one (e.g. the .prj of a shapefile, or "
@@ -88,7 +88,7 @@ def read_polygons(path: str | Path, crs: Any, what: str = "--labels") -> Any:
         )
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
     if gdf.empty:
-        raise InputError(f"{what} {str(path)!r} holds no geometries")
+        raise InputError(f"{what} {str(path)!r} holds no geometries: is it the right file (or layer)?")
     return gdf.to_crs(crs)
 
 
@@ -281,7 +281,7 @@ def _check_raster(path: Path, crs: Any, cube_box: Any) -> None:
                 raise InputError(f"raster {str(path)!r} has no CRS: georeference it (e.g. `gdal_edit.py -a_srs EPSG:4326`) first")
             bounds = transform_bounds(src.crs, crs, *src.bounds, densify_pts=21)
     except rasterio.errors.RasterioIOError as err:
-        raise InputError(f"raster {str(path)!r} cannot be read ({err})") from err
+        raise InputError(f"raster {str(path)!r} cannot be read ({err}): give a GeoTIFF (or any GDAL raster)") from err
     if not box(*bounds).intersects(cube_box) or box(*bounds).intersection(cube_box).area == 0:
         raise InputError(f"raster {str(path)!r} covers another area than the cube: is it the right file or AOI?")
 
@@ -349,7 +349,7 @@ def reproject_raster(
     spec = schema.external_spec(name, dims, units)
     paths = [Path(f) for f in files]
     if not paths:
-        raise InputError(f"--raster {name}: no files given")
+        raise InputError(f"--raster {name}: no files given: list the GeoTIFF(s) after the cube, e.g. add-layer CUBE --raster {name} FILE.tif")
     if dim == "none" and len(paths) != 1:
         raise InputError(f"--raster {name} with --dim none takes one file, got {len(paths)}: use --dim time or pair for a series")
     crs, transform, shape = _grid(cube)

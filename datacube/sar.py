@@ -65,7 +65,7 @@ def parse_window(text: str, what: str = "--summer") -> tuple[str, str]:
         raise InputError(f"{what} {text!r} is malformed: write START/END, e.g. 2017-07-01/2017-09-30")
     start, end = (p.strip() for p in parts)
     if parse_time(start, what) > parse_time(end, what):
-        raise InputError(f"{what} {text!r}: START is after END")
+        raise InputError(f"{what} {text!r}: START is after END: write the earlier date first")
     return start, end
 
 

@@ -143,7 +143,7 @@ def publish(
     cube = archive.local_store(cube)
     out_dir = Path(out_dir)
     if (publish or new_version_of is not None) and not upload:
-        raise InputError("--publish and --new-version-of need --upload")
+        raise InputError(f"--publish and --new-version-of need --upload: add it (with the token in {zenodo.TOKEN_ENV})")
     token = os.environ.get(zenodo.TOKEN_ENV, "") if upload else ""
     if upload and not token.strip():
         raise InputError(f"--upload needs a Zenodo token in {zenodo.TOKEN_ENV}: create one at {zenodo_url.rstrip('/')}/account/settings/applications/tokens/new with deposit:write and deposit:actions")
