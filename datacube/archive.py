@@ -47,6 +47,8 @@ COLLECTION_JSON = "collection.json"
 #: fixed member timestamp: identical cubes give byte-identical zips
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 COPY_BLOCK_BYTES = 8 * 1024 * 1024
+#: verify shows a checksum progress bar for files larger than this
+VERIFY_PROGRESS_MIN_BYTES = 256 * 1024 * 1024
 #: multihash prefix of an md5 digest (code 0xd5, 16 bytes), as the STAC file extension wants
 MULTIHASH_MD5 = "d510"
 MULTIHASH_SHA256 = "1220"
@@ -784,7 +786,7 @@ def verify_archive(folder: str | Path) -> VerifyReport:
         path = _safe_relative(folder, rel, MD5SUMS)
         if not path.is_file():
             raise VerifyError(f"{rel}: listed in {MD5SUMS} but missing from {str(folder)!r}")
-        actual = md5_file(path, progress=path.stat().st_size > 256 * 1024 * 1024)
+        actual = md5_file(path, progress=path.stat().st_size > VERIFY_PROGRESS_MIN_BYTES)
         computed[path.resolve()] = actual
         if actual != expected:
             raise VerifyError(f"{rel}: md5 {actual} does not match {MD5SUMS} ({expected}): the file is corrupt, download or publish it again")

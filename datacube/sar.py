@@ -98,7 +98,7 @@ def make_pairs(ds: xr.Dataset, max_gap_days: float = MAX_GAP_DAYS) -> dict[str, 
         raise InputError("the cube has fewer than two acquisitions: pairs need a time series (rebuild over a longer date range)")
     times = ds[schema.TIME].values.astype("datetime64[ns]")
     orbits = ds[schema.RELATIVE_ORBIT].values.astype("int64")
-    limit = np.timedelta64(int(round((max_gap_days + GAP_TOLERANCE_DAYS) * 86400e9)), "ns")
+    limit = pd.Timedelta(days=max_gap_days + GAP_TOLERANCE_DAYS).to_timedelta64()
     rows: list[tuple[np.datetime64, np.datetime64, int]] = []
     for orbit in np.unique(orbits):
         idx = np.flatnonzero(orbits == orbit)
