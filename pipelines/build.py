@@ -44,6 +44,8 @@ DEM_STEP = "elevation"
 #: dask tasks (chunks) to keep in flight per worker thread in one batch of steps
 TASKS_PER_THREAD = 16
 MAX_STEPS_PER_BATCH = 8
+#: environment variable fixing the steps per batch (resume granularity)
+BATCH_ENV = "SARCUBE_BUILD_BATCH_STEPS"
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,12 @@ def _history_line(request: BuildRequest, append: bool) -> str:
 
 
 def _batch_size(grid: load.Grid) -> int:
+    """Steps per batch: enough read tasks to keep every thread busy (``$SARCUBE_BUILD_BATCH_STEPS`` overrides)."""
+    if os.environ.get(BATCH_ENV):
+        try:
+            return max(1, int(os.environ[BATCH_ENV]))
+        except ValueError as err:
+            raise InputError(f"{BATCH_ENV}={os.environ[BATCH_ENV]!r} is not a whole number of time steps") from err
     ny, nx = grid.shape
     tasks_per_step = len(schema.BACKSCATTER) * math.ceil(ny / load.READ_CHUNK) * math.ceil(nx / load.READ_CHUNK)
     threads = os.cpu_count() or 1
@@ -277,6 +285,10 @@ def build(
 
     with _dask.scheduler(scheduler) as client:
         if resuming:
+            # A kill between an attribute write and its reconsolidation leaves
+            # stale consolidated metadata: rebuild it from the arrays first.
+            store.consolidate(out, storage_options)
+            current = schema.open_cube(out, validate=False, storage_options=storage_options)
             pending = json.loads(current.attrs.get(ATTR_BUILD_PENDING, "[]"))
             missing = [k for k in pending if k != DEM_STEP and k not in by_key]
             if missing:
@@ -327,14 +339,14 @@ def build(
                 schema.ATTR_STAC_ITEMS: schema.encode_json_attr(_provenance(acquisitions, dem_items, cat)),
                 schema.ATTR_HISTORY: "",
                 schema.ATTR_CREATED: dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                ATTR_BUILD_REQUEST: request.to_json(),
-                ATTR_BUILD_PENDING: json.dumps([DEM_STEP, *by_key]),
             }
             ds = schema.empty_cube(grid.x, grid.y, grid.crs, attrs)
             ds = ds.merge(_time_dataset(acquisitions, grid))
             ds[schema.DEM] = schema.make_variable(schema.DEM, xr.DataArray(_lazy_nan(grid.shape, schema.SPATIAL_DIMS), dims=schema.SPATIAL_DIMS))
             ds = schema.with_crs(ds, grid.crs)
             store.create_template(ds, out, storage_options=storage_options)
+            # Only a complete template is resumable: the marker comes last.
+            store.update_attrs(out, {ATTR_BUILD_REQUEST: request.to_json(), ATTR_BUILD_PENDING: json.dumps([DEM_STEP, *by_key])}, storage_options)
             _write_steps(out, [DEM_STEP, *by_key], by_key, dem_items, cat, grid, storage_options, client)
 
     store.remove_attrs(out, (ATTR_BUILD_PENDING, ATTR_BUILD_REQUEST), storage_options)

@@ -77,7 +77,7 @@ def test_api_build_is_identical(clean_cube, test_catalog, tmp_path):
 
 def test_interrupted_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_path, monkeypatch):
     monkeypatch.setenv(stac.RETRY_BACKOFF_ENV, "0")
-    monkeypatch.setattr(build_mod, "MAX_STEPS_PER_BATCH", 1)  # one step per batch: a resume point after each
+    monkeypatch.setenv(build_mod.BATCH_ENV, "1")  # one step per batch: a resume point after each
     root = tmp_path / "catalog"
     shutil.copytree(test_catalog.root, root)
     victim = root / "sentinel-1-rtc" / "S1_20210115_DES_066_full" / "vv.tif"
@@ -96,6 +96,43 @@ def test_interrupted_build_resumes_to_the_same_cube(clean_cube, test_catalog, tm
     victim.write_bytes(good)
     build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(root))
     assert first_chunk.stat().st_mtime_ns == stamp  # finished steps were not written again
+    assert build_mod.ATTR_BUILD_PENDING not in xr.open_zarr(out).attrs
+    assert_same_cube(clean_cube, out)
+
+
+def test_killed_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_path):
+    """SIGKILL a CLI build once some steps are on disk; the same command finishes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, build_mod.BATCH_ENV: "1"}
+    for attempt in range(3):
+        out = tmp_path / f"killed{attempt}.zarr"
+        argv = [sys.executable, "-m", "sarcube.pipelines.cli", "build", "--aoi", ",".join(map(str, test_catalog.aoi)),
+                "--start", test_catalog.start, "--end", test_catalog.end, "--catalog", str(test_catalog.root), "--out", str(out)]
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pending = None
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                attrs = json.loads((out / "zarr.json").read_text()).get("attributes", {})
+                pending = json.loads(attrs.get(build_mod.ATTR_BUILD_PENDING, "null"))
+            except (OSError, ValueError):
+                pending = None
+            if pending is not None and 0 < len(pending) <= 3:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.005)
+        proc.wait(timeout=60)
+        if proc.returncode == -signal.SIGKILL:
+            break
+    else:
+        pytest.skip("the build always finished before it could be killed")
+    assert build_mod.ATTR_BUILD_PENDING in xr.open_zarr(out).attrs
+    assert subprocess.run(argv, env=env, capture_output=True, timeout=300).returncode == 0
     assert build_mod.ATTR_BUILD_PENDING not in xr.open_zarr(out).attrs
     assert_same_cube(clean_cube, out)
 
