@@ -84,7 +84,10 @@ def _read_state(out_dir: Path) -> dict[str, Any]:
 
 
 def _write_state(out_dir: Path, state: dict[str, Any]) -> None:
-    (out_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+    """Write the state whole or not at all: a torn file would make the next run start a second draft."""
+    partial = out_dir / (STATE_FILE + ".partial")
+    partial.write_text(json.dumps(state, indent=2) + "\n")
+    partial.replace(out_dir / STATE_FILE)
 
 
 def _deposition_for(client: zenodo.ZenodoClient, out_dir: Path, zenodo_url: str, new_version_of: int | None) -> dict[str, Any]:
