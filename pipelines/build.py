@@ -263,8 +263,8 @@ def build(
     out_is_url = "://" in str(out)
     exists = store.exists(out, storage_options)
     resuming = False
-    if exists and overwrite:
-        store.remove(out, storage_options)
+    replace = exists and overwrite  # removed only once the searches found what replaces it
+    if replace:
         exists = False
     elif exists:
         current = schema.open_cube(out, validate=False, storage_options=storage_options)
@@ -344,6 +344,8 @@ def build(
             ds = ds.merge(_time_dataset(acquisitions, grid))
             ds[schema.DEM] = schema.make_variable(schema.DEM, xr.DataArray(_lazy_nan(grid.shape, schema.SPATIAL_DIMS), dims=schema.SPATIAL_DIMS))
             ds = schema.with_crs(ds, grid.crs)
+            if replace:
+                store.remove(out, storage_options)
             store.create_template(ds, out, storage_options=storage_options)
             # Only a complete template is resumable: the marker comes last.
             store.update_attrs(out, {ATTR_BUILD_REQUEST: request.to_json(), ATTR_BUILD_PENDING: json.dumps([DEM_STEP, *by_key])}, storage_options)

@@ -154,6 +154,9 @@ def test_append_adds_only_new_acquisitions(clean_cube, test_catalog, tmp_path):
     store.add_variables(out, {schema.VV_RATIO: schema.make_variable(schema.VV_RATIO, ds[schema.VV].values)})
     with pytest.raises(InputError, match=r"--append.*\['vv_ratio'\]"):
         build(test_catalog.aoi, test_catalog.start, "2021-02-01", out, catalog=str(test_catalog.root), append=True)
+    build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(test_catalog.root), overwrite=True)
+    assert schema.VV_RATIO not in schema.open_cube(out).data_vars
+    assert_same_cube(clean_cube, out)
 
 
 @pytest.mark.parametrize(
@@ -170,6 +173,7 @@ def test_append_adds_only_new_acquisitions(clean_cube, test_catalog, tmp_path):
         ({"--catalog": "no-such-catalog"}, "unknown catalog 'no-such-catalog'"),
         ({"--out": "@existing"}, "exists: pass --overwrite"),
         ({"--append": None}, "--append needs an existing cube"),
+        ({"--out": "@existing", "--overwrite": None, "--relative-orbit": "99"}, "none with sat:relative_orbit=99"),
     ],
 )
 def test_bad_input_gets_one_line(change, message, test_catalog, clean_cube, tmp_path, capsys):
@@ -193,6 +197,7 @@ def test_bad_input_gets_one_line(change, message, test_catalog, clean_cube, tmp_
     assert len(err.splitlines()) == 1 and err.startswith("Error: ") and "Traceback" not in err
     assert __import__("re").search(message, err), err
     assert not (tmp_path / "cube.zarr").exists()
+    schema.open_cube(clean_cube)  # a failed --overwrite leaves the old cube in place
 
 
 def test_build_from_demo_catalog(tmp_path, capsys):
