@@ -55,7 +55,6 @@ ATTR_PRESET = "preset"
 ATTR_TASK = "task"
 ATTR_WINDOW = "window_px"
 ATTR_CHIP = "chip_px"
-ANOMALY_TASK = "anomaly"
 
 
 def pair_key(reference_time: Any, activity_time: Any) -> str:
@@ -229,7 +228,7 @@ def predict(
     window = int(info.input_size or info.chip_size)  # the side the network saw in training
     dims = tuple(info.label_dims)
     shape = tuple(ds.sizes[d] for d in dims)
-    threshold = 0.5 if info.task == ANOMALY_TASK else float(info.threshold)
+    threshold = float(info.threshold)  # on the probability (the VAE maps its score threshold to 0.5)
     attrs = {
         schema.ATTR_MODEL: info.model,
         ATTR_PRESET: info.preset,

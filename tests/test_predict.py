@@ -48,8 +48,8 @@ def make_run(run_dir: Path, ds, *, channels=CHANNELS, seed: int = 0, threshold: 
         label_dims=list(ds[schema.LABEL].dims),
         chip_size=WINDOW,
         input_size=WINDOW,
-        norm_mean=[0.0, 0.0, 30.0][: len(specs)],
-        norm_std=[2.0, 2.0, 10.0][: len(specs)],
+        norm_mean=[float(np.nanmean(ds[v].values)) if v in ds else 0.0 for v in channels],
+        norm_std=[float(np.nanstd(ds[v].values)) + 1e-3 if v in ds else 1.0 for v in channels],
         threshold=threshold,
         metric="f1",
         best_metric=0.0,
@@ -250,3 +250,18 @@ def test_staging_resumes_restarts_and_extends_a_live_variable(tmp_path):
     values = schema.open_cube(cube)[name].values
     assert (values[:2] == 0.25).all() and (values[2] == 0.75).all()
     assert not store.clean_staging(cube)
+
+
+def test_single_scene_runs_predict_on_y_x(tmp_path):
+    """A landslide-style run: static inputs and (y, x) labels give a (y, x) prediction."""
+    ds = make_pair_cube(n_pairs=1)
+    ds[schema.LABEL] = schema.make_variable(schema.LABEL, ds[schema.LABEL].values[0], (schema.Y, schema.X))
+    cube = tmp_path / "event.zarr"
+    store.write_cube(ds, cube)
+    run_dir = make_run(tmp_path / "slide", schema.open_cube(cube), channels=(schema.DEM, schema.SLOPE))
+    var = predict(cube, run_dir, tta=False)
+    got = schema.open_cube(cube)[var]
+    assert got.dims == (schema.Y, schema.X) and np.isfinite(got.values).all()
+    assert json.loads(got.attrs[schema.ATTR_PREDICTED_PAIRS]) == ["scene"]
+    np.testing.assert_allclose(got.values, _expected(cube, run_dir, None, tta=False), rtol=0, atol=1e-5)
+    predict(cube, run_dir, pairs="new", tta=False)  # already there: nothing to do
