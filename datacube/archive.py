@@ -110,7 +110,7 @@ class ArchiveFiles:
 
 # --- text hygiene ----------------------------------------------------------------
 
-_URL = re.compile(r"\b((?:https?|s3|gs|az|abfs|abfss)://[^\s\"'<>?#]+)(\?[^\s\"'<>#]*)?(#[^\s\"'<>]*)?")
+_URL = re.compile(r"\b((?:https?|s3|gs|az|abfs|abfss)://)([^\s\"'<>/?#@]+@)?([^\s\"'<>?#]+)(\?[^\s\"'<>#]*)?(#[^\s\"'<>]*)?")
 _FILE_URL = re.compile(r"\bfile://[^\s\"'<>]+")
 _POSIX_PATH = re.compile(r"(?<![\w.~:/\\-])/[^\s/\"',;()\[\]{}]+(?:/[^\s/\"',;()\[\]{}]*)+")
 _WINDOWS_PATH = re.compile(r"\b[A-Za-z]:\\[^\s\"',;]+")
@@ -122,8 +122,8 @@ def _basename(path: str) -> str:
 
 
 def sanitize_text(text: str) -> str:
-    """``text`` without signing query strings on URLs and with local absolute paths cut to their base name."""
-    text = _URL.sub(lambda m: m.group(1), text)
+    """``text`` without credentials (``user:key@``) and signing query strings on URLs, and with local absolute paths cut to their base name."""
+    text = _URL.sub(lambda m: m.group(1) + m.group(3), text)
     text = _FILE_URL.sub(lambda m: _basename(m.group(0)[len("file://"):]), text)
     text = _POSIX_PATH.sub(lambda m: _basename(m.group(0)), text)
     return _WINDOWS_PATH.sub(lambda m: _basename(m.group(0)), text)

@@ -207,9 +207,10 @@ def test_unsafe_zip_member_is_refused_not_extracted(featured_cube, tmp_path):
 
 def test_archive_has_no_local_paths_or_signed_urls(tiny_cube, tmp_path):
     signed = "https://example.blob.core.windows.net/s1/a/vv.tif?st=2024&se=2025&sig=SECRETSIGNATURE"
+    with_credentials = "https://reader:SECRETPASSWORD@stac.example.com/api/items/a/vh.tif"
     store.update_attrs(tiny_cube, {
         schema.ATTR_CATALOG: str(tmp_path / "catalogs" / "demo" / "catalog.json"),
-        schema.ATTR_STAC_ITEMS: schema.encode_json_attr([{"id": "item-0", "assets": {"vv": signed}}]),
+        schema.ATTR_STAC_ITEMS: schema.encode_json_attr([{"id": "item-0", "assets": {"vv": signed, "vh": with_credentials}}]),
         schema.ATTR_HISTORY: f"2026-01-01T00:00:00Z sarcube build --out {tiny_cube}",
     })
     out = tmp_path / "pub"
@@ -218,11 +219,12 @@ def test_archive_has_no_local_paths_or_signed_urls(tiny_cube, tmp_path):
         if path.is_file():
             data = path.read_bytes()
             assert str(tmp_path).encode() not in data, path
-            assert b"SECRETSIGNATURE" not in data and b"sig=" not in data, path
+            assert b"SECRETSIGNATURE" not in data and b"sig=" not in data and b"SECRETPASSWORD" not in data, path
     cube = schema.open_cube(out / "tiny.zarr.zip")
     assert cube.attrs[schema.ATTR_CATALOG] == "catalog.json"
     items = schema.decode_json_attr(cube, schema.ATTR_STAC_ITEMS)
     assert items[0]["assets"]["vv"] == signed.split("?")[0]
+    assert items[0]["assets"]["vh"] == "https://stac.example.com/api/items/a/vh.tif"
     verify(out)
     # the cube itself is untouched
     assert schema.open_cube(tiny_cube).attrs[schema.ATTR_CATALOG].startswith(str(tmp_path))
