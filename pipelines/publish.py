@@ -169,16 +169,7 @@ def publish(
 
     def write(doi: str | None, rezip: bool) -> archive.ArchiveFiles:
         meta = metadata.to_zenodo()
-        citation = archive.Citation(
-            title=metadata.title,
-            creators=tuple(c.name for c in metadata.creators),
-            license=metadata.license,
-            publication_date=metadata.publication_date,
-            version=metadata.version,
-            doi=doi,
-            keywords=metadata.keywords,
-            description=text,
-        )
+        citation = metadata.citation(text, doi)
         if doi:
             meta["doi"] = doi
         payload = (json.dumps(archive.sanitize(meta), indent=2, ensure_ascii=False) + "\n").encode()

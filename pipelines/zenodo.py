@@ -277,6 +277,19 @@ class DepositionMetadata:
             related=tuple(RelatedIdentifier.parse(r) for r in related),
         )
 
+    def citation(self, description: str, doi: str | None = None) -> archive.Citation:
+        """The archive's :class:`~sarcube.datacube.archive.Citation` (``description`` as markdown, not HTML)."""
+        return archive.Citation(
+            title=self.title,
+            creators=tuple(c.name for c in self.creators),
+            license=self.license,
+            publication_date=self.publication_date,
+            version=self.version,
+            doi=doi,
+            keywords=self.keywords,
+            description=description,
+        )
+
     def to_zenodo(self) -> dict[str, Any]:
         """The ``metadata`` object of a deposition."""
         out: dict[str, Any] = {
