@@ -174,7 +174,12 @@ def features(
 @click.option("--k", type=int, default=1, show_default=True, help="Acquisitions averaged on each side of --event-date.")
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (default: local threads).")
 @click.option("--overwrite", is_flag=True, help="Allow dropping labels/predictions left on replaced pairs.")
-def command(cube: str, **options: Any) -> None:
+def command(cube: str, pairs: bool, max_gap_days: float, terrain: bool, release_min: float, release_max: float, par: bool,
+            par_radius_m: float, ratio: bool, summer: str | None, event_date: str | None, k: int, scheduler: str | None, overwrite: bool) -> None:
     """Compute model inputs for CUBE and write them into it."""
-    written = features(cube, **options)
+    written = features(
+        cube, pairs=pairs, max_gap_days=max_gap_days, terrain=terrain, release_min=release_min, release_max=release_max,
+        par=par, par_radius_m=par_radius_m, ratio=ratio, summer=summer, event_date=event_date, k=k,
+        scheduler=scheduler, overwrite=overwrite,
+    )
     click.echo(f"wrote {', '.join(written)} into {cube}")
