@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1024, help="demo scene pixels per side")
     parser.add_argument("--dates", type=int, default=20, help="acquisitions")
-    parser.add_argument("--repeat", type=int, default=3, help="best of N timings each")
+    parser.add_argument("--repeat", type=int, default=5, help="best of N timings each")
     args = parser.parse_args(argv)
     threads = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="sarcube-bench-build-") as tmp:
