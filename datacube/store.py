@@ -277,14 +277,35 @@ def remove_variables(path: str | Path, names: list[str], storage_options: Mappin
     consolidate(path, storage_options)
 
 
-def update_attrs(path: str | Path, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> None:
-    """Merge global attributes (e.g. append to ``history``) and reconsolidate."""
-    import zarr
+def _rewrite_root_attrs(path: str | Path, edit: Any, storage_options: Mapping[str, Any] | None) -> None:
+    """Apply ``edit(attributes_dict)`` to the root group's attributes in one write.
 
-    with quiet_zarr_warnings():
-        group = zarr.open_group(zarr_store(path, storage_options), mode="r+", zarr_format=3, use_consolidated=False)
-        group.attrs.update(dict(attrs))
-    consolidate(path, storage_options)
+    The root ``zarr.json`` holds both the global attributes and the
+    consolidated metadata; rewriting it whole (a temporary file renamed over
+    it locally, one object PUT on object stores) means a reader or a killed
+    process never sees attrs without consolidated metadata or the reverse.
+    """
+    import json
+
+    fs, root = _fs_and_root(path, storage_options)
+    meta_path = f"{root}/zarr.json"
+    meta = json.loads(fs.cat_file(meta_path))
+    attributes = dict(meta.get("attributes", {}))
+    edit(attributes)
+    meta["attributes"] = attributes
+    payload = json.dumps(meta, indent=2, allow_nan=True).encode()
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if "file" in protocols:
+        tmp = f"{meta_path}.{TRASH_PREFIX}tmp"
+        fs.pipe_file(tmp, payload)
+        fs.mv(tmp, meta_path)
+    else:
+        fs.pipe_file(meta_path, payload)
+
+
+def update_attrs(path: str | Path, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> None:
+    """Merge global attributes (e.g. append to ``history``), keeping the consolidated metadata valid."""
+    _rewrite_root_attrs(path, lambda current: current.update(dict(attrs)), storage_options)
 
 
 def append_history(path: str | Path, line: str, storage_options: Mapping[str, Any] | None = None) -> None:
@@ -568,15 +589,13 @@ def write_region(
 
 
 def remove_attrs(path: str | Path, keys: list[str] | tuple[str, ...], storage_options: Mapping[str, Any] | None = None) -> None:
-    """Delete global attributes (absent ones are ignored) and reconsolidate."""
-    import zarr
+    """Delete global attributes (absent ones are ignored), keeping the consolidated metadata valid."""
 
-    with quiet_zarr_warnings():
-        group = zarr.open_group(zarr_store(path, storage_options), mode="r+", zarr_format=3, use_consolidated=False)
+    def drop(current: dict[str, Any]) -> None:
         for key in keys:
-            if key in group.attrs:
-                del group.attrs[key]
-    consolidate(path, storage_options)
+            current.pop(key, None)
+
+    _rewrite_root_attrs(path, drop, storage_options)
 
 
 __all__ += ["append_template", "create_template", "remove_attrs", "write_region"]

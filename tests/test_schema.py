@@ -193,3 +193,25 @@ def test_no_variable_name_literals_outside_schema():
                     if node.value in literals:
                         offenders.append(f"{path.relative_to(REPO)}:{node.lineno} {node.value!r}")
     assert not offenders, "contract names spelled outside schema:\n" + "\n".join(offenders)
+
+
+def test_update_attrs_keeps_consolidated_metadata(tiny_cube):
+    store.update_attrs(tiny_cube, {schema.ATTR_TITLE: "renamed"})
+    meta = json.loads((tiny_cube / "zarr.json").read_text())
+    assert "consolidated_metadata" in meta and schema.VV in meta["consolidated_metadata"]["metadata"]
+    ds = xr.open_zarr(tiny_cube, consolidated=True)
+    assert ds.attrs[schema.ATTR_TITLE] == "renamed"
+    store.remove_attrs(tiny_cube, [schema.ATTR_TITLE])
+    assert schema.ATTR_TITLE not in xr.open_zarr(tiny_cube, consolidated=True).attrs
+    store.append_history(tiny_cube, "checked")
+    assert schema.open_cube(tiny_cube).attrs[schema.ATTR_HISTORY].endswith("checked")
+
+
+def test_store_on_fsspec_memory():
+    url = "memory://sarcube-test/tiny.zarr"
+    store.write_cube(make_tiny_cube(), url, overwrite=True)
+    store.add_variables(url, {schema.SLOPE: schema.make_variable(schema.SLOPE, np.full((24, 32), 3.0))})
+    store.update_attrs(url, {schema.ATTR_TITLE: "in memory"})
+    ds = schema.open_cube(url)
+    assert float(ds[schema.SLOPE].mean()) == 3.0 and ds.attrs[schema.ATTR_TITLE] == "in memory"
+    store.remove(url)
