@@ -242,15 +242,18 @@ def _check_member_names(zip_path: Path, names: Iterable[str]) -> None:
 
 # --- checksums -------------------------------------------------------------------
 
-def md5_file(path: str | Path, *, progress: bool = False) -> str:
-    """Hex md5 of a file (what Zenodo reports for each file)."""
-    path = Path(path)
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"md5 {path.name}", disable=None if progress else True) as bar:
+def _file_digest(path: Path, algorithm: str, progress: bool) -> str:
+    digest = hashlib.new(algorithm, usedforsecurity=False)
+    with path.open("rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"{algorithm} {path.name}", disable=None if progress else True) as bar:
         while block := f.read(COPY_BLOCK_BYTES):
             digest.update(block)
             bar.update(len(block))
     return digest.hexdigest()
+
+
+def md5_file(path: str | Path, *, progress: bool = False) -> str:
+    """Hex md5 of a file (what Zenodo reports for each file)."""
+    return _file_digest(Path(path), "md5", progress)
 
 
 def multihash(md5_hex: str) -> str:
@@ -263,11 +266,7 @@ def _check_multihash(value: str, path: Path, known_md5: str | None = None) -> bo
     if value.startswith(MULTIHASH_MD5):
         return (known_md5 or md5_file(path)) == value[len(MULTIHASH_MD5):]
     if value.startswith(MULTIHASH_SHA256):
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            while block := f.read(COPY_BLOCK_BYTES):
-                digest.update(block)
-        return digest.hexdigest() == value[len(MULTIHASH_SHA256):]
+        return _file_digest(path, "sha256", progress=False) == value[len(MULTIHASH_SHA256):]
     raise VerifyError(f"{path.name}: file:checksum {value[:8]}... uses a hash this verifier does not know (md5 or sha2-256 multihash expected)")
 
 

@@ -186,6 +186,30 @@ def test_flipped_byte_fails_verify_naming_the_file(featured_cube, tmp_path, caps
         verify(tmp_path / "pub2")
 
 
+def test_verify_checks_sha256_stac_checksums(tiny_cube, tmp_path):
+    import hashlib
+
+    out = tmp_path / "pub"
+    _publish(tiny_cube, out)
+    item_rel = f"{archive.STAC_DIR}/tiny.json"
+    readme_sha = hashlib.sha256((out / archive.README_MD).read_bytes()).hexdigest()
+
+    def rewrite_readme_checksum(checksum: str) -> None:
+        item = json.loads((out / item_rel).read_text())
+        (asset,) = (a for a in item["assets"].values() if a["href"].endswith(archive.README_MD))
+        asset["file:checksum"] = checksum
+        (out / item_rel).write_text(json.dumps(item))
+        md5 = archive.read_md5sums(out)
+        md5[item_rel] = archive.md5_file(out / item_rel)
+        archive.write_md5sums(out, md5)
+
+    rewrite_readme_checksum(archive.MULTIHASH_SHA256 + readme_sha)
+    assert archive.README_MD in verify(out).stac_checked
+    rewrite_readme_checksum(archive.MULTIHASH_SHA256 + "0" * 64)
+    with pytest.raises(VerifyError, match=r"README\.md.*file:checksum"):
+        verify(out)
+
+
 def test_verify_cli_passes(featured_cube, tmp_path, capsys):
     _publish(featured_cube, tmp_path / "pub")
     assert cli.main(["verify", str(tmp_path / "pub")]) == 0
