@@ -125,13 +125,15 @@ def _object_table(
 
 
 def _polygons(ids: np.ndarray, n: int, transform: Any) -> list[Any]:
-    """One (multi)polygon per object id 1..n, in map coordinates."""
+    """One valid (multi)polygon per object id 1..n, in map coordinates."""
     import rasterio.features
     import shapely
     from shapely.geometry import shape
 
+    # 4-connected pieces are always valid polygons; an object whose pieces touch only at
+    # corners (8-connected) becomes a valid MultiPolygon through the union.
     parts: list[list[Any]] = [[] for _ in range(n)]
-    for geom, value in rasterio.features.shapes(ids.astype(np.int32), mask=ids > 0, connectivity=CONNECTIVITY, transform=transform):
+    for geom, value in rasterio.features.shapes(ids.astype(np.int32), mask=ids > 0, connectivity=4, transform=transform):
         parts[int(value) - 1].append(shape(geom))
     return [p[0] if len(p) == 1 else shapely.union_all(p) for p in parts]
 

@@ -57,6 +57,23 @@ def test_polygons_round_trip_with_crs_areas_and_attributes(pred_cube, tmp_path, 
     np.testing.assert_allclose(frame.geometry[0].bounds, (x[3] - 10, y[7] - 10, x[7] + 10, y[4] + 10))
 
 
+def test_diagonally_touching_pixels_make_one_valid_object(tmp_path):
+    ds = make_pair_cube()
+    path = tmp_path / "diag.zarr"
+    store.write_cube(ds, path)
+    prob = np.zeros((3, 24, 32), dtype="float32")
+    for i in range(4):  # a staircase: 8-connected, 4 pixels touching at corners
+        prob[0, 5 + i, 5 + i] = 0.9
+    prob[0, 12:14, 12:14] = 0.9
+    prob[0, 14:16, 14:16] = 0.9  # two squares meeting at one corner
+    name = schema.prediction_name("diag")
+    store.add_variables(path, {name: schema.make_variable(name, prob, (schema.PAIR, schema.Y, schema.X), spec=schema.prediction_spec(name))})
+    frame = gpd.read_file(export(path, "diag", tmp_path / "diag.gpkg", min_area_m2=0))
+    assert sorted(frame["area_m2"]) == [4 * PIXEL_M2, 8 * PIXEL_M2]
+    assert frame.is_valid.all()
+    np.testing.assert_allclose(sorted(frame.geometry.area), sorted(frame["area_m2"]))
+
+
 def test_threshold_and_minimum_area_options(pred_cube, tmp_path):
     high = gpd.read_file(export(pred_cube, "pred_hand", tmp_path / "high.gpkg", threshold=0.75))
     assert high["area_m2"].tolist() == [20 * PIXEL_M2]
