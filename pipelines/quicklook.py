@@ -163,7 +163,7 @@ def quicklook(
     panels: list[tuple[str, Any]] = [("composite", None)]
     if prob is not None:
         panels.append(("prediction", None))
-    for var, what in ((schema.SLOPE, "slope"), (schema.PAR, "potential angle of reach (PAR)")):
+    for var, what in ((schema.SLOPE, "slope angle"), (schema.PAR, "potential angle of reach (PAR)")):
         if var in ds.data_vars:
             panels.append((what, var))
 
