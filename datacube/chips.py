@@ -596,21 +596,18 @@ def chip_table(pairs: Sequence[int | None], pos: np.ndarray, valid: np.ndarray, 
     oy = chip_origins(ny, chips.size, chips.stride)
     ox = chip_origins(nx, chips.size, chips.stride)
     yy, xx = np.meshgrid(oy, ox, indexing="ij")
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("pair", "y0", "x0", "n_pos", "n_valid", "split")}
     min_valid = max(1, int(math.ceil(chips.min_valid_fraction * chips.size * chips.size)))
+    columns: list[list[np.ndarray]] = [[] for _ in range(6)]  # pair, y0, x0, n_pos, n_valid, split
     for p in pairs:
         row = 0 if p is None or pos.shape[0] == 1 else p
         codes = plan.chip_split(p, yy.ravel(), xx.ravel(), chips.size)
         keep = (codes != EXCLUDED) & (valid[row].ravel() >= min_valid)
         n = int(keep.sum())
-        cols["pair"].append(np.full(n, -1 if p is None else p, dtype=np.int32))
-        cols["y0"].append(yy.ravel()[keep])
-        cols["x0"].append(xx.ravel()[keep])
-        cols["n_pos"].append(pos[row].ravel()[keep])
-        cols["n_valid"].append(valid[row].ravel()[keep])
-        cols["split"].append(codes[keep])
-    cat = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in cols.items()}
-    return ChipTable(cat["pair"].astype(np.int32), cat["y0"], cat["x0"], cat["n_pos"], cat["n_valid"], cat["split"].astype(np.int8), chips.size)
+        parts = (np.full(n, -1 if p is None else p, dtype=np.int32), yy.ravel()[keep], xx.ravel()[keep], pos[row].ravel()[keep], valid[row].ravel()[keep], codes[keep])
+        for column, part in zip(columns, parts, strict=True):
+            column.append(part)
+    pair, y0, x0, n_pos, n_valid, split = (np.concatenate(c) if c else np.zeros(0, dtype=np.int64) for c in columns)
+    return ChipTable(pair.astype(np.int32), y0, x0, n_pos, n_valid, split.astype(np.int8), chips.size)
 
 
 def select(table: ChipTable, split: str, policy: str, chips: ChipSpec, seed: int = 0) -> ChipTable:
