@@ -156,7 +156,9 @@ def score_prediction(ds: xr.Dataset, name: str, *, split: str, threshold: float 
     scored_pairs, units = [], 0
     reduce = "mean" if task in CHIP_TASKS else "max"
     chip_px = int(var.attrs.get(ATTR_CHIP, plan.tile_px))
-    for p in pairs:
+    from tqdm.auto import tqdm
+
+    for p in tqdm(pairs, desc=f"evaluate {name}", unit="pair", leave=False, disable=len(pairs) < 2 or None):
         mask = split_mask(plan, p, split, (ny, nx))
         if not mask.any():
             continue
