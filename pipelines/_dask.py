@@ -47,6 +47,21 @@ def scheduler(address: str | None = None, *, timeout: str = "20s") -> Iterator[A
         client.close()
 
 
+@contextmanager
+def progress(desc: str, client: Any = None) -> Iterator[None]:
+    """A tqdm bar over the dask tasks computed inside the block (e.g. a zarr write).
+
+    On a cluster (``client`` given) the dashboard shows progress instead.
+    """
+    if client is not None:
+        yield
+        return
+    from tqdm.dask import TqdmCallback
+
+    with TqdmCallback(desc=desc, leave=False):
+        yield
+
+
 def compute(*collections: Any, desc: str = "computing", client: Any = None, show: bool = True) -> tuple[Any, ...]:
     """``dask.compute`` with a progress bar (tqdm locally, distributed's on a cluster)."""
     if client is None:
@@ -59,16 +74,14 @@ def compute(*collections: Any, desc: str = "computing", client: Any = None, show
     if client is not None:
         futures = client.compute(list(collections))
         if show:
-            from distributed import progress
+            from distributed import progress as cluster_progress
 
-            progress(futures)
+            cluster_progress(futures)
         return tuple(client.gather(futures))
     if not show:
         return dask.compute(*collections)
-    from tqdm.dask import TqdmCallback
-
-    with TqdmCallback(desc=desc, leave=False):
+    with progress(desc):
         return dask.compute(*collections)
 
 
-__all__ = ["SCHEDULER_ENV", "compute", "scheduler"]
+__all__ = ["SCHEDULER_ENV", "compute", "progress", "scheduler"]

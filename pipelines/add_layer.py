@@ -64,7 +64,7 @@ def add_layer(
         name = raster_name
         var = label_layers.reproject_raster(ds, raster_files, raster_name, dim, units, resampling=resampling)
         what = f"--raster {raster_name} ({len(raster_files)} file(s)) --dim {dim}"
-    with _dask.scheduler(scheduler):
+    with _dask.scheduler(scheduler) as client, _dask.progress("add-layer", client):
         written = store.add_variables(cube, {name: var}, overwrite=overwrite)
     store.append_history(cube, f"sarcube add-layer {what}")
     return written

@@ -11,8 +11,7 @@ records its parameters in its attrs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +44,6 @@ def _same_pairs(ds: xr.Dataset, pairs: Mapping[str, xr.DataArray]) -> bool:
         if not np.array_equal(ds[name].values, pairs[name].values):
             return False
     return True
-
-
-@contextmanager
-def _progress(desc: str, client: Any) -> Iterator[None]:
-    """A tqdm bar over the dask tasks of the write (local scheduler); the dashboard shows a cluster's."""
-    if client is not None:
-        yield
-        return
-    from tqdm.dask import TqdmCallback
-
-    with TqdmCallback(desc=desc, leave=False):
-        yield
 
 
 def _check_options(ratio: bool, summer: str | None, k: int, event_date: str | None) -> tuple[str, str] | None:
@@ -144,7 +131,7 @@ def features(
     if not layers:
         raise InputError("nothing to compute: every layer is switched off (drop a --no-... option)")
 
-    with _dask.scheduler(scheduler) as client, _progress("features", client):
+    with _dask.scheduler(scheduler) as client, _dask.progress("features", client):
         written = store.add_variables(
             cube,
             layers,
