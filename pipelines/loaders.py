@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 #: a batch: inputs (B, C, [T,] H, W) float32, labels (B, H, W) uint8, chip ids (B,) int64
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-#: a chip in the shuffle buffer: its block's raw channels and labels, origin in the block, chip id
-Chip = tuple[list[np.ndarray], np.ndarray, int, int, int]
+#: a chip in the shuffle buffer: sliding-window views of its block's raw channels and labels, origin in the block, chip id
+Chip = tuple[list[np.ndarray], int, int, int]
 
 
 def open_for_reading(cube: str | Path) -> Any:
@@ -126,13 +126,19 @@ class ChipStream(IterableDataset):
         return chips.read_channels(ds, self.resolved, block.pair, block.window, self._cache), chips.read_labels(ds, block.pair, block.window)
 
     def _chips(self, shard: list[int]) -> Iterator[Chip]:
-        """Chips of the shard's blocks, each block read once (prefetching is the DataLoader workers' job)."""
+        """Chips of the shard's blocks, each block read once (prefetching is the DataLoader workers' job).
+
+        A chip refers to its block through sliding-window views (made once per
+        block), so cutting a batch is one gather per block and channel.
+        """
+        s = self.size
         for b in shard:
             arrays, labels = self._read(b)
+            views = [np.lib.stride_tricks.sliding_window_view(a, (s, s), axis=(-2, -1)) for a in (*arrays, labels)]
             block = self.blocks[b]
             first = int(self._first_id[b])
             for i in range(block.oy.size):
-                yield arrays, labels, int(block.oy[i]), int(block.ox[i]), first + i
+                yield views, int(block.oy[i]), int(block.ox[i]), first + i
 
     def __iter__(self) -> Iterator[Batch]:
         shard, wid = self._shard()
@@ -158,8 +164,6 @@ class ChipStream(IterableDataset):
                 picked.append(pool.pop())
         else:
             picked, pool[:] = pool[:n], pool[n:]
-        # copy each chip once, straight from the block's channels into the batch,
-        # then normalise the (cache-sized) batch in place: the same arithmetic as chips.assemble
         s = self.size
         t = (self.resolved.series_steps,) if self.resolved.temporal else ()
         x = np.empty((n, len(self.resolved.channels), *t, s, s), dtype=np.float32)
@@ -170,16 +174,21 @@ class ChipStream(IterableDataset):
         for j, chip in enumerate(picked):
             groups.setdefault(id(chip[0]), []).append(j)
         for js in groups.values():
-            arrays, labels = picked[js[0]][0], picked[js[0]][1]
-            oy = np.array([picked[j][2] for j in js])
-            ox = np.array([picked[j][3] for j in js])
+            views = picked[js[0]][0]
+            oy = np.array([picked[j][1] for j in js])
+            ox = np.array([picked[j][2] for j in js])
             rows = np.array(js)
-            for c, a in enumerate(arrays):
-                x[rows, c] = chips.cut_chips(a, oy, ox, s) if len(js) > 1 else a[..., oy[0]:oy[0] + s, ox[0]:ox[0] + s]
-            y[rows] = chips.cut_chips(labels, oy, ox, s) if len(js) > 1 else labels[oy[0]:oy[0] + s, ox[0]:ox[0] + s]
+            for c, v in enumerate(views[:-1]):
+                g = v[..., oy, ox, :, :]  # (N, s, s), or (T, N, s, s) for series
+                if g.ndim == 4:
+                    g = np.moveaxis(g, -3, 0)
+                elif t:
+                    g = g[:, None]  # a static layer repeated over the series
+                x[rows, c] = g
+            y[rows] = views[-1][oy, ox]
         chips.normalise(x, self.mean, self.std, axis=1, in_place=True)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        ids = torch.tensor([p[4] for p in picked], dtype=torch.int64)
+        ids = torch.tensor([p[3] for p in picked], dtype=torch.int64)
         if self.augmenter is not None and (self.augmenter.train or self.augmenter.config.crop):
             pairs = [self.augmenter(xt[i], yt[i], gen) for i in range(n)]
             xt = torch.stack([p[0] for p in pairs])
