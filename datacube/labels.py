@@ -25,7 +25,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from sarcube.datacube import schema
-from sarcube.datacube.sar import parse_time
+from sarcube.datacube.dates import parse_time
 
 from sarcube.errors import InputError, MissingVariableError
 

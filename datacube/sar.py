@@ -19,13 +19,13 @@ chunks of the same (y, x) block, so memory is bounded by the chunk size.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 from sarcube.datacube import schema
+from sarcube.datacube.dates import parse_time, parse_window, window_mask
 
 from sarcube.errors import InputError
 
@@ -37,46 +37,6 @@ MAX_GAP_DAYS = 12.0
 GAP_TOLERANCE_DAYS = 1.0 / 24.0
 #: temporary dimension of the per-orbit summer references
 _ORBIT_DIM = "_orbit"
-
-
-def parse_time(value: Any, what: str) -> np.datetime64:
-    """A UTC ``datetime64[ns]`` from an ISO 8601 string or a date/time object; InputError naming ``what`` otherwise.
-
-    Strings must be ISO 8601 (``2020-01-31``, ``2020-01-31T05:00Z``): free-form
-    parsing would read "3rd of Jan" as a date of the current year.
-    """
-    try:
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value.strip())
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError) as err:
-        raise InputError(f"{what} {value!r} is not a date: use ISO 8601, e.g. 2020-01-31 or 2020-01-31T05:00") from err
-    if stamp is pd.NaT:
-        raise InputError(f"{what} {value!r} is not a date: use ISO 8601, e.g. 2020-01-31")
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return np.datetime64(stamp.to_datetime64(), "ns")
-
-
-def parse_window(text: str, what: str = "--summer") -> tuple[str, str]:
-    """``'START/END'`` -> ``(START, END)``, both checked to be dates with START <= END."""
-    parts = str(text).split("/")
-    if len(parts) != 2 or not all(p.strip() for p in parts):
-        raise InputError(f"{what} {text!r} is malformed: write START/END, e.g. 2017-07-01/2017-09-30")
-    start, end = (p.strip() for p in parts)
-    if parse_time(start, what) > parse_time(end, what):
-        raise InputError(f"{what} {text!r}: START is after END: write the earlier date first")
-    return start, end
-
-
-def _window_mask(times: np.ndarray, start: str, end: str, what: str) -> np.ndarray:
-    """Acquisitions in [start, end]; an END without a time of day includes that whole day."""
-    t0 = parse_time(start, what)
-    t1 = parse_time(end, what)
-    if len(str(end).strip()) <= 10:  # a date alone: up to the end of that day
-        t1 = t1 + np.timedelta64(1, "D")
-        return (times >= t0) & (times < t1)
-    return (times >= t0) & (times <= t1)
 
 
 def _stack_coords_dropped(da: xr.DataArray) -> xr.DataArray:
@@ -189,7 +149,7 @@ def ratio_layers(ds: xr.Dataset, summer: tuple[str, str]) -> dict[str, xr.DataAr
     what = f"--summer {start}/{end}"
     times = ds[schema.TIME].values.astype("datetime64[ns]")
     orbits = ds[schema.RELATIVE_ORBIT].values.astype("int64")
-    in_window = _window_mask(times, start, end, what)
+    in_window = window_mask(times, start, end, what)
     orbit_list = np.unique(orbits)
     for orbit in orbit_list:
         if not (in_window & (orbits == orbit)).any():

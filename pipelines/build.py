@@ -29,7 +29,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from sarcube.datacube import catalog as stac
-from sarcube.datacube import load, schema, store
+from sarcube.datacube import dates, load, schema, store
 from sarcube.pipelines import _dask
 
 from sarcube.errors import CatalogError, CubeExistsError, CubeSchemaError, InputError
@@ -63,19 +63,6 @@ class BuildRequest:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
-
-
-def _parse_date(text: str, name: str, *, end_of_day: bool = False) -> dt.datetime:
-    raw = str(text).strip()
-    try:
-        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as err:
-        raise InputError(f"{name} {text!r} is not a date: use YYYY-MM-DD (e.g. {name} 2021-01-31)") from err
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    if end_of_day and len(raw) == 10:  # a whole day: up to its last microsecond
-        when = when + dt.timedelta(days=1, microseconds=-1)
-    return when
 
 
 def _check_orbit(orbit: str | None) -> str | None:
@@ -247,8 +234,8 @@ def build(
     if append and overwrite:
         raise InputError("--append and --overwrite exclude each other: choose one")
     geometry = load.parse_aoi(aoi)
-    start_dt = _parse_date(start, "--start")
-    end_dt = _parse_date(end, "--end", end_of_day=True)
+    start_dt = dates.to_datetime(dates.parse_time(start, "--start"))
+    end_dt = dates.to_datetime(dates.parse_time(end, "--end", end_of_day=True))
     if start_dt > end_dt:
         raise InputError(f"--start {start} is after --end {end}: swap them")
     orbit = _check_orbit(orbit)
