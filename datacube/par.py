@@ -40,7 +40,6 @@ and each block computes only its own cells from the halo.
 
 from __future__ import annotations
 
-import json
 import math
 from functools import partial
 
@@ -351,16 +350,6 @@ def _run_dask(z: da.Array, release: da.Array, dx: float, dy: float, radius_m: fl
     )
 
 
-def _release_parameters(release: xr.DataArray) -> dict:
-    raw = release.attrs.get(schema.ATTR_PARAMETERS)
-    if not raw:
-        return {}
-    try:
-        return dict(json.loads(raw))
-    except (TypeError, ValueError):
-        return {}
-
-
 def potential_angle_of_reach(dem: xr.DataArray, release: xr.DataArray, radius_m: float = PAR_RADIUS_M) -> xr.DataArray:
     """PAR in degrees as the contract's ``par`` variable (avalanche-fcn-bianchi III-B).
 
@@ -384,7 +373,7 @@ def potential_angle_of_reach(dem: xr.DataArray, release: xr.DataArray, radius_m:
         data = par_fast(np.asarray(dem.data), np.asarray(release.data), dx, dy, radius_m)
     out = xr.DataArray(data, dims=schema.SPATIAL_DIMS, coords=dem.coords)
     parameters = {"radius_m": radius_m, "method": "exact branch and bound", "cell_itself": "excluded"}
-    if release_params := _release_parameters(release):
+    if release_params := schema.decode_json_attr(release, schema.ATTR_PARAMETERS, {}):
         parameters[schema.RELEASE] = release_params
     return schema.make_variable(schema.PAR, out, parameters=parameters)
 

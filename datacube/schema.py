@@ -531,8 +531,12 @@ def encode_json_attr(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def decode_json_attr(ds: xr.Dataset, key: str, default: Any = None) -> Any:
-    """The parsed value of a JSON global attribute, ``default`` when absent."""
+def decode_json_attr(ds: xr.Dataset | xr.DataArray, key: str, default: Any = None) -> Any:
+    """The parsed value of a JSON attribute of a cube or a variable, ``default`` when absent.
+
+    E.g. ``decode_json_attr(cube[PAR], ATTR_PARAMETERS, {})`` for the
+    parameters a feature was computed with.
+    """
     raw = ds.attrs.get(key)
     if raw is None:
         return default
@@ -541,7 +545,7 @@ def decode_json_attr(ds: xr.Dataset, key: str, default: Any = None) -> Any:
     try:
         return json.loads(raw)
     except json.JSONDecodeError as err:
-        raise CubeSchemaError(f"global attribute {key!r} is not valid JSON: {err}") from err
+        raise CubeSchemaError(f"attribute {key!r} is not valid JSON: {err}") from err
 
 
 @dataclass(frozen=True)
