@@ -75,6 +75,8 @@ class ChipStream(IterableDataset):
         self.cube = str(cube)
         self.resolved = resolved
         self.mean = tuple(float(m) for m in mean)
+        self._mean32 = np.asarray(self.mean, dtype=np.float32)
+        self._rstd32 = np.float32(1.0) / np.asarray(std, dtype=np.float32)
         self.std = tuple(float(s) for s in std)
         self.blocks = list(blocks)
         self.size = int(size)
@@ -135,6 +137,8 @@ class ChipStream(IterableDataset):
         for b in shard:
             arrays, labels = self._read(b)
             views = [np.lib.stride_tricks.sliding_window_view(a, (s, s), axis=(-2, -1)) for a in (*arrays, labels)]
+            if not self.resolved.temporal:  # the fused numba gather reads the contiguous channels
+                views.append([np.ascontiguousarray(a, dtype=np.float32) for a in arrays])
             block = self.blocks[b]
             first = int(self._first_id[b])
             for i in range(block.oy.size):
@@ -168,25 +172,30 @@ class ChipStream(IterableDataset):
         t = (self.resolved.series_steps,) if self.resolved.temporal else ()
         x = np.empty((n, len(self.resolved.channels), *t, s, s), dtype=np.float32)
         y = np.empty((n, s, s), dtype=np.uint8)
-        # one gather per (block, channel) straight into the batch, then normalise the
-        # cache-sized batch in place: the same arithmetic as chips.assemble
+        # one gather per block (and channel) straight into the batch, normalised with
+        # the same float32 arithmetic as chips.assemble
         groups: dict[int, list[int]] = {}
         for j, chip in enumerate(picked):
             groups.setdefault(id(chip[0]), []).append(j)
+        n_channels = len(self.resolved.channels)
         for js in groups.values():
             views = picked[js[0]][0]
-            oy = np.array([picked[j][1] for j in js])
-            ox = np.array([picked[j][2] for j in js])
-            rows = np.array(js)
-            for c, v in enumerate(views[:-1]):
+            oy = np.array([picked[j][1] for j in js], dtype=np.int64)
+            ox = np.array([picked[j][2] for j in js], dtype=np.int64)
+            rows = np.array(js, dtype=np.int64)
+            y[rows] = views[n_channels][oy, ox]
+            if not t:  # one fused pass: copy + normalise (chips.gather_normalised)
+                chips.gather_normalised(x, rows, views[n_channels + 1], oy, ox, self._mean32, self._rstd32)
+                continue
+            for c, v in enumerate(views[:n_channels]):
                 g = v[..., oy, ox, :, :]  # (N, s, s), or (T, N, s, s) for series
                 if g.ndim == 4:
                     g = np.moveaxis(g, -3, 0)
-                elif t:
+                else:
                     g = g[:, None]  # a static layer repeated over the series
                 x[rows, c] = g
-            y[rows] = views[-1][oy, ox]
-        chips.normalise(x, self.mean, self.std, axis=1, in_place=True)
+        if t:
+            chips.normalise(x, self.mean, self.std, axis=1, in_place=True)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         ids = torch.tensor([p[3] for p in picked], dtype=torch.int64)
         if self.augmenter is not None and (self.augmenter.train or self.augmenter.config.crop):
