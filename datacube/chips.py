@@ -18,8 +18,16 @@ No torch here (``pipelines/loaders.py`` is the torch seam). The flow:
 5. :func:`train_statistics` computes per-channel mean/std (NaN-aware) over the
    training split only.
 6. :func:`blocks` groups the chips into chunk-aligned blocks; a loader reads a
-   block once with :func:`read_block` and cuts all its chips in memory with
-   :func:`cut_chips`.
+   block once (:func:`read_channels`) and cuts all its chips in memory
+   (:func:`gather_normalised` in the hot path, :func:`cut_chips` otherwise).
+
+xbatcher: the chip grid is xbatcher's (full chips at ``size - overlap``
+strides, as ``BatchGenerator(input_dims, input_overlap)`` cuts them;
+:func:`cut_chips_xbatcher` is the reference the tests compare against), but
+``BatchGenerator`` is not the cutter inside a block: it pays an
+``xarray.isel`` and a Dataset per chip (~100 us), slower than decompressing
+the block itself, while a numpy/numba gather costs ~1 us per chip
+(benchmarks/chips.py measures the plain xbatcher loop).
 
 :func:`assemble` is the one function that turns a cube window into normalised
 input channels; training and ``predict`` both go through it.
