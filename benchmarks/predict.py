@@ -14,7 +14,8 @@ Prints ``RESULT predict_overhead <predict / reference> x`` (wall time, target
 <= 1.25) and, as a check that is robust to a busy machine, the same ratio of
 process CPU seconds (``predict_overhead_cpu``; on a GPU it counts host work only).
 The scene is sized for the device: 2 pairs of 2048 x 2048 pixels on a GPU,
-1 pair of 320 x 320 on a CPU (options scale it).
+1 pair of 320 x 320 on a CPU with one torch thread for both runs (options
+scale it).
 
     python benchmarks/predict.py
     python benchmarks/predict.py --size 1024 --pairs 2 --batch-size 32
@@ -108,9 +109,11 @@ def bare_forward_seconds(run_dir: Path, cube: Path, n_pairs: int, batch_size: in
             torch.cuda.synchronize()
         start, cpu = time.perf_counter(), _cpu_seconds()
         n = 0
+        last = (plan.windows - (batches_per_pair - 1) * per_pass) * len(DIHEDRAL_TRANSFORMS)  # a partial last batch, as in predict
         for _ in range(n_pairs):
             for b in range(batches_per_pair):
-                model(prepared[b % len(prepared)])
+                batch = prepared[b % len(prepared)]
+                model(batch if b < batches_per_pair - 1 else batch[:last])
                 n += 1
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -124,14 +127,17 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048 if gpu else 320, help="scene side, pixels")
     parser.add_argument("--pairs", type=int, default=2 if gpu else 1, help="pairs predicted")
     parser.add_argument("--batch-size", type=int, default=64 if gpu else 16, help="network inputs per forward pass")
-    parser.add_argument("--repeat", type=int, default=2, help="alternate reference and predict this often; the fastest of each counts")
+    parser.add_argument("--repeat", type=int, default=3, help="alternate reference and predict this often; the fastest of each counts")
+    parser.add_argument("--threads", type=int, default=0 if gpu else 1, help="torch CPU threads for both (0: torch's default); one thread keeps a shared CPU's timings steady")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         cube, run_dir = Path(tmp) / "bench.zarr", Path(tmp) / "unet-random"
         make_cube(cube, args.size, args.pairs)
         make_run(run_dir, cube)
         plan = TilingPlan(args.size, args.size, CHIP_PX)
-        print(f"device {device}; {args.pairs} pair(s) of {args.size}x{args.size} px; {plan.windows} windows of {CHIP_PX} px per pair x 8 TTA; batch {args.batch_size}")
+        print(f"device {device} ({torch.get_num_threads()} torch threads); {args.pairs} pair(s) of {args.size}x{args.size} px; {plan.windows} windows of {CHIP_PX} px per pair x 8 TTA; batch {args.batch_size}")
         references, walls, ref_cpus, cpus = [], [], [], []
         for i in range(args.repeat):  # alternated, so a busy machine slows both alike
             reference, ref_cpu, n_batches = bare_forward_seconds(run_dir, cube, args.pairs, args.batch_size, device)
