@@ -158,7 +158,7 @@ def score_prediction(ds: xr.Dataset, name: str, *, split: str, threshold: float 
     chip_px = int(var.attrs.get(ATTR_CHIP, plan.tile_px))
     from tqdm.auto import tqdm
 
-    for p in tqdm(pairs, desc=f"evaluate {name}", unit="pair", leave=False, disable=len(pairs) < 2 or None):
+    for p in tqdm(pairs, desc=f"evaluate {name}", leave=False, disable=len(pairs) < 2 or None):
         mask = split_mask(plan, p, split, (ny, nx))
         if not mask.any():
             continue
