@@ -204,6 +204,7 @@ def predict(
     a list of pair indices. ``batch_size`` counts network inputs per forward
     pass (windows x 8 TTA transforms). ``device``: auto (CUDA when present), cpu, cuda.
     """
+    import dask.array as dsa
     from sarcube.models.device import pick_device
     from sarcube.models.inference import DIHEDRAL_TRANSFORMS, TilingPlan, predict_bands
     from sarcube.pipelines import _dask
@@ -241,8 +242,6 @@ def predict(
         ATTR_CHIP: int(info.chip_size),
         schema.ATTR_VERSION: info.sarcube_version,
     }
-    import dask.array as dsa
-
     template = schema.make_variable(
         var_name,
         dsa.zeros(shape, dtype="float32", chunks=schema.chunks_for(dims, shape)),
@@ -251,11 +250,16 @@ def predict(
         attrs=attrs,
     )
     keys = pair_keys(ds) if plan.per_pair else [SCENE_KEY]
+
+    def key_of(p: int | None) -> str:
+        return keys[0 if p is None else p]
+
+    # A rerun of the same command (run, TTA, window, pairs) resumes; anything else restarts the staging.
     fingerprint = hashlib.sha256(
-        json.dumps([info.checkpoint_sha256, tta_count, window, plan.keep_existing, [keys[0 if p is None else p] for p in plan.todo]]).encode()
+        json.dumps([info.checkpoint_sha256, tta_count, window, plan.keep_existing, [key_of(p) for p in plan.todo]]).encode()
     ).hexdigest()
     staged = store.stage_array(cube, template, fingerprint=fingerprint, keep_existing=plan.keep_existing, storage_options=storage_options)
-    todo = [p for p in plan.todo if keys[0 if p is None else p] not in staged.done]
+    todo = [p for p in plan.todo if key_of(p) not in staged.done]
     band_rows = staged.chunks[-2]
     tiling = TilingPlan(height, width, window)
     probability_fn = _probability_fn(loaded.model)
@@ -287,7 +291,7 @@ def predict(
                     writes.append(writer.submit(staged.write, band.numpy(), region))
                 for w in writes:
                     w.result()
-                staged.mark_done(keys[0 if p is None else p])
+                staged.mark_done(key_of(p))
         finally:
             bar.close()
 
