@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: sub-group where new arrays are written before they are moved into the cube
 STAGING_GROUP = "sarcube-staging"
+#: add_variables' own corner of the staging group; predict stages resumable
+#: arrays beside it (``STAGING_GROUP/<name>/<name>``), which it never touches
+ADD_GROUP = "_add"
 TRASH_PREFIX = "sarcube-trash-"
 
 
@@ -132,17 +135,33 @@ def _existing_arrays(path: str | Path, storage_options: Mapping[str, Any] | None
 
 
 def clean_staging(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> list[str]:
-    """Remove what an interrupted write left (staging group, trash); returns the names removed."""
+    """Remove what an interrupted :func:`add_variables` left (its staging, trash); returns what was removed.
+
+    Resumable stagings of :func:`stage_array` (an interrupted predict) are kept.
+    """
     fs, root = _fs_and_root(path, storage_options)
     removed = []
     for entry in fs.ls(root, detail=False):
         name = entry.rstrip("/").rsplit("/", 1)[-1]
-        if name == STAGING_GROUP or name.startswith(TRASH_PREFIX):
+        if name.startswith(TRASH_PREFIX):
             fs.rm(f"{root}/{name}", recursive=True)
             removed.append(name)
+    if fs.exists(f"{root}/{STAGING_GROUP}/{ADD_GROUP}"):
+        fs.rm(f"{root}/{STAGING_GROUP}/{ADD_GROUP}", recursive=True)
+        removed.append(f"{STAGING_GROUP}/{ADD_GROUP}")
+    _drop_empty_staging_group(fs, root)
     if removed:
         log.info("removed stale staging data %s from %s", removed, path)
     return removed
+
+
+def _drop_empty_staging_group(fs: Any, root: str) -> None:
+    """Remove the staging group once nothing but its own metadata is left in it."""
+    group = f"{root}/{STAGING_GROUP}"
+    if fs.exists(group):
+        left = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(group, detail=False)]
+        if all(e == "zarr.json" for e in left):
+            fs.rm(group, recursive=True)
 
 
 def add_variables(
@@ -216,7 +235,7 @@ def add_variables(
     with quiet_zarr_warnings():
         ds.to_zarr(
             str(path),
-            group=STAGING_GROUP,
+            group=f"{STAGING_GROUP}/{ADD_GROUP}",
             mode="w",
             zarr_format=3,
             consolidated=False,
@@ -255,7 +274,7 @@ def _promote(path: str | Path, names: list[str], storage_options: Mapping[str, A
         fs.mv(f"{root}/{name}", f"{root}/{TRASH_PREFIX}{name}", recursive=True)
     for name in names:
         final = f"{root}/{name}"
-        staged = f"{root}/{STAGING_GROUP}/{name}"
+        staged = f"{root}/{STAGING_GROUP}/{ADD_GROUP}/{name}"
         trash = f"{root}/{TRASH_PREFIX}{name}"
         if fs.exists(final):
             fs.mv(final, trash, recursive=True)
@@ -264,7 +283,8 @@ def _promote(path: str | Path, names: list[str], storage_options: Mapping[str, A
             fs.rm(trash, recursive=True)
     for name in drop:
         fs.rm(f"{root}/{TRASH_PREFIX}{name}", recursive=True)
-    fs.rm(f"{root}/{STAGING_GROUP}", recursive=True)
+    fs.rm(f"{root}/{STAGING_GROUP}/{ADD_GROUP}", recursive=True)
+    _drop_empty_staging_group(fs, root)
 
 
 def remove_variables(path: str | Path, names: list[str], storage_options: Mapping[str, Any] | None = None) -> None:
@@ -421,11 +441,7 @@ def discard_staged(path: str | Path, name: str, storage_options: Mapping[str, An
     staged_group = f"{root}/{STAGING_GROUP}/{name}"
     if fs.exists(staged_group):
         fs.rm(staged_group, recursive=True)
-    group = f"{root}/{STAGING_GROUP}"
-    if fs.exists(group):
-        left = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(group, detail=False)]
-        if all(e == "zarr.json" for e in left):
-            fs.rm(group, recursive=True)
+    _drop_empty_staging_group(fs, root)
 
 
 def stage_array(

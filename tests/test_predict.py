@@ -265,3 +265,16 @@ def test_single_scene_runs_predict_on_y_x(tmp_path):
     assert json.loads(got.attrs[schema.ATTR_PREDICTED_PAIRS]) == ["scene"]
     np.testing.assert_allclose(got.values, _expected(cube, run_dir, None, tta=False), rtol=0, atol=1e-5)
     predict(cube, run_dir, pairs="new", tta=False)  # already there: nothing to do
+
+
+def test_adding_layers_keeps_an_unfinished_prediction_staged(tmp_path):
+    """A features/add-layer run between an interrupted predict and its rerun must not discard the staging."""
+    cube = _cube(tmp_path / "c.zarr", n_pairs=2)
+    name = "pred_keep"
+    staged = store.stage_array(cube, _template(name, 2), fingerprint="a")
+    staged.write(np.ones((24, 32), "float32"), (0, slice(0, 24), slice(None)))
+    staged.mark_done("p0")
+    store.add_variables(cube, {schema.CURVATURE: schema.make_variable(schema.CURVATURE, np.zeros((24, 32)))})
+    assert schema.CURVATURE in schema.open_cube(cube).data_vars
+    assert store.stage_array(cube, _template(name, 2), fingerprint="a").done == {"p0"}
+    assert name not in schema.open_cube(cube).data_vars
