@@ -46,6 +46,35 @@ def _same_pairs(ds: xr.Dataset, pairs: Mapping[str, xr.DataArray]) -> bool:
     return True
 
 
+def _pair_keys(times: Mapping[str, Any]) -> list[tuple[np.datetime64, np.datetime64]]:
+    return list(zip(np.asarray(times[schema.REFERENCE_TIME].values), np.asarray(times[schema.ACTIVITY_TIME].values), strict=True))
+
+
+def _carry_over(ds: xr.Dataset, var: xr.DataArray, pairs: Mapping[str, xr.DataArray]) -> xr.DataArray | None:
+    """``var`` (on the stored pairs) reindexed onto ``pairs`` by reference/activity time.
+
+    New pairs get "unknown" (255 for labels, NaN for floats), so monitoring a
+    season (`build --append`, `features`, `predict --pairs new`) keeps every
+    label and prediction. None when a stored pair is not among the new ones
+    (its data would be lost).
+    """
+    import dask.array as dsa
+
+    old = {key: i for i, key in enumerate(_pair_keys(ds))}
+    new = _pair_keys(pairs)
+    if not set(old) <= set(new):
+        return None
+    axis = var.dims.index(schema.PAIR)
+    data = var.data if isinstance(var.data, dsa.Array) else dsa.from_array(var.data)
+    fill = schema.LABEL_UNKNOWN if var.dtype.kind in "iu" else np.nan
+    blank_shape = tuple(n for d, n in zip(var.dims, var.shape, strict=True) if d != schema.PAIR)
+    blank = dsa.full(blank_shape, fill, dtype=var.dtype, chunks=schema.chunks_for([d for d in var.dims if d != schema.PAIR], blank_shape))
+    pieces = [dsa.take(data, old[key], axis=axis) if key in old else blank for key in new]
+    out = xr.DataArray(dsa.stack(pieces, axis=axis), dims=var.dims, coords={d: var[d] for d in var.dims if d in var.coords and d != schema.PAIR})
+    out.attrs = {**var.attrs, "grid_mapping": schema.SPATIAL_REF}
+    return out
+
+
 def _check_options(ratio: bool, summer: str | None, k: int, event_date: str | None) -> tuple[str, str] | None:
     if summer is not None and not ratio:
         raise InputError(f"--summer {summer} is only used with --ratio: add --ratio (or drop --summer)")
@@ -76,10 +105,12 @@ def features(
     """Compute the requested layers and write them into ``cube``; returns the names written.
 
     ``summer`` is ``"START/END"`` (with ``ratio``). When the recomputed pairs
-    differ from the stored ones, every layer on ``pair`` is replaced together;
-    layers this step does not make (``label``, ``pred_*``, external) would be
-    left on the old pairs, so they are dropped with ``overwrite`` and the step
-    refuses without it.
+    differ from the stored ones, every layer on ``pair`` is replaced together.
+    Layers this step does not make (``label``, ``pred_*``, external) move onto
+    the new pairs by reference/activity time when every stored pair is still
+    there (new acquisitions: new pairs get "unknown"); when stored pairs
+    disappear (another ``max_gap_days``) they are dropped with ``overwrite``
+    and the step refuses without it.
     """
     window = _check_options(ratio, summer, k, event_date)
     ds = schema.open_cube(cube)
@@ -93,6 +124,7 @@ def features(
     layers: dict[str, xr.DataArray] = {}
     new_coords = None
     orphans: list[str] = []
+    carried: list[str] = []
     replace_pairs = False
     steps: list[str] = []
     if pairs:
@@ -102,11 +134,18 @@ def features(
         new_coords = pair_coords
         replace_pairs = not _same_pairs(ds, pair_coords)
         if replace_pairs:
-            orphans = sorted(str(n) for n, v in ds.data_vars.items() if schema.PAIR in v.dims and n not in layers)
+            on_old_pairs = sorted(str(n) for n, v in ds.data_vars.items() if schema.PAIR in v.dims and n not in layers)
+            for name in on_old_pairs:
+                moved = _carry_over(ds, ds[name], pair_coords)
+                if moved is None:
+                    orphans.append(name)
+                else:
+                    layers[name] = moved
+                    carried.append(name)
             if orphans and not overwrite:
                 raise CubeExistsError(
-                    f"cube {str(cube)!r}: the new pairs (--max-gap {max_gap_days:g}) differ from the stored ones and "
-                    f"{orphans} sit on the old pairs: pass --overwrite to drop them (re-add labels afterwards), or keep the old --max-gap"
+                    f"cube {str(cube)!r}: the new pairs (--max-gap {max_gap_days:g}) leave out stored pairs that "
+                    f"{orphans} use: pass --overwrite to drop them (re-add labels afterwards), or keep the old --max-gap"
                 )
         steps.append(f"--pairs --max-gap {max_gap_days:g}")
     if window is not None:
@@ -142,6 +181,8 @@ def features(
         )
     if orphans:
         log.warning("dropped %s: they were on the old pairs", ", ".join(orphans))
+    if carried:
+        log.info("kept %s on the new pairs (unknown on pairs added now)", ", ".join(carried))
     store.append_history(cube, "sarcube features " + " ".join(steps) + (f" (dropped {', '.join(orphans)})" if orphans else ""))
     return written
 

@@ -186,3 +186,33 @@ def test_store_refuses_to_strand_layers_on_replaced_pairs(alpine_cube):
     out = schema.open_cube(alpine_cube)
     assert out.sizes[schema.PAIR] == 2 and "coherence" not in out
     np.testing.assert_array_equal(out[schema.ACTIVITY_TIME].values, six[schema.ACTIVITY_TIME].values)
+
+
+def test_new_pairs_keep_labels_and_predictions_of_the_old_ones(alpine_cube, tmp_path):
+    """Monitoring a season: more pairs later must not throw away labels or predictions."""
+    features(alpine_cube, max_gap_days=6, terrain=False, par=False)  # orbit 66 only: (3 -> 9], (9 -> 15]
+    square = box(600_060.0, 5_099_880.0, 600_160.0, 5_099_960.0)
+    path = tmp_path / "debris.geojson"
+    gpd.GeoDataFrame({"date": ["2020-01-11"]}, geometry=[square], crs=TINY_CRS).to_crs("EPSG:4326").to_file(path)
+    add_layer(alpine_cube, labels=path, date_field="date")
+    before = schema.open_cube(alpine_cube)
+    pred_name = schema.prediction_name("fcn")
+    pred = schema.make_variable(pred_name, np.full((2, 24, 32), 0.25), (schema.PAIR, schema.Y, schema.X), spec=schema.prediction_spec(pred_name))
+    store.add_variables(alpine_cube, {pred_name: pred})
+    old_keys = list(zip(before[schema.REFERENCE_TIME].values, before[schema.ACTIVITY_TIME].values, strict=True))
+    old_label = before[schema.LABEL].values
+
+    features(alpine_cube, terrain=False, par=False)  # 12 days: orbit 15's (0 -> 12] joins
+    out = schema.open_cube(alpine_cube)
+    schema.validate_cube(out)
+    assert out.sizes[schema.PAIR] == 3
+    keys = list(zip(out[schema.REFERENCE_TIME].values, out[schema.ACTIVITY_TIME].values, strict=True))
+    for i, key in enumerate(keys):
+        if key in old_keys:
+            j = old_keys.index(key)
+            np.testing.assert_array_equal(out[schema.LABEL].values[i], old_label[j])
+            assert (out[pred_name].values[i] == 0.25).all()
+        else:  # the new pair: nothing known yet
+            assert (out[schema.LABEL].values[i] == schema.LABEL_UNKNOWN).all()
+            assert np.isnan(out[pred_name].values[i]).all()
+    assert int((out[schema.LABEL] == 1).sum()) == int((old_label == 1).sum()) == 20
