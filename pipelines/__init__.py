@@ -1,7 +1,24 @@
-"""What users run: build, features, train, predict, evaluate, publish, demo.
+"""What users run: each step is a module holding a Python function of the same
+name and the thin ``sarcube`` CLI command over it.
 
-Each step is a Python function of the same name as its CLI command; the
-``sarcube`` CLI (:mod:`sarcube.pipelines.cli`) is a thin layer over them.
+    from sarcube.pipelines.build import build            # sarcube build
+    from sarcube.pipelines.features import features      # sarcube features
+    from sarcube.pipelines.add_layer import add_layer    # sarcube add-layer
+    from sarcube.pipelines.train import train            # sarcube train
+    from sarcube.pipelines.predict import predict        # sarcube predict
+    from sarcube.pipelines.evaluate import evaluate      # sarcube evaluate
+    from sarcube.pipelines.export import export          # sarcube export
+    from sarcube.pipelines.quicklook import quicklook    # sarcube quicklook
+    from sarcube.pipelines.publish import publish        # sarcube publish
+    from sarcube.pipelines.verify import verify          # sarcube verify
+    from sarcube.pipelines.info import info              # sarcube info
+    from sarcube.pipelines.demo_catalog import demo_catalog  # sarcube demo-catalog
+    from sarcube.pipelines.demo import demo              # sarcube demo
+
+Supporting modules: ``presets`` (paper presets parsed from YAML), ``runs``
+(run directories and checkpoints), ``loaders`` and ``augment`` (the torch
+side of chip streaming), ``zenodo`` (the Zenodo REST client), ``_dask``
+(scheduler and progress), ``cli`` (the command registry).
 """
 
 __all__: list[str] = []
