@@ -295,7 +295,7 @@ class StaticCache:
 def _read_channel(ds: xr.Dataset, c: ChannelSpec, pair: int | None, window: Window, series_steps: int, cache: StaticCache | None) -> np.ndarray:
     y0, y1, x0, x1 = window
     space = {schema.Y: slice(y0, y1), schema.X: slice(x0, x1)}
-    var = ds[c.variable]
+    var = ds.variables[c.variable]  # the Variable: no coordinate slicing per block read
     if c.take == TAKE_STATIC:
         a = cache.get((c.variable, window)) if cache is not None else None
         if a is None:
@@ -339,7 +339,7 @@ def read_window(ds: xr.Dataset, resolved: ResolvedChannels, pair: int | None, wi
 def read_labels(ds: xr.Dataset, pair: int | None, window: Window) -> np.ndarray:
     """Labels of one window, (H, W) uint8 (255 = ignore)."""
     y0, y1, x0, x1 = window
-    lab = ds[schema.LABEL]
+    lab = ds.variables[schema.LABEL]  # the Variable: no coordinate slicing per block read
     sel: dict[str, Any] = {schema.Y: slice(y0, y1), schema.X: slice(x0, x1)}
     if schema.PAIR in lab.dims:
         if pair is None:
