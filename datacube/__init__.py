@@ -18,27 +18,31 @@ datasheet, checksums), ``dates`` (ISO date parsing).
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Any
 
 from sarcube.datacube import schema, store
 from sarcube.datacube.schema import open_cube, validate_cube
 from sarcube.datacube.store import add_variables, write_cube
 
-_MODULES = ("archive", "catalog", "chips", "composite", "dates", "labels", "load", "par", "sar", "synthetic", "terrain")
+#: every public module of the package (private ones start with "_")
+_MODULES = tuple(
+    m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_") and m.name not in ("schema", "store")
+)
 #: public functions of the lazily imported modules -> their module
 _FUNCTIONS = {
-    "make_pairs": "sar",
-    "change_layers": "sar",
-    "ratio_layers": "sar",
-    "event_means": "sar",
-    "release_mask": "terrain",
-    "potential_angle_of_reach": "par",
-    "rasterize_labels": "labels",
-    "reproject_raster": "labels",
-    "write_demo_catalog": "synthetic",
-    "read_demo_manifest": "synthetic",
-    "change_composite": "composite",
-    "open_catalog": "catalog",
+    "make_pairs": f"{__name__}.sar",
+    "change_layers": f"{__name__}.sar",
+    "ratio_layers": f"{__name__}.sar",
+    "event_means": f"{__name__}.sar",
+    "release_mask": f"{__name__}.terrain",
+    "potential_angle_of_reach": f"{__name__}.par",
+    "rasterize_labels": f"{__name__}.labels",
+    "reproject_raster": f"{__name__}.labels",
+    "write_demo_catalog": f"{__name__}.synthetic",
+    "read_demo_manifest": f"{__name__}.synthetic",
+    "change_composite": f"{__name__}.composite",
+    "open_catalog": f"{__name__}.catalog",
 }
 
 
@@ -46,7 +50,7 @@ def __getattr__(name: str) -> Any:
     if name in _MODULES:
         return importlib.import_module(f"{__name__}.{name}")
     if name in _FUNCTIONS:
-        return getattr(importlib.import_module(f"{__name__}.{_FUNCTIONS[name]}"), name)
+        return getattr(importlib.import_module(_FUNCTIONS[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
