@@ -1,0 +1,427 @@
+"""``sarcube demo``: the whole pipeline on the embedded synthetic scene, offline.
+
+Stages, each a call of the Python function behind its command:
+demo catalog -> build (the local STAC catalog through the same code as
+Planetary Computer) -> features (SAR change pairs, slope, PAR) -> labels ->
+train avalanche-fcn and the baseline -> predict the held-out pairs ->
+evaluate (FCN vs baseline, avalanche-fcn-bianchi Tab. I) -> export polygons
+-> quicklook PNGs -> publish (archive only, no upload) -> verify.
+
+Held-out pairs (the same for both methods): the last pair of each relative
+orbit is the test set; pairs of the other orbit whose 6-day window overlaps a
+test window validate (checkpoint choice, baseline threshold); every training
+pair ends before the first test window begins, so no avalanche seen in
+training is scored.
+
+Re-running into a workdir resumes: ``demo-state.json`` records each finished
+stage (with its timing and outputs), finished stages are skipped, and an
+interrupted one is redone (training continues from its last checkpoint).
+A workdir made with other settings is refused; ``overwrite`` starts afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from sarcube.datacube import schema
+
+from sarcube.errors import CubeExistsError, InputError
+
+DEFAULT_WORKDIR = "sarcube-demo"
+DEFAULT_SIZE = 1024
+DEFAULT_PROFILE = "cpu-demo"
+FCN_PRESET = "avalanche-fcn"
+BASELINE_PRESET = "baseline"
+METHODS = (FCN_PRESET, BASELINE_PRESET)
+
+STATE_FILE = "demo-state.json"
+CATALOG_DIR = "catalog"
+CUBE_DIR = "cube.zarr"
+RUNS_DIR = "runs"
+EVALUATION_FILE = "evaluation.json"
+RESULTS_FILE = "results.md"
+QUICKLOOK_DIR = "quicklooks"
+ARCHIVE_DIR = "archive"
+DEMO_CREATOR = "sarcube, demo"
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What a demo workdir is made from; a resumed run must match it."""
+
+    seed: int = 0
+    #: pixels per side of the synthetic scene (20 m pixels)
+    size: int = DEFAULT_SIZE
+    #: acquisitions in all (both orbits); None: the scene's default (20)
+    dates: int | None = None
+    #: training preset profile of both methods
+    profile: str = DEFAULT_PROFILE
+    #: extra ``section.field=value`` preset overrides for the FCN
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass
+class DemoResult:
+    """Everything a demo run wrote, its timings and its evaluation."""
+
+    workdir: Path
+    cube: Path
+    #: preset -> run directory
+    runs: dict[str, Path]
+    #: preset -> prediction variable in the cube
+    predictions: dict[str, str]
+    #: what :func:`sarcube.pipelines.evaluate.evaluate` returned
+    evaluation: dict[str, Any]
+    evaluation_json: Path
+    results_md: Path
+    #: preset -> exported polygons file and its number of detections
+    detections: dict[str, Path]
+    detection_counts: dict[str, int]
+    quicklooks: list[Path]
+    archive: Path
+    verify_summary: str
+    #: held-out pairs: test and validation pair indices
+    test_pairs: list[int]
+    val_pairs: list[int]
+    #: stage -> (wall seconds, process CPU seconds) when it ran (resumed stages keep their first timing)
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def paths(self) -> list[Path]:
+        """Every file or folder the demo wrote, most useful first."""
+        return [
+            self.results_md, self.evaluation_json, *self.quicklooks, *self.detections.values(),
+            self.cube, *self.runs.values(), self.archive, self.workdir / CATALOG_DIR, self.workdir / STATE_FILE,
+        ]
+
+
+# --- held-out pairs ---------------------------------------------------------------
+
+def held_out_pairs(reference: np.ndarray, activity: np.ndarray, orbit: np.ndarray) -> tuple[list[int], list[int]]:
+    """Test pairs (the last of each relative orbit) and validation pairs (the others overlapping them in time).
+
+    Windows are ``(reference, activity]``; the remaining (training) pairs all
+    end by the first test reference time, so their labels never share an
+    event with the test pairs.
+    """
+    reference, activity = np.asarray(reference), np.asarray(activity)
+    orbit = np.asarray(orbit)
+    test = sorted(int(np.flatnonzero(orbit == o)[np.argmax(activity[orbit == o])]) for o in np.unique(orbit))
+    start = min(reference[test])
+    val = [int(p) for p in range(len(activity)) if p not in test and activity[p] > start]
+    return test, val
+
+
+def _check_disjoint(ds: Any, test: Sequence[int], val: Sequence[int]) -> None:
+    start = ds[schema.REFERENCE_TIME].values[list(test)].min()
+    late = [p for p in range(ds.sizes[schema.PAIR]) if p not in test and p not in val and ds[schema.ACTIVITY_TIME].values[p] > start]
+    if late:  # held_out_pairs guarantees none; a guard against a changed cube
+        raise InputError(f"training pairs {late} overlap the test pairs {list(test)} in time: rebuild the demo workdir")
+
+
+def _pair_text(ds: Any, p: int) -> str:
+    ref = str(ds[schema.REFERENCE_TIME].values[p])[:10]
+    act = str(ds[schema.ACTIVITY_TIME].values[p])[:10]
+    return f"{p} ({ref} -> {act}, orbit {int(ds[schema.PAIR_RELATIVE_ORBIT].values[p])})"
+
+
+# --- state -----------------------------------------------------------------------
+
+class _State:
+    """``demo-state.json``: settings and finished stages of a workdir."""
+
+    def __init__(self, workdir: Path, settings: DemoSettings, overwrite: bool):
+        self.path = workdir / STATE_FILE
+        wanted = _settings_json(settings)
+        if overwrite and self.path.exists():
+            for child in workdir.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        if self.path.exists():
+            saved = json.loads(self.path.read_text())
+            if saved.get("settings") != wanted:
+                raise CubeExistsError(
+                    f"workdir {str(workdir)!r} holds a demo made with other settings ({saved.get('settings')}): "
+                    "rerun with those, pass --overwrite to start afresh, or choose another --workdir"
+                )
+            self.data = saved
+        elif workdir.exists() and any(workdir.iterdir()):
+            raise CubeExistsError(f"workdir {str(workdir)!r} is not empty and holds no {STATE_FILE}: choose another --workdir (the demo never deletes what it did not write)")
+        else:
+            workdir.mkdir(parents=True, exist_ok=True)
+            self.data = {"version": STATE_VERSION, "settings": wanted, "stages": {}}
+            self._save()
+
+    def done(self, stage: str) -> dict[str, Any] | None:
+        return self.data["stages"].get(stage)
+
+    def finish(self, stage: str, outputs: dict[str, Any], wall: float, cpu: float) -> None:
+        self.data["stages"][stage] = {"outputs": outputs, "seconds": round(wall, 2), "cpu_seconds": round(cpu, 2)}
+        self._save()
+
+    def _save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, default=str) + "\n")
+        tmp.replace(self.path)
+
+
+def _settings_json(settings: DemoSettings) -> dict[str, Any]:
+    d = asdict(settings)
+    d["overrides"] = list(settings.overrides)
+    return d
+
+
+# --- the demo --------------------------------------------------------------------
+
+def demo(
+    workdir: str | Path = DEFAULT_WORKDIR,
+    *,
+    seed: int = 0,
+    size: int = DEFAULT_SIZE,
+    dates: int | None = None,
+    profile: str = DEFAULT_PROFILE,
+    overrides: Sequence[str] = (),
+    device: str | None = None,
+    overwrite: bool = False,
+    echo: Callable[[str], None] = click.echo,
+) -> DemoResult:
+    """Run every stage on the synthetic scene in ``workdir`` (resuming a previous run there); return what it wrote.
+
+    ``overrides`` (``section.field=value``) go to the FCN's preset after
+    ``profile``; ``device`` is cpu, cuda or None (CUDA when present).
+    """
+    from sarcube.datacube.synthetic import read_demo_manifest, write_demo_catalog
+    from sarcube.pipelines.add_layer import add_layer
+    from sarcube.pipelines.build import build
+    from sarcube.pipelines.evaluate import evaluate
+    from sarcube.pipelines.export import export
+    from sarcube.pipelines.features import features
+    from sarcube.pipelines.predict import predict
+    from sarcube.pipelines.publish import publish
+    from sarcube.pipelines.quicklook import quicklook
+    from sarcube.pipelines.runs import LAST, SPLIT_FILE
+    from sarcube.pipelines.train import train
+    from sarcube.pipelines.verify import verify
+
+    settings = DemoSettings(int(seed), int(size), None if dates is None else int(dates), str(profile), tuple(overrides))
+    wd = Path(workdir)
+    state = _State(wd, settings, overwrite)
+    catalog_dir, cube = wd / CATALOG_DIR, wd / CUBE_DIR
+    run_dirs = {m: wd / RUNS_DIR / m for m in METHODS}
+    timings: dict[str, tuple[float, float]] = {}
+    stages = ["catalog", "build", "features", "labels", "train " + FCN_PRESET, "train " + BASELINE_PRESET, "predict", "evaluate", "export", "quicklook", "publish", "verify"]
+
+    def stage(name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        n = stages.index(name) + 1
+        done = state.done(name)
+        if done is not None:
+            timings[name] = (done["seconds"], done["cpu_seconds"])
+            echo(f"[{n:2d}/{len(stages)}] {name}: done before ({done['seconds']:.1f} s), skipped")
+            return done["outputs"]
+        echo(f"[{n:2d}/{len(stages)}] {name} ...")
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        outputs = work()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        state.finish(name, outputs, wall, cpu)
+        timings[name] = (wall, cpu)
+        echo(f"[{n:2d}/{len(stages)}] {name}: {wall:.1f} s (CPU {cpu:.1f} s)" + (f"  {outputs['summary']}" if "summary" in outputs else ""))
+        return outputs
+
+    echo(f"sarcube demo in {wd}: {settings.size} x {settings.size} px scene, seed {settings.seed}, profile {settings.profile}")
+
+    def make_catalog() -> dict[str, Any]:
+        if catalog_dir.exists():
+            shutil.rmtree(catalog_dir)
+        write_demo_catalog(catalog_dir, seed=settings.seed, size=settings.size, dates=settings.dates, hazard="avalanche")
+        m = read_demo_manifest(catalog_dir)
+        return {"summary": f"{m.acquisitions} acquisitions, {m.objects} avalanches, {m.start}..{m.end}"}
+
+    stage("catalog", make_catalog)
+    manifest = read_demo_manifest(catalog_dir)
+
+    def make_cube() -> dict[str, Any]:
+        build(manifest.bbox_lonlat, manifest.start, manifest.end, cube, catalog=str(manifest.catalog), resolution=manifest.resolution, overwrite=True)
+        ds = schema.open_cube(cube)
+        return {"summary": f"{ds.sizes[schema.TIME]} acquisitions on {ds.sizes[schema.Y]} x {ds.sizes[schema.X]} px"}
+
+    stage("build", make_cube)
+
+    def make_features() -> dict[str, Any]:
+        names = features(cube, pairs=True, terrain=True, par=True, ratio=False, overwrite=True)
+        return {"summary": ", ".join(names)}
+
+    stage("features", make_features)
+
+    def make_labels() -> dict[str, Any]:
+        add_layer(cube, labels=manifest.labels, date_field="date", monitored=manifest.monitored, overwrite=True)
+        ds = schema.open_cube(cube)
+        test, val = held_out_pairs(ds[schema.REFERENCE_TIME].values, ds[schema.ACTIVITY_TIME].values, ds[schema.PAIR_RELATIVE_ORBIT].values)
+        positives = int((ds[schema.LABEL] == schema.LABEL_YES).sum())
+        return {"test_pairs": test, "val_pairs": val, "summary": f"{positives} debris pixels over {ds.sizes[schema.PAIR]} pairs; test pairs {test}, validation pairs {val}"}
+
+    held = stage("labels", make_labels)
+    test_pairs, val_pairs = list(held["test_pairs"]), list(held["val_pairs"])
+    split_overrides = [f"split.test={json.dumps(test_pairs)}", f"split.val={json.dumps(val_pairs)}"]
+
+    def make_run(method: str) -> Callable[[], dict[str, Any]]:
+        def work() -> dict[str, Any]:
+            run = run_dirs[method]
+            extra = split_overrides + (list(settings.overrides) if method == FCN_PRESET else [])
+            resume = (run / LAST).exists()
+            train(cube, method, run, profile=settings.profile, overrides=extra, resume=resume, device=device, seed=settings.seed)
+            plan = json.loads((run / SPLIT_FILE).read_text())
+            held_test = sorted(int(k) for k, v in plan["pair_split"].items() if v == "test")
+            if held_test != test_pairs:
+                raise InputError(f"run {str(run)!r} holds out pairs {held_test}, not the demo's {test_pairs}: pass --overwrite")
+            return {"run": str(run), "summary": f"run {run}"}
+        return work
+
+    for method in METHODS:
+        stage("train " + method, make_run(method))
+
+    def make_predictions() -> dict[str, Any]:
+        ds = schema.open_cube(cube)
+        _check_disjoint(ds, test_pairs, val_pairs)
+        names = {}
+        for method in METHODS:
+            # the baseline thresholds pixels and sizes objects: exactly dihedral-equivariant, TTA would repeat it 8 times
+            names[method] = predict(cube, run_dirs[method], name=method, pairs=test_pairs, tta=method == FCN_PRESET, overwrite=True, device=device)
+        return {"predictions": names, "summary": "test pairs " + "; ".join(_pair_text(ds, p) for p in test_pairs)}
+
+    predictions: dict[str, str] = stage("predict", make_predictions)["predictions"]
+    evaluation_json = wd / EVALUATION_FILE
+
+    def make_evaluation() -> dict[str, Any]:
+        evaluate(cube, [predictions[m] for m in METHODS], split="test", out_json=evaluation_json)
+        return {}
+
+    stage("evaluate", make_evaluation)
+    evaluation = json.loads(evaluation_json.read_text())
+    detections = {m: wd / f"detections_{m}.geojson" for m in METHODS}
+
+    def make_export() -> dict[str, Any]:
+        import geopandas as gpd
+
+        counts = {}
+        for m in METHODS:
+            export(cube, predictions[m], detections[m])
+            counts[m] = len(gpd.read_file(detections[m]))
+        return {"counts": counts, "summary": ", ".join(f"{m}: {n} polygons" for m, n in counts.items())}
+
+    counts: dict[str, int] = stage("export", make_export)["counts"]
+
+    def make_quicklooks() -> dict[str, Any]:
+        out = wd / QUICKLOOK_DIR
+        out.mkdir(exist_ok=True)
+        pngs = [quicklook(cube, out / f"{FCN_PRESET}_pair{p:02d}.png", pair=p, pred=predictions[FCN_PRESET]) for p in test_pairs]
+        pngs.append(quicklook(cube, out / f"{BASELINE_PRESET}_pair{test_pairs[0]:02d}.png", pair=test_pairs[0], pred=predictions[BASELINE_PRESET]))
+        return {"pngs": [str(p) for p in pngs]}
+
+    quicklooks = [Path(p) for p in stage("quicklook", make_quicklooks)["pngs"]]
+    archive_dir = wd / ARCHIVE_DIR
+
+    def make_archive() -> dict[str, Any]:
+        if archive_dir.exists():
+            shutil.rmtree(archive_dir)
+        result = publish(
+            cube, archive_dir,
+            title=f"sarcube demo: synthetic alpine avalanche scene (seed {settings.seed})",
+            creators=[DEMO_CREATOR],
+            keywords=["Sentinel-1", "SAR", "snow avalanches", "datacube", "synthetic"],
+        )
+        return {"archive": str(result.archive), "summary": f"{len(result.files)} files in {archive_dir}"}
+
+    stage("publish", make_archive)
+    summary = stage("verify", lambda: {"summary": verify(archive_dir).summary()})["summary"]
+
+    result = DemoResult(
+        workdir=wd, cube=cube, runs=run_dirs, predictions=predictions, evaluation=evaluation,
+        evaluation_json=evaluation_json, results_md=wd / RESULTS_FILE, detections=detections,
+        detection_counts=counts, quicklooks=quicklooks, archive=archive_dir, verify_summary=summary,
+        test_pairs=test_pairs, val_pairs=val_pairs, timings=timings,
+    )
+    result.results_md.write_text(results_markdown(result, settings))
+    echo("")
+    echo(evaluation["table"])
+    echo("")
+    echo(f"total {sum(w for w, _ in timings.values()):.1f} s; wrote:")
+    for p in result.paths():
+        echo(f"  {p}")
+    return result
+
+
+def _stage_table(timings: dict[str, tuple[float, float]]) -> list[str]:
+    lines = ["| stage | wall (s) | CPU (s) |", "|---|---:|---:|"]
+    lines += [f"| {name} | {w:.1f} | {c:.1f} |" for name, (w, c) in timings.items()]
+    lines.append(f"| total | {sum(w for w, _ in timings.values()):.1f} | {sum(c for _, c in timings.values()):.1f} |")
+    return lines
+
+
+def results_markdown(result: DemoResult, settings: DemoSettings) -> str:
+    """The README's Results section: the table, a quicklook, the exported polygons and the stage timings."""
+    ev = result.evaluation
+    ds = schema.open_cube(result.cube)
+    cols = ev["columns"]
+    from sarcube.pipelines.evaluate import COLUMNS
+
+    header = "| Method | " + " | ".join(COLUMNS[c][0] for c in cols) + " |"
+    rule = "|---|" + "---:|" * len(cols)
+    rows = []
+    for name, res in ev["predictions"].items():
+        cells = []
+        for c in cols:
+            v = res.get(c)
+            cells.append("-" if v is None else (f"{int(v)}" if COLUMNS[c][1] == "int" else f"{100.0 * float(v):.2f}"))
+        rows.append(f"| {name[len(schema.PRED_PREFIX):]} | " + " | ".join(cells) + " |")
+    wd = result.workdir
+    fcn = result.predictions[FCN_PRESET]
+    lines = [
+        f"`sarcube demo --seed {settings.seed} --size {settings.size}` (profile {settings.profile}): "
+        f"a {ds.sizes[schema.Y]} x {ds.sizes[schema.X]} px synthetic alpine scene at 20 m, "
+        f"{ds.sizes[schema.TIME]} acquisitions, {ds.sizes[schema.PAIR]} pairs.",
+        "",
+        "Held-out test pairs (the last pair of each orbit): " + "; ".join(_pair_text(ds, p) for p in result.test_pairs) + ". "
+        "Validation (checkpoint choice, baseline threshold): " + ("; ".join(_pair_text(ds, p) for p in result.val_pairs) or "random tiles")
+        + ". Every training pair ends before the first test window begins.",
+        "",
+        header, rule, *rows,
+        "",
+        "Pixel F1/precision/recall/IoU/AUPRC over the test pairs' labelled pixels; bbox IoU and object TP/FN/FP per scene "
+        "(avalanche-fcn-bianchi Tab. I reports F1 66.6 vs 38.1 for the baseline on real data). Thresholds: "
+        + ", ".join(f"{n[len(schema.PRED_PREFIX):]} {r['threshold']:g}" for n, r in ev["predictions"].items()) + ".",
+        "",
+        f"Exported polygons: {result.detection_counts[FCN_PRESET]} avalanche-fcn detections "
+        f"(`{result.detections[FCN_PRESET].relative_to(wd)}`), {result.detection_counts[BASELINE_PRESET]} baseline detections.",
+        "",
+        f"Quicklook of `{fcn}` on test pair {result.test_pairs[0]}: `{result.quicklooks[0].relative_to(wd)}`",
+        "",
+        f"Archive `{result.archive.relative_to(wd)}`: {result.verify_summary}",
+        "",
+        *_stage_table(result.timings),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@click.command("demo")
+@click.option("--workdir", default=DEFAULT_WORKDIR, show_default=True, type=click.Path(file_okay=False), help="Folder for everything the demo writes; a rerun resumes there.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic scene and of training.")
+@click.option("--size", type=int, default=DEFAULT_SIZE, show_default=True, help="Scene side in pixels (20 m each).")
+@click.option("--dates", type=int, default=None, help="Acquisitions in all, both orbits (default: 20).")
+@click.option("--profile", default=DEFAULT_PROFILE, show_default=True, help="Preset profile of both methods.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override an avalanche-fcn preset field, e.g. --set train.epochs=5 (repeatable).")
+@click.option("--device", default=None, help="cpu, cuda or cuda:K (default: cuda when present).")
+@click.option("--overwrite", is_flag=True, help="Delete a previous demo in --workdir and start afresh.")
+def command(workdir: str, seed: int, size: int, dates: int | None, profile: str, overrides: tuple[str, ...], device: str | None, overwrite: bool) -> None:
+    """Run the whole pipeline on the embedded synthetic avalanche scene, offline, and print the FCN vs baseline table."""
+    demo(workdir, seed=seed, size=size, dates=dates, profile=profile, overrides=overrides, device=device, overwrite=overwrite)
+
+
+__all__ = ["DemoResult", "DemoSettings", "demo", "held_out_pairs", "results_markdown"]
