@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -219,7 +220,8 @@ def quicklook(
     title = str(ds.attrs.get(schema.ATTR_TITLE, Path(str(cube)).name))
     where = f"pair {pair_index}" if pair_index is not None else "event"
     crs = ds.rio.crs.to_string() if ds.rio.crs else ""
-    fig.suptitle(f"{title}: {where}   ({crs}, {dx:g} m pixels{'' if step == 1 else f', shown every {step}th'})", fontsize=11)
+    heading = textwrap.fill(f"{title}: {where}", width=90)
+    fig.suptitle(f"{heading}\n({crs}, {dx:g} m pixels{'' if step == 1 else f', shown every {step}th'})", fontsize=11)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)

@@ -16,7 +16,7 @@ from sarcube.datacube import schema
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.demo import EVALUATION_FILE, FCN_PRESET, METHODS, RESULTS_FILE, demo
 
-TINY = {"size": 160, "dates": 10, "overrides": ("train.epochs=1",)}
+TINY = {"size": 160, "dates": 10, "overrides": ("train.epochs=1", "train.steps_per_epoch=10", "model.params.base_channels=8", "model.params.depth=3")}
 
 
 def test_demo_runs_every_stage_and_writes_everything(tmp_path):
@@ -72,7 +72,7 @@ def test_demo_runs_every_stage_and_writes_everything(tmp_path):
 
 def test_demo_refuses_other_settings_in_the_same_workdir(tmp_path, capsys):
     workdir = tmp_path / "demo"
-    assert main(["demo", "--workdir", str(workdir), "--size", "160", "--dates", "10", "--set", "train.epochs=1"]) == 0
+    assert main(["demo", "--workdir", str(workdir), "--size", "160", "--dates", "10", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=5"]) == 0
     capsys.readouterr()
     code = main(["demo", "--workdir", str(workdir), "--size", "192", "--dates", "10"])
     err = capsys.readouterr().err
