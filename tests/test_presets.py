@@ -20,6 +20,10 @@ SHIPPED = {
 }
 
 
+#: chips a cpu-demo profile may push through training (avalanche-fcn's: 16 x 60 x 16, about a minute at 64 px)
+CPU_DEMO_MAX_CHIPS = 20_000
+
+
 def test_every_preset_loads_with_and_without_cpu_demo():
     from sarcube.models import build_model, model_options
 
@@ -31,7 +35,10 @@ def test_every_preset_loads_with_and_without_cpu_demo():
         assert set(paper.model.params) <= set(model_options(paper.model.name)), name
         assert preset_from_dict(demo.to_dict()) == demo
         if paper.model.task != "baseline":
-            assert demo.chips.size <= paper.chips.size and demo.train.epochs <= 3
+            # "trains in minutes on 2 cores": smaller chips, fewer epochs, capped steps, bounded chips seen
+            assert demo.chips.size <= paper.chips.size and demo.train.epochs < paper.train.epochs, name
+            assert 0 < demo.train.steps_per_epoch, name
+            assert demo.train.epochs * demo.train.steps_per_epoch * demo.train.batch_size <= CPU_DEMO_MAX_CHIPS, name
         build_model(demo.model.name, len(demo.inputs.channels), **demo.model.params)
 
 
