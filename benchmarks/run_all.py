@@ -126,7 +126,8 @@ def performance_markdown(rows: list[tuple[Benchmark, list[Result], float, str]],
         for r in results:
             op, target = bench.targets.get(r.name, ("", float("nan")))
             target_text = f"{op} {target:g} {r.unit}" if op else ""
-            lines.append(f"| `{r.name}` | {r.value:.3g} {r.unit} | {target_text} | {bench.reference} |")
+            reference = "none: wall time on this machine" if r.unit == "s" else bench.reference
+            lines.append(f"| `{r.name}` | {r.value:.3g} {r.unit} | {target_text} | {reference} |")
     return "\n".join(lines)
 
 
