@@ -51,8 +51,6 @@ RESULTS_FILE = "results.md"
 QUICKLOOK_DIR = "quicklooks"
 ARCHIVE_DIR = "archive"
 DEMO_CREATOR = "sarcube, demo"
-#: network inputs per forward pass in predict: small nets on CPU are ~3x faster at 256 than at 8 (TTA included)
-PREDICT_BATCH = 256
 STATE_VERSION = 1
 
 
@@ -296,7 +294,7 @@ def demo(
         names = {}
         for method in METHODS:
             # the baseline thresholds pixels and sizes objects: exactly dihedral-equivariant, TTA would repeat it 8 times
-            names[method] = predict(cube, run_dirs[method], name=method, pairs=test_pairs, tta=method == FCN_PRESET, batch_size=PREDICT_BATCH, overwrite=True, device=device)
+            names[method] = predict(cube, run_dirs[method], name=method, pairs=test_pairs, tta=method == FCN_PRESET, overwrite=True, device=device)
         return {"predictions": names, "summary": "test pairs " + "; ".join(_pair_text(ds, p) for p in test_pairs)}
 
     predictions: dict[str, str] = stage("predict", make_predictions)["predictions"]
