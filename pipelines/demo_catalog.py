@@ -138,7 +138,10 @@ def preview_pair(catalog_dir: str | Path, png: str | Path) -> Path:
         bar = 10 ** np.floor(np.log10(width_m / 4))
         bar = bar * 5 if width_m / bar >= 10 else bar
         label = f"{bar / 1000:g} km" if bar >= 1000 else f"{bar:g} m"
-        ax.add_artist(AnchoredSizeBar(ax.transData, bar, label, "lower right", pad=0.5, color="white", frameon=False, size_vertical=width_m / 200.0))
+        scale_bar = AnchoredSizeBar(ax.transData, bar, label, "lower right", pad=0.4, color="white", frameon=True, size_vertical=width_m / 200.0)
+        # a dark box under bar and label: white text alone vanishes on bright terrain
+        scale_bar.patch.set(facecolor="black", edgecolor="none", alpha=0.65)
+        ax.add_artist(scale_bar)
     if zoomed:
         axes[0].add_patch(plt.Rectangle((zoom[0], zoom[2]), 2 * half, 2 * half, fill=False, edgecolor="white", lw=1.0, ls="--"))
         axes[1].set_title("zoom on the largest labelled object (dashed box)", fontsize=10)
