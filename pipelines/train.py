@@ -312,8 +312,9 @@ def train(
     train_stream = ChipStream(cube, data.resolved, data.mean, data.std, data.blocks.get(chips.TRAIN, []), p.chips.size, shuffle=True, augment=p.augment, train=True, drop_singletons=True, **common)
     val_stream = ChipStream(cube, data.resolved, data.mean, data.std, data.blocks[chips.VAL], p.chips.size, shuffle=False, augment=p.augment, train=False, **common)
     workers = t.num_workers if dev.type == "cuda" or t.num_workers <= 1 else min(t.num_workers, 2)
-    train_loader = make_loader(train_stream, num_workers=workers)
-    val_loader = make_loader(val_stream, num_workers=0)
+    pin = dev.type == "cuda"  # pinning only helps copies to a GPU this run uses
+    train_loader = make_loader(train_stream, num_workers=workers, pin_memory=pin)
+    val_loader = make_loader(val_stream, num_workers=0, pin_memory=pin)
 
     def info_now(metric_value: float, details: dict[str, Any]) -> runs.RunInfo:
         cfg = dict(p.model.params)
@@ -387,7 +388,9 @@ def train(
                 scheduler.step(val_loss)
             else:
                 scheduler.step()
-        improved = value > best or not math.isfinite(best)
+        # a NaN score (e.g. AUPRC of a validation set without positives) never counts as
+        # an improvement, and a NaN best is replaced by the first finite score
+        improved = math.isfinite(value) and (value > best or not math.isfinite(best))
         if improved:
             best, since_best = value, 0
         else:
