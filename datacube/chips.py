@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 from sarcube.datacube import schema
+from sarcube.datacube.grid import pixel_size
 
 from sarcube.errors import CubeSchemaError, InputError, MissingVariableError, TrainingDataError
 
@@ -526,7 +527,7 @@ def make_split(ds: xr.Dataset, spec: SplitSpec, chips: ChipSpec, valid_counts: n
     """
     if spec.kind not in (SPLIT_TILES, SPLIT_PAIRS):
         raise InputError(f"split.kind {spec.kind!r} unknown, use {SPLIT_TILES!r} or {SPLIT_PAIRS!r}")
-    res = abs(float(ds[schema.X].values[1] - ds[schema.X].values[0])) if ds.sizes[schema.X] > 1 else 1.0
+    res, _ = pixel_size(ds)
     stride = chips.stride
     tile_px = max(chips.size, int(round(spec.tile_size_m / res / stride)) * stride)
     tile_px = int(math.ceil(tile_px / stride) * stride)

@@ -25,7 +25,7 @@ How the odc-stac options are used:
   callable that returns each item's position in our list of acquisitions.
 - ``geobox`` instead of ``bbox``/``geopolygon`` + ``crs``/``resolution``: the
   grid (UTM zone, edges snapped to the resolution) is decided once by
-  :func:`grid_for`, so a build, its resume and an ``--append`` all land on
+  :func:`sarcube.datacube.grid.grid_for`, so a build, its resume and an ``--append`` all land on
   exactly the same pixels whatever items they read.
 - ``resampling`` per collection from the catalog YAML: ``average`` for
   backscatter (10 m -> 20 m multilooking), ``bilinear`` for the DEM;
@@ -45,14 +45,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,178 +66,17 @@ from sarcube.datacube.catalog import (
     retry,
     retry_backoff_s,
 )
+from sarcube.datacube.grid import Grid
 
-from sarcube.errors import AssetReadError, InputError
+from sarcube.errors import AssetReadError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RESOLUTION_M = 20.0
-#: cube pixels above which an AOI needs --force (~ 200 x 200 km at 20 m)
-MAX_PIXELS = 100_000_000
 #: pixels per side of one read task: whole storage chunks (so region writes
 #: line up), several at once so each asset is opened a few times, not per chunk
 READ_CHUNK = 4 * schema.CHUNK_YX
 #: degrees of longitude per hour of solar time
 DEG_PER_HOUR = 15.0
-
-
-# --- the area of interest ---------------------------------------------------------
-
-def parse_aoi(aoi: str | Path | Sequence[float]) -> Any:
-    """The AOI as a shapely polygon in lon/lat: ``W,S,E,N`` (text or 4 numbers) or a GeoJSON file.
-
-    Raises :class:`InputError` for anything that is not a valid, non-empty polygon.
-    """
-    import shapely.geometry
-    from shapely.validation import explain_validity
-
-    if isinstance(aoi, str | Path) and not _looks_like_bbox(str(aoi)):
-        geom = _read_geojson(Path(aoi))
-    else:
-        values = [v.strip() for v in str(aoi).strip("()[] ").split(",")] if isinstance(aoi, str) else list(aoi)
-        try:
-            w, s, e, n = (float(v) for v in values)
-        except (TypeError, ValueError) as err:
-            raise InputError(f"--aoi {aoi!r} is not W,S,E,N in degrees (e.g. --aoi 7.9,45.9,8.1,46.1) nor a GeoJSON file") from err
-        if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
-            raise InputError(f"--aoi {aoi!r}: longitudes must lie in [-180, 180] and latitudes in [-90, 90] (order W,S,E,N)")
-        if w >= e or s >= n:
-            raise InputError(f"--aoi {aoi!r} is empty: west must be < east and south < north (order W,S,E,N)")
-        geom = shapely.geometry.box(w, s, e, n)
-    if geom.geom_type not in ("Polygon", "MultiPolygon"):
-        raise InputError(f"--aoi {aoi!s}: a {geom.geom_type} is not a polygon; give a Polygon or MultiPolygon")
-    if geom.is_empty:
-        raise InputError(f"--aoi {aoi!s} is empty")
-    if not geom.is_valid:
-        raise InputError(f"--aoi {aoi!s} is not a valid polygon ({explain_validity(geom)}); fix its ring (e.g. shapely make_valid or QGIS 'Fix geometries')")
-    if geom.area == 0:
-        raise InputError(f"--aoi {aoi!s} is empty (zero area)")
-    w, s, e, n = geom.bounds
-    if not (-180 <= w and e <= 180 and -90 <= s and n <= 90):
-        raise InputError(f"--aoi {aoi!s}: coordinates must be lon/lat degrees (EPSG:4326)")
-    return geom
-
-
-def _looks_like_bbox(text: str) -> bool:
-    return text.count(",") == 3 and not Path(text).exists()
-
-
-def _read_geojson(path: Path) -> Any:
-    import shapely.geometry
-    import shapely.ops
-
-    if not path.is_file():
-        raise InputError(f"--aoi {str(path)!r} is neither W,S,E,N nor an existing GeoJSON file")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError(f"--aoi {str(path)!r} is not readable GeoJSON ({err})") from err
-    if data.get("type") == "FeatureCollection":
-        geoms = [f.get("geometry") for f in data.get("features", [])]
-    elif data.get("type") == "Feature":
-        geoms = [data.get("geometry")]
-    else:
-        geoms = [data]
-    geoms = [g for g in geoms if g]
-    if not geoms:
-        raise InputError(f"--aoi {str(path)!r} holds no geometry")
-    try:
-        shapes = [shapely.geometry.shape(g) for g in geoms]
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise InputError(f"--aoi {str(path)!r}: geometry is not valid GeoJSON ({err})") from err
-    if any(s.geom_type not in ("Polygon", "MultiPolygon") for s in shapes):
-        kinds = sorted({s.geom_type for s in shapes})
-        raise InputError(f"--aoi {str(path)!r}: {kinds} is not a polygon; give a Polygon or MultiPolygon")
-    if len(shapes) == 1:
-        return shapes[0]
-    if not all(s.is_valid for s in shapes):
-        bad = next(s for s in shapes if not s.is_valid)
-        from shapely.validation import explain_validity
-
-        raise InputError(f"--aoi {str(path)!r} is not a valid polygon ({explain_validity(bad)})")
-    return shapely.ops.unary_union(shapes)
-
-
-# --- the grid -------------------------------------------------------------------------
-
-def utm_crs(lon: float, lat: float) -> str:
-    """EPSG code of the UTM zone holding (lon, lat)."""
-    zone = min(60, int((lon + 180.0) // 6.0) + 1)
-    return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The cube grid: CRS, pixel size (m) and snapped bounds."""
-
-    crs: str
-    resolution: float
-    #: left, bottom, right, top (pixel edges, CRS units)
-    bounds: tuple[float, float, float, float]
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        left, bottom, right, top = self.bounds
-        return round((top - bottom) / self.resolution), round((right - left) / self.resolution)
-
-    @property
-    def x(self) -> np.ndarray:
-        return self.bounds[0] + self.resolution * (np.arange(self.shape[1]) + 0.5)
-
-    @property
-    def y(self) -> np.ndarray:
-        return self.bounds[3] - self.resolution * (np.arange(self.shape[0]) + 0.5)
-
-    def geobox(self) -> Any:
-        from affine import Affine
-        from odc.geo.geobox import GeoBox
-
-        left, _, _, top = self.bounds
-        return GeoBox(self.shape, Affine(self.resolution, 0.0, left, 0.0, -self.resolution, top), self.crs)
-
-    def same_as(self, x: np.ndarray, y: np.ndarray) -> bool:
-        return x.shape == self.x.shape and y.shape == self.y.shape and np.allclose(x, self.x) and np.allclose(y, self.y)
-
-
-def pyproj_crs(crs: str) -> Any:
-    """``crs`` as a pyproj CRS (for comparisons with a cube's)."""
-    from pyproj import CRS
-
-    return CRS.from_user_input(crs)
-
-
-def grid_for(aoi: Any, *, crs: str = "utm", resolution: float = DEFAULT_RESOLUTION_M, force: bool = False) -> Grid:
-    """The grid covering ``aoi`` (lon/lat polygon); refuses more than :data:`MAX_PIXELS` unless ``force``."""
-    from pyproj import CRS, Transformer
-    from pyproj.exceptions import CRSError
-
-    if not (resolution > 0 and math.isfinite(resolution)):
-        raise InputError(f"--resolution {resolution!r} must be a positive number of metres")
-    centre = aoi.centroid
-    if str(crs).lower() == "utm":
-        crs_code = utm_crs(centre.x, centre.y)
-    else:
-        try:
-            parsed = CRS.from_user_input(crs)
-        except CRSError as err:
-            raise InputError(f"--crs {crs!r} is not a CRS: use utm or EPSG:<code>") from err
-        if not parsed.is_projected:
-            raise InputError(f"--crs {crs!r} is not projected (metres): use utm or a projected EPSG code")
-        crs_code = parsed.to_string()
-    to_grid = Transformer.from_crs("EPSG:4326", crs_code, always_xy=True)
-    left, bottom, right, top = to_grid.transform_bounds(*aoi.bounds, densify_pts=21)
-    left = math.floor(left / resolution) * resolution
-    bottom = math.floor(bottom / resolution) * resolution
-    right = math.ceil(right / resolution) * resolution
-    top = math.ceil(top / resolution) * resolution
-    grid = Grid(crs_code, float(resolution), (left, bottom, right, top))
-    ny, nx = grid.shape
-    if ny * nx > MAX_PIXELS and not force:
-        raise InputError(
-            f"--aoi is too large for --resolution {resolution:g}: {nx} x {ny} pixels "
-            f"({ny * nx / 1e6:.0f} M > {MAX_PIXELS / 1e6:.0f} M); use a coarser --resolution, a smaller AOI or --force"
-        )
-    return grid
 
 
 # --- acquisitions -------------------------------------------------------------------
@@ -483,19 +319,12 @@ def load_dem(items: Sequence[Any], catalog: Catalog, grid: Grid) -> xr.DataArray
 
 __all__ = [
     "Acquisition",
-    "DEFAULT_RESOLUTION_M",
-    "Grid",
-    "MAX_PIXELS",
     "READ_CHUNK",
     "ReadPlan",
     "SigningDriver",
     "SigningReader",
-    "grid_for",
     "group_acquisitions",
     "load_backscatter",
     "load_dem",
-    "parse_aoi",
-    "pyproj_crs",
     "to_db",
-    "utm_crs",
 ]

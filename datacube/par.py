@@ -48,7 +48,7 @@ import numpy as np
 import xarray as xr
 from numba import njit
 from sarcube.datacube import schema
-from sarcube.datacube.terrain import as_grid, cell_size
+from sarcube.datacube.grid import as_grid, cell_size
 
 from sarcube.errors import InputError
 

@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 from numba import njit
 from sarcube.datacube import schema
+from sarcube.datacube.grid import as_grid, cell_size
 
 from sarcube.errors import InputError
 
@@ -112,31 +113,6 @@ def _run_dask(kernel, z: da.Array, dx: float, dy: float) -> da.Array:
     )
 
 
-# --- grid helpers -------------------------------------------------------------
-
-def as_grid(arr: xr.DataArray, what: str) -> xr.DataArray:
-    """``arr`` as (y, x), or an InputError saying what is wrong."""
-    if not isinstance(arr, xr.DataArray):
-        raise InputError(f"{what}: expected an xarray.DataArray on ({schema.Y}, {schema.X}), got {type(arr).__name__}")
-    if set(arr.dims) != set(schema.SPATIAL_DIMS):
-        raise InputError(f"{what}: dims {arr.dims} are not ({schema.Y}, {schema.X}); select one time/pair step first")
-    return arr.transpose(*schema.SPATIAL_DIMS)
-
-
-def cell_size(arr: xr.DataArray) -> tuple[float, float]:
-    """Signed cell size ``(dx, dy)`` in metres from the x/y coordinates (dy < 0 for north-up)."""
-    steps = []
-    for dim in (schema.X, schema.Y):
-        if dim not in arr.coords or arr.sizes[dim] < 2:
-            raise InputError(f"{arr.name or 'array'}: needs a {dim!r} coordinate with at least 2 values to know the cell size")
-        values = np.asarray(arr[dim].values, dtype=np.float64)
-        step = np.diff(values)
-        if not (np.all(np.isfinite(step)) and np.allclose(step, step[0], rtol=1e-9, atol=1e-6) and step[0] != 0):
-            raise InputError(f"{arr.name or 'array'}: coordinate {dim!r} is not regularly spaced; terrain needs a regular projected grid")
-        steps.append(float(step[0]))
-    return steps[0], steps[1]
-
-
 def _apply(kernel, dem: xr.DataArray, name: str, parameters: dict) -> xr.DataArray:
     dem = as_grid(dem, schema.DEM)
     dx, dy = cell_size(dem)
@@ -177,6 +153,6 @@ def release_mask(slope: xr.DataArray, min_deg: float = RELEASE_MIN_DEG, max_deg:
 
 # slope, aspect and curvature share their names with the contract's variables, which only
 # schema may spell: list them by reference
-__all__ = ["RELEASE_MAX_DEG", "RELEASE_MIN_DEG", "as_grid", "cell_size", "release_mask"] + [
+__all__ = ["RELEASE_MAX_DEG", "RELEASE_MIN_DEG", "release_mask"] + [
     fn.__name__ for fn in (slope, aspect, curvature)
 ]

@@ -30,6 +30,7 @@ import numpy as np
 import xarray as xr
 from sarcube.datacube import catalog as stac
 from sarcube.datacube import dates, load, schema, store
+from sarcube.datacube.grid import DEFAULT_RESOLUTION_M, Grid, grid_for, parse_aoi, pyproj_crs
 from sarcube.pipelines import _dask
 
 from sarcube.errors import CatalogError, CubeExistsError, CubeSchemaError, InputError
@@ -88,7 +89,7 @@ def _lazy_nan(shape: tuple[int, ...], dims: tuple[str, ...]) -> da.Array:
     return da.full(shape, np.nan, dtype="float32", chunks=schema.chunks_for(dims, shape))
 
 
-def _time_dataset(acquisitions: Sequence[load.Acquisition], grid: load.Grid) -> xr.Dataset:
+def _time_dataset(acquisitions: Sequence[load.Acquisition], grid: Grid) -> xr.Dataset:
     """Per-time coords and unwritten vv/vh for ``acquisitions`` (no grid coords)."""
     coords = schema.time_coords(
         [a.time for a in acquisitions],
@@ -122,7 +123,7 @@ def _history_line(request: BuildRequest, append: bool) -> str:
     return " ".join(parts)
 
 
-def _batch_size(grid: load.Grid) -> int:
+def _batch_size(grid: Grid) -> int:
     """Steps per batch: enough read tasks to keep every thread busy (``$SARCUBE_BUILD_BATCH_STEPS`` overrides)."""
     if os.environ.get(BATCH_ENV):
         try:
@@ -152,7 +153,7 @@ def _write_steps(
     acquisitions: Mapping[str, load.Acquisition],
     dem_items: Sequence[Any],
     catalog: stac.Catalog,
-    grid: load.Grid,
+    grid: Grid,
     storage_options: Mapping[str, Any] | None,
     client: Any,
 ) -> None:
@@ -212,7 +213,7 @@ def build(
     out: str | Path,
     *,
     catalog: str = stac.DEFAULT_CATALOG,
-    resolution: float = load.DEFAULT_RESOLUTION_M,
+    resolution: float = DEFAULT_RESOLUTION_M,
     crs: str = "utm",
     orbit: str | None = None,
     relative_orbit: int | None = None,
@@ -233,13 +234,13 @@ def build(
 
     if append and overwrite:
         raise InputError("--append and --overwrite exclude each other: choose one")
-    geometry = load.parse_aoi(aoi)
+    geometry = parse_aoi(aoi)
     start_dt = dates.to_datetime(dates.parse_time(start, "--start"))
     end_dt = dates.to_datetime(dates.parse_time(end, "--end", end_of_day=True))
     if start_dt > end_dt:
         raise InputError(f"--start {start} is after --end {end}: swap them")
     orbit = _check_orbit(orbit)
-    grid = load.grid_for(geometry, crs=crs, resolution=resolution, force=force)
+    grid = grid_for(geometry, crs=crs, resolution=resolution, force=force)
     cat = stac.open_catalog(catalog)
     request = BuildRequest(
         aoi=schema.encode_json_attr(shapely.geometry.mapping(geometry)),
@@ -290,7 +291,7 @@ def build(
             _write_steps(out, pending, by_key, dem_items, cat, grid, storage_options, client)
         elif exists:  # --append
             cube = schema.open_cube(out, storage_options=storage_options)
-            if not grid.same_as(cube[schema.X].values, cube[schema.Y].values) or cube.rio.crs != load.pyproj_crs(grid.crs):
+            if not grid.same_as(cube[schema.X].values, cube[schema.Y].values) or cube.rio.crs != pyproj_crs(grid.crs):
                 raise InputError(f"--append: this --aoi/--resolution/--crs gives another grid than {str(out)!r}; use the cube's own AOI, resolution and CRS")
             derived = sorted(str(n) for n, v in cube.data_vars.items() if schema.TIME in v.dims and n not in schema.BACKSCATTER)
             if derived:
@@ -350,7 +351,7 @@ def build(
 @click.option("--end", required=True, help="Last date (YYYY-MM-DD, UTC, inclusive).")
 @click.option("--out", required=True, help="Output cube (.zarr folder or fsspec URL).")
 @click.option("--catalog", default=stac.DEFAULT_CATALOG, show_default=True, help="planetary-computer, a STAC API URL, or a static catalog folder / catalog.json.")
-@click.option("--resolution", default=load.DEFAULT_RESOLUTION_M, show_default=True, type=float, help="Pixel size in metres.")
+@click.option("--resolution", default=DEFAULT_RESOLUTION_M, show_default=True, type=float, help="Pixel size in metres.")
 @click.option("--crs", default="utm", show_default=True, help="utm (the AOI's zone) or EPSG:<code>.")
 @click.option("--orbit", type=click.Choice([schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING]), default=None, help="Only this orbit direction.")
 @click.option("--relative-orbit", type=int, default=None, help="Only this relative orbit (track).")

@@ -19,6 +19,7 @@ import click
 import numpy as np
 import xarray as xr
 from sarcube.datacube import schema
+from sarcube.datacube.grid import pixel_size
 
 from sarcube.errors import InputError, MissingVariableError
 
@@ -68,8 +69,7 @@ def prediction_threshold(var: xr.DataArray, threshold: float | None) -> float:
 
 def pixel_area_m2(ds: xr.Dataset) -> float:
     """Area of one cube pixel, square metres."""
-    dx = abs(float(ds[schema.X].values[1] - ds[schema.X].values[0])) if ds.sizes[schema.X] > 1 else 1.0
-    dy = abs(float(ds[schema.Y].values[1] - ds[schema.Y].values[0])) if ds.sizes[schema.Y] > 1 else dx
+    dx, dy = pixel_size(ds)
     return dx * dy
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 from sarcube.datacube import schema
 from sarcube.datacube.composite import COMPOSITE_DB_RANGE, change_composite
+from sarcube.datacube.grid import pixel_size
 
 from sarcube.errors import InputError, MissingVariableError
 
@@ -146,8 +147,7 @@ def quicklook(
 
     ny, nx = ds.sizes[schema.Y], ds.sizes[schema.X]
     step = max(1, math.ceil(max(ny, nx) / MAX_DISPLAY_PX))
-    dx = abs(float(ds[schema.X].values[1] - ds[schema.X].values[0])) if nx > 1 else 1.0
-    dy = abs(float(ds[schema.Y].values[1] - ds[schema.Y].values[0])) if ny > 1 else dx
+    dx, dy = pixel_size(ds)
     xv, yv = ds[schema.X].values, ds[schema.Y].values
     extent = (float(xv.min() - dx / 2), float(xv.max() + dx / 2), float(yv.min() - dy / 2), float(yv.max() + dy / 2))
     origin = "upper" if ny < 2 or yv[0] > yv[-1] else "lower"

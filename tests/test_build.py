@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 from sarcube.datacube import catalog as stac
 from sarcube.datacube import schema
+from sarcube.datacube.grid import grid_for, parse_aoi
 from sarcube.pipelines import build as build_mod
 from sarcube.pipelines import cli
 from sarcube.pipelines.build import build
@@ -235,7 +236,7 @@ def test_assets_are_signed_when_read_not_when_searched(test_catalog, tmp_path, m
         for asset in item.assets.values():
             asset.href = "/unsigned" + asset.href
     acquisition = load.group_acquisitions(items, cat.source.properties, 8.0)[0]
-    layers = load.load_backscatter(acquisition, cat, load.grid_for(load.parse_aoi(test_catalog.aoi)))
+    layers = load.load_backscatter(acquisition, cat, grid_for(parse_aoi(test_catalog.aoi)))
     assert signed == []  # graph built, nothing signed yet
     assert np.isfinite(layers[schema.VV].values).all()
     assert len(signed) == len(acquisition.items)  # one signature per asset read

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sarcube.datacube import catalog as stac
 from sarcube.datacube import load, schema
+from sarcube.datacube.grid import grid_for, parse_aoi
 from stac_server import item_collection_files, serve_stac, write_test_catalog
 
 from sarcube.errors import AssetReadError, CatalogError, InputError, NoItemsFoundError
@@ -118,30 +119,30 @@ def test_grouping_mosaics_one_pass_per_day(test_catalog):
 
 
 def test_aoi_parsing_and_grid(tmp_path):
-    geom = load.parse_aoi("7.99,45.99,8.01,46.01")
-    grid = load.grid_for(geom)
+    geom = parse_aoi("7.99,45.99,8.01,46.01")
+    grid = grid_for(geom)
     assert grid.crs == "EPSG:32632" and grid.resolution == 20.0
     assert all(b % 20.0 == 0 for b in grid.bounds)
-    assert load.grid_for(geom, crs="EPSG:2056", resolution=10).crs == "EPSG:2056"
+    assert grid_for(geom, crs="EPSG:2056", resolution=10).crs == "EPSG:2056"
     for bad, match in (
         ("8,46,7,47", "empty"),
         ("a,b,c,d", "not W,S,E,N"),
         ("7,46,8,95", "latitudes"),
     ):
         with pytest.raises(InputError, match=match):
-            load.parse_aoi(bad)
+            parse_aoi(bad)
     bowtie = tmp_path / "bowtie.geojson"
     bowtie.write_text(json.dumps({"type": "Polygon", "coordinates": [[[8, 46], [8.1, 46.1], [8.1, 46], [8, 46.1], [8, 46]]]}))
     with pytest.raises(InputError, match="not a valid polygon.*Self-intersection"):
-        load.parse_aoi(str(bowtie))
+        parse_aoi(str(bowtie))
     point = tmp_path / "point.geojson"
     point.write_text(json.dumps({"type": "Feature", "geometry": {"type": "Point", "coordinates": [8, 46]}, "properties": {}}))
     with pytest.raises(InputError, match="not a polygon"):
-        load.parse_aoi(str(point))
+        parse_aoi(str(point))
     with pytest.raises(InputError, match="too large.*--force"):
-        load.grid_for(load.parse_aoi("5,44,12,48"), resolution=10)
+        grid_for(parse_aoi("5,44,12,48"), resolution=10)
     with pytest.raises(InputError, match="--crs"):
-        load.grid_for(geom, crs="EPSG:4326")
+        grid_for(geom, crs="EPSG:4326")
 
 
 def test_to_db():
@@ -155,10 +156,10 @@ def test_load_masks_borders_and_mosaics(test_catalog):
     items = stac.search_backscatter(cat, test_catalog.aoi, START, END)
     first = load.group_acquisitions(items, cat.source.properties, lon=8.0)[0]
     # a grid over the whole frames: zero-filled columns and nodata rows become NaN
-    grid = load.grid_for(load.parse_aoi("7.99,45.99,8.03,46.02"))
+    grid = grid_for(parse_aoi("7.99,45.99,8.03,46.02"))
     vv = load.load_backscatter(first, cat, grid)[schema.VV].values[0]
     assert np.isfinite(vv).any() and np.nanmax(vv) < 0 and np.nanmin(vv) > -30
-    inner = load.load_backscatter(first, cat, load.grid_for(load.parse_aoi(test_catalog.aoi)))[schema.VV].values
+    inner = load.load_backscatter(first, cat, grid_for(parse_aoi(test_catalog.aoi)))[schema.VV].values
     assert np.isfinite(inner).all()  # the two frames' nodata edges are filled by each other
 
 
@@ -173,7 +174,7 @@ def test_unreadable_asset_is_named(test_catalog, tmp_path, monkeypatch):
     victim = items[2]
     (root / "sentinel-1-rtc" / victim.id / "vh.tif").write_bytes(b"not a tiff")
     acq = next(a for a in load.group_acquisitions(items, cat.source.properties, 8.0) if victim in a.items)
-    layers = load.load_backscatter(acq, cat, load.grid_for(load.parse_aoi(test_catalog.aoi)))
+    layers = load.load_backscatter(acq, cat, grid_for(parse_aoi(test_catalog.aoi)))
     assert np.isfinite(layers[schema.VV].values).all()  # the good asset reads
     with pytest.raises(AssetReadError, match=rf"asset 'vh' of STAC item '{victim.id}'.*after 4 tries"):
         layers[schema.VH].compute()

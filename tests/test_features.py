@@ -8,7 +8,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 from conftest import TINY_CRS, make_tiny_cube
-from sarcube.datacube import sar, schema, store, terrain
+from sarcube.datacube import grid, sar, schema, store, terrain
 from sarcube.datacube.par import par_bruteforce
 from sarcube.pipelines.add_layer import add_layer
 from sarcube.pipelines.cli import main
@@ -60,7 +60,7 @@ def test_features_cli_writes_every_layer(alpine_cube, capsys):
     release = terrain.release_mask(terrain.slope(dem))
     assert 0 < int(release.sum()) < release.size  # the DEM has release cells and others
     np.testing.assert_array_equal(ds[schema.RELEASE].values, release.values)
-    dx, dy = terrain.cell_size(dem)
+    dx, dy = grid.cell_size(dem)
     reference = par_bruteforce(dem.values.astype("float64"), release.values, dx, dy, 4000.0)
     np.testing.assert_allclose(ds[schema.PAR].values, reference, atol=1e-4, equal_nan=True)
     assert params(ds, schema.PAR)["radius_m"] == 4000.0
