@@ -20,14 +20,14 @@ import numpy as np
 import xarray as xr
 from sarcube.datacube import schema
 from sarcube.datacube.grid import pixel_size
+from sarcube.datacube.predictions import prediction_threshold, resolve_prediction
 
-from sarcube.errors import InputError, MissingVariableError
+from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)
 
 #: objects smaller than this are dropped (about 5 pixels of 10 m: speckle, not debris)
 MIN_AREA_M2 = 500.0
-DEFAULT_THRESHOLD = 0.5
 #: output formats by file suffix -> OGR driver
 DRIVERS = {".geojson": "GeoJSON", ".gpkg": "GPKG"}
 #: attribute columns of the exported layer
@@ -47,24 +47,6 @@ COLUMNS = (
 TERRAIN_COLUMNS = {"mean_elevation_m": schema.DEM, "mean_slope_deg": schema.SLOPE, "mean_aspect_deg": schema.ASPECT}
 #: label connectivity (8: diagonal neighbours join, as in sarcube.models.metrics)
 CONNECTIVITY = 8
-
-
-def resolve_prediction(ds: xr.Dataset, pred: str) -> str:
-    """The variable name of ``pred`` given as ``NAME`` or ``pred_NAME``; raise naming the ones there are."""
-    name = pred if schema.is_prediction(pred) else schema.prediction_name(pred)
-    if name not in ds.data_vars:
-        there = sorted(str(v) for v in ds.data_vars if schema.is_prediction(str(v)))
-        hint = f"predictions in the cube: {', '.join(there)}" if there else "the cube has none yet: run `sarcube predict` first"
-        raise MissingVariableError(f"prediction {pred!r} is not in the cube; {hint}")
-    return name
-
-
-def prediction_threshold(var: xr.DataArray, threshold: float | None) -> float:
-    """``threshold`` if given, else the one the run recorded, else 0.5; checked to lie in (0, 1)."""
-    value = float(var.attrs.get(schema.ATTR_THRESHOLD, DEFAULT_THRESHOLD)) if threshold is None else float(threshold)
-    if not 0.0 < value < 1.0:
-        raise InputError(f"threshold {value} must lie strictly between 0 and 1 (e.g. --threshold 0.5)")
-    return value
 
 
 def pixel_area_m2(ds: xr.Dataset) -> float:
