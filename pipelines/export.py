@@ -1,10 +1,11 @@
 """``sarcube export CUBE --pred NAME --out detections.gpkg``: detections as polygons for a GIS.
 
 The prediction is thresholded (its run's threshold unless given), split into
-8-connected objects (as the object metrics count them), objects smaller than
-``min_area_m2`` are dropped, and each becomes one (multi)polygon in the cube's
-CRS with the pair's dates, its area, its mean probability and the mean
-elevation, slope and aspect (circular mean) under it where the cube has them.
+8-connected objects (:func:`sarcube.models.metrics.connected_components`, as
+the object metrics count them), objects smaller than ``min_area_m2`` are
+dropped, and each becomes one (multi)polygon in the cube's CRS with the pair's
+dates, its area, its mean probability and the mean elevation, slope and aspect
+(circular mean) under it where the cube has them.
 """
 
 from __future__ import annotations
@@ -66,11 +67,11 @@ def _object_table(
     terrain: Mapping[str, np.ndarray],
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Connected objects of ``prob >= threshold`` with at least ``min_pixels``: (id image, stats per kept id)."""
+    from sarcube.models.metrics import connected_components  # imports torch: only when exporting
     from scipy import ndimage
 
-    structure = ndimage.generate_binary_structure(2, 2 if CONNECTIVITY == 8 else 1)
     positive = np.nan_to_num(prob, nan=0.0) >= threshold
-    ids, n = ndimage.label(positive, structure=structure)
+    ids, n = connected_components(positive, CONNECTIVITY)
     if n == 0:
         return ids, []
     flat = ids.ravel()
