@@ -32,6 +32,7 @@ from typing import Any
 import click
 import numpy as np
 from sarcube.datacube import schema
+from sarcube.datacube.predictions import run_name
 
 from sarcube.errors import CubeExistsError, InputError
 
@@ -381,7 +382,7 @@ def results_markdown(result: DemoResult, settings: DemoSettings) -> str:
         for c in cols:
             v = res.get(c)
             cells.append("-" if v is None else (f"{int(v)}" if COLUMNS[c][1] == "int" else f"{100.0 * float(v):.2f}"))
-        rows.append(f"| {name[len(schema.PRED_PREFIX):]} | " + " | ".join(cells) + " |")
+        rows.append(f"| {run_name(name)} | " + " | ".join(cells) + " |")
     wd = result.workdir
     fcn = result.predictions[FCN_PRESET]
     lines = [
@@ -397,7 +398,7 @@ def results_markdown(result: DemoResult, settings: DemoSettings) -> str:
         "",
         "Pixel F1/precision/recall/IoU/AUPRC over the test pairs' labelled pixels; bbox IoU and object TP/FN/FP per scene "
         "(avalanche-fcn-bianchi Tab. I reports F1 66.6 vs 38.1 for the baseline on real data). Thresholds: "
-        + ", ".join(f"{n[len(schema.PRED_PREFIX):]} {r['threshold']:g}" for n, r in ev["predictions"].items()) + ".",
+        + ", ".join(f"{run_name(n)} {r['threshold']:g}" for n, r in ev["predictions"].items()) + ".",
         "",
         f"Exported polygons: {result.detection_counts[FCN_PRESET]} avalanche-fcn detections "
         f"(`{result.detections[FCN_PRESET].relative_to(wd)}`), {result.detection_counts[BASELINE_PRESET]} baseline detections.",

@@ -32,6 +32,17 @@ import click
 import numpy as np
 import xarray as xr
 from sarcube.datacube import chips, schema
+from sarcube.datacube.predictions import (
+    ATTR_CHIP,
+    ATTR_PRESET,
+    ATTR_TASK,
+    SCENE_KEY,
+    pair_keys,
+    predicted_keys,
+    prediction_threshold,
+    resolve_prediction,
+    run_name,
+)
 
 from sarcube.errors import CheckpointError, InputError, MissingVariableError
 
@@ -128,15 +139,6 @@ def _split_id(plan: chips.SplitPlan) -> str:
 def score_prediction(ds: xr.Dataset, name: str, *, split: str, threshold: float | None, chip_level: bool) -> dict[str, Any]:
     """Metrics of one prediction on its run's ``split`` (see the module docstring)."""
     from sarcube.models.metrics import MetricAccumulator
-    from sarcube.pipelines.export import prediction_threshold
-    from sarcube.pipelines.predict import (
-        ATTR_CHIP,
-        ATTR_PRESET,
-        ATTR_TASK,
-        SCENE_KEY,
-        pair_keys,
-        predicted_keys,
-    )
 
     var = ds[name]
     if schema.LABEL not in ds.data_vars:
@@ -200,7 +202,7 @@ def format_table(results: Mapping[str, Mapping[str, Any]], columns: Sequence[str
     headers = ["Method"] + [COLUMNS[c][0] for c in columns]
     rows = []
     for name, res in results.items():
-        row = [name[len(schema.PRED_PREFIX):] if schema.is_prediction(name) else name]
+        row = [run_name(name)]
         for c in columns:
             v = res.get(c)
             if v is None or (isinstance(v, float) and np.isnan(v)):
@@ -215,7 +217,8 @@ def format_table(results: Mapping[str, Mapping[str, Any]], columns: Sequence[str
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
     first = next(iter(results.values()))
-    lines.append(f"{split} split, scored on {first['scored_on']}; threshold per prediction: " + ", ".join(f"{n[len(schema.PRED_PREFIX):]} {r['threshold']:g}" for n, r in results.items()))
+    thresholds = ", ".join(f"{run_name(n)} {r['threshold']:g}" for n, r in results.items())
+    lines.append(f"{split} split, scored on {first['scored_on']}; threshold per prediction: {thresholds}")
     if len({r["split_id"] for r in results.values()}) > 1:
         lines.append("note: the predictions come from runs with different splits, so their test sets differ")
     return "\n".join(lines)
@@ -235,9 +238,6 @@ def evaluate(
     The returned dict holds ``split``, ``scored_on``, ``columns``, ``table``
     (the printed text) and ``predictions``: name -> metrics and provenance.
     """
-    from sarcube.pipelines.export import resolve_prediction
-    from sarcube.pipelines.predict import ATTR_TASK
-
     if split not in chips.SPLITS:
         raise InputError(f"--split {split!r}: use one of {', '.join(chips.SPLITS)}")
     if not preds:

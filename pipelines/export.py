@@ -1,10 +1,11 @@
 """``sarcube export CUBE --pred NAME --out detections.gpkg``: detections as polygons for a GIS.
 
 The prediction is thresholded (its run's threshold unless given), split into
-8-connected objects (as the object metrics count them), objects smaller than
-``min_area_m2`` are dropped, and each becomes one (multi)polygon in the cube's
-CRS with the pair's dates, its area, its mean probability and the mean
-elevation, slope and aspect (circular mean) under it where the cube has them.
+8-connected objects (:func:`sarcube.models.metrics.connected_components`, as
+the object metrics count them), objects smaller than ``min_area_m2`` are
+dropped, and each becomes one (multi)polygon in the cube's CRS with the pair's
+dates, its area, its mean probability and the mean elevation, slope and aspect
+(circular mean) under it where the cube has them.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import numpy as np
 import xarray as xr
 from sarcube.datacube import schema
 from sarcube.datacube.grid import pixel_size
+from sarcube.datacube.predictions import prediction_threshold, resolve_prediction
 
-from sarcube.errors import InputError, MissingVariableError
+from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)
 
 #: objects smaller than this are dropped (about 5 pixels of 10 m: speckle, not debris)
 MIN_AREA_M2 = 500.0
-DEFAULT_THRESHOLD = 0.5
 #: output formats by file suffix -> OGR driver
 DRIVERS = {".geojson": "GeoJSON", ".gpkg": "GPKG"}
 #: attribute columns of the exported layer
@@ -49,24 +50,6 @@ TERRAIN_COLUMNS = {"mean_elevation_m": schema.DEM, "mean_slope_deg": schema.SLOP
 CONNECTIVITY = 8
 
 
-def resolve_prediction(ds: xr.Dataset, pred: str) -> str:
-    """The variable name of ``pred`` given as ``NAME`` or ``pred_NAME``; raise naming the ones there are."""
-    name = pred if schema.is_prediction(pred) else schema.prediction_name(pred)
-    if name not in ds.data_vars:
-        there = sorted(str(v) for v in ds.data_vars if schema.is_prediction(str(v)))
-        hint = f"predictions in the cube: {', '.join(there)}" if there else "the cube has none yet: run `sarcube predict` first"
-        raise MissingVariableError(f"prediction {pred!r} is not in the cube; {hint}")
-    return name
-
-
-def prediction_threshold(var: xr.DataArray, threshold: float | None) -> float:
-    """``threshold`` if given, else the one the run recorded, else 0.5; checked to lie in (0, 1)."""
-    value = float(var.attrs.get(schema.ATTR_THRESHOLD, DEFAULT_THRESHOLD)) if threshold is None else float(threshold)
-    if not 0.0 < value < 1.0:
-        raise InputError(f"threshold {value} must lie strictly between 0 and 1 (e.g. --threshold 0.5)")
-    return value
-
-
 def pixel_area_m2(ds: xr.Dataset) -> float:
     """Area of one cube pixel, square metres."""
     dx, dy = pixel_size(ds)
@@ -84,11 +67,11 @@ def _object_table(
     terrain: Mapping[str, np.ndarray],
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Connected objects of ``prob >= threshold`` with at least ``min_pixels``: (id image, stats per kept id)."""
+    from sarcube.models.metrics import connected_components  # imports torch: only when exporting
     from scipy import ndimage
 
-    structure = ndimage.generate_binary_structure(2, 2 if CONNECTIVITY == 8 else 1)
     positive = np.nan_to_num(prob, nan=0.0) >= threshold
-    ids, n = ndimage.label(positive, structure=structure)
+    ids, n = connected_components(positive, CONNECTIVITY)
     if n == 0:
         return ids, []
     flat = ids.ravel()

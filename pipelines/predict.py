@@ -7,7 +7,9 @@ row, so a scene of any size needs memory for one band only; while the network
 runs, the next band of inputs is read and the previous band of probabilities
 is written (two background threads).
 
-Writing back (see "resumable region writes" in :mod:`sarcube.datacube.store`):
+Which pairs to compute and what to keep is decided by
+:func:`sarcube.datacube.predictions.plan_prediction`. Writing back (see
+"resumable region writes" in :mod:`sarcube.datacube.store`):
 
 - ``pred_<name>`` is written region by region into the store's staging group,
   chunk-aligned; after each pair, the pair is recorded as done there. Only
@@ -27,134 +29,29 @@ Writing back (see "resumable region writes" in :mod:`sarcube.datacube.store`):
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
-import xarray as xr
 from sarcube.datacube import schema, store
+from sarcube.datacube.predictions import (
+    ATTR_CHIP,
+    ATTR_PRESET,
+    ATTR_TASK,
+    ATTR_WINDOW,
+    PAIRS_ALL,
+    plan_prediction,
+    predicted_pairs_attr,
+    run_name,
+)
 
-from sarcube.errors import CubeExistsError, InputError, MissingVariableError
+from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)
-
-PAIRS_ALL = "all"
-PAIRS_NEW = "new"
-#: key of the single scene of a prediction without pairs (labels on (y, x))
-SCENE_KEY = "scene"
-#: extra attrs of a prediction (beside the contract's model/checkpoint/threshold/run/tta/created)
-ATTR_PRESET = "preset"
-ATTR_TASK = "task"
-ATTR_WINDOW = "window_px"
-ATTR_CHIP = "chip_px"
-
-
-def pair_key(reference_time: Any, activity_time: Any) -> str:
-    """Identity of a pair that survives re-indexing: ``<reference>/<activity>`` in ISO seconds."""
-    ref = np.datetime_as_string(np.datetime64(reference_time, "s"), unit="s")
-    act = np.datetime_as_string(np.datetime64(activity_time, "s"), unit="s")
-    return f"{ref}/{act}"
-
-
-def pair_keys(ds: xr.Dataset) -> list[str]:
-    """Keys of the cube's pairs, in pair order."""
-    if schema.PAIR not in ds.dims:
-        return []
-    return [pair_key(r, a) for r, a in zip(ds[schema.REFERENCE_TIME].values, ds[schema.ACTIVITY_TIME].values, strict=True)]
-
-
-def predicted_keys(var: xr.DataArray) -> list[str]:
-    """The pairs (keys) a prediction variable holds."""
-    raw = var.attrs.get(schema.ATTR_PREDICTED_PAIRS)
-    if raw is None:
-        return []
-    return list(json.loads(raw)) if isinstance(raw, str) else list(raw)
-
-
-def select_pairs(ds: xr.Dataset, pairs: str | Sequence[int]) -> list[int]:
-    """Pair indices of ``all``, a ``START..END`` activity-date range (either end may be open) or explicit indices."""
-    n = ds.sizes.get(schema.PAIR, 0)
-    if not isinstance(pairs, str):
-        bad = [p for p in pairs if not 0 <= int(p) < n]
-        if bad:
-            raise InputError(f"pairs {bad} do not exist: the cube has pairs 0..{n - 1} (see `sarcube info`)")
-        return sorted({int(p) for p in pairs})
-    if pairs in (PAIRS_ALL, PAIRS_NEW):
-        return list(range(n))
-    m = re.fullmatch(r"\s*(\d{4}-\d{2}-\d{2})?\s*\.\.\s*(\d{4}-\d{2}-\d{2})?\s*", pairs)
-    if not m or not (m.group(1) or m.group(2)):
-        raise InputError(f"--pairs {pairs!r}: use all, new or START..END activity dates (YYYY-MM-DD..YYYY-MM-DD)")
-    act = ds[schema.ACTIVITY_TIME].values.astype("datetime64[D]") if n else np.array([], dtype="datetime64[D]")
-    lo = np.datetime64(m.group(1), "D") if m.group(1) else act.min(initial=np.datetime64("1900-01-01"))
-    hi = np.datetime64(m.group(2), "D") if m.group(2) else act.max(initial=np.datetime64("2999-12-31"))
-    hits = [int(i) for i in np.flatnonzero((act >= lo) & (act <= hi))]
-    if not hits:
-        dates = ", ".join(sorted({str(a) for a in act})) or "none"
-        raise InputError(f"--pairs {pairs!r}: no pair has an activity date in that range (activity dates: {dates})")
-    return hits
-
-
-@dataclass(frozen=True)
-class PredictPlan:
-    """What one predict call writes: which pieces, into what, keeping what."""
-
-    name: str
-    #: pair indices to compute (None: the single (y, x) scene)
-    todo: tuple[int | None, ...]
-    #: keys of pieces the final variable holds when done (kept ones plus ``todo``)
-    predicted: tuple[str, ...]
-    #: start the staging from the existing variable
-    keep_existing: bool
-    per_pair: bool
-
-
-def plan_prediction(
-    ds: xr.Dataset, name: str, info: Any, pairs: str | Sequence[int], tta_count: int, overwrite: bool
-) -> PredictPlan:
-    """Decide the pairs to compute and what is kept; refuse clashes with a clear message."""
-    per_pair = schema.PAIR in tuple(info.label_dims)
-    if per_pair and schema.PAIR not in ds.dims:
-        raise MissingVariableError(f"run {info.preset!r} predicts per pair but the cube has no pairs; {schema.hint_for([schema.VV_DIFF])}")
-    keys = pair_keys(ds) if per_pair else [SCENE_KEY]
-    selected: list[int | None] = list(select_pairs(ds, pairs)) if per_pair else [None]
-    existing = ds[name] if name in ds.data_vars else None
-    same_run = existing is not None and (
-        existing.attrs.get(schema.ATTR_CHECKPOINT_SHA256) == info.checkpoint_sha256
-        and int(existing.attrs.get(schema.ATTR_TTA, -1)) == tta_count
-    )
-    if existing is not None and tuple(existing.dims) != (tuple(info.label_dims)):
-        if not overwrite:
-            raise CubeExistsError(f"{name!r} has dims {tuple(existing.dims)}, this run predicts {tuple(info.label_dims)}: pass --overwrite or choose another --name")
-        same_run = False
-    if existing is None:
-        keep: list[str] = []
-        keep_existing = False
-    elif pairs == PAIRS_NEW:
-        if not same_run:
-            raise CubeExistsError(
-                f"{name!r} was made by checkpoint {str(existing.attrs.get(schema.ATTR_CHECKPOINT_SHA256, '?'))[:12]} "
-                f"(tta {existing.attrs.get(schema.ATTR_TTA, '?')}), not by this run ({info.checkpoint_sha256[:12]}, tta {tta_count}): "
-                "--pairs new extends a prediction with its own run; use another --name, or --overwrite --pairs all"
-            )
-        keep = [k for k in predicted_keys(existing) if k in keys]
-        selected = [p for p in selected if keys[0 if p is None else p] not in set(keep)]
-        keep_existing = True
-    elif not overwrite:
-        raise CubeExistsError(f"the cube already has {name!r}: pass --overwrite to recompute it, --pairs new to extend it, or choose another --name")
-    else:
-        keep_existing = same_run
-        keep = [k for k in predicted_keys(existing) if k in keys] if same_run else []
-    done_keys = {keys[0 if p is None else p] for p in selected}
-    predicted = tuple(k for k in keys if k in done_keys or k in set(keep))
-    return PredictPlan(name, tuple(selected), predicted, keep_existing, per_pair)
 
 
 class _Prefetcher:
@@ -220,13 +117,23 @@ def predict(
     resolved_channels(ds, info)  # names the variables the cube lacks
     var_name = schema.prediction_name(name if name is not None else Path(run_dir).resolve().name)
     tta_count = len(DIHEDRAL_TRANSFORMS) if tta else 1
-    plan = plan_prediction(ds, var_name, info, pairs, tta_count, overwrite)
+    window = int(info.input_size or info.chip_size)  # the side the network saw in training
+    plan = plan_prediction(
+        ds,
+        var_name,
+        preset=info.preset,
+        label_dims=info.label_dims,
+        checkpoint_sha256=info.checkpoint_sha256,
+        tta_count=tta_count,
+        window=window,
+        pairs=pairs,
+        overwrite=overwrite,
+    )
     if not plan.todo:
         log.info("%s already holds every selected pair: nothing to predict", var_name)
         return var_name
 
     height, width = ds.sizes[schema.Y], ds.sizes[schema.X]
-    window = int(info.input_size or info.chip_size)  # the side the network saw in training
     dims = tuple(info.label_dims)
     shape = tuple(ds.sizes[d] for d in dims)
     threshold = float(info.threshold)  # on the probability (the VAE maps its score threshold to 0.5)
@@ -249,17 +156,10 @@ def predict(
         spec=schema.prediction_spec(var_name, dims),
         attrs=attrs,
     )
-    keys = pair_keys(ds) if plan.per_pair else [SCENE_KEY]
-
-    def key_of(p: int | None) -> str:
-        return keys[0 if p is None else p]
-
-    # A rerun of the same command (run, TTA, window, pairs) resumes; anything else restarts the staging.
-    fingerprint = hashlib.sha256(
-        json.dumps([info.checkpoint_sha256, tta_count, window, plan.keep_existing, [key_of(p) for p in plan.todo]]).encode()
-    ).hexdigest()
-    staged = store.stage_array(cube, template, fingerprint=fingerprint, keep_existing=plan.keep_existing, storage_options=storage_options)
-    todo = [p for p in plan.todo if key_of(p) not in staged.done]
+    staged = store.stage_array(
+        cube, template, fingerprint=plan.fingerprint, keep_existing=plan.keep_existing, storage_options=storage_options
+    )
+    todo = [p for p in plan.todo if plan.key_of(p) not in staged.done]
     band_rows = staged.chunks[-2]
     tiling = TilingPlan(height, width, window)
     probability_fn = _probability_fn(loaded.model)
@@ -291,14 +191,16 @@ def predict(
                     writes.append(writer.submit(staged.write, band.numpy(), region))
                 for w in writes:
                     w.result()
-                staged.mark_done(key_of(p))
+                staged.mark_done(plan.key_of(p))
         finally:
             bar.close()
 
     attrs[schema.ATTR_CREATED] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    attrs[schema.ATTR_PREDICTED_PAIRS] = json.dumps(list(plan.predicted))
+    attrs[schema.ATTR_PREDICTED_PAIRS] = predicted_pairs_attr(plan.predicted)
     staged.promote({**template.attrs, **attrs})
-    store.append_history(cube, f"sarcube predict --run {Path(run_dir).resolve()} --name {var_name[len(schema.PRED_PREFIX):]} --pairs {pairs if isinstance(pairs, str) else ','.join(map(str, pairs))}{'' if tta else ' --no-tta'}", storage_options)
+    pairs_arg = pairs if isinstance(pairs, str) else ",".join(map(str, pairs))
+    history = f"sarcube predict --run {Path(run_dir).resolve()} --name {run_name(var_name)} --pairs {pairs_arg}"
+    store.append_history(cube, history + ("" if tta else " --no-tta"), storage_options)
     log.info("wrote %s (%d pair(s) computed) into %s", var_name, len(todo), cube)
     return var_name
 

@@ -23,6 +23,7 @@ import xarray as xr
 from sarcube.datacube import schema
 from sarcube.datacube.composite import COMPOSITE_DB_RANGE, change_composite
 from sarcube.datacube.grid import pixel_size
+from sarcube.datacube.predictions import prediction_threshold, resolve_prediction
 
 from sarcube.errors import InputError, MissingVariableError
 
@@ -128,7 +129,6 @@ def quicklook(
     from matplotlib.colors import Normalize
     from matplotlib.lines import Line2D
     from rasterio.transform import Affine
-    from sarcube.pipelines.export import prediction_threshold, resolve_prediction
 
     out = Path(out_png)
     if out.suffix.lower() != ".png":

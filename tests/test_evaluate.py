@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import make_pair_cube
 from sarcube.datacube import chips, schema, store
+from sarcube.datacube.predictions import ATTR_CHIP, ATTR_PRESET, ATTR_TASK, pair_keys
 from sarcube.pipelines import runs
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.evaluate import evaluate
-from sarcube.pipelines.predict import ATTR_CHIP, ATTR_PRESET, ATTR_TASK, pair_keys
 
 from sarcube.errors import CheckpointError, InputError
 

@@ -11,11 +11,12 @@ import pytest
 import torch
 from conftest import make_pair_cube
 from sarcube.datacube import chips, schema, store
+from sarcube.datacube.predictions import pair_keys
 from sarcube.models import build_model
 from sarcube.models.inference import predict_scene
 from sarcube.pipelines import runs
 from sarcube.pipelines.cli import main
-from sarcube.pipelines.predict import pair_keys, predict
+from sarcube.pipelines.predict import predict
 
 from sarcube.errors import CubeExistsError, InputError, MissingVariableError
 
