@@ -28,8 +28,15 @@ import click
 import dask.array as da
 import numpy as np
 import xarray as xr
-from sarcube.datacube import catalog as stac
 from sarcube.datacube import dates, load, schema, store
+from sarcube.datacube.catalog import (
+    DEFAULT_CATALOG,
+    Catalog,
+    open_catalog,
+    provenance,
+    search_backscatter,
+    search_dem,
+)
 from sarcube.datacube.grid import DEFAULT_RESOLUTION_M, Grid, grid_for, parse_aoi, pyproj_crs
 from sarcube.pipelines import _dask
 
@@ -106,10 +113,13 @@ def _time_dataset(acquisitions: Sequence[load.Acquisition], grid: Grid) -> xr.Da
     return ds
 
 
-def _provenance(acquisitions: Sequence[load.Acquisition], dem_items: Sequence[Any], catalog: stac.Catalog) -> list[dict[str, Any]]:
+def _provenance(
+    acquisitions: Sequence[load.Acquisition], dem_items: Sequence[Any], catalog: Catalog
+) -> list[dict[str, Any]]:
     src = catalog.source
     items = [i for a in acquisitions for i in a.items]
-    return stac.provenance(items, list(src.backscatter.assets.values())) + stac.provenance(dem_items, list(src.dem.assets.values()))
+    backscatter = provenance(items, list(src.backscatter.assets.values()))
+    return backscatter + provenance(dem_items, list(src.dem.assets.values()))
 
 
 def _history_line(request: BuildRequest, append: bool) -> str:
@@ -152,7 +162,7 @@ def _write_steps(
     steps: list[str],
     acquisitions: Mapping[str, load.Acquisition],
     dem_items: Sequence[Any],
-    catalog: stac.Catalog,
+    catalog: Catalog,
     grid: Grid,
     storage_options: Mapping[str, Any] | None,
     client: Any,
@@ -212,7 +222,7 @@ def build(
     end: str,
     out: str | Path,
     *,
-    catalog: str = stac.DEFAULT_CATALOG,
+    catalog: str = DEFAULT_CATALOG,
     resolution: float = DEFAULT_RESOLUTION_M,
     crs: str = "utm",
     orbit: str | None = None,
@@ -241,7 +251,7 @@ def build(
         raise InputError(f"--start {start} is after --end {end}: swap them")
     orbit = _check_orbit(orbit)
     grid = grid_for(geometry, crs=crs, resolution=resolution, force=force)
-    cat = stac.open_catalog(catalog)
+    cat = open_catalog(catalog)
     request = BuildRequest(
         aoi=schema.encode_json_attr(shapely.geometry.mapping(geometry)),
         start=str(start), end=str(end), catalog=cat.label, resolution=float(resolution),
@@ -266,7 +276,9 @@ def build(
     elif append:
         raise InputError(f"--append needs an existing cube, and {str(out)!r} does not exist: drop --append to create it")
 
-    items = stac.search_backscatter(cat, geometry.bounds, start_dt, end_dt, orbit_state=orbit, relative_orbit=request.relative_orbit)
+    items = search_backscatter(
+        cat, geometry.bounds, start_dt, end_dt, orbit_state=orbit, relative_orbit=request.relative_orbit
+    )
     acquisitions = load.group_acquisitions(items, cat.source.properties, lon)
     by_key = {a.key: a for a in acquisitions}
     dem_items: list[Any] = []
@@ -282,7 +294,7 @@ def build(
             if missing:
                 raise CatalogError(f"the catalog no longer lists acquisitions {missing} of the unfinished build in {str(out)!r}: pass --overwrite to start over")
             if DEM_STEP in pending:
-                dem_items = stac.search_dem(cat, geometry.bounds)
+                dem_items = search_dem(cat, geometry.bounds)
             stored = {_step_key(t) for t in current[schema.TIME].values} if schema.TIME in current.dims else set()
             unstored = [by_key[k] for k in pending if k != DEM_STEP and k not in stored]
             if unstored:  # an --append stopped before its time steps were added
@@ -315,7 +327,7 @@ def build(
             store.append_template(_time_dataset(new, grid), out, storage_options=storage_options)
             _write_steps(out, [a.key for a in new], by_key, [], cat, grid, storage_options, client)
         else:
-            dem_items = stac.search_dem(cat, geometry.bounds)
+            dem_items = search_dem(cat, geometry.bounds)
             w, s, e, n = geometry.bounds
             attrs = {
                 schema.ATTR_TITLE: f"Sentinel-1 backscatter and terrain, lon {w:.3f}..{e:.3f}, lat {s:.3f}..{n:.3f}, {start}..{end}",
@@ -350,7 +362,12 @@ def build(
 @click.option("--start", required=True, help="First date (YYYY-MM-DD, UTC, inclusive).")
 @click.option("--end", required=True, help="Last date (YYYY-MM-DD, UTC, inclusive).")
 @click.option("--out", required=True, help="Output cube (.zarr folder or fsspec URL).")
-@click.option("--catalog", default=stac.DEFAULT_CATALOG, show_default=True, help="planetary-computer, a STAC API URL, or a static catalog folder / catalog.json.")
+@click.option(
+    "--catalog",
+    default=DEFAULT_CATALOG,
+    show_default=True,
+    help="planetary-computer, a STAC API URL, or a static catalog folder / catalog.json.",
+)
 @click.option("--resolution", default=DEFAULT_RESOLUTION_M, show_default=True, type=float, help="Pixel size in metres.")
 @click.option("--crs", default="utm", show_default=True, help="utm (the AOI's zone) or EPSG:<code>.")
 @click.option("--orbit", type=click.Choice([schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING]), default=None, help="Only this orbit direction.")

@@ -3,8 +3,9 @@
 ``write_test_catalog`` writes a static catalog of a few small COGs shaped like
 Planetary Computer's ``sentinel-1-rtc`` (assets ``vv``/``vh``: linear gamma0
 float32, nodata -32768, zero-filled borders, UTM, 10 m) and
-``cop-dem-glo-30`` (asset ``data``: EPSG:4326). One date has two frames of
-the same orbit that overlap (a mosaic), and both orbit directions appear.
+``cop-dem-glo-30`` (asset ``data``: EPSG:4326), written by the project's one
+COG writer (:func:`sarcube.datacube.cog.write_cog`). One date has two frames
+of the same orbit that overlap (a mosaic), and both orbit directions appear.
 
 ``serve_stac`` starts ``rustac serve`` with those items (absolute hrefs) on
 a free loopback port, waits until it answers, and stops it on exit. The
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sarcube.datacube.cog import write_cog
 
 UTM_EPSG = 32632
 #: top-left of the S1 raster grid (UTM 32N, near lon 8.0, lat 46.0)
@@ -62,26 +64,6 @@ class TestCatalog:
     @property
     def catalog_json(self) -> Path:
         return self.root / "catalog.json"
-
-
-def _write_cog(path: Path, data: np.ndarray, transform, crs: str, nodata: float | None) -> None:
-    import rasterio
-
-    profile = {
-        "driver": "COG",
-        "width": data.shape[1],
-        "height": data.shape[0],
-        "count": 1,
-        "dtype": data.dtype.name,
-        "crs": crs,
-        "transform": transform,
-        "compress": "deflate",
-        "blocksize": 128,
-    }
-    if nodata is not None:
-        profile["nodata"] = nodata
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data, 1)
 
 
 def _frame_rows(frame: str) -> tuple[int, int]:
@@ -123,7 +105,7 @@ def write_test_catalog(root: str | Path, *, seed: int = 0, size: int = SIZE) -> 
                 linear = (10.0 ** (db / 10.0)).astype("float32")
                 linear[:, :3] = 0.0  # zero-filled border, as in real RTC scenes
                 linear[-2:, :] = S1_NODATA
-                _write_cog(folder / f"{key}.tif", linear, transform, f"EPSG:{UTM_EPSG}", S1_NODATA)
+                write_cog(folder / f"{key}.tif", linear, transform, f"EPSG:{UTM_EPSG}", S1_NODATA)
                 assets[key] = pystac.Asset(f"./{key}.tif", media_type=pystac.MediaType.COG, roles=["data"],
                                            extra_fields={"raster:bands": [{"nodata": S1_NODATA, "data_type": "float32"}]})
             x0, y1 = ORIGIN_X, ORIGIN_Y - r0 * PIXEL_M
@@ -158,7 +140,7 @@ def write_test_catalog(root: str | Path, *, seed: int = 0, size: int = SIZE) -> 
     elevation = (1500.0 + 4000.0 * (la - 46.0) + 2000.0 * (lo - 8.0) + 200.0 * np.exp(-(((lo - 8.02) / 0.01) ** 2 + ((la - 46.0) / 0.01) ** 2))).astype("float32")
     folder = root / "cop-dem-glo-30" / "dem_tile"
     folder.mkdir(parents=True, exist_ok=True)
-    _write_cog(folder / "data.tif", elevation, rasterio.transform.from_origin(lon0, lat1, step, step), "EPSG:4326", None)
+    write_cog(folder / "data.tif", elevation, rasterio.transform.from_origin(lon0, lat1, step, step), "EPSG:4326", None)
     ring = [[lon0, lat1 - n * step], [lon0 + n * step, lat1 - n * step], [lon0 + n * step, lat1], [lon0, lat1], [lon0, lat1 - n * step]]
     item = pystac.Item(
         "dem_tile", {"type": "Polygon", "coordinates": [ring]}, [lon0, lat1 - n * step, lon0 + n * step, lat1],

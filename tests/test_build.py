@@ -9,8 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import xarray as xr
-from sarcube.datacube import catalog as stac
-from sarcube.datacube import schema
+from sarcube.datacube import catalog, schema
 from sarcube.datacube.grid import grid_for, parse_aoi
 from sarcube.pipelines import build as build_mod
 from sarcube.pipelines import cli
@@ -77,7 +76,7 @@ def test_api_build_is_identical(clean_cube, test_catalog, tmp_path):
 
 
 def test_interrupted_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_path, monkeypatch):
-    monkeypatch.setenv(stac.RETRY_BACKOFF_ENV, "0")
+    monkeypatch.setenv(catalog.RETRY_BACKOFF_ENV, "0")
     monkeypatch.setenv(build_mod.BATCH_ENV, "1")  # one step per batch: a resume point after each
     root = tmp_path / "catalog"
     shutil.copytree(test_catalog.root, root)
@@ -228,10 +227,12 @@ def test_assets_are_signed_when_read_not_when_searched(test_catalog, tmp_path, m
         signed.append(href)
         return href.replace("/unsigned", "")
 
-    monkeypatch.setitem(stac.SIGNERS, "test-signing", sign)
-    cat = stac.open_catalog(str(test_catalog.root))
+    monkeypatch.setitem(catalog.SIGNERS, "test-signing", sign)
+    cat = catalog.open_catalog(str(test_catalog.root))
     cat.source = replace(cat.source, signing="test-signing")
-    items = stac.search_backscatter(cat, test_catalog.aoi, dt.datetime(2021, 1, 1, tzinfo=dt.UTC), dt.datetime(2021, 1, 31, tzinfo=dt.UTC))
+    items = catalog.search_backscatter(
+        cat, test_catalog.aoi, dt.datetime(2021, 1, 1, tzinfo=dt.UTC), dt.datetime(2021, 1, 31, tzinfo=dt.UTC)
+    )
     for item in items:
         for asset in item.assets.values():
             asset.href = "/unsigned" + asset.href

@@ -8,8 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from sarcube.datacube import catalog as stac
-from sarcube.datacube import load, schema
+from sarcube.datacube import catalog, load, schema
 from sarcube.datacube.grid import grid_for, parse_aoi
 from stac_server import item_collection_files, serve_stac, write_test_catalog
 
@@ -32,7 +31,7 @@ def api_url(test_catalog, tmp_path_factory):
 
 
 def test_planetary_computer_source_is_data():
-    src = stac.load_source("planetary-computer")
+    src = catalog.load_source("planetary-computer")
     assert src.kind == "api" and src.signing == "planetary_computer"
     assert src.url.startswith("https://planetarycomputer.microsoft.com")
     assert src.backscatter.collection == schema.COLLECTION_S1_RTC
@@ -40,57 +39,64 @@ def test_planetary_computer_source_is_data():
     assert src.backscatter.nodata == schema.S1_NODATA
     assert src.dem.collection == schema.COLLECTION_DEM and src.dem.assets[schema.DEM] == schema.ASSET_DEM
     assert src.dem.resampling == "bilinear"
-    assert "planetary-computer" in stac.known_sources()
+    assert "planetary-computer" in catalog.known_sources()
 
 
 def test_open_catalog_forms(test_catalog, monkeypatch):
-    monkeypatch.setenv(stac.RETRY_BACKOFF_ENV, "0")
-    by_folder = stac.open_catalog(str(test_catalog.root))
-    by_file = stac.open_catalog(str(test_catalog.catalog_json))
-    assert isinstance(by_folder, stac.StaticCatalog) and by_folder.label == by_file.label
+    monkeypatch.setenv(catalog.RETRY_BACKOFF_ENV, "0")
+    by_folder = catalog.open_catalog(str(test_catalog.root))
+    by_file = catalog.open_catalog(str(test_catalog.catalog_json))
+    assert isinstance(by_folder, catalog.StaticCatalog) and by_folder.label == by_file.label
     with pytest.raises(CatalogError, match="unknown catalog 'nowhere'.*planetary-computer"):
-        stac.open_catalog("nowhere")
+        catalog.open_catalog("nowhere")
     with pytest.raises(CatalogError, match="cannot open STAC API"):
-        stac.open_catalog("http://127.0.0.1:9")  # closed port: retried, then one clear error
+        catalog.open_catalog("http://127.0.0.1:9")  # closed port: retried, then one clear error
 
 
 def test_hrefs_never_keep_tokens():
     signed = "https://acct.blob.core.windows.net/c/a/vv.tif?st=2021&se=2021&sig=SECRET%3D"
-    assert stac.strip_query(signed) == "https://acct.blob.core.windows.net/c/a/vv.tif"
-    assert "SECRET" not in stac.redact(f"'/vsicurl/{signed}' not recognized as a supported file format")
-    assert stac.strip_query("/data/x.tif?sig=1") == "/data/x.tif"
+    assert catalog.strip_query(signed) == "https://acct.blob.core.windows.net/c/a/vv.tif"
+    assert "SECRET" not in catalog.redact(f"'/vsicurl/{signed}' not recognized as a supported file format")
+    assert catalog.strip_query("/data/x.tif?sig=1") == "/data/x.tif"
 
 
 def test_static_search_filters(test_catalog):
-    cat = stac.open_catalog(str(test_catalog.root))
-    items = stac.search_backscatter(cat, test_catalog.aoi, START, END)
+    cat = catalog.open_catalog(str(test_catalog.root))
+    items = catalog.search_backscatter(cat, test_catalog.aoi, START, END)
     assert len(items) == 6
-    asc = stac.search_backscatter(cat, test_catalog.aoi, START, END, orbit_state=schema.ORBIT_ASCENDING)
+    asc = catalog.search_backscatter(cat, test_catalog.aoi, START, END, orbit_state=schema.ORBIT_ASCENDING)
     assert {i.properties["sat:orbit_state"] for i in asc} == {schema.ORBIT_ASCENDING} and len(asc) == 2
-    few = stac.search_backscatter(cat, test_catalog.aoi, START, dt.datetime(2021, 1, 7, tzinfo=dt.UTC))
+    few = catalog.search_backscatter(cat, test_catalog.aoi, START, dt.datetime(2021, 1, 7, tzinfo=dt.UTC))
     assert len(few) == 3
     with pytest.raises(NoItemsFoundError, match=r"none with sat:relative_orbit=99 \(available: ascending orbit 15; descending orbit 66\)"):
-        stac.search_backscatter(cat, test_catalog.aoi, START, END, relative_orbit=99)
+        catalog.search_backscatter(cat, test_catalog.aoi, START, END, relative_orbit=99)
     with pytest.raises(NoItemsFoundError, match="no 'sentinel-1-rtc' items.*bbox"):
-        stac.search_backscatter(cat, (10.0, 10.0, 10.1, 10.1), START, END)
+        catalog.search_backscatter(cat, (10.0, 10.0, 10.1, 10.1), START, END)
     with pytest.raises(InputError, match="outside collection 'sentinel-1-rtc'"):
-        stac.search_backscatter(cat, test_catalog.aoi, dt.datetime(2030, 1, 1, tzinfo=dt.UTC), dt.datetime(2030, 2, 1, tzinfo=dt.UTC))
-    assert [i.id for i in stac.search_dem(cat, test_catalog.aoi)] == ["dem_tile"]
+        catalog.search_backscatter(
+            cat, test_catalog.aoi, dt.datetime(2030, 1, 1, tzinfo=dt.UTC), dt.datetime(2030, 2, 1, tzinfo=dt.UTC)
+        )
+    assert [i.id for i in catalog.search_dem(cat, test_catalog.aoi)] == ["dem_tile"]
 
 
 def test_api_search_equals_static_search(test_catalog, api_url):
-    static = stac.open_catalog(str(test_catalog.root))
-    api = stac.open_catalog(api_url)
-    assert isinstance(api, stac.ApiCatalog)
+    static = catalog.open_catalog(str(test_catalog.root))
+    api = catalog.open_catalog(api_url)
+    assert isinstance(api, catalog.ApiCatalog)
     api.source = replace(api.source, page_size=2)  # several pages: pystac-client follows "next" links
-    ids = [i.id for i in stac.search_backscatter(api, test_catalog.aoi, START, END)]
-    assert ids == [i.id for i in stac.search_backscatter(static, test_catalog.aoi, START, END)]
-    desc = stac.search_backscatter(api, test_catalog.aoi, START, END, orbit_state=schema.ORBIT_DESCENDING, relative_orbit=66)
+    ids = [i.id for i in catalog.search_backscatter(api, test_catalog.aoi, START, END)]
+    assert ids == [i.id for i in catalog.search_backscatter(static, test_catalog.aoi, START, END)]
+    desc = catalog.search_backscatter(
+        api, test_catalog.aoi, START, END, orbit_state=schema.ORBIT_DESCENDING, relative_orbit=66
+    )
     assert len(desc) == 4
     item = desc[0]
-    assert stac.asset_href(item, schema.ASSET_VV) == stac.asset_href(stac.search_backscatter(static, test_catalog.aoi, START, END)[0], schema.ASSET_VV)
+    first_static = catalog.search_backscatter(static, test_catalog.aoi, START, END)[0]
+    assert catalog.asset_href(item, schema.ASSET_VV) == catalog.asset_href(first_static, schema.ASSET_VV)
     with pytest.raises(InputError, match="outside collection"):
-        stac.search_backscatter(api, test_catalog.aoi, dt.datetime(2030, 1, 1, tzinfo=dt.UTC), dt.datetime(2030, 2, 1, tzinfo=dt.UTC))
+        catalog.search_backscatter(
+            api, test_catalog.aoi, dt.datetime(2030, 1, 1, tzinfo=dt.UTC), dt.datetime(2030, 2, 1, tzinfo=dt.UTC)
+        )
 
 
 def test_retry_backs_off_then_gives_up():
@@ -102,15 +108,20 @@ def test_retry_backs_off_then_gives_up():
             raise OSError("connection reset")
         return "ok"
 
-    assert stac.retry(flaky, retry_on=(OSError,), attempts=4, backoff_s=0.0) == "ok" and len(calls) == 3
+    assert catalog.retry(flaky, retry_on=(OSError,), attempts=4, backoff_s=0.0) == "ok" and len(calls) == 3
     calls.clear()
     with pytest.raises(OSError):
-        stac.retry(lambda: flaky() if False else (_ for _ in ()).throw(OSError("down")), retry_on=(OSError,), attempts=2, backoff_s=0.0)
+        catalog.retry(
+            lambda: flaky() if False else (_ for _ in ()).throw(OSError("down")),
+            retry_on=(OSError,),
+            attempts=2,
+            backoff_s=0.0,
+        )
 
 
 def test_grouping_mosaics_one_pass_per_day(test_catalog):
-    cat = stac.open_catalog(str(test_catalog.root))
-    items = stac.search_backscatter(cat, test_catalog.aoi, START, END)
+    cat = catalog.open_catalog(str(test_catalog.root))
+    items = catalog.search_backscatter(cat, test_catalog.aoi, START, END)
     groups = load.group_acquisitions(items, cat.source.properties, lon=8.0)
     assert len(groups) == 5
     first = groups[0]
@@ -152,8 +163,8 @@ def test_to_db():
 
 
 def test_load_masks_borders_and_mosaics(test_catalog):
-    cat = stac.open_catalog(str(test_catalog.root))
-    items = stac.search_backscatter(cat, test_catalog.aoi, START, END)
+    cat = catalog.open_catalog(str(test_catalog.root))
+    items = catalog.search_backscatter(cat, test_catalog.aoi, START, END)
     first = load.group_acquisitions(items, cat.source.properties, lon=8.0)[0]
     # a grid over the whole frames: zero-filled columns and nodata rows become NaN
     grid = grid_for(parse_aoi("7.99,45.99,8.03,46.02"))
@@ -166,11 +177,11 @@ def test_load_masks_borders_and_mosaics(test_catalog):
 def test_unreadable_asset_is_named(test_catalog, tmp_path, monkeypatch):
     import shutil
 
-    monkeypatch.setenv(stac.RETRY_BACKOFF_ENV, "0")
+    monkeypatch.setenv(catalog.RETRY_BACKOFF_ENV, "0")
     root = tmp_path / "copy"
     shutil.copytree(test_catalog.root, root)
-    cat = stac.open_catalog(str(root))
-    items = stac.search_backscatter(cat, test_catalog.aoi, START, END)
+    cat = catalog.open_catalog(str(root))
+    items = catalog.search_backscatter(cat, test_catalog.aoi, START, END)
     victim = items[2]
     (root / "sentinel-1-rtc" / victim.id / "vh.tif").write_bytes(b"not a tiff")
     acq = next(a for a in load.group_acquisitions(items, cat.source.properties, 8.0) if victim in a.items)

@@ -113,7 +113,7 @@ def test_fast_equals_bruteforce_on_an_alpine_dem():
 
 
 def test_fast_equals_bruteforce_on_the_synthetic_scene_dem():
-    synthetic_terrain = pytest.importorskip("sarcube.datacube._synthetic_terrain")
+    synthetic_terrain = pytest.importorskip("sarcube.datacube.synthetic.terrain")
     n, cell = 72, 20.0
     x = 600_000.0 + cell * (np.arange(n) + 0.5)
     y = 5_100_000.0 - cell * (np.arange(n) + 0.5)

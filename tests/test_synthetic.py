@@ -168,7 +168,7 @@ def test_pystac_client_reads_the_catalog(avalanche):
 
 def test_terrain_is_alpine():
     """The default scene's DEM: >= 1500 m relief, slopes up to ~60 degrees, release terrain."""
-    from sarcube.datacube._synthetic_terrain import alpine_dem, slope_aspect
+    from sarcube.datacube.synthetic.terrain import alpine_dem, slope_aspect
 
     x = 500_000 + 20.0 * np.arange(512)
     y = 5_140_000 - 20.0 * np.arange(512)

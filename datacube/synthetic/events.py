@@ -1,7 +1,7 @@
 """Hazards of the synthetic scene: avalanche corridors and debris, landslide scars, glaciers.
 
 Geometry only (map metres, shapely polygons); the backscatter they cause is
-in :mod:`sarcube.datacube._synthetic_sar`.
+in :mod:`sarcube.datacube.synthetic.sar`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
-from sarcube.datacube._synthetic_terrain import (
+from sarcube.datacube.synthetic.terrain import (
     fill_depressions,
     slope_aspect,
     steepest_descent_path,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sarcube.datacube import schema
-from sarcube.datacube._synthetic_terrain import fractal_noise
+from sarcube.datacube.synthetic.terrain import fractal_noise
 from scipy import ndimage
 
 #: equivalent number of looks of Sentinel-1 IW GRD at its 10 m pixel spacing (PC's

@@ -1,4 +1,4 @@
-"""The embedded demo: a synthetic alpine scene served as a local STAC catalog.
+"""The embedded demo: a synthetic alpine scene served as a local STAC catalog (the orchestration).
 
 :func:`write_demo_catalog` writes a static catalog shaped like Planetary
 Computer's ``sentinel-1-rtc`` and ``cop-dem-glo-30`` collections, so that the
@@ -12,8 +12,14 @@ very code that reads PC reads it (``sarcube build --catalog OUT``):
   two relative orbits (descending 66, ascending 88) on a 6-day repeat;
 * the hazard (``avalanche``, ``landslide`` or ``glacier``) with its labels
   (``labels.geojson``) and the observed area (``monitored.geojson``);
-* a manifest ``sarcube-demo.json`` (:class:`DemoManifest`) with the AOI,
+* a manifest ``sarcube-demo.json``
+  (:class:`~sarcube.datacube.synthetic.manifest.DemoManifest`) with the AOI,
   dates and windows the later steps need.
+
+The pieces live next door: the DEM in ``terrain``, orbits, dates and
+backscatter physics in ``sar``, the hazard's objects in ``events`` and
+``hazards``, the pystac objects in ``stac``; the COGs are written by
+:func:`sarcube.datacube.cog.write_cog`.
 
 Speckle is multiplicative gamma noise with the ENL of Sentinel-1 IW GRD at
 its 10 m spacing (4.4) times the number of 10 m pixels a cell averages
@@ -30,18 +36,23 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import shapely
 from affine import Affine
-from sarcube.datacube import _synthetic_events as events
-from sarcube.datacube import _synthetic_sar as sar
-from sarcube.datacube import _synthetic_stac as stac
 from sarcube.datacube import schema
-from sarcube.datacube._synthetic_terrain import (
+from sarcube.datacube.cog import write_cog
+from sarcube.datacube.synthetic import hazards, sar, stac
+from sarcube.datacube.synthetic.manifest import (
+    CATALOG_NAME,
+    LABELS_NAME,
+    MONITORED_NAME,
+    DemoManifest,
+    write_demo_manifest,
+)
+from sarcube.datacube.synthetic.terrain import (
     alpine_dem,
     fractal_noise,
     radar_geometry,
@@ -53,7 +64,6 @@ from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)
 
-HAZARDS = ("avalanche", "landslide", "glacier")
 #: the scene's projected CRS (UTM 32N) and the centre of every scene in it, m:
 #: near the zone's central meridian (9 E, 46.4 N, Adula Alps), so the scene is
 #: almost north-aligned in longitude/latitude too
@@ -68,60 +78,15 @@ MAX_DATES = 400
 DEM_SPACING_DEG = 1.0 / 3600.0
 #: margin of the DEM tile around the scene, m
 DEM_MARGIN_M = 300.0
-MANIFEST_NAME = "sarcube-demo.json"
-LABELS_NAME = "labels.geojson"
-MONITORED_NAME = "monitored.geojson"
-CATALOG_NAME = "catalog.json"
-MANIFEST_VERSION = 1
 #: extra fields of catalog.json (STAC allows them on any object)
 CATALOG_FIELD_HAZARD = "sarcube:hazard"
 CATALOG_FIELD_EVENT_DATE = "sarcube:event_date"
 CATALOG_FIELD_SEED = "sarcube:seed"
-#: labels.geojson property names
-LABEL_DATE = "date"
-LABEL_AREA = "area_m2"
-LABEL_EVENT_ID = "event_id"
-#: the landslide scars' change (dB) after the trigger, drawn per scar
-LANDSLIDE_VV_DB = (2.0, 5.0)
-LANDSLIDE_VH_DB = (-3.0, -1.0)
-
-
-@dataclass(frozen=True)
-class DemoManifest:
-    """What ``sarcube-demo.json`` records about a demo catalog."""
-
-    #: path of the catalog's ``catalog.json``
-    catalog: Path
-    #: longitude/latitude box (W, S, E, N) inside the scene: pass it as ``--aoi``
-    bbox_lonlat: tuple[float, float, float, float]
-    #: the scene's bounds in its CRS (left, bottom, right, top), m
-    bbox: tuple[float, float, float, float]
-    #: the scene's CRS, e.g. "EPSG:32632"
-    crs: str
-    #: pixel size, m
-    resolution: float
-    #: pixels per side
-    size: int
-    seed: int
-    hazard: str
-    #: ISO dates covering every acquisition (inclusive)
-    start: str
-    end: str
-    #: landslide trigger date (ISO), None for other hazards
-    event_date: str | None
-    #: snow-free reference window inside the dates (ISO start, end), for the ratio features
-    summer: tuple[str, str]
-    #: labels.geojson and monitored.geojson
-    labels: Path
-    monitored: Path
-    #: number of acquisitions and of labelled objects
-    acquisitions: int
-    objects: int
 
 
 def _check_inputs(out: Path, seed: int, size: int, resolution: float, dates: int | None, hazard: str) -> None:
-    if hazard not in HAZARDS:
-        raise InputError(f"--hazard {hazard!r} is unknown: use one of {', '.join(HAZARDS)}")
+    if hazard not in hazards.HAZARDS:
+        raise InputError(f"--hazard {hazard!r} is unknown: use one of {', '.join(hazards.HAZARDS)}")
     if not isinstance(size, int | np.integer) or not MIN_SIZE <= size <= MAX_SIZE:
         raise InputError(f"--size {size!r} is out of range: use {MIN_SIZE} to {MAX_SIZE} pixels (e.g. --size 256)")
     if not (isinstance(resolution, int | float) and math.isfinite(resolution) and MIN_RESOLUTION_M <= resolution <= MAX_RESOLUTION_M):
@@ -213,156 +178,14 @@ def _dem_rasters(seed: int, size: int, resolution: float) -> tuple[np.ndarray, n
     return dem_4326, dem_scene.astype(np.float64), dem_transform, (w, s, e, n), x, y
 
 
-def _rasterize(polys: list[Any], shape: tuple[int, int], transform: Affine, values: list[float] | None = None) -> np.ndarray:
-    from rasterio.features import rasterize
-
-    if not polys:
-        return np.zeros(shape, dtype=np.float32)
-    vals = values if values is not None else [1.0] * len(polys)
-    return rasterize(zip(polys, vals, strict=True), out_shape=shape, transform=transform, fill=0.0, dtype="float32")
-
-
-def _soft_mask(poly: Any, transform: Affine, shape: tuple[int, int], rng: np.random.Generator) -> tuple[tuple[slice, slice], np.ndarray] | None:
-    """Window and soft-edged, internally varying weight (0..~1.2) of one polygon on the grid."""
-    from rasterio.features import rasterize
-    from rasterio.windows import from_bounds
-    from scipy import ndimage
-
-    win = from_bounds(*poly.bounds, transform=transform).round_offsets().round_lengths()
-    r0, c0 = max(int(win.row_off) - 3, 0), max(int(win.col_off) - 3, 0)
-    r1, c1 = min(int(win.row_off + win.height) + 4, shape[0]), min(int(win.col_off + win.width) + 4, shape[1])
-    if r1 <= r0 or c1 <= c0:
-        return None
-    sub = transform * Affine.translation(c0, r0)
-    mask = rasterize([(poly, 1.0)], out_shape=(r1 - r0, c1 - c0), transform=sub, fill=0.0, dtype="float32", all_touched=False)
-    if not mask.any():
-        return None
-    soft = ndimage.gaussian_filter(mask, 0.6)
-    texture = ndimage.gaussian_filter(rng.normal(0.0, 1.0, mask.shape), 1.5)
-    texture = texture / (np.abs(texture).max() + 1e-9)
-    weight = soft * (1.0 + 0.25 * texture)
-    return (slice(r0, r1), slice(c0, c1)), weight.astype(np.float32)
-
-
-@dataclass
-class _Hazard:
-    """The hazard's labelled objects and what they add to the backscatter."""
-
-    features: list[dict[str, Any]]
-    monitored: list[dict[str, Any]]
-    event_date: np.datetime64 | None = None
-    avalanches: list[tuple[events.AvalancheEvent, tuple[tuple[slice, slice], np.ndarray]]] | None = None
-    landslide_vv: np.ndarray | None = None
-    landslide_vh: np.ndarray | None = None
-    glacier: np.ndarray | None = None
-
-
-def _feature(geom_utm: Any, props: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "Feature", "properties": props, "geometry": shapely.geometry.mapping(_to_lonlat(geom_utm))}
-
-
-def _build_avalanches(layers: sar.SceneLayers, schedule: sar.Schedule, transform: Affine, seed: int, scene_poly: Any) -> _Hazard:
-    rng = _rng(seed, 3)
-    h, w = layers.z.shape
-    area_km2 = h * w * layers.cell_m**2 / 1e6
-    corridors = events.avalanche_corridors(
-        layers.z, layers.x, layers.y, layers.cell_m, events.event_count(area_km2, events.CORRIDORS_PER_KM2, 12), rng
-    )
-    if not corridors:
-        raise InputError("the synthetic scene has no avalanche terrain at this size/seed: use a larger --size or another --seed")
-    n_events = events.event_count(area_km2, events.EVENTS_PER_KM2, 8)
-    active = rng.permutation(len(corridors))[: max(1, int(round(0.75 * len(corridors))))]
-    first, last = schedule.event_window
-    span = int((last - first) / np.timedelta64(1, "D")) + 1
-    placed: list[tuple[events.AvalancheEvent, tuple[tuple[slice, slice], np.ndarray]]] = []
-    features = []
-    for k in range(n_events):
-        corridor = corridors[int(active[k % active.size] if k < active.size else rng.choice(active))]
-        alpha = float(rng.uniform(events.ALPHA_MIN_DEG, events.ALPHA_MAX_DEG))
-        debris = events.debris_polygon(corridor, alpha, rng)
-        if debris is None:
-            continue
-        debris = debris.intersection(scene_poly)
-        if debris.is_empty or debris.area < 4 * layers.cell_m**2:
-            continue
-        if debris.geom_type != "Polygon":
-            debris = max(debris.geoms, key=lambda g: g.area)
-        date = first + np.timedelta64(int(rng.integers(0, span)), "D")
-        event = events.AvalancheEvent(
-            event_id=f"avalanche-{len(placed) + 1:04d}",
-            corridor_id=corridor.corridor_id,
-            date=date,
-            alpha_deg=alpha,
-            debris=debris,
-            contrast_db=float(rng.uniform(2.0, 8.0)),
-            vh_factor=float(rng.uniform(0.9, 1.3)),
-            fade=float(rng.uniform(0.35, 0.6)),
-        )
-        soft = _soft_mask(debris, transform, (h, w), rng)
-        if soft is None:
-            continue
-        placed.append((event, soft))
-        features.append(
-            _feature(
-                debris,
-                {
-                    LABEL_EVENT_ID: event.event_id,
-                    LABEL_DATE: str(date),
-                    LABEL_AREA: round(float(debris.area), 1),
-                    "corridor_id": event.corridor_id,
-                    "alpha_deg": round(alpha, 2),
-                    "contrast_db": round(event.contrast_db, 2),
-                },
-            )
-        )
-    active_ids = {e.corridor_id for e, _ in placed}
-    monitored = [
-        _feature(c.outline.intersection(scene_poly), {"corridor_id": c.corridor_id, "active": c.corridor_id in active_ids})
-        for c in corridors
-    ]
-    return _Hazard(features, monitored, avalanches=placed)
-
-
-def _build_landslides(layers: sar.SceneLayers, schedule: sar.Schedule, transform: Affine, seed: int, scene_poly: Any) -> _Hazard:
-    rng = _rng(seed, 4)
-    h, w = layers.z.shape
-    area_km2 = h * w * layers.cell_m**2 / 1e6
-    scars = events.landslide_scars(layers.z, layers.x, layers.y, layers.cell_m, events.event_count(area_km2, events.LANDSLIDES_PER_KM2, 10), rng)
-    if not scars:
-        raise InputError("the synthetic scene has no landslide terrain at this size/seed: use a larger --size or another --seed")
-    scars = [s.intersection(scene_poly) for s in scars]
-    vv = [float(rng.uniform(*LANDSLIDE_VV_DB)) * (1.0 if rng.random() < 0.85 else -0.6) for _ in scars]
-    vh = [float(rng.uniform(*LANDSLIDE_VH_DB)) * (1.0 if rng.random() < 0.7 else -0.6) for _ in scars]
-    features = [
-        _feature(p, {LABEL_EVENT_ID: f"landslide-{i + 1:04d}", LABEL_AREA: round(float(p.area), 1)})
-        for i, p in enumerate(scars)
-    ]
-    from scipy import ndimage
-
-    vv_map = ndimage.gaussian_filter(_rasterize(scars, (h, w), transform, vv), 0.6)
-    vh_map = ndimage.gaussian_filter(_rasterize(scars, (h, w), transform, vh), 0.6)
-    monitored = [_feature(scene_poly, {"observed": "scene"})]
-    return _Hazard(features, monitored, event_date=schedule.event_date, landslide_vv=vv_map, landslide_vh=vh_map)
-
-
-def _build_glaciers(layers: sar.SceneLayers, transform: Affine, scene_poly: Any) -> _Hazard:
-    from rasterio.features import shapes
-
-    mask = events.glacier_mask(layers.z, layers.cell_m)
-    features = []
-    for k, (geom, value) in enumerate(shapes(mask.astype(np.uint8), mask=mask, transform=transform)):
-        if value != 1:
-            continue
-        poly = shapely.geometry.shape(geom).simplify(layers.cell_m / 2)
-        poly = shapely.set_precision(poly, 0.01)
-        features.append(_feature(poly, {"glacier_id": f"glacier-{k + 1:04d}", LABEL_AREA: round(float(poly.area), 1)}))
-    if not features:
-        raise InputError("the synthetic scene has no glacier terrain at this size/seed: use a larger --size or another --seed")
-    monitored = [_feature(scene_poly, {"observed": "scene"})]
-    return _Hazard(features, monitored, glacier=mask.astype(np.float32))
-
-
-def _acquisition_db(layers: sar.SceneLayers, hazard: str, hz: _Hazard, schedule: sar.Schedule, acq: sar.Acquisition, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _acquisition_db(
+    layers: sar.SceneLayers,
+    hazard: str,
+    hz: hazards.Hazard,
+    schedule: sar.Schedule,
+    acq: sar.Acquisition,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Noise-free VV and VH (dB) of one acquisition."""
     day = int(acq.time.astype("datetime64[D]").astype(np.int64))
     rng = _rng(seed, 1000, day, acq.orbit.relative_orbit)
@@ -432,8 +255,15 @@ def _first_after(schedule: sar.Schedule, orbit: sar.Orbit, date: np.datetime64) 
     return 10**9
 
 
-def _write_geojson(path: Path, features: list[dict[str, Any]]) -> None:
-    doc = {"type": "FeatureCollection", "features": features}
+def _write_geojson(path: Path, features: list[hazards.MapFeature]) -> None:
+    """A FeatureCollection in lon/lat of (geometry in the scene's CRS, properties) pairs."""
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": props, "geometry": shapely.geometry.mapping(_to_lonlat(geom))}
+            for geom, props in features
+        ],
+    }
     path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
 
 
@@ -480,11 +310,11 @@ def write_demo_catalog(
         terrain_db=terrain_db, invalid=invalid, enl=sar.ENL_AT_10M * (resolution / sar.PIXEL_SPACING_10M) ** 2,
     )
     if hazard == "avalanche":
-        hz = _build_avalanches(layers, schedule, transform, seed, scene_poly)
+        hz = hazards.avalanches(layers, schedule, transform, _rng(seed, 3), scene_poly)
     elif hazard == "landslide":
-        hz = _build_landslides(layers, schedule, transform, seed, scene_poly)
+        hz = hazards.landslides(layers, schedule, transform, _rng(seed, 4), scene_poly)
     else:
-        hz = _build_glaciers(layers, transform, scene_poly)
+        hz = hazards.glaciers(layers, transform, scene_poly)
 
     out.mkdir(parents=True, exist_ok=True)
     footprint_ll = _to_lonlat(shapely.segmentize(scene_poly, half / 4))
@@ -493,7 +323,7 @@ def write_demo_catalog(
     # the DEM tile
     dem_id = _dem_item_id(dem_bounds)
     dem_dir = out / schema.COLLECTION_DEM / dem_id
-    stac.write_cog(dem_dir / f"{dem_id}.tif", dem_4326, dem_transform, "EPSG:4326", None)
+    write_cog(dem_dir / f"{dem_id}.tif", dem_4326, dem_transform, "EPSG:4326", None)
     dem_box = shapely.box(*dem_bounds)
     dem_item = stac.dem_item(dem_id, shapely.geometry.mapping(dem_box), [round(v, 9) for v in dem_bounds], dem_4326.shape, dem_transform, dem_dir / f"{dem_id}.tif")
     # the acquisitions
@@ -508,8 +338,8 @@ def write_demo_catalog(
         item_id = stac.s1_item_id(acq)
         item_dir = out / schema.COLLECTION_S1_RTC / item_id
         paths = {schema.ASSET_VV: item_dir / f"{item_id}_vv.tif", schema.ASSET_VH: item_dir / f"{item_id}_vh.tif"}
-        stac.write_cog(paths[schema.ASSET_VV], vv, transform, f"EPSG:{SCENE_EPSG}", schema.S1_NODATA)
-        stac.write_cog(paths[schema.ASSET_VH], vh, transform, f"EPSG:{SCENE_EPSG}", schema.S1_NODATA)
+        write_cog(paths[schema.ASSET_VV], vv, transform, f"EPSG:{SCENE_EPSG}", schema.S1_NODATA)
+        write_cog(paths[schema.ASSET_VH], vh, transform, f"EPSG:{SCENE_EPSG}", schema.S1_NODATA)
         s1_items.append(stac.s1_item(acq, footprint, bbox_ll, SCENE_EPSG, (size, size), transform, resolution, paths))
 
     _write_geojson(out / LABELS_NAME, hz.features)
@@ -537,26 +367,26 @@ def write_demo_catalog(
     catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
 
     times = [a.time for a in schedule.acquisitions]
-    manifest = {
-        "sarcube_demo": MANIFEST_VERSION,
-        "catalog": CATALOG_NAME,
-        "bbox_lonlat": list(_inner_lonlat_box(bounds)),
-        "bbox": [round(v, 3) for v in bounds],
-        "crs": f"EPSG:{SCENE_EPSG}",
-        "resolution": resolution,
-        "size": size,
-        "seed": seed,
-        "hazard": hazard,
-        "start": str(min(times).astype("datetime64[D]")),
-        "end": str(max(times).astype("datetime64[D]")),
-        "event_date": str(hz.event_date) if hz.event_date is not None else None,
-        "summer": list(schedule.summer),
-        "labels": LABELS_NAME,
-        "monitored": MONITORED_NAME,
-        "acquisitions": len(times),
-        "objects": len(hz.features),
-    }
-    (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_demo_manifest(
+        DemoManifest(
+            catalog=out / CATALOG_NAME,
+            bbox_lonlat=_inner_lonlat_box(bounds),
+            bbox=tuple(round(v, 3) for v in bounds),
+            crs=f"EPSG:{SCENE_EPSG}",
+            resolution=resolution,
+            size=size,
+            seed=seed,
+            hazard=hazard,
+            start=str(min(times).astype("datetime64[D]")),
+            end=str(max(times).astype("datetime64[D]")),
+            event_date=str(hz.event_date) if hz.event_date is not None else None,
+            summer=schedule.summer,
+            labels=out / LABELS_NAME,
+            monitored=out / MONITORED_NAME,
+            acquisitions=len(times),
+            objects=len(hz.features),
+        )
+    )
     log.info("demo catalog: %d acquisitions, %d %s objects in %s", len(times), len(hz.features), hazard, out)
     return out / CATALOG_NAME
 
@@ -567,36 +397,3 @@ def _dem_item_id(bounds: tuple[float, float, float, float]) -> str:
     ew = "E" if west >= 0 else "W"
     return f"Copernicus_DSM_COG_10_{ns}{int(abs(math.floor(south))):02d}_00_{ew}{int(abs(math.floor(west))):03d}_00_DEM"
 
-
-def read_demo_manifest(path: str | Path) -> DemoManifest:
-    """The manifest of a demo catalog: give its folder, its ``catalog.json`` or the manifest file."""
-    p = Path(path)
-    folder = p if p.is_dir() else p.parent
-    manifest_path = folder / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise InputError(f"{str(path)!r} is not a demo catalog (no {MANIFEST_NAME} there): write one with `sarcube demo-catalog OUT`")
-    try:
-        raw = json.loads(manifest_path.read_text())
-        return DemoManifest(
-            catalog=folder / raw["catalog"],
-            bbox_lonlat=tuple(float(v) for v in raw["bbox_lonlat"]),
-            bbox=tuple(float(v) for v in raw["bbox"]),
-            crs=str(raw["crs"]),
-            resolution=float(raw["resolution"]),
-            size=int(raw["size"]),
-            seed=int(raw["seed"]),
-            hazard=str(raw["hazard"]),
-            start=str(raw["start"]),
-            end=str(raw["end"]),
-            event_date=raw["event_date"],
-            summer=(str(raw["summer"][0]), str(raw["summer"][1])),
-            labels=folder / raw["labels"],
-            monitored=folder / raw["monitored"],
-            acquisitions=int(raw["acquisitions"]),
-            objects=int(raw["objects"]),
-        )
-    except (KeyError, TypeError, ValueError, IndexError, json.JSONDecodeError) as err:
-        raise InputError(f"{str(manifest_path)!r} is not a valid demo manifest ({err}): write the catalog again with `sarcube demo-catalog`") from err
-
-
-__all__ = ["HAZARDS", "DemoManifest", "read_demo_manifest", "write_demo_catalog"]

@@ -1,5 +1,6 @@
-"""COGs and pystac objects of the demo catalog, shaped like Planetary Computer's
-``sentinel-1-rtc`` and ``cop-dem-glo-30`` collections.
+"""The pystac objects of the demo catalog, shaped like Planetary Computer's
+``sentinel-1-rtc`` and ``cop-dem-glo-30`` collections (the COGs they point
+to are written by :func:`sarcube.datacube.cog.write_cog`).
 
 Item properties, asset keys, roles, media types and extensions follow PC's
 items (sar v1.0.0, sat v1.0.0, projection, raster on assets, ``s1:*``
@@ -17,31 +18,17 @@ from typing import Any
 
 import numpy as np
 import pystac
-import rasterio
 from affine import Affine
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension, Sampling
 from pystac.extensions.sar import FrequencyBand, ObservationDirection, Polarization, SarExtension
 from pystac.extensions.sat import OrbitState, SatExtension
 from sarcube.datacube import schema
-from sarcube.datacube._synthetic_sar import ENL_AT_10M, PIXEL_SPACING_10M, Acquisition
+from sarcube.datacube.cog import COG_MEDIA_TYPE
+from sarcube.datacube.synthetic.sar import ENL_AT_10M, PIXEL_SPACING_10M, Acquisition
 
 #: STAC common-metadata property of the satellite (spelled like the cube's coordinate)
 STAC_PLATFORM = schema.PLATFORM
-COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
-#: fixed COG creation options (no overviews: a 1024-pixel scene is two blocks wide,
-#: and overviews of speckled floats would add a third to the size); no predictor:
-#: the floating-point predictor defeats the dB quantisation, plain ZSTD keeps it
-COG_OPTIONS = {
-    "driver": "COG",
-    "compress": "ZSTD",
-    "level": 9,
-    "predictor": "NO",
-    "blocksize": 512,
-    "overviews": "NONE",
-    "bigtiff": "NO",
-    "num_threads": 1,
-}
 DEM_ITEM_DATETIME = datetime(2021, 4, 22, tzinfo=UTC)
 S1_TITLES = {
     schema.ASSET_VV: ("VV: vertical transmit, vertical receive", "vertical", "vertical"),
@@ -52,24 +39,6 @@ INTERNATIONAL_DESIGNATOR = {"SENTINEL-1A": "2014-016A", "SENTINEL-1B": "2016-025
 #: absolute orbit of each platform's relative orbit 1 at a reference epoch (175 orbits / 12 days)
 _ORBIT_EPOCH = np.datetime64("2020-01-01T00:00:00")
 _ORBIT_OFFSET = {"SENTINEL-1A": 30_448, "SENTINEL-1B": 19_321}
-
-
-def write_cog(path: Path, data: np.ndarray, transform: Affine, crs: str, nodata: float | None) -> None:
-    """A single-band float32 COG with the fixed creation options."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(
-        path,
-        "w",
-        width=data.shape[1],
-        height=data.shape[0],
-        count=1,
-        dtype="float32",
-        crs=crs,
-        transform=transform,
-        nodata=nodata,
-        **COG_OPTIONS,
-    ) as dst:
-        dst.write(np.ascontiguousarray(data, dtype=np.float32), 1)
 
 
 def absolute_orbit(acq: Acquisition) -> int:

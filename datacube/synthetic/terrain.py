@@ -2,7 +2,7 @@
 
 Kernels in three layers (``shared/STYLE.md``): ``@njit`` kernels on numpy
 arrays, numpy runners that prepare their inputs, and the callers in
-:mod:`sarcube.datacube.synthetic`. Everything is a function of map
+:mod:`sarcube.datacube.synthetic.scene`. Everything is a function of map
 coordinates in metres, so a smaller ``size`` is a window of the same
 landscape and ``resolution`` only changes the sampling.
 """
