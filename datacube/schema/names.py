@@ -103,6 +103,10 @@ REQUIRED_GLOBAL_ATTRS = (
 )
 #: global attrs stored as JSON text (CF attributes are strings)
 JSON_GLOBAL_ATTRS = (ATTR_AOI, ATTR_COLLECTIONS, ATTR_STAC_ITEMS)
+#: global attrs present only while a build is unfinished (``sarcube build`` resumes from them):
+#: the steps still to write (JSON list) and the request that started the build (JSON)
+ATTR_BUILD_PENDING = "sarcube_build_pending"
+ATTR_BUILD_REQUEST = "sarcube_build_request"
 
 #: variable attribute naming the parameters a feature was computed with (JSON)
 ATTR_PARAMETERS = "sarcube_parameters"
