@@ -29,7 +29,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from sarcube.datacube import catalog as stac
-from sarcube.datacube import dates, load, schema, store
+from sarcube.datacube import dates, load, schema, store, zarrio
 from sarcube.datacube.grid import DEFAULT_RESOLUTION_M, Grid, grid_for, parse_aoi, pyproj_crs
 from sarcube.pipelines import _dask
 
@@ -164,7 +164,7 @@ def _write_steps(
 
     from tqdm.auto import tqdm
 
-    with store.quiet_zarr_warnings():
+    with zarrio.quiet_zarr_warnings():
         stored = xr.open_zarr(str(out), zarr_format=3, consolidated=True, storage_options=dict(storage_options) if storage_options else None)
         index = {_step_key(t): i for i, t in enumerate(stored[schema.TIME].values)} if schema.TIME in stored.dims else {}
     unknown = [key for key in steps if key != DEM_STEP and key not in index]
@@ -246,7 +246,7 @@ def build(
     )
     lon = geometry.centroid.x
     out_is_url = "://" in str(out)
-    exists = store.exists(out, storage_options)
+    exists = zarrio.exists(out, storage_options)
     resuming = False
     replace = exists and overwrite  # removed only once the searches found what replaces it
     if replace:
@@ -272,7 +272,7 @@ def build(
         if resuming:
             # A kill between an attribute write and its reconsolidation leaves
             # stale consolidated metadata: rebuild it from the arrays first.
-            store.consolidate(out, storage_options)
+            zarrio.consolidate(out, storage_options)
             current = schema.open_cube(out, validate=False, storage_options=storage_options)
             pending = json.loads(current.attrs.get(schema.ATTR_BUILD_PENDING, "[]"))
             missing = [k for k in pending if k != DEM_STEP and k not in by_key]
@@ -330,7 +330,7 @@ def build(
             ds[schema.DEM] = schema.make_variable(schema.DEM, xr.DataArray(_lazy_nan(grid.shape, schema.SPATIAL_DIMS), dims=schema.SPATIAL_DIMS))
             ds = schema.with_crs(ds, grid.crs)
             if replace:
-                store.remove(out, storage_options)
+                zarrio.remove(out, storage_options)
             store.create_template(ds, out, storage_options=storage_options)
             # Only a complete template is resumable: the marker comes last.
             marker = {

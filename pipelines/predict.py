@@ -40,7 +40,7 @@ from typing import Any
 import click
 import numpy as np
 import xarray as xr
-from sarcube.datacube import schema, store
+from sarcube.datacube import schema, staging, store
 
 from sarcube.errors import CubeExistsError, InputError, MissingVariableError
 
@@ -258,7 +258,9 @@ def predict(
     fingerprint = hashlib.sha256(
         json.dumps([info.checkpoint_sha256, tta_count, window, plan.keep_existing, [key_of(p) for p in plan.todo]]).encode()
     ).hexdigest()
-    staged = store.stage_array(cube, template, fingerprint=fingerprint, keep_existing=plan.keep_existing, storage_options=storage_options)
+    staged = staging.stage_array(
+        cube, template, fingerprint=fingerprint, keep_existing=plan.keep_existing, storage_options=storage_options
+    )
     todo = [p for p in plan.todo if key_of(p) not in staged.done]
     band_rows = staged.chunks[-2]
     tiling = TilingPlan(height, width, window)
