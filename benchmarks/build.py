@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from sarcube.datacube import schema, store
+from sarcube.datacube import schema, store, zarrio
 from sarcube.datacube.catalog import open_catalog
 from sarcube.pipelines.build import build
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
             decode_s.append(time.perf_counter() - t0)
             cpu_decode = time.process_time() - c0
 
-            with store.quiet_zarr_warnings():
+            with zarrio.quiet_zarr_warnings():
                 arrays = schema.open_cube(out).load()  # the same output arrays, in memory
             for name in arrays.data_vars:  # dask-chunked as the build writes them (coords stay numpy)
                 arrays[name] = arrays[name].chunk(dict(zip(arrays[name].dims, schema.chunks_for(arrays[name].dims, arrays[name].shape), strict=True)))

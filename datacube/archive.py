@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from sarcube.datacube import schema, store
+from sarcube.datacube import schema, staging
 from tqdm.auto import tqdm
 
 from sarcube.errors import CubeSchemaError, InputError, PublishError, VerifyError
@@ -187,7 +187,7 @@ def store_members(cube: str | Path) -> list[str]:
     for path in root.rglob("*"):
         rel = path.relative_to(root)
         first = rel.parts[0]
-        if first == store.STAGING_GROUP or first.startswith(store.TRASH_PREFIX):
+        if first == staging.STAGING_GROUP or first.startswith(staging.TRASH_PREFIX):
             continue
         if any(part.startswith(".") for part in rel.parts) or not path.is_file():
             continue

@@ -28,7 +28,7 @@ import click
 import dask.array as da
 import numpy as np
 import xarray as xr
-from sarcube.datacube import dates, load, schema, store
+from sarcube.datacube import dates, load, schema, store, zarrio
 from sarcube.datacube.catalog import (
     DEFAULT_CATALOG,
     Catalog,
@@ -44,9 +44,6 @@ from sarcube.errors import CatalogError, CubeExistsError, CubeSchemaError, Input
 
 log = logging.getLogger(__name__)
 
-#: global attrs present only while a build is unfinished
-ATTR_BUILD_PENDING = "sarcube_build_pending"
-ATTR_BUILD_REQUEST = "sarcube_build_request"
 #: the pending-step key of the elevation layer
 DEM_STEP = "elevation"
 #: dask tasks (chunks) to keep in flight per worker thread in one batch of steps
@@ -177,7 +174,7 @@ def _write_steps(
 
     from tqdm.auto import tqdm
 
-    with store.quiet_zarr_warnings():
+    with zarrio.quiet_zarr_warnings():
         stored = xr.open_zarr(str(out), zarr_format=3, consolidated=True, storage_options=dict(storage_options) if storage_options else None)
         index = {_step_key(t): i for i, t in enumerate(stored[schema.TIME].values)} if schema.TIME in stored.dims else {}
     unknown = [key for key in steps if key != DEM_STEP and key not in index]
@@ -212,7 +209,7 @@ def _write_steps(
             running = runner.submit(_dask.compute, *writes, desc="build", client=client, show=False) if writes else None
             if previous is not None:
                 done += len(batches[k - 1])
-                store.update_attrs(out, {ATTR_BUILD_PENDING: json.dumps(steps[done:])}, storage_options)
+                store.update_attrs(out, {schema.ATTR_BUILD_PENDING: json.dumps(steps[done:])}, storage_options)
                 bar.update(len(batches[k - 1]))
 
 
@@ -259,14 +256,14 @@ def build(
     )
     lon = geometry.centroid.x
     out_is_url = "://" in str(out)
-    exists = store.exists(out, storage_options)
+    exists = zarrio.exists(out, storage_options)
     resuming = False
     replace = exists and overwrite  # removed only once the searches found what replaces it
     if replace:
         exists = False
     elif exists:
         current = schema.open_cube(out, validate=False, storage_options=storage_options)
-        pending_request = current.attrs.get(ATTR_BUILD_REQUEST)
+        pending_request = current.attrs.get(schema.ATTR_BUILD_REQUEST)
         if pending_request is not None:
             if pending_request != request.to_json():
                 raise CubeExistsError(f"{str(out)!r} holds an unfinished build with other arguments: run that build again to finish it, or pass --overwrite")
@@ -287,9 +284,9 @@ def build(
         if resuming:
             # A kill between an attribute write and its reconsolidation leaves
             # stale consolidated metadata: rebuild it from the arrays first.
-            store.consolidate(out, storage_options)
+            zarrio.consolidate(out, storage_options)
             current = schema.open_cube(out, validate=False, storage_options=storage_options)
-            pending = json.loads(current.attrs.get(ATTR_BUILD_PENDING, "[]"))
+            pending = json.loads(current.attrs.get(schema.ATTR_BUILD_PENDING, "[]"))
             missing = [k for k in pending if k != DEM_STEP and k not in by_key]
             if missing:
                 raise CatalogError(f"the catalog no longer lists acquisitions {missing} of the unfinished build in {str(out)!r}: pass --overwrite to start over")
@@ -320,8 +317,8 @@ def build(
                 schema.ATTR_START: min(str(cube.attrs.get(schema.ATTR_START, start)), str(start)),
                 schema.ATTR_END: max(str(cube.attrs.get(schema.ATTR_END, end)), str(end)),
                 schema.ATTR_STAC_ITEMS: schema.encode_json_attr(old_items + _provenance(new, [], cat)),
-                ATTR_BUILD_REQUEST: request.to_json(),
-                ATTR_BUILD_PENDING: json.dumps([a.key for a in new]),
+                schema.ATTR_BUILD_REQUEST: request.to_json(),
+                schema.ATTR_BUILD_PENDING: json.dumps([a.key for a in new]),
             }
             store.update_attrs(out, attrs, storage_options)
             store.append_template(_time_dataset(new, grid), out, storage_options=storage_options)
@@ -345,13 +342,17 @@ def build(
             ds[schema.DEM] = schema.make_variable(schema.DEM, xr.DataArray(_lazy_nan(grid.shape, schema.SPATIAL_DIMS), dims=schema.SPATIAL_DIMS))
             ds = schema.with_crs(ds, grid.crs)
             if replace:
-                store.remove(out, storage_options)
+                zarrio.remove(out, storage_options)
             store.create_template(ds, out, storage_options=storage_options)
             # Only a complete template is resumable: the marker comes last.
-            store.update_attrs(out, {ATTR_BUILD_REQUEST: request.to_json(), ATTR_BUILD_PENDING: json.dumps([DEM_STEP, *by_key])}, storage_options)
+            marker = {
+                schema.ATTR_BUILD_REQUEST: request.to_json(),
+                schema.ATTR_BUILD_PENDING: json.dumps([DEM_STEP, *by_key]),
+            }
+            store.update_attrs(out, marker, storage_options)
             _write_steps(out, [DEM_STEP, *by_key], by_key, dem_items, cat, grid, storage_options, client)
 
-    store.remove_attrs(out, (ATTR_BUILD_PENDING, ATTR_BUILD_REQUEST), storage_options)
+    store.remove_attrs(out, (schema.ATTR_BUILD_PENDING, schema.ATTR_BUILD_REQUEST), storage_options)
     store.append_history(out, _history_line(request, append=append), storage_options)
     log.info("built %s", out)
     return out if out_is_url else Path(out)

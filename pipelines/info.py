@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import click
-from sarcube.datacube import schema, store
+from sarcube.datacube import schema, zarrio
 
 
 def _human_bytes(n: int) -> str:
@@ -22,7 +22,7 @@ def info(cube: str | Path, *, as_json: bool = False) -> str:
     """Describe a cube: dims, variables with units, time range, pairs, CRS, size, provenance."""
     ds = schema.open_cube(cube)
     s = schema.summarize(ds)
-    size = store.size_on_disk(cube)
+    size = zarrio.size_on_disk(cube)
     if as_json:
         return json.dumps(
             {

@@ -37,7 +37,7 @@ from typing import Any
 
 import click
 import numpy as np
-from sarcube.datacube import schema, store
+from sarcube.datacube import schema, staging, store
 from sarcube.datacube.predictions import (
     ATTR_CHIP,
     ATTR_PRESET,
@@ -156,7 +156,7 @@ def predict(
         spec=schema.prediction_spec(var_name, dims),
         attrs=attrs,
     )
-    staged = store.stage_array(
+    staged = staging.stage_array(
         cube, template, fingerprint=plan.fingerprint, keep_existing=plan.keep_existing, storage_options=storage_options
     )
     todo = [p for p in plan.todo if plan.key_of(p) not in staged.done]

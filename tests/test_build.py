@@ -60,7 +60,7 @@ def test_local_build_follows_contract(clean_cube, test_catalog, capsys):
     assert json.loads(ds.attrs[schema.ATTR_COLLECTIONS]) == [schema.COLLECTION_S1_RTC, schema.COLLECTION_DEM]
     items = json.loads(ds.attrs[schema.ATTR_STAC_ITEMS])
     assert len(items) == 7 and all("?" not in h for i in items for h in i["assets"].values())
-    assert build_mod.ATTR_BUILD_PENDING not in ds.attrs and "sarcube build" in ds.attrs[schema.ATTR_HISTORY]
+    assert schema.ATTR_BUILD_PENDING not in ds.attrs and "sarcube build" in ds.attrs[schema.ATTR_HISTORY]
     schema.validate_cube(ds, require=[schema.VV, schema.VH, schema.DEM])
     assert cli.main(["info", str(clean_cube)]) == 0
     out = capsys.readouterr().out
@@ -86,7 +86,7 @@ def test_interrupted_build_resumes_to_the_same_cube(clean_cube, test_catalog, tm
     out = tmp_path / "resumed.zarr"
     with pytest.raises(AssetReadError, match="'vv' of STAC item 'S1_20210115_DES_066_full'"):
         build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(root))
-    pending = json.loads(xr.open_zarr(out).attrs[build_mod.ATTR_BUILD_PENDING])
+    pending = json.loads(xr.open_zarr(out).attrs[schema.ATTR_BUILD_PENDING])
     assert pending == ["2021-01-15T05:30:00", "2021-01-18T17:20:00"]
     first_chunk = out / schema.VV / "c" / "0" / "0" / "0"
     stamp = first_chunk.stat().st_mtime_ns
@@ -96,7 +96,7 @@ def test_interrupted_build_resumes_to_the_same_cube(clean_cube, test_catalog, tm
     victim.write_bytes(good)
     build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(root))
     assert first_chunk.stat().st_mtime_ns == stamp  # finished steps were not written again
-    assert build_mod.ATTR_BUILD_PENDING not in xr.open_zarr(out).attrs
+    assert schema.ATTR_BUILD_PENDING not in xr.open_zarr(out).attrs
     assert_same_cube(clean_cube, out)
 
 
@@ -119,7 +119,7 @@ def test_killed_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_pat
         while proc.poll() is None and time.monotonic() < deadline:
             try:
                 attrs = json.loads((out / "zarr.json").read_text()).get("attributes", {})
-                pending = json.loads(attrs.get(build_mod.ATTR_BUILD_PENDING, "null"))
+                pending = json.loads(attrs.get(schema.ATTR_BUILD_PENDING, "null"))
             except (OSError, ValueError):
                 pending = None
             if pending is not None and 0 < len(pending) <= 3:
@@ -131,9 +131,9 @@ def test_killed_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_pat
             break
     else:
         pytest.skip("the build always finished before it could be killed")
-    assert build_mod.ATTR_BUILD_PENDING in xr.open_zarr(out).attrs
+    assert schema.ATTR_BUILD_PENDING in xr.open_zarr(out).attrs
     assert subprocess.run(argv, env=env, capture_output=True, timeout=300).returncode == 0
-    assert build_mod.ATTR_BUILD_PENDING not in xr.open_zarr(out).attrs
+    assert schema.ATTR_BUILD_PENDING not in xr.open_zarr(out).attrs
     assert_same_cube(clean_cube, out)
 
 

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from conftest import TINY_CRS, make_tiny_cube
 from rasterio.transform import from_origin
-from sarcube.datacube import labels, sar, schema, store
+from sarcube.datacube import labels, sar, schema, staging
 from sarcube.pipelines.add_layer import add_layer
 from shapely.geometry import box
 
@@ -229,7 +229,7 @@ def test_add_layer_writes_refuses_and_failed_write_keeps_the_cube(tiny_cube, tmp
     out = schema.open_cube(tiny_cube)
     assert out[schema.LABEL].dims == (schema.Y, schema.X) and int(out[schema.LABEL].sum()) == 12
     assert "add-layer --labels scar.geojson" in out.attrs[schema.ATTR_HISTORY]
-    assert not (tiny_cube / store.STAGING_GROUP).exists()
+    assert not (tiny_cube / staging.STAGING_GROUP).exists()
     with pytest.raises(InputError, match="either --labels"):
         add_layer(tiny_cube)
     with pytest.raises(InputError, match="go with --labels"):

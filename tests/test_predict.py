@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_pair_cube
-from sarcube.datacube import chips, schema, store
+from sarcube.datacube import chips, schema, staging, store, zarrio
 from sarcube.datacube.predictions import pair_keys
 from sarcube.models import build_model
 from sarcube.models.inference import predict_scene
@@ -127,7 +127,7 @@ def test_chunked_predict_equals_whole_scene_predict_with_attrs(tmp_path):
     assert attrs[schema.ATTR_TTA] == 1 and attrs[schema.ATTR_RUN] == str(run_dir.resolve())
     assert attrs[schema.ATTR_MODEL] == "unet" and attrs[schema.ATTR_CREATED]
     assert json.loads(attrs[schema.ATTR_PREDICTED_PAIRS]) == pair_keys(ds)
-    assert not store.clean_staging(cube)  # nothing left behind
+    assert not staging.clean_staging(cube)  # nothing left behind
 
 
 def test_interrupted_predict_resumes_to_the_same_result(tmp_path):
@@ -143,7 +143,7 @@ def test_interrupted_predict_resumes_to_the_same_result(tmp_path):
     with pytest.raises(Exception):  # noqa: B017 (whatever zarr raises for a broken chunk)
         predict(cube, run_dir, tta=False, batch_size=64)
     assert "pred_fcn" not in schema.open_cube(cube).data_vars  # no half variable visible
-    state = store.staged_state(cube, "pred_fcn")
+    state = staging.staged_state(cube, "pred_fcn")
     keys = pair_keys(schema.open_cube(cube))
     assert state["done"] == [keys[0]]
     _restore(backup)
@@ -152,7 +152,7 @@ def test_interrupted_predict_resumes_to_the_same_result(tmp_path):
     predict(cube, run_dir, tta=False, batch_size=64)
     _restore(backup0)
     np.testing.assert_array_equal(schema.open_cube(cube)["pred_fcn"].values, clean)
-    assert store.staged_state(cube, "pred_fcn") is None
+    assert staging.staged_state(cube, "pred_fcn") is None
 
 
 def test_pairs_new_predicts_only_pairs_without_a_prediction(cube_and_run):
@@ -208,7 +208,7 @@ def test_predict_on_an_fsspec_memory_store(tmp_path):
         assert ds["pred_fcn"].attrs[schema.ATTR_TTA] == 8
         np.testing.assert_allclose(ds["pred_fcn"].values[1], _expected(url, run_dir, 1), rtol=0, atol=1e-5)
     finally:
-        store.remove(url)
+        zarrio.remove(url)
 
 
 def test_cli_predict(cube_and_run):
@@ -228,14 +228,14 @@ def _template(name: str, n_pairs: int, ny: int = 24, nx: int = 32):
 def test_staging_resumes_restarts_and_extends_a_live_variable(tmp_path):
     cube = _cube(tmp_path / "c.zarr", n_pairs=3)
     name = "pred_staged"
-    staged = store.stage_array(cube, _template(name, 3), fingerprint="a")
+    staged = staging.stage_array(cube, _template(name, 3), fingerprint="a")
     staged.write(np.ones((24, 32), "float32"), (0, slice(0, 24), slice(None)))
     staged.mark_done("p0")
     with pytest.raises(Exception, match="chunk grid"):
         staged.write(np.ones((4, 32), "float32"), (1, slice(3, 7), slice(None)))
     assert name not in schema.open_cube(cube).data_vars
-    assert store.stage_array(cube, _template(name, 3), fingerprint="a").done == {"p0"}  # resumed
-    fresh = store.stage_array(cube, _template(name, 3), fingerprint="b")  # other settings: start over
+    assert staging.stage_array(cube, _template(name, 3), fingerprint="a").done == {"p0"}  # resumed
+    fresh = staging.stage_array(cube, _template(name, 3), fingerprint="b")  # other settings: start over
     assert fresh.done == set()
     fresh.write(np.full((24, 32), 0.5, "float32"), (1, slice(0, 24), slice(None)))
     fresh.promote({schema.ATTR_THRESHOLD: 0.5})
@@ -244,13 +244,13 @@ def test_staging_resumes_restarts_and_extends_a_live_variable(tmp_path):
     # Extending: the staging starts as a copy of the live variable, which stays as it was until promotion.
     store.remove_variables(cube, [name])
     store.add_variables(cube, {name: _template(name, 3).copy(data=np.full((3, 24, 32), 0.25, "float32"))})
-    short = store.stage_array(cube, _template(name, 3), fingerprint="c", keep_existing=True)
+    short = staging.stage_array(cube, _template(name, 3), fingerprint="c", keep_existing=True)
     short.write(np.full((24, 32), 0.75, "float32"), (2, slice(0, 24), slice(None)))
     assert (schema.open_cube(cube)[name].values == 0.25).all()  # not visible before promotion
     short.promote({})
     values = schema.open_cube(cube)[name].values
     assert (values[:2] == 0.25).all() and (values[2] == 0.75).all()
-    assert not store.clean_staging(cube)
+    assert not staging.clean_staging(cube)
 
 
 def test_single_scene_runs_predict_on_y_x(tmp_path):
@@ -272,10 +272,10 @@ def test_adding_layers_keeps_an_unfinished_prediction_staged(tmp_path):
     """A features/add-layer run between an interrupted predict and its rerun must not discard the staging."""
     cube = _cube(tmp_path / "c.zarr", n_pairs=2)
     name = "pred_keep"
-    staged = store.stage_array(cube, _template(name, 2), fingerprint="a")
+    staged = staging.stage_array(cube, _template(name, 2), fingerprint="a")
     staged.write(np.ones((24, 32), "float32"), (0, slice(0, 24), slice(None)))
     staged.mark_done("p0")
     store.add_variables(cube, {schema.CURVATURE: schema.make_variable(schema.CURVATURE, np.zeros((24, 32)))})
     assert schema.CURVATURE in schema.open_cube(cube).data_vars
-    assert store.stage_array(cube, _template(name, 2), fingerprint="a").done == {"p0"}
+    assert staging.stage_array(cube, _template(name, 2), fingerprint="a").done == {"p0"}
     assert name not in schema.open_cube(cube).data_vars

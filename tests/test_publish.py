@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 import zarr
 from conftest import make_pair_cube
-from sarcube.datacube import archive, schema, store
+from sarcube.datacube import archive, schema, staging, store
 from sarcube.pipelines import cli
 from sarcube.pipelines.publish import publish
 from sarcube.pipelines.verify import verify
@@ -45,8 +45,8 @@ def _publish(cube: Path, out: Path, **kw):
 
 
 def test_published_zip_equals_directory_store_and_verifies(featured_cube, tmp_path):
-    (featured_cube / store.STAGING_GROUP).mkdir()  # what an interrupted write leaves: not part of the cube
-    (featured_cube / store.STAGING_GROUP / "zarr.json").write_text("{}")
+    (featured_cube / staging.STAGING_GROUP).mkdir()  # what an interrupted write leaves: not part of the cube
+    (featured_cube / staging.STAGING_GROUP / "zarr.json").write_text("{}")
     (featured_cube / ".DS_Store").write_bytes(b"\0")
     out = tmp_path / "pub"
     result = _publish(featured_cube, out)
@@ -59,7 +59,7 @@ def test_published_zip_equals_directory_store_and_verifies(featured_cube, tmp_pa
         infos = zf.infolist()
     assert infos[0].filename == "zarr.json"
     assert all(i.compress_type == zipfile.ZIP_STORED for i in infos)
-    assert not any(i.filename.startswith((store.STAGING_GROUP, ".")) for i in infos)
+    assert not any(i.filename.startswith((staging.STAGING_GROUP, ".")) for i in infos)
     assert {i.filename for i in infos} >= {"zarr.json", f"{schema.VV}/zarr.json", f"{schema.VV}/c/0/0/0"}
 
     # the archive opens lazily with plain xarray + zarr, and with open_cube, and equals the directory store
