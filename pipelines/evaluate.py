@@ -32,6 +32,7 @@ import click
 import numpy as np
 import xarray as xr
 from sarcube.datacube import chips, schema
+from sarcube.datacube.chips.splits import split_mask
 from sarcube.datacube.predictions import (
     ATTR_CHIP,
     ATTR_PRESET,
@@ -97,20 +98,6 @@ def read_split(var: xr.DataArray) -> chips.SplitPlan:
     if not path.exists():
         raise CheckpointError(f"{var.name!r} was made by run {run!r}, which has no {SPLIT_FILE}: restore the run directory (or re-predict with a run that has one)")
     return chips.SplitPlan.from_json(path.read_text())
-
-
-def split_mask(plan: chips.SplitPlan, pair: int | None, split: str, shape: tuple[int, int]) -> np.ndarray:
-    """(y, x) pixels of ``pair`` in ``split``: held-out pairs take every usable tile, other pairs their tiles."""
-    code = chips.SPLITS.index(split)
-    if pair is not None and pair in plan.pair_split:
-        if plan.pair_split[pair] != code:
-            return np.zeros(shape, dtype=bool)
-        usable = plan.tiles != chips.EXCLUDED
-        grid = np.repeat(np.repeat(usable, plan.tile_px, 0), plan.tile_px, 1)[: shape[0], : shape[1]]
-        out = np.zeros(shape, dtype=bool)
-        out[: grid.shape[0], : grid.shape[1]] = grid
-        return out
-    return plan.pixel_mask(split, shape)
 
 
 def _chip_scores(prob: np.ndarray, label: np.ndarray, plan: chips.SplitPlan, pair: int | None, split: str, size: int, reduce: str) -> tuple[np.ndarray, np.ndarray]:

@@ -2,10 +2,11 @@
 
 :class:`ChipStream` is an ``IterableDataset`` that yields ready *batches*:
 each DataLoader worker takes a disjoint shard of the blocks
-(``torch.utils.data.get_worker_info``), reads each block once (one pair, all
-channels, chunk-aligned), cuts all its selected chips in memory, mixes them
-through a shuffle buffer and stacks batches; augmentation runs in the worker,
-per chip, with the same transform on inputs and labels. Use it with
+(``torch.utils.data.get_worker_info``), reads each block once
+(:func:`~sarcube.datacube.chips.batches.load_block`), mixes its chips through a
+shuffle buffer and cuts batches from the blocks in memory
+(:func:`~sarcube.datacube.chips.batches.gather_batch`); augmentation runs in the
+worker, per chip, with the same transform on inputs and labels. Use it with
 ``DataLoader(stream, batch_size=None)`` (see :func:`make_loader`), which
 prefetches in the workers and pins memory for CUDA.
 
@@ -22,14 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 from sarcube.datacube import chips, schema
+from sarcube.datacube.chips.batches import LoadedBlock, gather_batch, load_block
 from sarcube.pipelines.augment import Augmenter
 from sarcube.pipelines.presets import AugmentConfig
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 #: a batch: inputs (B, C, [T,] H, W) float32, labels (B, H, W) uint8, chip ids (B,) int64
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-#: a chip in the shuffle buffer: sliding-window views of its block's raw channels and labels, origin in the block, chip id
-Chip = tuple[list[np.ndarray], int, int, int]
+#: a chip in the shuffle buffer: its loaded block, its origin in the block, its chip id
+Chip = tuple[LoadedBlock, int, int, int]
 
 
 #: glibc ``mallopt`` parameters (malloc.h) and the values a streaming process uses
@@ -110,8 +112,6 @@ class ChipStream(IterableDataset):
         self.cube = str(cube)
         self.resolved = resolved
         self.mean = tuple(float(m) for m in mean)
-        self._mean32 = np.asarray(self.mean, dtype=np.float32)
-        self._rstd32 = np.float32(1.0) / np.asarray(std, dtype=np.float32)
         self.std = tuple(float(s) for s in std)
         self.blocks = list(blocks)
         self.size = int(size)
@@ -158,28 +158,20 @@ class ChipStream(IterableDataset):
             np.random.default_rng([self.seed, self.epoch]).shuffle(order)
         return order[wid::nw].tolist(), wid
 
-    def _read(self, b: int) -> tuple[list[np.ndarray], np.ndarray]:
-        ds, block = self._dataset(), self.blocks[b]
-        return chips.read_channels(ds, self.resolved, block.pair, block.window, self._cache), chips.read_labels(ds, block.pair, block.window)
-
     def _chips(self, shard: list[int]) -> Iterator[Chip]:
         """Chips of the shard's blocks, each block read once (prefetching is the DataLoader workers' job).
 
-        A chip refers to its block through sliding-window views (made once per
+        A chip refers to its loaded block (sliding-window views made once per
         block), so cutting a batch is one gather per block and channel. No reader
         thread: zarr already decodes a block's chunks on both cores (measured: a
         background read of the next block made epochs no faster).
         """
-        s = self.size
         for b in shard:
-            arrays, labels = self._read(b)
-            views = [np.lib.stride_tricks.sliding_window_view(a, (s, s), axis=(-2, -1)) for a in (*arrays, labels)]
-            if not self.resolved.temporal:  # the fused numba gather reads the contiguous channels
-                views.append([np.ascontiguousarray(a, dtype=np.float32) for a in arrays])
             block = self.blocks[b]
+            loaded = load_block(self._dataset(), self.resolved, block, self.size, self._cache)
             first = int(self._first_id[b])
             for i in range(block.oy.size):
-                yield views, int(block.oy[i]), int(block.ox[i]), first + i
+                yield loaded, int(block.oy[i]), int(block.ox[i]), first + i
 
     def __iter__(self) -> Iterator[Batch]:
         keep_block_memory()
@@ -206,34 +198,7 @@ class ChipStream(IterableDataset):
                 picked.append(pool.pop())
         else:
             picked, pool[:] = pool[:n], pool[n:]
-        s = self.size
-        t = (self.resolved.series_steps,) if self.resolved.temporal else ()
-        x = np.empty((n, len(self.resolved.channels), *t, s, s), dtype=np.float32)
-        y = np.empty((n, s, s), dtype=np.uint8)
-        # one gather per block (and channel) straight into the batch, normalised with
-        # the same float32 arithmetic as chips.assemble
-        groups: dict[int, list[int]] = {}
-        for j, chip in enumerate(picked):
-            groups.setdefault(id(chip[0]), []).append(j)
-        n_channels = len(self.resolved.channels)
-        for js in groups.values():
-            views = picked[js[0]][0]
-            oy = np.array([picked[j][1] for j in js], dtype=np.int64)
-            ox = np.array([picked[j][2] for j in js], dtype=np.int64)
-            rows = np.array(js, dtype=np.int64)
-            y[rows] = views[n_channels][oy, ox]
-            if not t:  # one fused pass: copy + normalise (chips.gather_normalised)
-                chips.gather_normalised(x, rows, views[n_channels + 1], oy, ox, self._mean32, self._rstd32)
-                continue
-            for c, v in enumerate(views[:n_channels]):
-                g = v[..., oy, ox, :, :]  # (N, s, s), or (T, N, s, s) for series
-                if g.ndim == 4:
-                    g = np.moveaxis(g, -3, 0)
-                else:
-                    g = g[:, None]  # a static layer repeated over the series
-                x[rows, c] = g
-        if t:
-            chips.normalise(x, self.mean, self.std, axis=1, in_place=True)
+        x, y = gather_batch([(block, y0, x0) for block, y0, x0, _ in picked], self.mean, self.std)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         ids = torch.tensor([p[3] for p in picked], dtype=torch.int64)
         if self.augmenter is not None and (self.augmenter.train or self.augmenter.config.crop):

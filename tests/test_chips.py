@@ -161,6 +161,22 @@ def test_statistics_come_from_train_tiles_only(tmp_path):
     assert np.isfinite(m3[0])
 
 
+def read_block(
+    ds: xr.Dataset, resolved: chips.ResolvedChannels, block: chips.Block, mean: list[float], std: list[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised inputs (C, [T,] H, W) and labels (H, W) of a block's window (same values as ``chips.assemble``)."""
+    raw, labels = chips.read_window(ds, resolved, block.pair, block.window, with_labels=True)
+    return chips.normalise(raw, mean, std, in_place=True), labels
+
+
+def cut_chips_xbatcher(block: xr.DataArray, size: int, overlap: int = 0) -> list[xr.DataArray]:
+    """Every chip of an in-memory block cut by ``xbatcher.BatchGenerator`` (the reference for ``chips.cut_chips``)."""
+    import xbatcher
+
+    dims, overlaps = {schema.Y: size, schema.X: size}, {schema.Y: overlap, schema.X: overlap}
+    return list(xbatcher.BatchGenerator(block, input_dims=dims, input_overlap=overlaps))
+
+
 def test_blocks_cut_the_same_chips_as_xbatcher(featured):
     ds = schema.open_cube(featured, chunks=None)
     spec = chips.ChipSpec(size=16, overlap=8, min_valid_fraction=0)
@@ -170,10 +186,10 @@ def test_blocks_cut_the_same_chips_as_xbatcher(featured):
     table = chips.ChipTable(table.pair, table.y0, table.x0, table.n_pos, table.n_valid, np.zeros_like(table.split), 16)
     resolved = chips.resolve_channels(ds, [chips.ChannelSpec(schema.VV_DIFF), chips.ChannelSpec(schema.SLOPE)])
     (block,) = chips.blocks(chips.select(table, "train", "all", spec), block_px=512)
-    x, y = chips.read_block(ds, resolved, block, [0.0, 0.0], [1.0, 1.0])
+    x, y = read_block(ds, resolved, block, [0.0, 0.0], [1.0, 1.0])
     ours = chips.cut_chips(x, block.oy, block.ox, 16)
     raw = ds[[schema.VV_DIFF]].isel({schema.PAIR: 1})[schema.VV_DIFF].load()
-    theirs = chips.cut_chips_xbatcher(raw, 16, 8)
+    theirs = cut_chips_xbatcher(raw, 16, 8)
     assert ours.shape == (len(theirs), 2, 16, 16)
     for k, chip in enumerate(theirs):
         np.testing.assert_array_equal(ours[k, 0], chip.values)
