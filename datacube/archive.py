@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 from sarcube.datacube import schema, store
+from sarcube.datacube.redaction import sanitize, sanitize_text
 from tqdm.auto import tqdm
 
 from sarcube.errors import CubeSchemaError, InputError, PublishError, VerifyError
@@ -108,37 +109,7 @@ class ArchiveFiles:
         return self.folder / self.archive
 
 
-# --- text hygiene ----------------------------------------------------------------
-
-_URL = re.compile(r"\b((?:https?|s3|gs|az|abfs|abfss)://)([^\s\"'<>/?#@]+@)?([^\s\"'<>?#]+)(\?[^\s\"'<>#]*)?(#[^\s\"'<>]*)?")
-_FILE_URL = re.compile(r"\bfile://[^\s\"'<>]+")
-_POSIX_PATH = re.compile(r"(?<![\w.~:/\\-])/[^\s/\"',;()\[\]{}]+(?:/[^\s/\"',;()\[\]{}]*)+")
-_WINDOWS_PATH = re.compile(r"\b[A-Za-z]:\\[^\s\"',;]+")
-
-
-def _basename(path: str) -> str:
-    parts = [p for p in re.split(r"[\\/]", path) if p]
-    return parts[-1] if parts else ""
-
-
-def sanitize_text(text: str) -> str:
-    """``text`` without credentials (``user:key@``) and signing query strings on URLs, and with local absolute paths cut to their base name."""
-    text = _URL.sub(lambda m: m.group(1) + m.group(3), text)
-    text = _FILE_URL.sub(lambda m: _basename(m.group(0)[len("file://"):]), text)
-    text = _POSIX_PATH.sub(lambda m: _basename(m.group(0)), text)
-    return _WINDOWS_PATH.sub(lambda m: _basename(m.group(0)), text)
-
-
-def sanitize(value: Any) -> Any:
-    """:func:`sanitize_text` applied to every string in a JSON-like value."""
-    if isinstance(value, str):
-        return sanitize_text(value)
-    if isinstance(value, Mapping):
-        return {k: sanitize(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [sanitize(v) for v in value]
-    return value
-
+# --- the zip -------------------------------------------------------------------
 
 def _sanitized_zarr_json(raw: bytes) -> bytes:
     """Zarr metadata with sanitized attribute strings; the same bytes when nothing changes."""
@@ -148,8 +119,6 @@ def _sanitized_zarr_json(raw: bytes) -> bytes:
         return raw
     return json.dumps(clean, indent=2).encode()
 
-
-# --- the zip -------------------------------------------------------------------
 
 def archive_name(cube: str | Path) -> str:
     """``tiny`` for ``/data/tiny.zarr`` (the base of ``<name>.zarr.zip``)."""
@@ -868,8 +837,6 @@ __all__ = [
     "md5_file",
     "multihash",
     "read_md5sums",
-    "sanitize",
-    "sanitize_text",
     "stac_collection",
     "store_members",
     "verify_archive",

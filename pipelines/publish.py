@@ -22,6 +22,8 @@ from typing import Any
 
 import click
 from sarcube.datacube import archive, schema
+from sarcube.datacube.redaction import sanitize
+from sarcube.datacube.retry import RetryPolicy
 from sarcube.pipelines import zenodo
 
 from sarcube.errors import InputError, PublishError, ZenodoError
@@ -134,7 +136,7 @@ def publish(
     new_version_of: int | None = None,
     publication_date: str | None = None,
     progress: bool = True,
-    retry: zenodo.RetryPolicy = zenodo.RetryPolicy(),
+    retry: RetryPolicy = RetryPolicy(),
 ) -> PublishResult:
     """Write the archive of ``cube`` into ``out_dir`` and, with ``upload``, put it on Zenodo.
 
@@ -172,7 +174,7 @@ def publish(
         citation = metadata.citation(text, doi)
         if doi:
             meta["doi"] = doi
-        payload = (json.dumps(archive.sanitize(meta), indent=2, ensure_ascii=False) + "\n").encode()
+        payload = (json.dumps(sanitize(meta), indent=2, ensure_ascii=False) + "\n").encode()
         return archive.write_archive(cube, out_dir, citation=citation, extra_files={archive.METADATA_JSON: payload}, progress=progress, rezip=rezip)
 
     written = write(None, rezip=True)

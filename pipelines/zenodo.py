@@ -17,18 +17,19 @@ host of ``base_url``, and never appears in a message, log line or file.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import html
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from sarcube.datacube import archive
+from sarcube.datacube.redaction import redact_secret
+from sarcube.datacube.retry import RETRY_STATUSES, RetryPolicy, server_wait_s
 from tqdm.auto import tqdm
 
 from sarcube.errors import InputError, ZenodoError
@@ -44,8 +45,6 @@ MAX_BYTES = 50 * 1000**3
 UPLOAD_TYPE = "dataset"
 ACCESS_RIGHT = "open"
 DEFAULT_LICENSE = "cc-by-4.0"
-#: HTTP answers worth retrying
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 UPLOAD_BLOCK_BYTES = 1024 * 1024
 
 #: licence ids Zenodo accepts (its vocabulary is SPDX ids in lower case); the open data and code ones
@@ -361,48 +360,6 @@ class _ProgressReader:
         self._file.close()
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How :class:`ZenodoClient` retries 429, 5xx and connection errors."""
-
-    #: retries after the first try
-    retries: int = 5
-    #: first wait, doubled each retry, unless the server says how long (Retry-After, X-RateLimit-Reset)
-    backoff_s: float = 2.0
-    #: longest single wait, whatever the server asks
-    max_wait_s: float = 900.0
-    #: connect/read timeout of one request
-    timeout_s: float = 120.0
-    #: the function that waits (tests pass a recorder)
-    sleep: Callable[[float], Any] = time.sleep
-
-    def __post_init__(self) -> None:
-        if self.retries < 0 or self.backoff_s < 0 or self.max_wait_s < 0 or self.timeout_s <= 0:
-            raise InputError(f"{self!r}: retries, backoff_s and max_wait_s must be >= 0 and timeout_s > 0")
-
-
-def _retry_wait(response: Any, now: float) -> float | None:
-    """Seconds the server asks us to wait (Retry-After, or X-RateLimit-Reset when the quota is spent)."""
-    retry_after = response.headers.get("Retry-After")
-    if retry_after:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(retry_after)
-                return max(0.0, when.timestamp() - now)
-            except (TypeError, ValueError):
-                pass
-    reset = response.headers.get("X-RateLimit-Reset")
-    remaining = response.headers.get("X-RateLimit-Remaining")
-    if reset and (response.status_code == 429 or remaining == "0"):
-        try:
-            return max(0.0, float(reset) - now)
-        except ValueError:
-            return None
-    return None
-
-
 class ZenodoClient:
     """Deposit API of one Zenodo instance (``https://zenodo.org``, the sandbox, or a compatible server).
 
@@ -440,9 +397,6 @@ class ZenodoClient:
         self.close()
 
     # -- plumbing --
-    def _redact(self, text: str) -> str:
-        return str(text).replace(self._token, "***") if self._token else str(text)
-
     def _url(self, path_or_url: str) -> str:
         url = path_or_url if "://" in path_or_url else f"{self.base_url}/{path_or_url.lstrip('/')}"
         parts = urlsplit(url)
@@ -472,7 +426,7 @@ class ZenodoClient:
         message = f"{what}: HTTP {response.status_code} {detail.strip()}".strip()
         if hint:
             message += f" ({hint})"
-        error = ZenodoError(self._redact(" ".join(message.split())))
+        error = ZenodoError(redact_secret(" ".join(message.split()), self._token))
         error.status = response.status_code  # type: ignore[attr-defined]
         return error
 
@@ -504,7 +458,7 @@ class ZenodoClient:
             except (requests.ConnectionError, requests.Timeout) as err:
                 if attempt >= self.retry.retries:
                     raise ZenodoError(f"{what}: cannot reach {self.base_url} after {attempt + 1} tries ({type(err).__name__}); check --zenodo-url and the network, then rerun to resume") from None
-                wait = min(self.retry.backoff_s * 2**attempt, self.retry.max_wait_s)
+                wait = self.retry.delay_s(attempt)
                 log.warning("%s: %s, retry %d/%d in %.1f s", what, type(err).__name__, attempt + 1, self.retry.retries, wait)
                 self.retry.sleep(wait)
                 continue
@@ -513,9 +467,8 @@ class ZenodoClient:
                     body.close()
                 if bar is not None:
                     bar.close()
-            if response.status_code in RETRY_STATUS and attempt < self.retry.retries:
-                asked = _retry_wait(response, time.time())
-                wait = min(asked if asked is not None else self.retry.backoff_s * 2**attempt, self.retry.max_wait_s)
+            if response.status_code in RETRY_STATUSES and attempt < self.retry.retries:
+                wait = self.retry.delay_s(attempt, server_wait_s(response, time.time()))
                 log.warning("%s: HTTP %d, retry %d/%d in %.1f s", what, response.status_code, attempt + 1, self.retry.retries, wait)
                 self.retry.sleep(wait)
                 continue
@@ -655,7 +608,6 @@ __all__ = [
     "DepositionMetadata",
     "LocalFile",
     "RelatedIdentifier",
-    "RetryPolicy",
     "SyncResult",
     "ZenodoClient",
     "check_limits",

@@ -12,6 +12,7 @@ import xarray as xr
 from sarcube.datacube import catalog as stac
 from sarcube.datacube import schema
 from sarcube.datacube.grid import grid_for, parse_aoi
+from sarcube.datacube.retry import RETRY_BACKOFF_ENV
 from sarcube.pipelines import build as build_mod
 from sarcube.pipelines import cli
 from sarcube.pipelines.build import build
@@ -77,7 +78,7 @@ def test_api_build_is_identical(clean_cube, test_catalog, tmp_path):
 
 
 def test_interrupted_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_path, monkeypatch):
-    monkeypatch.setenv(stac.RETRY_BACKOFF_ENV, "0")
+    monkeypatch.setenv(RETRY_BACKOFF_ENV, "0")
     monkeypatch.setenv(build_mod.BATCH_ENV, "1")  # one step per batch: a resume point after each
     root = tmp_path / "catalog"
     shutil.copytree(test_catalog.root, root)

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 from sarcube.datacube import archive, schema, store
+from sarcube.datacube.retry import RetryPolicy
 from sarcube.pipelines import cli, zenodo
 from sarcube.pipelines.publish import STATE_FILE, publish
 from sarcube.pipelines.verify import verify
@@ -35,7 +36,7 @@ def waits():
 
 
 def _publish(cube, out, server, waits, **kw):
-    retry = zenodo.RetryPolicy(retries=2, backoff_s=0.5, sleep=waits.append)
+    retry = RetryPolicy(retries=2, backoff_s=0.5, sleep=waits.append)
     return publish(cube, out, title="Tiny cube", creators=[CREATOR], version=kw.pop("version", "1.0"), upload=True, zenodo_url=server.url, progress=False, retry=retry, **kw)
 
 
@@ -142,7 +143,7 @@ def test_new_version_replaces_inherited_files(tiny_cube, tmp_path, server, waits
 
 
 def _client(server, waits):
-    return zenodo.ZenodoClient(server.url, TOKEN, retry=zenodo.RetryPolicy(retries=2, backoff_s=0.5, sleep=waits.append), progress=False)
+    return zenodo.ZenodoClient(server.url, TOKEN, retry=RetryPolicy(retries=2, backoff_s=0.5, sleep=waits.append), progress=False)
 
 
 def test_rate_limit_honours_retry_after(server, waits):
@@ -167,7 +168,7 @@ def test_rate_limit_honours_ratelimit_reset(tmp_path, server, waits):
 
 
 def test_limits_checked_before_any_request(tmp_path, server):
-    client = zenodo.ZenodoClient(server.url, TOKEN, retry=zenodo.RetryPolicy(retries=0), progress=False)
+    client = zenodo.ZenodoClient(server.url, TOKEN, retry=RetryPolicy(retries=0), progress=False)
     deposition = client.create_deposition()
     server.log.clear()
     files = []
@@ -236,7 +237,7 @@ def test_unreachable_server_retries_then_says_so(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     waits: list[float] = []
-    client = zenodo.ZenodoClient(f"http://127.0.0.1:{port}", TOKEN, retry=zenodo.RetryPolicy(retries=2, backoff_s=0.25, sleep=waits.append, timeout_s=2))
+    client = zenodo.ZenodoClient(f"http://127.0.0.1:{port}", TOKEN, retry=RetryPolicy(retries=2, backoff_s=0.25, sleep=waits.append, timeout_s=2))
     with pytest.raises(ZenodoError, match=r"create deposition: cannot reach .* after 3 tries.*rerun to resume") as info:
         client.create_deposition()
     assert waits == [0.25, 0.5] and TOKEN not in str(info.value)
