@@ -89,7 +89,9 @@ def retry(
             if attempt == attempts - 1:
                 raise
             delay = policy.delay_s(attempt)
-            log.warning("%s failed (%s); retry %d/%d in %.1f s", what, redact(str(err)), attempt + 1, attempts - 1, delay)
+            log.warning(
+                "%s failed (%s); retry %d/%d in %.1f s", what, redact(str(err)), attempt + 1, attempts - 1, delay
+            )
             policy.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -9,8 +9,9 @@ import time
 import numpy as np
 import pytest
 from sarcube.datacube import archive, schema, store
+from sarcube.datacube.archive import zenodo
 from sarcube.datacube.retry import RetryPolicy
-from sarcube.pipelines import cli, zenodo
+from sarcube.pipelines import cli
 from sarcube.pipelines.publish import STATE_FILE, publish
 from sarcube.pipelines.verify import verify
 from zenodo_server import ZenodoServer
@@ -220,14 +221,14 @@ def test_upload_needs_token_and_safe_url(tiny_cube, tmp_path, server, monkeypatc
 
 
 def test_metadata_parsing():
-    assert zenodo.orcid_is_valid("0000-0002-1825-0097") and zenodo.orcid_is_valid("0000-0001-5109-3700")
-    assert not zenodo.orcid_is_valid("0000-0002-1825-0096") and not zenodo.orcid_is_valid("0000-0002-1825")
-    c = zenodo.Creator.parse(" Doe ,  Jane ;; https://orcid.org/0000-0002-1825-0097")
-    assert c == zenodo.Creator("Doe, Jane", None, "0000-0002-1825-0097")
-    r = zenodo.RelatedIdentifier.parse("https://doi.org/10.5281/zenodo.99:isderivedfrom")
-    assert r == zenodo.RelatedIdentifier("10.5281/zenodo.99", "isDerivedFrom")
-    assert zenodo.RelatedIdentifier.parse("arXiv:2101.00001:cites").identifier == "arXiv:2101.00001"
-    assert zenodo.markdown_to_html("a <b>\n\n```\nx < 1\n```") == "<p>a &lt;b&gt;</p>\n<pre><code>\nx &lt; 1\n</code></pre>"
+    assert archive.orcid_is_valid("0000-0002-1825-0097") and archive.orcid_is_valid("0000-0001-5109-3700")
+    assert not archive.orcid_is_valid("0000-0002-1825-0096") and not archive.orcid_is_valid("0000-0002-1825")
+    c = archive.Creator.parse(" Doe ,  Jane ;; https://orcid.org/0000-0002-1825-0097")
+    assert c == archive.Creator("Doe, Jane", None, "0000-0002-1825-0097")
+    r = archive.RelatedIdentifier.parse("https://doi.org/10.5281/zenodo.99:isderivedfrom")
+    assert r == archive.RelatedIdentifier("10.5281/zenodo.99", "isDerivedFrom")
+    assert archive.RelatedIdentifier.parse("arXiv:2101.00001:cites").identifier == "arXiv:2101.00001"
+    assert archive.markdown_to_html("a <b>\n\n```\nx < 1\n```") == "<p>a &lt;b&gt;</p>\n<pre><code>\nx &lt; 1\n</code></pre>"
 
 
 def test_unreachable_server_retries_then_says_so(tmp_path):
