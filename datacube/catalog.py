@@ -16,54 +16,36 @@ exponential backoff (``urllib3.Retry`` on connection errors and 429/5xx).
 Hrefs are signed by :meth:`Catalog.sign` right before an asset is read, never
 at search time: ``Client.open(..., modifier=planetary_computer.sign_inplace)``
 would put SAS tokens (about 45 minutes) into the items as they are found, and
-a long build would read with expired ones. :func:`strip_query` removes any
-query string before an href is logged or stored.
+a long build would read with expired ones. Query strings are stripped
+(:mod:`sarcube.datacube.redaction`) before an href is logged or stored.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import re
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import yaml
 from sarcube.datacube import schema
+from sarcube.datacube.redaction import redact, strip_query
+from sarcube.datacube.retry import RETRY_STATUSES, retry_backoff_s
 
 from sarcube.errors import AssetReadError, CatalogError, InputError, NoItemsFoundError
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 DEFAULT_CATALOG = "planetary-computer"
 API_SOURCE = "stac-api"
 STATIC_SOURCE = "local"
-#: HTTP statuses retried on STAC requests
-RETRY_STATUSES = (429, 500, 502, 503, 504)
+#: STAC API requests: retries of the HTTP session, its first backoff delay, timeout
 STAC_RETRIES = 5
 STAC_BACKOFF_S = 0.5
 STAC_TIMEOUT_S = 60.0
-#: asset reads: attempts and the first backoff delay (doubled each time)
-READ_ATTEMPTS = 4
-READ_BACKOFF_S = 0.5
-#: environment variable overriding both first backoff delays (e.g. 0 in tests)
-RETRY_BACKOFF_ENV = "SARCUBE_RETRY_BACKOFF_S"
-
-
-def retry_backoff_s(default: float = READ_BACKOFF_S) -> float:
-    """First retry delay: ``$SARCUBE_RETRY_BACKOFF_S`` or ``default``."""
-    try:
-        return float(os.environ.get(RETRY_BACKOFF_ENV, default))
-    except ValueError as err:
-        raise InputError(f"{RETRY_BACKOFF_ENV}={os.environ[RETRY_BACKOFF_ENV]!r} is not a number of seconds") from err
 
 
 @dataclass(frozen=True)
@@ -147,23 +129,7 @@ def known_sources() -> list[str]:
     return sorted(p.name.removesuffix(".yaml") for p in resources.files("sarcube.catalogs").iterdir() if p.name.endswith(".yaml"))
 
 
-# --- hrefs, signing, retries -------------------------------------------------------
-
-def strip_query(href: str) -> str:
-    """``href`` without query string or fragment (SAS tokens live there)."""
-    parts = urlsplit(href)
-    if not parts.scheme or len(parts.scheme) == 1:  # a local path (or a Windows drive)
-        return href.split("?", 1)[0]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
-_QUERY_RE = re.compile(r"\?[^\s'\"]*")
-
-
-def redact(text: str) -> str:
-    """``text`` with every query string removed (for logs and error messages)."""
-    return _QUERY_RE.sub("", text)
-
+# --- signing -----------------------------------------------------------------------
 
 def _sign_planetary_computer(href: str) -> str:
     import planetary_computer
@@ -172,30 +138,6 @@ def _sign_planetary_computer(href: str) -> str:
 
 
 SIGNERS: dict[str, Callable[[str], str]] = {"planetary_computer": _sign_planetary_computer}
-
-
-def retry(
-    action: Callable[[], T],
-    *,
-    retry_on: tuple[type[BaseException], ...],
-    attempts: int = READ_ATTEMPTS,
-    backoff_s: float = READ_BACKOFF_S,
-    what: str = "request",
-) -> T:
-    """Call ``action`` until it succeeds, sleeping ``backoff_s * 2**k`` between tries.
-
-    Re-raises the last error after ``attempts`` tries.
-    """
-    for attempt in range(attempts):
-        try:
-            return action()
-        except retry_on as err:
-            if attempt == attempts - 1:
-                raise
-            delay = backoff_s * 2**attempt
-            log.warning("%s failed (%s); retry %d/%d in %.1f s", what, redact(str(err)), attempt + 1, attempts - 1, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --- search -----------------------------------------------------------------------------
@@ -477,10 +419,6 @@ __all__ = [
     "load_source",
     "open_catalog",
     "provenance",
-    "retry_backoff_s",
-    "redact",
-    "retry",
     "search_backscatter",
     "search_dem",
-    "strip_query",
 ]

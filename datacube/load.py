@@ -56,17 +56,15 @@ import numpy as np
 import xarray as xr
 from sarcube.datacube import schema
 from sarcube.datacube.catalog import (
-    READ_ATTEMPTS,
     SIGNERS,
     Catalog,
     CollectionSource,
     asset_href,
     item_datetime,
-    redact,
-    retry,
-    retry_backoff_s,
 )
 from sarcube.datacube.grid import Grid
+from sarcube.datacube.redaction import RedactQueries, redact
+from sarcube.datacube.retry import READ_ATTEMPTS, retry, retry_backoff_s
 
 from sarcube.errors import AssetReadError
 
@@ -127,18 +125,8 @@ def group_acquisitions(items: Sequence[Any], properties: Mapping[str, str], lon:
 
 # --- reading with signing and retries ---------------------------------------------
 
-class _RedactQueries(logging.Filter):
-    """Strip query strings (SAS tokens) from third-party log records."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
-        record.msg = redact(str(record.msg))
-        return True
-
-
 for _name in ("odc.loader._rio", "odc.loader", "odc.stac", "rasterio"):
-    logging.getLogger(_name).addFilter(_RedactQueries())
+    logging.getLogger(_name).addFilter(RedactQueries())
 
 # rasterio wraps odc's numpy destination in an in-memory dataset before giving
 # it the transform, and warns about the moment in between (the result is right).

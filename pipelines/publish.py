@@ -4,7 +4,7 @@ Writes ``<name>.zarr.zip``, ``README.md`` (datasheet), ``stac/``,
 ``metadata.json`` (Zenodo deposition metadata) and ``MD5SUMS`` into DIR
 (:mod:`sarcube.datacube.archive`). With ``upload`` it creates a deposition
 (or a new version of one), puts the files into its bucket, sets the metadata
-and publishes only when asked (:mod:`sarcube.pipelines.zenodo`). The token
+and publishes only when asked (:mod:`sarcube.datacube.archive.zenodo`). The token
 comes from ``ZENODO_TOKEN`` only. Re-running resumes: the deposition id is
 kept in ``DIR/.zenodo-deposition.json`` and files whose md5 already matches
 are skipped.
@@ -16,13 +16,14 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import click
 from sarcube.datacube import archive, schema
-from sarcube.pipelines import zenodo
+from sarcube.datacube.archive import zenodo
+from sarcube.datacube.retry import RetryPolicy
 
 from sarcube.errors import InputError, PublishError, ZenodoError
 
@@ -124,7 +125,7 @@ def publish(
     title: str,
     creators: Sequence[str],
     description: str | Path | None = None,
-    license: str = zenodo.DEFAULT_LICENSE,
+    license: str = archive.DEFAULT_LICENSE,
     keywords: Sequence[str] = (),
     version: str | None = None,
     related: Sequence[str] = (),
@@ -134,7 +135,7 @@ def publish(
     new_version_of: int | None = None,
     publication_date: str | None = None,
     progress: bool = True,
-    retry: zenodo.RetryPolicy = zenodo.RetryPolicy(),
+    retry: RetryPolicy = RetryPolicy(),
 ) -> PublishResult:
     """Write the archive of ``cube`` into ``out_dir`` and, with ``upload``, put it on Zenodo.
 
@@ -155,7 +156,7 @@ def publish(
 
     ds = schema.open_cube(cube)
     text = _description_text(description) or _default_description(ds, title or "")
-    metadata = zenodo.DepositionMetadata.build(
+    citation = archive.Citation.build(
         title=title,
         creators=creators,
         description=text,
@@ -168,15 +169,11 @@ def publish(
     client = zenodo.ZenodoClient(zenodo_url, token, retry=retry, progress=progress) if upload else None
 
     def write(doi: str | None, rezip: bool) -> archive.ArchiveFiles:
-        meta = metadata.to_zenodo()
-        citation = metadata.citation(text, doi)
-        if doi:
-            meta["doi"] = doi
-        payload = (json.dumps(archive.sanitize(meta), indent=2, ensure_ascii=False) + "\n").encode()
-        return archive.write_archive(cube, out_dir, citation=citation, extra_files={archive.METADATA_JSON: payload}, progress=progress, rezip=rezip)
+        cited = replace(citation, doi=doi)
+        return archive.write_archive(cube, out_dir, citation=cited, progress=progress, rezip=rezip)
 
     written = write(None, rezip=True)
-    result = dict(out_dir=out_dir, archive=written.zip_path, metadata=metadata.to_zenodo())
+    result = dict(out_dir=out_dir, archive=written.zip_path, metadata=archive.deposition_metadata(citation))
     if client is None:
         return PublishResult(files=_paths(written), **result)
 
@@ -189,7 +186,7 @@ def publish(
             written = write(doi, rezip=False)
         files = zenodo.local_files(out_dir, _with_md5sums(written))
         synced = zenodo.sync_files(client, deposition, files)
-        meta = metadata.to_zenodo()
+        meta = archive.deposition_metadata(citation)
         if doi:
             meta["prereserve_doi"] = True  # keep the DOI the datasheet cites
         deposition = client.update_metadata(deposition, meta)
@@ -228,7 +225,10 @@ def _paths(written: archive.ArchiveFiles) -> tuple[Path, ...]:
 @click.option("--title", required=True, help="Title of the dataset.")
 @click.option("--creator", "creators", multiple=True, required=True, help="'Family, Given[;affiliation[;orcid]]' (repeat for each creator).")
 @click.option("--description", type=click.Path(dir_okay=False), default=None, help="Markdown file describing the dataset (default: generated from the cube).")
-@click.option("--license", "license_id", default=zenodo.DEFAULT_LICENSE, show_default=True, help="Licence id as Zenodo spells it.")
+@click.option(
+    "--license", "license_id", default=archive.DEFAULT_LICENSE, show_default=True,
+    help="Licence id as Zenodo spells it.",
+)
 @click.option("--keywords", multiple=True, help="Keywords (repeat, or comma-separated).")
 @click.option("--version", "version", default=None, help="Version of the dataset (e.g. 1.0).")
 @click.option("--related", multiple=True, help="Related work as IDENTIFIER:relation, e.g. 10.5281/zenodo.123:isDerivedFrom (repeat).")

@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 from sarcube.datacube import catalog, schema
 from sarcube.datacube.grid import grid_for, parse_aoi
+from sarcube.datacube.retry import RETRY_BACKOFF_ENV
 from sarcube.pipelines import build as build_mod
 from sarcube.pipelines import cli
 from sarcube.pipelines.build import build
@@ -76,7 +77,7 @@ def test_api_build_is_identical(clean_cube, test_catalog, tmp_path):
 
 
 def test_interrupted_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_path, monkeypatch):
-    monkeypatch.setenv(catalog.RETRY_BACKOFF_ENV, "0")
+    monkeypatch.setenv(RETRY_BACKOFF_ENV, "0")
     monkeypatch.setenv(build_mod.BATCH_ENV, "1")  # one step per batch: a resume point after each
     root = tmp_path / "catalog"
     shutil.copytree(test_catalog.root, root)

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from sarcube.datacube import catalog, load, schema
 from sarcube.datacube.grid import grid_for, parse_aoi
+from sarcube.datacube.redaction import redact, strip_query
+from sarcube.datacube.retry import RETRY_BACKOFF_ENV, retry
 from stac_server import item_collection_files, serve_stac, write_test_catalog
 
 from sarcube.errors import AssetReadError, CatalogError, InputError, NoItemsFoundError
@@ -43,7 +45,7 @@ def test_planetary_computer_source_is_data():
 
 
 def test_open_catalog_forms(test_catalog, monkeypatch):
-    monkeypatch.setenv(catalog.RETRY_BACKOFF_ENV, "0")
+    monkeypatch.setenv(RETRY_BACKOFF_ENV, "0")
     by_folder = catalog.open_catalog(str(test_catalog.root))
     by_file = catalog.open_catalog(str(test_catalog.catalog_json))
     assert isinstance(by_folder, catalog.StaticCatalog) and by_folder.label == by_file.label
@@ -55,9 +57,9 @@ def test_open_catalog_forms(test_catalog, monkeypatch):
 
 def test_hrefs_never_keep_tokens():
     signed = "https://acct.blob.core.windows.net/c/a/vv.tif?st=2021&se=2021&sig=SECRET%3D"
-    assert catalog.strip_query(signed) == "https://acct.blob.core.windows.net/c/a/vv.tif"
-    assert "SECRET" not in catalog.redact(f"'/vsicurl/{signed}' not recognized as a supported file format")
-    assert catalog.strip_query("/data/x.tif?sig=1") == "/data/x.tif"
+    assert strip_query(signed) == "https://acct.blob.core.windows.net/c/a/vv.tif"
+    assert "SECRET" not in redact(f"'/vsicurl/{signed}' not recognized as a supported file format")
+    assert strip_query("/data/x.tif?sig=1") == "/data/x.tif"
 
 
 def test_static_search_filters(test_catalog):
@@ -108,15 +110,10 @@ def test_retry_backs_off_then_gives_up():
             raise OSError("connection reset")
         return "ok"
 
-    assert catalog.retry(flaky, retry_on=(OSError,), attempts=4, backoff_s=0.0) == "ok" and len(calls) == 3
+    assert retry(flaky, retry_on=(OSError,), attempts=4, backoff_s=0.0) == "ok" and len(calls) == 3
     calls.clear()
     with pytest.raises(OSError):
-        catalog.retry(
-            lambda: flaky() if False else (_ for _ in ()).throw(OSError("down")),
-            retry_on=(OSError,),
-            attempts=2,
-            backoff_s=0.0,
-        )
+        retry(lambda: flaky() if False else (_ for _ in ()).throw(OSError("down")), retry_on=(OSError,), attempts=2, backoff_s=0.0)
 
 
 def test_grouping_mosaics_one_pass_per_day(test_catalog):
@@ -177,7 +174,7 @@ def test_load_masks_borders_and_mosaics(test_catalog):
 def test_unreadable_asset_is_named(test_catalog, tmp_path, monkeypatch):
     import shutil
 
-    monkeypatch.setenv(catalog.RETRY_BACKOFF_ENV, "0")
+    monkeypatch.setenv(RETRY_BACKOFF_ENV, "0")
     root = tmp_path / "copy"
     shutil.copytree(test_catalog.root, root)
     cat = catalog.open_catalog(str(root))

@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 from sarcube.datacube import archive, schema, store
-from sarcube.pipelines import cli, zenodo
+from sarcube.datacube.archive import zenodo
+from sarcube.datacube.retry import RetryPolicy
+from sarcube.pipelines import cli
 from sarcube.pipelines.publish import STATE_FILE, publish
 from sarcube.pipelines.verify import verify
 from zenodo_server import ZenodoServer
@@ -35,7 +37,7 @@ def waits():
 
 
 def _publish(cube, out, server, waits, **kw):
-    retry = zenodo.RetryPolicy(retries=2, backoff_s=0.5, sleep=waits.append)
+    retry = RetryPolicy(retries=2, backoff_s=0.5, sleep=waits.append)
     return publish(cube, out, title="Tiny cube", creators=[CREATOR], version=kw.pop("version", "1.0"), upload=True, zenodo_url=server.url, progress=False, retry=retry, **kw)
 
 
@@ -142,7 +144,7 @@ def test_new_version_replaces_inherited_files(tiny_cube, tmp_path, server, waits
 
 
 def _client(server, waits):
-    return zenodo.ZenodoClient(server.url, TOKEN, retry=zenodo.RetryPolicy(retries=2, backoff_s=0.5, sleep=waits.append), progress=False)
+    return zenodo.ZenodoClient(server.url, TOKEN, retry=RetryPolicy(retries=2, backoff_s=0.5, sleep=waits.append), progress=False)
 
 
 def test_rate_limit_honours_retry_after(server, waits):
@@ -167,7 +169,7 @@ def test_rate_limit_honours_ratelimit_reset(tmp_path, server, waits):
 
 
 def test_limits_checked_before_any_request(tmp_path, server):
-    client = zenodo.ZenodoClient(server.url, TOKEN, retry=zenodo.RetryPolicy(retries=0), progress=False)
+    client = zenodo.ZenodoClient(server.url, TOKEN, retry=RetryPolicy(retries=0), progress=False)
     deposition = client.create_deposition()
     server.log.clear()
     files = []
@@ -219,14 +221,14 @@ def test_upload_needs_token_and_safe_url(tiny_cube, tmp_path, server, monkeypatc
 
 
 def test_metadata_parsing():
-    assert zenodo.orcid_is_valid("0000-0002-1825-0097") and zenodo.orcid_is_valid("0000-0001-5109-3700")
-    assert not zenodo.orcid_is_valid("0000-0002-1825-0096") and not zenodo.orcid_is_valid("0000-0002-1825")
-    c = zenodo.Creator.parse(" Doe ,  Jane ;; https://orcid.org/0000-0002-1825-0097")
-    assert c == zenodo.Creator("Doe, Jane", None, "0000-0002-1825-0097")
-    r = zenodo.RelatedIdentifier.parse("https://doi.org/10.5281/zenodo.99:isderivedfrom")
-    assert r == zenodo.RelatedIdentifier("10.5281/zenodo.99", "isDerivedFrom")
-    assert zenodo.RelatedIdentifier.parse("arXiv:2101.00001:cites").identifier == "arXiv:2101.00001"
-    assert zenodo.markdown_to_html("a <b>\n\n```\nx < 1\n```") == "<p>a &lt;b&gt;</p>\n<pre><code>\nx &lt; 1\n</code></pre>"
+    assert archive.orcid_is_valid("0000-0002-1825-0097") and archive.orcid_is_valid("0000-0001-5109-3700")
+    assert not archive.orcid_is_valid("0000-0002-1825-0096") and not archive.orcid_is_valid("0000-0002-1825")
+    c = archive.Creator.parse(" Doe ,  Jane ;; https://orcid.org/0000-0002-1825-0097")
+    assert c == archive.Creator("Doe, Jane", None, "0000-0002-1825-0097")
+    r = archive.RelatedIdentifier.parse("https://doi.org/10.5281/zenodo.99:isderivedfrom")
+    assert r == archive.RelatedIdentifier("10.5281/zenodo.99", "isDerivedFrom")
+    assert archive.RelatedIdentifier.parse("arXiv:2101.00001:cites").identifier == "arXiv:2101.00001"
+    assert archive.markdown_to_html("a <b>\n\n```\nx < 1\n```") == "<p>a &lt;b&gt;</p>\n<pre><code>\nx &lt; 1\n</code></pre>"
 
 
 def test_unreachable_server_retries_then_says_so(tmp_path):
@@ -236,7 +238,7 @@ def test_unreachable_server_retries_then_says_so(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     waits: list[float] = []
-    client = zenodo.ZenodoClient(f"http://127.0.0.1:{port}", TOKEN, retry=zenodo.RetryPolicy(retries=2, backoff_s=0.25, sleep=waits.append, timeout_s=2))
+    client = zenodo.ZenodoClient(f"http://127.0.0.1:{port}", TOKEN, retry=RetryPolicy(retries=2, backoff_s=0.25, sleep=waits.append, timeout_s=2))
     with pytest.raises(ZenodoError, match=r"create deposition: cannot reach .* after 3 tries.*rerun to resume") as info:
         client.create_deposition()
     assert waits == [0.25, 0.5] and TOKEN not in str(info.value)
