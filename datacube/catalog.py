@@ -1,7 +1,7 @@
 """STAC sources: catalogs as data, search, signing and retries.
 
-A source is a YAML file in ``catalogs/`` parsed once into a frozen
-:class:`CatalogSource`: where the catalog lives, which collections and asset
+A source is a YAML file in ``catalogs/`` parsed once (:mod:`sarcube.config`)
+into a frozen :class:`CatalogSource`: where the catalog lives, which collections and asset
 keys hold backscatter and elevation, their nodata, how the grid is resampled,
 which item properties become the cube's per-time coordinates, and whether
 asset hrefs must be signed. ``--catalog`` names one of three things:
@@ -25,16 +25,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sarcube.datacube import schema
 from sarcube.datacube.redaction import redact, strip_query
 from sarcube.datacube.retry import RETRY_STATUSES, retry_backoff_s
 
+from sarcube.config import YAML_KEY, parse, read_yaml
 from sarcube.errors import AssetReadError, CatalogError, InputError, NoItemsFoundError
 
 log = logging.getLogger(__name__)
@@ -57,41 +57,29 @@ class CollectionSource:
     #: cube variable -> STAC asset key
     assets: Mapping[str, str]
     #: source nodata value (None: the file's own)
-    nodata: float | None
+    nodata: float | None = None
     #: resampling onto the cube grid (rasterio names: nearest, bilinear, average...)
-    resampling: str
+    resampling: str = "nearest"
 
 
 @dataclass(frozen=True)
 class CatalogSource:
-    """A STAC source as written in ``catalogs/<name>.yaml``."""
+    """A STAC source as written in ``catalogs/<name>.yaml`` (keys = fields; ``elevation`` holds :attr:`dem`)."""
 
-    #: short name (the YAML file's stem)
+    #: short name (default: the YAML file's stem)
     name: str
     #: ``api`` (searched with pystac-client) or ``static`` (searched in-process)
     kind: str
-    #: API root URL, or the static catalog's ``catalog.json``
-    url: str | None
-    #: ``planetary_computer`` or None
-    signing: str | None
-    #: items per page of an API search
-    page_size: int
     backscatter: CollectionSource
-    dem: CollectionSource
+    dem: CollectionSource = field(metadata={YAML_KEY: "elevation"})
     #: cube per-time coordinate (platform, orbit_state, relative_orbit) -> item property
     properties: Mapping[str, str]
-
-
-def _collection(raw: Mapping[str, Any], where: str) -> CollectionSource:
-    try:
-        return CollectionSource(
-            collection=str(raw["collection"]),
-            assets={str(k): str(v) for k, v in dict(raw["assets"]).items()},
-            nodata=None if raw.get("nodata") is None else float(raw["nodata"]),
-            resampling=str(raw.get("resampling", "nearest")),
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise CatalogError(f"catalog source {where}: collection entry is incomplete ({err!r}); see catalogs/planetary-computer.yaml") from err
+    #: API root URL, or the static catalog's ``catalog.json``
+    url: str | None = None
+    #: ``planetary_computer`` or None
+    signing: str | None = None
+    #: items per page of an API search
+    page_size: int = 100
 
 
 def load_source(path_or_name: str | Path) -> CatalogSource:
@@ -101,26 +89,15 @@ def load_source(path_or_name: str | Path) -> CatalogSource:
         path = Path(str(resources.files("sarcube.catalogs").joinpath(f"{path_or_name}.yaml")))
     if not path.is_file():
         raise CatalogError(f"catalog source {str(path_or_name)!r} not found: known sources are {known_sources()}")
-    raw = yaml.safe_load(path.read_text())
-    try:
-        props = {str(k): str(v) for k, v in dict(raw["properties"]).items()}
-        missing = [c for c in (schema.PLATFORM, schema.ORBIT_STATE, schema.RELATIVE_ORBIT) if c not in props]
-        if missing:
-            raise KeyError(missing)
-        source = CatalogSource(
-            name=str(raw.get("name", path.stem)),
-            kind=str(raw["kind"]),
-            url=raw.get("url"),
-            signing=raw.get("signing"),
-            page_size=int(raw.get("page_size", 100)),
-            backscatter=_collection(raw["backscatter"], str(path)),
-            dem=_collection(raw["elevation"], str(path)),
-            properties=props,
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise CatalogError(f"catalog source {str(path)!r} is incomplete ({err!r}); see catalogs/planetary-computer.yaml") from err
+    raw = read_yaml(path, "catalog source", CatalogError)
+    raw.setdefault("name", path.stem)
+    where = f"catalog source {str(path)!r}"
+    source = parse(CatalogSource, raw, where, error=CatalogError)
+    missing = [c for c in (schema.PLATFORM, schema.ORBIT_STATE, schema.RELATIVE_ORBIT) if c not in source.properties]
+    if missing:
+        raise CatalogError(f"{where}: properties lacks {missing}; see catalogs/planetary-computer.yaml")
     if source.kind not in ("api", "static"):
-        raise CatalogError(f"catalog source {str(path)!r}: kind must be 'api' or 'static', not {source.kind!r}")
+        raise CatalogError(f"{where}: kind must be 'api' or 'static', not {source.kind!r}")
     return source
 
 

@@ -1,8 +1,7 @@
 """Torch networks, losses, metrics and the baseline detector.
 
-Tensors only: nothing here reads files, STAC or zarr (the single exception is
-:func:`load_vgg16_weights`, which accepts the path of a VGG16 state_dict the user
-already has and reads it with ``torch.load(weights_only=True)``; nothing is downloaded).
+Tensors only: nothing here reads files, STAC or zarr (:func:`load_vgg16_weights`
+copies a VGG16 state_dict the user already has, read by the train step; nothing is downloaded).
 
 Build any model by name: ``build_model(name, in_channels, **cfg)``; ``MODELS`` maps
 each name to its builder (a class or function whose keyword arguments are the ``cfg``

@@ -2,15 +2,14 @@
 
 A 13-conv VGG16 trunk and three fully connected layers with dropout 0.5 classify a
 patch (e.g. 50x50 cropped from 64x64) as avalanche or not. The paper fine-tunes
-only the FC layers on an ImageNet-trained trunk: :func:`load_vgg16_weights` maps a
+only the FC layers on an ImageNet-trained trunk: :func:`load_vgg16_weights` copies a
 torchvision ``vgg16`` state_dict the user already has onto the trunk (nothing is
-downloaded) and ``freeze_trunk`` stops its gradients.
+downloaded or read here) and ``freeze_trunk`` stops its gradients.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -103,27 +102,14 @@ def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     return mean.repeat(1, in_channels, 1, 1) * (weight.shape[1] / in_channels)
 
 
-def load_vgg16_weights(
-    model: PatchCNN, state_dict_or_path: Mapping[str, torch.Tensor] | str | Path
-) -> list[str]:
+def load_vgg16_weights(model: PatchCNN, state: Mapping[str, torch.Tensor]) -> list[str]:
     """Copy ImageNet VGG16 conv weights (torchvision ``vgg16`` keys ``features.N.weight/bias``) onto the trunk.
 
-    ``state_dict_or_path``: a mapping of tensors, or the path of a file saved by
-    ``torch.save(vgg16().state_dict(), path)``; a path is read with
-    ``torch.load(weights_only=True)`` here, the one file read in :mod:`sarcube.models`.
+    ``state``: a mapping of tensors, e.g. ``vgg16().state_dict()`` (reading one
+    from a file is :func:`sarcube.pipelines.runs.read_vgg16_weights`).
     The first conv is adapted to the model's input channels (:func:`adapt_first_conv`);
     the classifier keys are ignored (our FC layers differ). Returns the loaded keys.
     """
-    if isinstance(state_dict_or_path, str | Path):
-        path = Path(state_dict_or_path)
-        if not path.is_file():
-            raise InputError(f"VGG16 weights {path}: no such file; give a torchvision vgg16 state_dict file")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # corrupt or not a tensor file
-            raise CheckpointError(f"VGG16 weights {path}: cannot be read ({exc}); save one with torch.save(state_dict)") from exc
-    else:
-        state = state_dict_or_path
     trunk = {k[len(_TRUNK_PREFIX) :]: v for k, v in state.items() if k.startswith(_TRUNK_PREFIX)}
     own = model.features.state_dict()
     if set(trunk) != set(own):

@@ -32,7 +32,7 @@ import torch
 import xarray as xr
 from sarcube.datacube import chips, schema
 
-from sarcube.errors import CheckpointError, MissingVariableError
+from sarcube.errors import CheckpointError, InputError, MissingVariableError
 
 BEST = "best.pt"
 LAST = "last.pt"
@@ -162,6 +162,23 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # corrupt or foreign file
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({err}): retrain or restore the file") from err
+
+
+def read_vgg16_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A torchvision ``vgg16`` state_dict file the user already has (``torch.save(vgg16().state_dict(), path)``).
+
+    Read with ``torch.load(weights_only=True)``; nothing is downloaded. The train
+    step copies it onto the trunk with :func:`sarcube.models.load_vgg16_weights`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"VGG16 weights {path}: no such file; give a torchvision vgg16 state_dict file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or not a tensor file
+        raise CheckpointError(
+            f"VGG16 weights {path}: cannot be read ({exc}); save one with torch.save(state_dict)"
+        ) from exc
 
 
 def build_from_info(info: RunInfo) -> torch.nn.Module:
@@ -297,6 +314,7 @@ __all__ = [
     "plot_curves",
     "read_checkpoint",
     "read_metrics",
+    "read_vgg16_weights",
     "resolved_channels",
     "save_checkpoint",
     "sha256_of",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import replace
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -196,3 +197,19 @@ def test_third_party_logs_lose_query_strings(caplog):
     with caplog.at_level(logging.WARNING, logger="odc.loader._rio"):
         logging.getLogger("odc.loader._rio").error("Failed to load %s:%d due to rasterio error: '%s'", signed, 1, f"'{signed}' not recognized")
     assert "SECRET" not in caplog.text and "vv.tif" in caplog.text
+
+
+def test_catalog_yaml_is_checked_key_by_key(tmp_path):
+    text = resources.files("sarcube.catalogs").joinpath("local.yaml").read_text()
+    path = tmp_path / "mine.yaml"
+    path.write_text(text.replace("page_size: 100", "page_size: 100\npagesize: 5"))
+    with pytest.raises(CatalogError, match=r"mine.yaml.*unknown key\(s\) \['pagesize'\]"):
+        catalog.load_source(path)
+    path.write_text(text.replace("resampling: bilinear", "resampling: 3"))
+    with pytest.raises(CatalogError, match=r"mine.yaml.*elevation.resampling: expected text"):
+        catalog.load_source(path)
+    path.write_text(text.replace("kind: static\n", ""))
+    with pytest.raises(CatalogError, match=r"missing key\(s\) \['kind'\]"):
+        catalog.load_source(path)
+    path.write_text(text)
+    assert catalog.load_source(path) == catalog.load_source("local")

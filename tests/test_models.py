@@ -9,6 +9,7 @@ import torch
 from sarcube.models import losses
 from sarcube.models.patch_cnn import adapt_first_conv
 from sarcube.models.vae import score_to_probability
+from sarcube.pipelines import runs
 
 from sarcube import models
 from sarcube.errors import InputError
@@ -265,7 +266,7 @@ def test_load_vgg16_weights_from_mapping_and_path(tmp_path):
     path = tmp_path / "vgg16.pt"
     torch.save(state, path)
     four = models.build_model("patch_cnn", 4, hidden_features=8)
-    models.load_vgg16_weights(four, path)
+    models.load_vgg16_weights(four, runs.read_vgg16_weights(path))
     w = four.features[0].weight
     assert w.shape == (64, 4, 3, 3)
     torch.testing.assert_close(w, adapt_first_conv(state["features.0.weight"], 4))
@@ -276,7 +277,7 @@ def test_load_vgg16_weights_from_mapping_and_path(tmp_path):
         torch.nn.functional.conv2d(grey, state["features.0.weight"]), torch.nn.functional.conv2d(const, w)
     )
     with pytest.raises(InputError, match="no such file"):
-        models.load_vgg16_weights(four, tmp_path / "missing.pt")
+        runs.read_vgg16_weights(tmp_path / "missing.pt")
     small = models.build_model("patch_cnn", 3, width_divisor=16, hidden_features=8)
     with pytest.raises(Exception, match="width_divisor"):
         models.load_vgg16_weights(small, state)

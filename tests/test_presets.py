@@ -100,3 +100,19 @@ def test_unknown_names_and_files(tmp_path):
     path.write_text("inputs: {channels: [{variable: vv, when: now}]}\n")
     with pytest.raises(InputError, match="unknown channel keys"):
         load_preset(path)
+
+
+def test_resolved_presets_are_checked_like_yaml():
+    # a run's preset.yaml (train --resume --set ...) goes through the same checks as a preset file
+    raw = load_preset("avalanche-fcn", "cpu-demo").to_dict()
+    raw["chips"]["policy"] = "some"
+    with pytest.raises(InputError, match="policy 'some' unknown"):
+        preset_from_dict(raw)
+    raw = load_preset("avalanche-fcn").to_dict()
+    raw["colour"] = {}
+    with pytest.raises(InputError, match="unknown section"):
+        preset_from_dict(raw)
+    raw = load_preset("avalanche-fcn").to_dict()
+    raw["train"]["epoch"] = 3
+    with pytest.raises(InputError, match=r"run preset 'x.yaml': train: unknown key\(s\) \['epoch'\]"):
+        preset_from_dict(raw, "run preset 'x.yaml'")

@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import torch
 from sarcube.datacube import chips, schema, store
+from sarcube.models.augment import Augmenter
+from sarcube.models.config import AugmentConfig
+from sarcube.models.inference import DIHEDRAL_TRANSFORMS
+from sarcube.models.training import compute_loss
 from sarcube.pipelines import runs
-from sarcube.pipelines.augment import Augmenter, dihedral
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.loaders import ChipStream, make_loader
-from sarcube.pipelines.presets import AugmentConfig, available, load_preset
-from sarcube.pipelines.train import compute_loss, prepare_data, train
+from sarcube.pipelines.presets import available, load_preset
+from sarcube.pipelines.train import prepare_data, train
 from test_chips import make_featured_cube
 
 from sarcube.errors import CheckpointError, CubeExistsError, MissingVariableError, TrainingDataError
@@ -80,7 +83,7 @@ def test_one_epoch_lowers_the_loss(cube, tmp_path):
     def mean_loss(model):
         model.eval()
         with torch.no_grad():
-            return float(np.mean([float(compute_loss(model, x, y, p)[0]) for x, y, _ in batches]))
+            return float(np.mean([float(compute_loss(model, x, y, p.training)[0]) for x, y, _ in batches]))
 
     torch.manual_seed(p.train.seed)
     from sarcube.pipelines.train import _build_model
@@ -140,8 +143,8 @@ def test_augmentation_moves_labels_with_inputs():
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 2, (20, 20), dtype=torch.uint8)
     x = torch.stack([y.float(), torch.zeros(20, 20)])
-    for k in range(8):
-        assert torch.equal(dihedral(x, k)[0], dihedral(y, k).float())
+    for t in DIHEDRAL_TRANSFORMS:
+        assert torch.equal(t.apply(x)[0], t.apply(y).float())
     aug = Augmenter(AugmentConfig(dihedral=True, crop=12))
     for _ in range(10):
         xa, ya = aug(x, y, g)

@@ -1,5 +1,10 @@
 """Training presets: one YAML file per paper, parsed once into frozen dataclasses.
 
+The torch-side sections are :mod:`sarcube.models.config` dataclasses, the
+cube-side ones (channels, chips, split) :mod:`sarcube.datacube.chips` specs;
+this module reads the YAML (with :mod:`sarcube.config`), applies profile and
+overrides, composes them into a :class:`Preset` and checks it.
+
 A preset file (``pipelines/presets/<name>.yaml``) has one section per concern
 (``inputs``, ``chips``, ``split``, ``model``, ``optim``, ``schedule``,
 ``loss``, ``train``, ``augment``) and a ``profiles:`` mapping whose entries
@@ -15,24 +20,29 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from sarcube.datacube.chips import ChannelSpec, ChipSpec, SplitSpec
+from sarcube.models.config import (
+    TASK_BASELINE,
+    TASKS,
+    AugmentConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    ScheduleConfig,
+    TrainConfig,
+    TrainingConfig,
+)
 
+from sarcube.config import parse, read_yaml
 from sarcube.errors import InputError
 
 PRESET_DIR = Path(__file__).parent
-
-TASK_SEGMENTATION = "segmentation"
-TASK_CLASSIFICATION = "classification"
-TASK_ANOMALY = "anomaly"
-TASK_BASELINE = "baseline"
-TASKS = (TASK_SEGMENTATION, TASK_CLASSIFICATION, TASK_ANOMALY, TASK_BASELINE)
 
 
 @dataclass(frozen=True)
@@ -45,117 +55,6 @@ class InputsConfig:
     series_steps: int = 0
     #: standardise each channel with the training split's mean/std (off for the dB-threshold baseline)
     normalise: bool = True
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Which network of ``sarcube.models`` and its constructor arguments."""
-
-    #: ``build_model`` name (unet, par_attention, par_concat, patch_cnn, vae, resnet_unet, unet3d, convlstm_unet, baseline)
-    name: str = "unet"
-    #: what the labels train: segmentation (pixels), classification (chip has a positive), anomaly (VAE), baseline
-    task: str = TASK_SEGMENTATION
-    #: keyword arguments of ``build_model`` (widths, dropout, ``freeze_trunk``, ...)
-    params: Mapping[str, Any] = field(default_factory=dict)
-    #: optional local weights file for the trunk (avalanche-cnn: a torchvision VGG16 state_dict); nothing is downloaded
-    pretrained: str = ""
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """Optimiser."""
-
-    #: adam, adamw or sgd
-    name: str = "adam"
-    #: initial learning rate
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    #: Adam betas
-    betas: tuple[float, float] = (0.9, 0.999)
-    #: SGD momentum
-    momentum: float = 0.9
-
-
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """Learning-rate schedule, stepped once per epoch."""
-
-    #: none, plateau (ReduceLROnPlateau on the validation loss) or cosine_restarts
-    name: str = "none"
-    #: plateau: factor, patience (epochs), threshold
-    factor: float = 0.1
-    patience: int = 10
-    threshold: float = 1e-4
-    #: cosine_restarts: cycle lengths in epochs (glacier-timeseries: 10, 20, 40, 80)
-    cycles: tuple[int, ...] = (10, 20, 40, 80)
-    #: cosine_restarts: lowest learning rate
-    min_lr: float = 0.0
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Loss function (label 255 is ignored by every loss)."""
-
-    #: bce (one logit per pixel), ce (two classes), focal, vae (MSE + KL), none (baseline)
-    name: str = "bce"
-    #: bce: weight of positive pixels (avalanche-fcn: 2)
-    pos_weight: float = 1.0
-    #: focal: label smoothing and gamma
-    label_smoothing: float = 0.0
-    gamma: float = 2.0
-    #: vae: weight of the KL term
-    kl_weight: float = 0.1
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The loop: epochs, batches, validation and stopping."""
-
-    epochs: int = 100
-    batch_size: int = 16
-    #: training batches per epoch; 0 = every selected chip once
-    steps_per_epoch: int = 0
-    #: validation batches per epoch; 0 = every validation chip
-    val_steps: int = 0
-    #: stop after this many epochs without a better validation metric; 0 = never
-    early_stopping: int = 0
-    #: validation metric that picks best.pt: f1, auprc, iou, accuracy, balanced_accuracy
-    metric: str = "f1"
-    #: probability threshold for the binary maps
-    threshold: float = 0.5
-    #: tune the threshold on the validation split (VAE reconstruction error, baseline)
-    tune_threshold: bool = False
-    #: DataLoader workers (0 = in the main process)
-    num_workers: int = 2
-    #: chips held in the shuffle buffer
-    shuffle_buffer: int = 1024
-    #: gradient clipping norm; 0 = off
-    grad_clip: float = 0.0
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """On-the-fly augmentation of training chips (same transform on inputs and labels)."""
-
-    #: the 8 flips/90-degree rotations
-    dihedral: bool = False
-    #: random shift, fraction of the chip side
-    shift: float = 0.0
-    #: random rotation, degrees (+-)
-    rotate_deg: float = 0.0
-    #: random zoom, fraction (+-)
-    zoom: float = 0.0
-    #: random shear, degrees (+-)
-    shear_deg: float = 0.0
-    #: random crop to this side, pixels (avalanche-cnn 64 -> 50); 0 = none
-    crop: int = 0
-    #: Gaussian noise std on the normalised inputs
-    noise_std: float = 0.0
-    #: probability of dropping out a random rectangle of the inputs
-    occlusion: float = 0.0
-    #: contrast jitter, fraction (+-)
-    contrast: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -184,6 +83,13 @@ class Preset:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    @property
+    def training(self) -> TrainingConfig:
+        """The sections :mod:`sarcube.models.training` reads."""
+        return TrainingConfig(
+            self.name, self.model, self.optim, self.schedule, self.loss, self.train, self.chips.min_positive_pixels
+        )
+
 
 SECTIONS: dict[str, type] = {
     "inputs": InputsConfig,
@@ -209,74 +115,6 @@ def _plain(value: Any) -> Any:
 def available() -> list[str]:
     """Names of the presets shipped with sarcube."""
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, where)
-            except InputError:
-                continue
-        raise InputError(f"{where}: {value!r} is not a valid {hint}")
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise InputError(f"{where}: expected true/false, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise InputError(f"{where}: expected an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise InputError(f"{where}: expected a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise InputError(f"{where}: expected text, got {value!r}")
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            value = [value]
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], where) for v in value)
-        if len(args) != len(value):
-            raise InputError(f"{where}: expected {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
-    if hint is ChannelSpec:
-        if isinstance(value, str):
-            return ChannelSpec(value)
-        if isinstance(value, Mapping) and "variable" in value:
-            unknown = set(value) - {"variable", "take", "optional"}
-            if unknown:
-                raise InputError(f"{where}: unknown channel keys {sorted(unknown)} (use variable, take, optional)")
-            return ChannelSpec.from_dict(dict(value))
-        raise InputError(f"{where}: a channel is a variable name or {{variable, take, optional}}, got {value!r}")
-    if origin in (Mapping, dict) or hint is Mapping:
-        if not isinstance(value, Mapping):
-            raise InputError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    raise InputError(f"{where}: cannot read {value!r} as {hint}")  # pragma: no cover
-
-
-def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise InputError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
-    return cls(**kwargs)
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -314,24 +152,25 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     node[rest[-1]] = value
 
 
-def _read(name_or_path: str | Path) -> tuple[str, dict[str, Any]]:
+def _path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = PRESET_DIR / f"{name_or_path}.yaml"
     if not path.exists():
         raise InputError(f"preset {str(name_or_path)!r} not found: use one of {available()} or a path to a YAML file")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise InputError(f"preset {str(path)!r} is not valid YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise InputError(f"preset {str(path)!r} must be a mapping of sections")
-    return raw.pop("name", path.stem), raw
+    return path
+
+
+def _origin(what: str, profile: str | None, overrides: Sequence[str]) -> str:
+    """Where a preset's values come from, for error messages: the file, its profile, ``--set``."""
+    return what + (f" profile {profile!r}" if profile else "") + (" with --set" if overrides else "")
 
 
 def load_preset(name_or_path: str | Path, profile: str | None = None, overrides: Sequence[str] = ()) -> Preset:
     """Parse a preset (shipped name or YAML path), apply a profile, then ``--set`` overrides."""
-    name, raw = _read(name_or_path)
+    path = _path(name_or_path)
+    raw = read_yaml(path, "preset")
+    name = raw.pop("name", path.stem)
     profiles = raw.pop("profiles", {}) or {}
     if profile:
         if profile not in profiles:
@@ -339,23 +178,28 @@ def load_preset(name_or_path: str | Path, profile: str | None = None, overrides:
         raw = _merge(raw, profiles[profile])
     for item in overrides:
         apply_override(raw, item)
+    return _compose(raw, str(name), profile, _origin(f"preset {str(path)!r}", profile, overrides))
+
+
+def preset_from_dict(data: Mapping[str, Any], source: str = "a resolved preset") -> Preset:
+    """Rebuild a resolved preset (``Preset.to_dict()``, e.g. a run's preset.yaml), checked like a YAML file."""
+    raw = dict(copy.deepcopy(dict(data)))
+    name = raw.pop("name", "custom")
+    profile = raw.pop("profile", None)
+    return _compose(raw, str(name), str(profile) if profile else None, source)
+
+
+def _compose(raw: dict[str, Any], name: str, profile: str | None, source: str) -> Preset:
+    """The one way from a raw mapping (profile and overrides applied) to a checked :class:`Preset`."""
     meta = {k: raw.pop(k, "") for k in ("paper", "description")}
     unknown = set(raw) - set(SECTIONS)
     if unknown:
         raise InputError(f"preset {name!r}: unknown section(s) {sorted(unknown)}; known: {sorted(SECTIONS)}")
-    sections = _sections(raw, str(name))
-    preset = Preset(name=str(name), paper=str(meta["paper"]), description=str(meta["description"]).strip(), profile=profile, **sections)
+    sections = _sections(raw, source)
+    paper, description = str(meta["paper"] or ""), str(meta["description"] or "").strip()
+    preset = Preset(name=name, paper=paper, description=description, profile=profile, **sections)
     _check(preset)
     return preset
-
-
-def preset_from_dict(data: Mapping[str, Any]) -> Preset:
-    """Rebuild a resolved preset (``Preset.to_dict()``, e.g. a run's preset.yaml)."""
-    raw = dict(copy.deepcopy(dict(data)))
-    name = raw.pop("name", "custom")
-    meta = {k: raw.pop(k, "") for k in ("paper", "description", "profile")}
-    sections = _sections(raw, str(name))
-    return Preset(name=str(name), paper=str(meta["paper"] or ""), description=str(meta["description"] or ""), profile=meta["profile"] or None, **sections)
 
 
 def _held_out(value: Any) -> Any:
@@ -367,8 +211,21 @@ def _held_out(value: Any) -> Any:
     return (str(value),)
 
 
-def _sections(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
-    sections = {key: _build(cls, raw.get(key) or {}, f"{name}.{key}") for key, cls in SECTIONS.items()}
+def _channel(value: Any, where: str) -> ChannelSpec:
+    """A channel: a variable name, or ``{variable, take, optional}``."""
+    if isinstance(value, str):
+        return ChannelSpec(value)
+    if isinstance(value, Mapping) and "variable" in value:
+        unknown = set(value) - {"variable", "take", "optional"}
+        if unknown:
+            raise InputError(f"{where}: unknown channel keys {sorted(unknown)} (use variable, take, optional)")
+        return ChannelSpec.from_dict(dict(value))
+    raise InputError(f"{where}: a channel is a variable name or {{variable, take, optional}}, got {value!r}")
+
+
+def _sections(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    readers = {ChannelSpec: _channel}
+    sections = {key: parse(cls, raw.get(key) or {}, source, key=key, readers=readers) for key, cls in SECTIONS.items()}
     split = sections["split"]
     sections["split"] = dataclasses.replace(split, test=_held_out(split.test), val=_held_out(split.val))
     return sections
@@ -388,15 +245,9 @@ def _check(p: Preset) -> None:
 
 __all__ = [
     "PRESET_DIR",
-    "TASKS",
-    "AugmentConfig",
+    "SECTIONS",
     "InputsConfig",
-    "LossConfig",
-    "ModelConfig",
-    "OptimConfig",
     "Preset",
-    "ScheduleConfig",
-    "TrainConfig",
     "apply_override",
     "available",
     "load_preset",

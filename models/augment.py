@@ -4,7 +4,9 @@ Inputs are normalised (C, H, W) or (C, T, H, W) float tensors, labels (H, W)
 uint8 with 255 = ignore. Geometric transforms (dihedral, shift, rotation,
 zoom, shear, crop) move labels with the inputs; pixels brought in from outside
 the chip get input 0 (the training mean) and label 255, so losses ignore them.
-Radiometric ones (noise, contrast, occlusion) touch the inputs only.
+Radiometric ones (noise, contrast, occlusion) touch the inputs only. The
+dihedral flips/rotations are the group of test-time augmentation
+(:data:`sarcube.models.inference.DIHEDRAL_TRANSFORMS`), one drawn uniformly.
 """
 
 from __future__ import annotations
@@ -13,21 +15,18 @@ import math
 
 import torch
 import torch.nn.functional as F
-from sarcube.datacube.schema import LABEL_UNKNOWN
-from sarcube.pipelines.presets import AugmentConfig
-
-
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th of the 8 dihedral transforms (k % 4 quarter turns, then a flip when k >= 4) on the last two dims."""
-    x = torch.rot90(x, k % 4, dims=(-2, -1))
-    return torch.flip(x, dims=(-1,)) if k >= 4 else x
+from sarcube.models.config import AugmentConfig
+from sarcube.models.inference import DIHEDRAL_TRANSFORMS
+from sarcube.models.losses import IGNORE_INDEX
 
 
 def _uniform(g: torch.Generator, bound: float) -> float:
     return float((torch.rand((), generator=g) * 2 - 1) * bound)
 
 
-def affine(x: torch.Tensor, y: torch.Tensor, *, angle_deg: float, scale: float, shear_deg: float, shift: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+def affine(
+    x: torch.Tensor, y: torch.Tensor, *, angle_deg: float, scale: float, shear_deg: float, shift: tuple[float, float]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotate/zoom/shear/shift a chip (bilinear inputs, nearest labels, outside -> 0 / 255)."""
     a, s = math.radians(angle_deg), math.radians(shear_deg)
     cos, sin = math.cos(a), math.sin(a)
@@ -46,7 +45,7 @@ def affine(x: torch.Tensor, y: torch.Tensor, *, angle_deg: float, scale: float, 
     yf = y.reshape(1, 1, h, w).float()
     inside = F.grid_sample(torch.ones_like(yf), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     yo = F.grid_sample(yf, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    yo = torch.where(inside > 0.5, yo, torch.full_like(yo, float(LABEL_UNKNOWN)))
+    yo = torch.where(inside > 0.5, yo, torch.full_like(yo, float(IGNORE_INDEX)))
     return xo.to(x.dtype), yo.reshape(h, w).to(y.dtype)
 
 
@@ -82,8 +81,8 @@ class Augmenter:
             left = int(torch.randint(0, w - c.crop + 1, (), generator=g))
             x, y = crop(x, y, c.crop, top, left)
         if c.dihedral:
-            k = int(torch.randint(0, 8, (), generator=g))
-            x, y = dihedral(x, k), dihedral(y, k)
+            t = DIHEDRAL_TRANSFORMS[int(torch.randint(0, len(DIHEDRAL_TRANSFORMS), (), generator=g))]
+            x, y = t.apply(x), t.apply(y)
         if self.geometric:
             x, y = affine(
                 x,
@@ -109,4 +108,4 @@ class Augmenter:
         return x, y.contiguous()
 
 
-__all__ = ["Augmenter", "affine", "center_crop", "crop", "dihedral"]
+__all__ = ["Augmenter", "affine", "center_crop", "crop"]
