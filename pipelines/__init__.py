@@ -15,10 +15,11 @@ name and the thin ``sarcube`` CLI command over it.
     from sarcube.pipelines.demo_catalog import demo_catalog  # sarcube demo-catalog
     from sarcube.pipelines.demo import demo              # sarcube demo
 
-Supporting modules: ``presets`` (paper presets parsed from YAML), ``runs``
-(run directories and checkpoints), ``loaders`` and ``augment`` (the torch
-side of chip streaming), ``zenodo`` (the Zenodo REST client), ``_dask``
-(scheduler and progress), ``cli`` (the command registry).
+Supporting modules (not steps): ``presets`` (paper presets parsed from YAML into
+the config dataclasses of ``sarcube.models.config`` and ``sarcube.datacube.chips``),
+``runs`` (run directories and checkpoints), ``loaders`` (the torch side of chip
+streaming), ``_dask`` (scheduler and progress), ``cli`` (the command registry).
+No step imports another; only ``demo`` and ``cli`` compose them.
 """
 
 __all__: list[str] = []
