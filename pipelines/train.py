@@ -173,7 +173,7 @@ def validate(model: torch.nn.Module, loader: Any, preset: Preset, device: torch.
         x, y = torch.cat(xs), torch.cat(ys)
         if preset.train.tune_threshold:
             result = tune_threshold(model, x, y, metric=metric if metric in metrics.THRESHOLD_METRICS else "f1")
-            details["k_std"] = result.value
+            details.update(result.values)  # every tuned setting, into the run's details
         acc.update(model(x)[:, 0].numpy(), y.numpy())
         return float("nan"), float(acc.compute()[metric]), details
     val_loss = total / max(n, 1)
