@@ -73,7 +73,7 @@ def validate(
     """Validation loss, metric and details; for the VAE and the baseline also tunes the threshold.
 
     ``max_steps`` caps the batches (0 = all). The details hold what was tuned:
-    ``score_threshold`` (VAE, also stored in the model) or ``k_std`` (baseline).
+    ``score_threshold`` (VAE, also stored in the model) or every tuned setting of the baseline.
     """
     task, metric = config.model.task, config.train.metric
     model.eval()
@@ -109,7 +109,7 @@ def validate(
         x, y = torch.cat(xs), torch.cat(ys)
         if config.train.tune_threshold:
             result = tune_threshold(model, x, y, metric=metric if metric in metrics.THRESHOLD_METRICS else "f1")
-            details["k_std"] = result.value
+            details.update(result.values)  # every tuned setting, into the run's details
         acc.update(model(x)[:, 0].numpy(), y.numpy())
         return float("nan"), float(acc.compute()[metric]), details
     val_loss = total / max(n, 1)
