@@ -147,6 +147,7 @@ class DevTools:
         import websocket
 
         profile.mkdir(parents=True, exist_ok=True)
+        (profile / "DevToolsActivePort").unlink(missing_ok=True)  # a stale one names a closed port
         args = [
             CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -178,8 +179,11 @@ class DevTools:
     def _wait_pages(self, port: int) -> list[dict]:
         deadline = time.monotonic() + BROWSER_TIMEOUT_S
         while time.monotonic() < deadline:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
-                pages = [t for t in json.load(response) if t.get("type") == "page"]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
+                    pages = [t for t in json.load(response) if t.get("type") == "page"]
+            except OSError:  # not listening yet
+                pages = []
             if pages:
                 return pages
             time.sleep(0.1)
@@ -271,6 +275,10 @@ def test_report_in_headless_chromium(pred_cube, tmp_path, browser):
     browser.wait_for("window.sarcubeReport && window.sarcubeReport.ready")
     loaded = "Array.from(document.querySelectorAll('#map img')).every(i => i.complete && i.naturalWidth > 0)"
     browser.wait_for(loaded)
+
+    # the whole scene is in view at first, at a fitting scale (zoom 0 is 1 m per screen pixel)
+    assert browser.evaluate("window.sarcubeReport.sceneInView()")
+    assert 0.5 < browser.evaluate("window.sarcubeReport.metresPerPixel()") < 5.0
 
     # the map rendered: the map area of the screenshot shows hillshade, composite and polygons, not a blank
     shot = browser.screenshot()

@@ -63,8 +63,10 @@
   var west = D.bounds[0], south = D.bounds[1], east = D.bounds[2], north = D.bounds[3];
   var crs = L.extend({}, L.CRS.Simple, { transformation: new L.Transformation(1, -west, -1, north) });
   var sceneBounds = L.latLngBounds([south, west], [north, east]);
+  // zoom 0 is 1 m per screen pixel: a scene of kilometres needs negative zooms, so no floor until it is fitted
   var map = L.map("map", {
-    crs: crs, zoomSnap: 0.25, zoomDelta: 0.5, wheelPxPerZoomLevel: 90, attributionControl: true,
+    crs: crs, minZoom: -30, maxZoom: 30, zoomSnap: 0.25, zoomDelta: 0.5, wheelPxPerZoomLevel: 90,
+    attributionControl: true,
   });
   map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
   map.attributionControl.addAttribution(esc(D.crs) + " · " + esc(D.pixel_m[0]) + " m pixels · " + esc(D.generator));
@@ -184,7 +186,7 @@
     });
     var layer = layers[id];
     if (!layer) return;
-    layer.setStyle({ color: "#00e5ff", weight: 3.5, fillOpacity: 0.6 });
+    layer.setStyle({ color: "#ffffff", weight: 3.5, fillOpacity: 0.7 });
     layer.bringToFront();
     if (zoom) {
       map.fitBounds(layer.getBounds(), { maxZoom: fitZoom + 3, padding: [60, 60] });
@@ -232,7 +234,7 @@
     var labels = D.labels.filter(function (f) { return f.properties.pair === pair.index || f.properties.pair === -1; });
     labels.forEach(function (f) {
       labelLayer.addLayer(L.geoJSON(f, {
-        style: { color: "#00d5ff", weight: 1.4, dashArray: "4 3", fill: false, className: "sarcube-label" },
+        style: { color: "#00d5ff", weight: 2.2, dashArray: "5 3", fill: false, className: "sarcube-label" },
         interactive: false,
       }));
     });
@@ -359,14 +361,15 @@
     if (D.evaluation.rows.length) {
       var wrap = el("div", { className: "eval-wrap" });
       var t = el("table", { className: "grid-table eval-table" });
+      // metrics down, methods across: the side panel is narrow, the papers' tables are wide
       var hr = el("tr");
-      hr.appendChild(el("th", { className: "text" }, "Method"));
-      D.evaluation.columns.forEach(function (c) { hr.appendChild(el("th", {}, c)); });
+      hr.appendChild(el("th", { className: "text" }, "Metric"));
+      D.evaluation.rows.forEach(function (r) { hr.appendChild(el("th", { className: r.this ? "this" : "" }, r.method)); });
       t.appendChild(hr);
-      D.evaluation.rows.forEach(function (r) {
-        var tr = el("tr", { className: r.this ? "this" : "" });
-        tr.appendChild(el("td", { className: "text" }, r.method));
-        r.cells.forEach(function (c) { tr.appendChild(el("td", {}, c)); });
+      D.evaluation.columns.forEach(function (c, k) {
+        var tr = el("tr");
+        tr.appendChild(el("td", { className: "text" }, c));
+        D.evaluation.rows.forEach(function (r) { tr.appendChild(el("td", { className: r.this ? "this" : "" }, r.cells[k])); });
         t.appendChild(tr);
       });
       wrap.appendChild(t);
@@ -404,6 +407,8 @@
     setPair: function (i) { selectPair(i); return current; },
     pair: function () { return current; },
     zoom: function () { return map.getZoom(); },
+    sceneInView: function () { return map.getBounds().contains(sceneBounds); },
+    metresPerPixel: function () { return 1 / Math.pow(2, map.getZoom()); },
     highlighted: function () { return highlighted; },
     overlaySrc: function () { return composite.getElement() ? composite.getElement().src : null; },
   };
