@@ -183,7 +183,7 @@ def detection_features(frame: Any, ds: xr.Dataset) -> list[dict[str, Any]]:
     for i, row in frame.iterrows():
         properties = {
             "id": int(row["detection_id"]),
-            "pair": int(row["pair_index"]),
+            "pair_index": int(row["pair_index"]),
             "reference": row["reference_date"],
             "activity": row["activity_date"],
             "area_m2": _number(row["area_m2"], 1),
@@ -212,7 +212,7 @@ def label_features(ds: xr.Dataset, pairs: list[int | None]) -> list[dict[str, An
     for p in ([q for q in pairs if q is not None] if per_pair else [None]):
         yes = np.asarray((label.isel({schema.PAIR: p}) if p is not None else label).values) == schema.LABEL_YES
         for geom, _ in rasterio.features.shapes(yes.astype(np.uint8), mask=yes, connectivity=8, transform=transform):
-            properties = {"pair": -1 if p is None else int(p)}
+            properties = {"pair_index": -1 if p is None else int(p)}
             features.append({"type": "Feature", "properties": properties, "geometry": _geometry(shape(geom))})
     return features
 

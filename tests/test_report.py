@@ -77,7 +77,7 @@ def test_report_is_a_self_contained_site(pred_cube, tmp_path):
     assert big["area_m2"] == 20 * 400.0 and big["mean_probability"] == pytest.approx(0.9)
     assert big["par_deg"] == pytest.approx(float(ds[schema.PAR][4:8, 3:8].mean()), abs=0.05)
     assert big["slope_deg"] == pytest.approx(float(ds[schema.SLOPE][4:8, 3:8].mean()), abs=0.05)
-    assert data["labels"] and {f["properties"]["pair"] for f in data["labels"]} <= {0, 1, 2}
+    assert data["labels"] and {f["properties"]["pair_index"] for f in data["labels"]} <= {0, 1, 2}
     # provenance: the prediction's attrs, the acquisitions, the cube's grid
     assert ["threshold", "0.5"] in data["provenance"]["prediction"]
     assert len(data["provenance"]["acquisitions"]) == ds.sizes[schema.TIME]

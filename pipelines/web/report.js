@@ -223,7 +223,7 @@
     detectionLayer.clearLayers();
     layers = {};
     highlighted = null;
-    features.filter(function (f) { return f.properties.pair === pair.index; }).forEach(function (f) {
+    features.filter(function (f) { return f.properties.pair_index === pair.index; }).forEach(function (f) {
       var layer = L.geoJSON(f, { style: baseStyle }).getLayers()[0];
       layer.bindPopup(popupHtml(f.properties));
       layer.on("click", function () { highlight(f.properties.id, false); scrollRow(f.properties.id); });
@@ -231,7 +231,9 @@
       detectionLayer.addLayer(layer);
     });
     labelLayer.clearLayers();
-    var labels = D.labels.filter(function (f) { return f.properties.pair === pair.index || f.properties.pair === -1; });
+    var labels = D.labels.filter(function (f) {
+      return f.properties.pair_index === pair.index || f.properties.pair_index === -1;  // -1: a static label
+    });
     labels.forEach(function (f) {
       labelLayer.addLayer(L.geoJSON(f, {
         style: { color: "#00d5ff", weight: 2.2, dashArray: "5 3", fill: false, className: "sarcube-label" },
@@ -293,7 +295,7 @@
 
   function renderTable() {
     var pair = D.pairs[current];
-    var rows = features.filter(function (f) { return !onlyPair.checked || f.properties.pair === pair.index; });
+    var rows = features.filter(function (f) { return !onlyPair.checked || f.properties.pair_index === pair.index; });
     rows.sort(function (a, b) {
       var x = a.properties[sortKey], y = b.properties[sortKey];
       if (x === null || x === undefined) return 1;
@@ -320,7 +322,7 @@
         tr.appendChild(td);
       });
       tr.addEventListener("click", function () {
-        var target = D.pairs.findIndex(function (q) { return q.index === p.pair; });
+        var target = D.pairs.findIndex(function (q) { return q.index === p.pair_index; });
         if (target !== current) selectPair(target);
         highlight(p.id, true);
       });
@@ -364,12 +366,16 @@
       // metrics down, methods across: the side panel is narrow, the papers' tables are wide
       var hr = el("tr");
       hr.appendChild(el("th", { className: "text" }, "Metric"));
-      D.evaluation.rows.forEach(function (r) { hr.appendChild(el("th", { className: r.this ? "this" : "" }, r.method)); });
+      D.evaluation.rows.forEach(function (r) {
+        hr.appendChild(el("th", { className: r.this ? "this" : "" }, r.method));
+      });
       t.appendChild(hr);
       D.evaluation.columns.forEach(function (c, k) {
         var tr = el("tr");
         tr.appendChild(el("td", { className: "text" }, c));
-        D.evaluation.rows.forEach(function (r) { tr.appendChild(el("td", { className: r.this ? "this" : "" }, r.cells[k])); });
+        D.evaluation.rows.forEach(function (r) {
+          tr.appendChild(el("td", { className: r.this ? "this" : "" }, r.cells[k]));
+        });
         t.appendChild(tr);
       });
       wrap.appendChild(t);
