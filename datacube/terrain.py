@@ -1,4 +1,4 @@
-"""Terrain layers from the DEM: slope, aspect, curvature (Horn 1981) and the release mask.
+"""Terrain layers from the DEM: slope, aspect, curvature (Horn 1981), the release mask and a hillshade.
 
 Three layers per feature (``shared/STYLE.md``, after xarray-spatial's
 ``slope.py``): an ``@njit`` kernel on a numpy array, a numpy runner and a dask
@@ -36,6 +36,9 @@ RELEASE_MIN_DEG = 30.0
 RELEASE_MAX_DEG = 50.0
 #: reach of the 3x3 kernels, cells
 _KERNEL_DEPTH = 1
+#: default light of a hillshade: from the north-west, 45 degrees above the horizon (as gdaldem)
+HILLSHADE_AZIMUTH_DEG = 315.0
+HILLSHADE_ALTITUDE_DEG = 45.0
 
 
 # --- kernels (numpy arrays; NaN edges) -------------------------------------------
@@ -94,6 +97,23 @@ def _curvature_kernel(z: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return out
 
 
+@njit(cache=True, nogil=True)
+def _hillshade_kernel(
+    z: np.ndarray, dx: float, dy: float, sun_east: float, sun_north: float, sun_up: float
+) -> np.ndarray:
+    rows, cols = z.shape
+    out = np.full((rows, cols), np.nan, dtype=np.float32)
+    for i in range(1, rows - 1):
+        for j in range(1, cols - 1):
+            if math.isnan(z[i, j]):
+                continue
+            p, q = _horn_gradient(z, i, j, dx, dy)
+            # cosine between the surface normal (-p, -q, 1) and the unit vector towards the sun
+            lit = (sun_up - p * sun_east - q * sun_north) / math.sqrt(1.0 + p * p + q * q)
+            out[i, j] = max(lit, 0.0)
+    return out
+
+
 # --- runners --------------------------------------------------------------------
 
 def _run_numpy(kernel, z: np.ndarray, dx: float, dy: float) -> np.ndarray:
@@ -141,6 +161,29 @@ def curvature(dem: xr.DataArray) -> xr.DataArray:
     return _apply(_curvature_kernel, dem, schema.CURVATURE, {"method": "xarray-spatial", "edges": "nan"})
 
 
+def hillshade(
+    dem: np.ndarray,
+    dx: float,
+    dy: float,
+    *,
+    azimuth_deg: float = HILLSHADE_AZIMUTH_DEG,
+    altitude_deg: float = HILLSHADE_ALTITUDE_DEG,
+    z_factor: float = 1.0,
+) -> np.ndarray:
+    """Illumination in [0, 1] of a (y, x) DEM in metres lit from ``azimuth_deg`` (clockwise from grid north).
+
+    ``dx``, ``dy`` are the signed cell sizes along x and y (``x[1] - x[0]``,
+    ``y[1] - y[0]``); ``z_factor`` exaggerates relief. Horn gradients, so the
+    edges are NaN as for :func:`slope`. A display layer, not a contract variable.
+    """
+    if not 0.0 < altitude_deg <= 90.0:
+        raise InputError(f"sun altitude {altitude_deg} degrees must lie in (0, 90] (e.g. 45)")
+    azimuth, altitude = math.radians(azimuth_deg), math.radians(altitude_deg)
+    sun = (math.sin(azimuth) * math.cos(altitude), math.cos(azimuth) * math.cos(altitude), math.sin(altitude))
+    z = np.asarray(dem, dtype=np.float64) * float(z_factor)
+    return _hillshade_kernel(np.ascontiguousarray(z), float(dx), float(dy), *sun)
+
+
 def release_mask(slope: xr.DataArray, min_deg: float = RELEASE_MIN_DEG, max_deg: float = RELEASE_MAX_DEG) -> xr.DataArray:
     """uint8 mask of potential release areas: 1 where ``min_deg <= slope <= max_deg``, else 0 (NaN -> 0)."""
     min_deg, max_deg = float(min_deg), float(max_deg)
@@ -153,6 +196,13 @@ def release_mask(slope: xr.DataArray, min_deg: float = RELEASE_MIN_DEG, max_deg:
 
 # slope, aspect and curvature share their names with the contract's variables, which only
 # schema may spell: list them by reference
-__all__ = ["RELEASE_MAX_DEG", "RELEASE_MIN_DEG", "release_mask"] + [
+__all__ = [
+    "HILLSHADE_ALTITUDE_DEG",
+    "HILLSHADE_AZIMUTH_DEG",
+    "RELEASE_MAX_DEG",
+    "RELEASE_MIN_DEG",
+    "hillshade",
+    "release_mask",
+] + [
     fn.__name__ for fn in (slope, aspect, curvature)
 ]

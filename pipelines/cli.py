@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "export": "export",
     "quicklook": "quicklook",
+    "report": "report",
     "publish": "publish",
     "verify": "verify",
     "demo": "demo",
@@ -87,7 +88,7 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     glacier mapping.
 
     Typical flow: build -> features -> add-layer (labels) -> train -> predict
-    -> evaluate/export/quicklook -> publish. `sarcube demo` runs all of it on
+    -> evaluate/export/quicklook/report -> publish. `sarcube demo` runs all of it on
     an embedded synthetic scene.
     """
     ctx.ensure_object(dict)

@@ -5,7 +5,8 @@ demo catalog -> build (the local STAC catalog through the same code as
 Planetary Computer) -> features (SAR change pairs, slope, PAR) -> labels ->
 train avalanche-fcn and the baseline -> predict the held-out pairs ->
 evaluate (FCN vs baseline, avalanche-fcn-bianchi Tab. I) -> export polygons
--> quicklook PNGs -> publish (archive only, no upload) -> verify.
+-> report (the FCN's detections as an offline web map) -> quicklook PNGs
+-> publish (archive only, no upload) -> verify.
 
 Held-out pairs (the same for both methods): the last pair of each relative
 orbit is the test set; pairs of the other orbit whose 6-day window overlaps a
@@ -50,6 +51,7 @@ RUNS_DIR = "runs"
 EVALUATION_FILE = "evaluation.json"
 RESULTS_FILE = "results.md"
 QUICKLOOK_DIR = "quicklooks"
+REPORT_DIR = "report"
 ARCHIVE_DIR = "archive"
 DEMO_CREATOR = "sarcube, demo"
 STATE_VERSION = 1
@@ -87,6 +89,8 @@ class DemoResult:
     #: preset -> exported polygons file and its number of detections
     detections: dict[str, Path]
     detection_counts: dict[str, int]
+    #: index.html of the offline web map of the FCN's detections
+    report: Path
     quicklooks: list[Path]
     archive: Path
     verify_summary: str
@@ -99,7 +103,7 @@ class DemoResult:
     def paths(self) -> list[Path]:
         """Every file or folder the demo wrote, most useful first."""
         return [
-            self.results_md, self.evaluation_json, *self.quicklooks, *self.detections.values(),
+            self.report, self.results_md, self.evaluation_json, *self.quicklooks, *self.detections.values(),
             self.cube, *self.runs.values(), self.archive, self.workdir / CATALOG_DIR, self.workdir / STATE_FILE,
         ]
 
@@ -207,6 +211,7 @@ def demo(
     from sarcube.pipelines.predict import predict
     from sarcube.pipelines.publish import publish
     from sarcube.pipelines.quicklook import quicklook
+    from sarcube.pipelines.report import report
     from sarcube.pipelines.runs import LAST, SPLIT_FILE
     from sarcube.pipelines.train import train
     from sarcube.pipelines.verify import verify
@@ -217,7 +222,8 @@ def demo(
     catalog_dir, cube = wd / CATALOG_DIR, wd / CUBE_DIR
     run_dirs = {m: wd / RUNS_DIR / m for m in METHODS}
     timings: dict[str, tuple[float, float]] = {}
-    stages = ["catalog", "build", "features", "labels", "train " + FCN_PRESET, "train " + BASELINE_PRESET, "predict", "evaluate", "export", "quicklook", "publish", "verify"]
+    stages = ["catalog", "build", "features", "labels", "train " + FCN_PRESET, "train " + BASELINE_PRESET, "predict",
+              "evaluate", "export", "report", "quicklook", "publish", "verify"]
 
     def stage(name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         n = stages.index(name) + 1
@@ -320,6 +326,12 @@ def demo(
 
     counts: dict[str, int] = stage("export", make_export)["counts"]
 
+    def make_report() -> dict[str, Any]:
+        index = report(cube, predictions[FCN_PRESET], wd / REPORT_DIR, evaluation=evaluation_json)
+        return {"index": str(index), "summary": f"open {index} in a browser (works offline)"}
+
+    report_index = Path(stage("report", make_report)["index"])
+
     def make_quicklooks() -> dict[str, Any]:
         out = wd / QUICKLOOK_DIR
         out.mkdir(exist_ok=True)
@@ -347,7 +359,8 @@ def demo(
     result = DemoResult(
         workdir=wd, cube=cube, runs=run_dirs, predictions=predictions, evaluation=evaluation,
         evaluation_json=evaluation_json, results_md=wd / RESULTS_FILE, detections=detections,
-        detection_counts=counts, quicklooks=quicklooks, archive=archive_dir, verify_summary=summary,
+        detection_counts=counts, report=report_index, quicklooks=quicklooks, archive=archive_dir,
+        verify_summary=summary,
         test_pairs=test_pairs, val_pairs=val_pairs, timings=timings,
     )
     result.results_md.write_text(results_markdown(result, settings))

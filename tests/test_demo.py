@@ -63,6 +63,7 @@ def test_demo_runs_every_stage_and_writes_everything(tmp_path):
     for stage in ("catalog", "build", "features", "labels", "predict", "evaluate", "export", "quicklook", "publish", "verify"):
         assert f"] {stage}" in text
     assert "F1 (%)" in text
+    assert result.report.exists() and f"open {result.report}" in text  # the offline web map, and where it is
 
     # a rerun resumes: every stage is skipped
     again: list[str] = []

@@ -169,3 +169,23 @@ def test_agrees_with_xarray_spatial():
     diff = np.abs((ours - theirs + 180.0) % 360.0 - 180.0)
     assert np.nanmax(diff) < 1e-3 and np.array_equal(np.isnan(ours), np.isnan(theirs))
     np.testing.assert_allclose(terrain.curvature(dem).values, xrspatial.curvature(ref).values, atol=1e-3, rtol=1e-5, equal_nan=True)
+
+
+def test_hillshade_is_the_cosine_to_the_sun_as_gdaldem():
+    z = smooth_dem()
+    dem = grid(z)
+    shade = terrain.hillshade(z, 20.0, -20.0, azimuth_deg=315.0, altitude_deg=45.0)
+    s, a = np.deg2rad(terrain.slope(dem).values), np.deg2rad(terrain.aspect(dem).values)
+    zenith, azimuth = np.deg2rad(45.0), np.deg2rad(315.0)
+    expected = np.maximum(np.cos(zenith) * np.cos(s) + np.sin(zenith) * np.sin(s) * np.cos(azimuth - a), 0.0)
+    inner = np.isfinite(a)
+    assert inner[1:-1, 1:-1].all() and np.isnan(shade[0]).all() and np.isnan(shade[:, -1]).all()
+    np.testing.assert_allclose(shade[inner], expected[inner], atol=1e-6)
+    # a slope facing the light is brighter than one facing away; south-up grids shade the same terrain alike
+    # (rising east and south: the slope faces north-west, towards the default light)
+    facing = terrain.hillshade(plane(0.3, -0.3).values, 20.0, -20.0)
+    away = terrain.hillshade(plane(-0.3, 0.3).values, 20.0, -20.0)
+    assert np.nanmin(facing) > 0.9 and np.nanmax(away) < 0.4
+    np.testing.assert_allclose(terrain.hillshade(z[::-1], 20.0, 20.0), shade[::-1], atol=1e-6)
+    with pytest.raises(InputError, match="altitude"):
+        terrain.hillshade(z, 20.0, -20.0, altitude_deg=0.0)
