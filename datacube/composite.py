@@ -8,9 +8,13 @@ image) green, darkening (wet snow) magenta. Pure numpy, for any pair of
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
-from sarcube.errors import InputError
+import numpy as np
+import xarray as xr
+from sarcube.datacube import schema
+
+from sarcube.errors import InputError, MissingVariableError
 
 #: the dB range avalanche-fcn-bianchi clips backscatter to before differencing
 COMPOSITE_DB_RANGE = (-25.0, -5.0)
@@ -45,4 +49,38 @@ def change_composite(
     return rgb
 
 
-__all__ = ["COMPOSITE_DB_RANGE", "change_composite", "scale_db"]
+#: how far a pair's reference/activity time may lie from its acquisition on ``time``
+TIME_TOLERANCE = np.timedelta64(1, "D")
+
+
+def _time_index(ds: xr.Dataset, when: np.datetime64) -> int:
+    times = ds[schema.TIME].values
+    i = int(np.argmin(np.abs(times - when)))
+    if abs(times[i] - when) > TIME_TOLERANCE:
+        raise InputError(f"no acquisition on 'time' matches {when} (nearest {times[i]}): rebuild the cube's pairs with `sarcube features --pairs`")
+    return i
+
+
+def _date(value: Any) -> str:
+    return str(np.datetime_as_string(np.datetime64(value, "s"), unit="D"))
+
+
+def composite_inputs(ds: xr.Dataset, pair: int | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Reference and activity VV (dB) of a pair, or of the event means, and a subtitle."""
+    if pair is not None:
+        if schema.VV not in ds.data_vars:
+            raise MissingVariableError(f"the change composite needs {schema.VV!r}; {schema.hint_for([schema.VV])}")
+        ref_t, act_t = ds[schema.REFERENCE_TIME].values[pair], ds[schema.ACTIVITY_TIME].values[pair]
+        vv = ds[schema.VV]
+        ref = vv.isel({schema.TIME: _time_index(ds, ref_t)})
+        act = vv.isel({schema.TIME: _time_index(ds, act_t)})
+        return ref, act, f"R,B: VV {_date(ref_t)} (reference)   G: VV {_date(act_t)} (activity)"
+    if schema.VV_BEFORE in ds.data_vars and schema.VV_AFTER in ds.data_vars:
+        return ds[schema.VV_BEFORE], ds[schema.VV_AFTER], "R,B: mean VV before   G: mean VV after the event"
+    raise MissingVariableError(
+        f"the cube has no pairs and no {schema.VV_BEFORE!r}/{schema.VV_AFTER!r}; {schema.hint_for([schema.VV_DIFF, schema.VV_BEFORE])}"
+    )
+
+
+
+__all__ = ["COMPOSITE_DB_RANGE", "TIME_TOLERANCE", "change_composite", "composite_inputs", "scale_db"]

@@ -21,11 +21,11 @@ import click
 import numpy as np
 import xarray as xr
 from sarcube.datacube import schema
-from sarcube.datacube.composite import COMPOSITE_DB_RANGE, change_composite
+from sarcube.datacube.composite import COMPOSITE_DB_RANGE, change_composite, composite_inputs
 from sarcube.datacube.grid import pixel_size
 from sarcube.datacube.predictions import prediction_threshold, resolve_prediction
 
-from sarcube.errors import InputError, MissingVariableError
+from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -37,38 +37,6 @@ LABEL_COLOUR = "#ffd700"  # gold: label outlines
 PRED_COLOUR = "#00e5ff"  # cyan: prediction contours
 UNKNOWN_COLOUR = "white"  # dashed: label 255, not monitored
 #: time tolerance when matching a pair's dates to acquisitions
-TIME_TOLERANCE = np.timedelta64(1, "D")
-
-
-def _time_index(ds: xr.Dataset, when: np.datetime64) -> int:
-    times = ds[schema.TIME].values
-    i = int(np.argmin(np.abs(times - when)))
-    if abs(times[i] - when) > TIME_TOLERANCE:
-        raise InputError(f"no acquisition on 'time' matches {when} (nearest {times[i]}): rebuild the cube's pairs with `sarcube features --pairs`")
-    return i
-
-
-def _date(value: Any) -> str:
-    return str(np.datetime_as_string(np.datetime64(value, "s"), unit="D"))
-
-
-def _composite_inputs(ds: xr.Dataset, pair: int | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """Reference and activity VV (dB) of a pair, or of the event means, and a subtitle."""
-    if pair is not None:
-        if schema.VV not in ds.data_vars:
-            raise MissingVariableError(f"the change composite needs {schema.VV!r}; {schema.hint_for([schema.VV])}")
-        ref_t, act_t = ds[schema.REFERENCE_TIME].values[pair], ds[schema.ACTIVITY_TIME].values[pair]
-        vv = ds[schema.VV]
-        ref = vv.isel({schema.TIME: _time_index(ds, ref_t)})
-        act = vv.isel({schema.TIME: _time_index(ds, act_t)})
-        return ref, act, f"R,B: VV {_date(ref_t)} (reference)   G: VV {_date(act_t)} (activity)"
-    if schema.VV_BEFORE in ds.data_vars and schema.VV_AFTER in ds.data_vars:
-        return ds[schema.VV_BEFORE], ds[schema.VV_AFTER], "R,B: mean VV before   G: mean VV after the event"
-    raise MissingVariableError(
-        f"the cube has no pairs and no {schema.VV_BEFORE!r}/{schema.VV_AFTER!r}; {schema.hint_for([schema.VV_DIFF, schema.VV_BEFORE])}"
-    )
-
-
 def _nice_length_m(span_m: float) -> float:
     """A round scale-bar length (1, 2 or 5 x 10^k m) of about a fifth of the span."""
     target = max(span_m / 5.0, 1e-9)
@@ -140,7 +108,7 @@ def quicklook(
         if not 0 <= pair < n_pairs:
             raise InputError(f"--pair {pair} does not exist: the cube has pairs 0..{n_pairs - 1} (see `sarcube info`)")
         pair_index = int(pair)
-    ref, act, composite_subtitle = _composite_inputs(ds, pair_index)
+    ref, act, composite_subtitle = composite_inputs(ds, pair_index)
 
     def at_pair(var: xr.DataArray) -> xr.DataArray:
         return var.isel({schema.PAIR: pair_index}) if schema.PAIR in var.dims and pair_index is not None else var

@@ -33,9 +33,11 @@ import click
 import numpy as np
 import xarray as xr
 from sarcube.datacube import schema
-from sarcube.datacube.composite import change_composite
+from sarcube.datacube.composite import change_composite, composite_inputs
 from sarcube.datacube.grid import cell_size, pixel_size
+from sarcube.datacube.predictions import resolve_prediction
 from sarcube.datacube.terrain import hillshade
+from sarcube.pipelines.detections import MIN_AREA_M2, detections
 
 from sarcube import __version__
 from sarcube.errors import InputError, SarcubeError
@@ -139,10 +141,8 @@ def composite_image(reference_db: np.ndarray, activity_db: np.ndarray) -> Any:
 
 def _composite_png(ds: xr.Dataset, pair: int | None, display: _Display, path: Path) -> str | None:
     """Write the composite of ``pair`` (None: the event means); None where the cube lacks its inputs."""
-    from sarcube.pipelines.quicklook import _composite_inputs  # TODO(#13): lower layer
-
     try:
-        ref, act, _ = _composite_inputs(ds, pair)
+        ref, act, _ = composite_inputs(ds, pair)
     except SarcubeError as err:
         log.warning("no change composite for %s: %s", "the event" if pair is None else f"pair {pair}", err)
         return None
@@ -331,18 +331,12 @@ def report(
 ) -> Path:
     """Write the offline web map of prediction ``pred`` into folder ``out`` (an earlier report there is replaced).
 
-    Detections are those of :func:`sarcube.pipelines.export.detections` with
+    Detections are those of :func:`sarcube.pipelines.detections.detections` with
     the same ``threshold`` and ``min_area_m2`` (defaults: the run's threshold,
     export's minimum area). ``evaluation``: a JSON written by ``sarcube
     evaluate``; without it the prediction is scored where the cube has labels.
     Returns the path of ``index.html``.
     """
-    from sarcube.pipelines.export import (  # TODO(#13): lower layer
-        MIN_AREA_M2,
-        detections,
-        resolve_prediction,
-    )
-
     out = Path(out)
     _check_out(out)
     ds = schema.open_cube(cube, storage_options=storage_options)
