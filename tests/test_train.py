@@ -30,6 +30,7 @@ SMALL_NETS = {
     "glacier-3dconv": ["model.base_channels=2", "model.depth=2"],
     "glacier-convlstm": ["model.base_channels=2", "model.depth=2"],
     "baseline": [],
+    "baseline-patch": ["augment.crop=12"],
 }
 
 
