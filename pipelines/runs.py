@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import xarray as xr
 from sarcube.datacube import chips, schema
+from sarcube.models.config import prediction_level
 
 from sarcube.errors import CheckpointError, InputError, MissingVariableError
 
@@ -106,8 +107,6 @@ class RunInfo:
     @property
     def prediction_level(self) -> str:
         """``pixel`` or ``patch`` (:func:`sarcube.models.config.prediction_level`)."""
-        from sarcube.models.config import prediction_level
-
         return prediction_level(self.task, self.level)
 
     @property
