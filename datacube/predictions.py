@@ -8,6 +8,15 @@ prediction. ``predict`` writes these attrs and ``evaluate``, ``export`` and
 (which pairs to compute, what to keep, the fingerprint that lets a rerun
 resume) is pure and lives here too; the network runs in
 :mod:`sarcube.models.inference`. No torch here.
+
+What the values mean is recorded in ``prediction_level`` (:data:`ATTR_LEVEL`):
+``pixel``, a probability map (windows slid and blended); or ``patch``, a patch
+classifier's (avalanche-cnn, avalanche-vae, Sinha's baseline rule) one
+probability per chip of the non-overlapping grid of its training chips
+(origins 0, ``chip_px``, 2 ``chip_px``, ...), painted over the chip, computed
+on the chip's centre ``window_px`` crop as validation computed it, NaN outside
+full chips. The variable keeps the dims of ``label``, so every reader of maps
+(export, quicklook) reads it, and ``evaluate`` reads one score per patch back.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ ATTR_PRESET = "preset"
 ATTR_TASK = "task"
 ATTR_WINDOW = "window_px"
 ATTR_CHIP = "chip_px"
+#: ``pixel`` (a map) or ``patch`` (one probability per chip of ``chip_px``, painted over it); absent = pixel
+ATTR_LEVEL = "prediction_level"
 #: probability threshold of a prediction whose run recorded none
 DEFAULT_THRESHOLD = 0.5
 

@@ -18,6 +18,22 @@ TASK_CLASSIFICATION = "classification"
 TASK_ANOMALY = "anomaly"
 TASK_BASELINE = "baseline"
 TASKS = (TASK_SEGMENTATION, TASK_CLASSIFICATION, TASK_ANOMALY, TASK_BASELINE)
+#: what a model predicts: a probability per pixel (a map) or one per patch (Sinha et al.: scored per patch)
+LEVEL_PIXEL = "pixel"
+LEVEL_PATCH = "patch"
+LEVELS = (LEVEL_PIXEL, LEVEL_PATCH)
+#: the level of each task when a preset names none (the baseline is a map unless told ``level: patch``)
+TASK_LEVELS = {
+    TASK_SEGMENTATION: LEVEL_PIXEL,
+    TASK_CLASSIFICATION: LEVEL_PATCH,
+    TASK_ANOMALY: LEVEL_PATCH,
+    TASK_BASELINE: LEVEL_PIXEL,
+}
+
+
+def prediction_level(task: str, level: str = "") -> str:
+    """``level`` if given, else the task's own (:data:`TASK_LEVELS`): how a model is validated, predicted, scored."""
+    return level or TASK_LEVELS.get(task, LEVEL_PIXEL)
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,14 @@ class ModelConfig:
     #: optional local weights file for the trunk (avalanche-cnn: a torchvision VGG16 state_dict); nothing is
     #: downloaded
     pretrained: str = ""
+    #: pixel (a map) or patch (one probability per chip, its centre crop); empty = the task's own: patch for
+    #: classification and anomaly, pixel otherwise; ``baseline`` with ``patch`` is Sinha et al.'s count rule
+    level: str = ""
+
+    @property
+    def prediction_level(self) -> str:
+        """The resolved :attr:`level` (see :func:`prediction_level`)."""
+        return prediction_level(self.task, self.level)
 
 
 @dataclass(frozen=True)
@@ -104,7 +128,8 @@ class TrainConfig:
     metric: str = "f1"
     #: probability threshold for the binary maps
     threshold: float = 0.5
-    #: tune the threshold on the validation split (VAE reconstruction error, baseline)
+    #: tune the threshold on the validation split: the VAE's reconstruction error (always), the baseline's
+    #: k (maps) or detected-pixel count (patches), a patch classifier's probability (otherwise ``threshold``)
     tune_threshold: bool = False
     #: DataLoader workers (0 = in the main process)
     num_workers: int = 2
@@ -156,10 +181,14 @@ class TrainingConfig:
 
 
 __all__ = [
+    "LEVELS",
+    "LEVEL_PATCH",
+    "LEVEL_PIXEL",
     "TASKS",
     "TASK_ANOMALY",
     "TASK_BASELINE",
     "TASK_CLASSIFICATION",
+    "TASK_LEVELS",
     "TASK_SEGMENTATION",
     "AugmentConfig",
     "LossConfig",
@@ -168,4 +197,5 @@ __all__ = [
     "ScheduleConfig",
     "TrainConfig",
     "TrainingConfig",
+    "prediction_level",
 ]

@@ -7,9 +7,13 @@ metrics, plots). A batch is ``(x, y, chip_ids)``: inputs (N, C, [T,] H, W),
 labels (N, H, W) of 0/1/255 and the chips' ids.
 
 Per task: ``segmentation`` trains every labelled pixel, ``classification`` a
-chip label (:func:`chip_targets`), ``anomaly`` the VAE's reconstruction (its
-score threshold is tuned on validation), ``baseline`` nothing (its detection
-threshold is tuned on validation).
+chip label (:func:`chip_targets`; its probability threshold is tuned on
+validation with ``train.tune_threshold``), ``anomaly`` the VAE's
+reconstruction (its score threshold is tuned on validation), ``baseline``
+nothing (its detection threshold is tuned on validation: ``k`` for a map, the
+count of detected pixels for ``model.level: patch``, Sinha et al.'s rule).
+Patch models (classification, anomaly, patch baseline) are validated per
+chip, on the centre crop the validation stream cuts, as ``evaluate`` scores them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ import numpy as np
 import torch
 from sarcube.models import losses, metrics, probability
 from sarcube.models.baseline import tune_threshold
-from sarcube.models.config import TASK_ANOMALY, TASK_BASELINE, TASK_CLASSIFICATION, TrainingConfig
+from sarcube.models.config import (
+    LEVEL_PATCH,
+    TASK_ANOMALY,
+    TASK_BASELINE,
+    TASK_CLASSIFICATION,
+    TrainingConfig,
+)
 from sarcube.models.device import autocast_context
 from sarcube.models.vae import anomaly_score
 
@@ -32,6 +42,8 @@ from sarcube.errors import InputError, TrainingDataError
 
 #: label of a positive pixel (0 = negative, ``losses.IGNORE_INDEX`` = unknown)
 POSITIVE_LABEL = 1
+#: a tuned probability threshold stays this far inside (0, 1), where predictions and evaluate accept it
+THRESHOLD_MARGIN = 1e-6
 #: epoch seeds are ``seed * EPOCH_SEED_STRIDE + epoch``: runs with neighbouring seeds never share an epoch's draws
 EPOCH_SEED_STRIDE = 100_003
 
@@ -70,10 +82,13 @@ def compute_loss(
 def validate(
     model: torch.nn.Module, batches: Iterable[Batch], config: TrainingConfig, device: torch.device, max_steps: int = 0
 ) -> tuple[float, float, dict[str, Any]]:
-    """Validation loss, metric and details; for the VAE and the baseline also tunes the threshold.
+    """Validation loss, metric and details; tunes the operating point where the preset says so.
 
     ``max_steps`` caps the batches (0 = all). The details hold what was tuned:
-    ``score_threshold`` (VAE, also stored in the model) or every tuned setting of the baseline.
+    ``score_threshold`` (VAE, also stored in the model), every tuned setting of the baseline map,
+    ``patch_min_pixels`` (baseline per patch, Sinha et al.'s rule, stored in the
+    detector) or ``threshold`` (a classifier's probability, with ``train.tune_threshold``).
+    Patch models are scored per chip as :func:`chip_targets` labels them.
     """
     task, metric = config.model.task, config.train.metric
     model.eval()
@@ -101,10 +116,14 @@ def validate(
             continue
         prob = probability(model, out).float()
         if task == TASK_CLASSIFICATION:
-            acc.update(prob.cpu().numpy(), chip_targets(y, config.min_positive_pixels).cpu().numpy())
+            scores.append(prob.cpu().numpy())
+            targets.append(chip_targets(y, config.min_positive_pixels).cpu().numpy())
+            acc.update(scores[-1], targets[-1])
         else:
             acc.update(prob[:, 0].cpu().numpy(), y.cpu().numpy())
     details: dict[str, Any] = {}
+    if task == TASK_BASELINE and config.model.prediction_level == LEVEL_PATCH:
+        return _validate_patch_baseline(model, torch.cat(xs), torch.cat(ys), config)
     if task == TASK_BASELINE:
         x, y = torch.cat(xs), torch.cat(ys)
         if config.train.tune_threshold:
@@ -119,7 +138,37 @@ def validate(
         model.set_threshold(max(threshold, 1e-12))
         details["score_threshold"] = threshold
         return val_loss, value, details
+    if task == TASK_CLASSIFICATION and config.train.tune_threshold:
+        s, t = np.concatenate(scores), np.concatenate(targets)
+        threshold, _ = metrics.best_threshold(s, t, metric=_threshold_metric(metric))
+        details["threshold"] = min(max(threshold, THRESHOLD_MARGIN), 1.0 - THRESHOLD_MARGIN)
+        acc = metrics.MetricAccumulator(threshold=details["threshold"], objects=False, auprc=metric == "auprc")
+        acc.update(s, t)
     return val_loss, float(acc.compute()[metric]), details
+
+
+def _threshold_metric(metric: str) -> str:
+    """The metric an operating point is tuned for: the validation metric, or F1 when it needs no threshold."""
+    return metric if metric in metrics.THRESHOLD_METRICS else "f1"
+
+
+def _validate_patch_baseline(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainingConfig
+) -> tuple[float, float, dict[str, Any]]:
+    """Sinha et al.'s rule on the validation patches: tune the detected-pixel count, score per patch.
+
+    ``x`` the (centre-cropped) validation chips, ``y`` their labels; a patch's
+    label is :func:`chip_targets`', its score the detector's ``patch_probability``.
+    """
+    metric = config.train.metric
+    target = chip_targets(y, config.min_positive_pixels)
+    details: dict[str, Any] = {}
+    if config.train.tune_threshold:
+        tune_threshold(model, x, target, metric=_threshold_metric(metric), level="patch")
+        details["patch_min_pixels"] = float(model.patch_min_pixels)
+    acc = metrics.MetricAccumulator(threshold=config.train.threshold, objects=False, auprc=metric == "auprc")
+    acc.update(model.patch_probability(x).numpy(), target.numpy())
+    return float("nan"), float(acc.compute()[metric]), details
 
 
 # --- optimiser and schedule -------------------------------------------------------

@@ -7,6 +7,13 @@ row, so a scene of any size needs memory for one band only; while the network
 runs, the next band of inputs is read and the previous band of probabilities
 is written (two background threads).
 
+A patch run (``prediction_level`` patch: avalanche-cnn, avalanche-vae, the
+``baseline-patch`` rule) is scored as it was validated instead: each chip of
+the non-overlapping grid of its training chips gets one probability from its
+centre crop (:func:`sarcube.models.patch_inference.predict_patches`, no TTA),
+painted over the chip, so ``evaluate`` reads one score per patch back and
+scores nothing the network was not validated on.
+
 Which pairs to compute and what to keep is decided by
 :func:`sarcube.datacube.predictions.plan_prediction`. Writing back (see
 "resumable region writes" in :mod:`sarcube.datacube.store`):
@@ -40,6 +47,7 @@ import numpy as np
 from sarcube.datacube import schema, staging, store
 from sarcube.datacube.predictions import (
     ATTR_CHIP,
+    ATTR_LEVEL,
     ATTR_PRESET,
     ATTR_TASK,
     ATTR_WINDOW,
@@ -99,11 +107,15 @@ def predict(
     ``name`` defaults to the run directory's name. ``pairs``: ``all``, ``new``
     (pairs the variable does not hold yet), ``START..END`` (activity dates) or
     a list of pair indices. ``batch_size`` counts network inputs per forward
-    pass (windows x 8 TTA transforms). ``device``: auto (CUDA when present), cpu, cuda.
+    pass (windows x 8 TTA transforms; patches for a patch run). ``device``: auto
+    (CUDA when present), cpu, cuda. ``tta`` does not apply to patch runs: they
+    score each chip's centre crop once, as validated.
     """
     import dask.array as dsa
+    from sarcube.models.config import LEVEL_PATCH
     from sarcube.models.device import pick_device
     from sarcube.models.inference import DIHEDRAL_TRANSFORMS, TilingPlan, predict_bands
+    from sarcube.models.patch_inference import patch_probability, predict_patches
     from sarcube.pipelines import _dask
     from sarcube.pipelines.runs import assemble_inputs, load_run, resolved_channels
     from tqdm.auto import tqdm
@@ -116,7 +128,10 @@ def predict(
     ds = schema.open_cube(cube, storage_options=storage_options)
     resolved_channels(ds, info)  # names the variables the cube lacks
     var_name = schema.prediction_name(name if name is not None else Path(run_dir).resolve().name)
-    tta_count = len(DIHEDRAL_TRANSFORMS) if tta else 1
+    patches = info.prediction_level == LEVEL_PATCH
+    if patches and tta:
+        log.info("%s scores patches as validated (one centre crop each): no test-time augmentation", info.preset)
+    tta_count = len(DIHEDRAL_TRANSFORMS) if tta and not patches else 1
     window = int(info.input_size or info.chip_size)  # the side the network saw in training
     plan = plan_prediction(
         ds,
@@ -147,6 +162,7 @@ def predict(
         schema.ATTR_TTA: tta_count,
         ATTR_WINDOW: window,
         ATTR_CHIP: int(info.chip_size),
+        ATTR_LEVEL: info.prediction_level,
         schema.ATTR_VERSION: info.sarcube_version,
     }
     template = schema.make_variable(
@@ -161,11 +177,22 @@ def predict(
     )
     todo = [p for p in plan.todo if plan.key_of(p) not in staged.done]
     band_rows = staged.chunks[-2]
-    tiling = TilingPlan(height, width, window)
+    chip = int(info.chip_size)
+    per_pair = (height // chip) * (width // chip) if patches else TilingPlan(height, width, window).windows
     probability_fn = _probability_fn(loaded.model)
 
+    def bands(read: Callable[[int, int], Any], on_batch: Callable[[int], None]) -> Any:
+        common = {"band_rows": band_rows, "batch_size": batch_size, "device": torch_device, "on_batch": on_batch}
+        if patches:
+            def score(x: Any) -> Any:
+                return patch_probability(loaded.model, x)
+
+            return predict_patches(score, read, height, width, chip, window, **common)
+        return predict_bands(probability_fn, read, height, width, window, tta=tta, **common)
+
     with _dask.scheduler(scheduler), ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
-        bar = tqdm(total=tiling.windows * len(todo), desc=f"predict {var_name}", unit="window", disable=None)
+        unit = "patch" if patches else "window"
+        bar = tqdm(total=per_pair * len(todo), desc=f"predict {var_name}", unit=unit, disable=None)
         try:
             for p in todo:
                 def read(y0: int, y1: int, p: int | None = p) -> np.ndarray:
@@ -173,18 +200,10 @@ def predict(
 
                 base = bar.n
                 writes: list[Future] = []
-                for y0, band in predict_bands(
-                    probability_fn,
-                    _Prefetcher(read, height, band_rows, reader),
-                    height,
-                    width,
-                    window,
-                    band_rows=band_rows,
-                    tta=tta,
-                    batch_size=batch_size,
-                    device=torch_device,
-                    on_batch=lambda n, base=base: bar.update(base + n - bar.n),
-                ):
+                def progress(n: int, base: int = base) -> None:
+                    bar.update(base + n - bar.n)
+
+                for y0, band in bands(_Prefetcher(read, height, band_rows, reader), progress):
                     region = (slice(y0, y0 + band.shape[0]), slice(None))
                     if p is not None:
                         region = (p, *region)
@@ -210,7 +229,10 @@ def predict(
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory written by `sarcube train` (best.pt).")
 @click.option("--name", default=None, help="Writes pred_NAME (default: the run directory's name).")
 @click.option("--pairs", default=PAIRS_ALL, show_default=True, help="all, new (pairs without a prediction yet) or START..END activity dates.")
-@click.option("--tta/--no-tta", default=True, show_default=True, help="Average the 8 rotations/flips of every window.")
+@click.option(
+    "--tta/--no-tta", default=True, show_default=True,
+    help="Average the 8 rotations/flips of every window (maps; patch classifiers score one centre crop).",
+)
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Network inputs per forward pass (windows x TTA transforms).")
 @click.option("--overwrite", is_flag=True, help="Recompute an existing pred_NAME.")
 @click.option("--scheduler", default=None, help="Dask scheduler address for reading the cube (default: local threads).")

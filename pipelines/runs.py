@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import xarray as xr
 from sarcube.datacube import chips, schema
+from sarcube.models.config import prediction_level
 
 from sarcube.errors import CheckpointError, InputError, MissingVariableError
 
@@ -80,6 +81,8 @@ class RunInfo:
     checkpoint: str = ""
     checkpoint_sha256: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: pixel (predict writes a map) or patch (one probability per chip); empty in older runs: the task's own
+    level: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,6 +103,11 @@ class RunInfo:
     @property
     def in_channels(self) -> int:
         return len(self.channels)
+
+    @property
+    def prediction_level(self) -> str:
+        """``pixel`` or ``patch`` (:func:`sarcube.models.config.prediction_level`)."""
+        return prediction_level(self.task, self.level)
 
     @property
     def split_plan(self) -> chips.SplitPlan:

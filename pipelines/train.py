@@ -26,7 +26,7 @@ import click
 import torch
 from sarcube.datacube import chips, schema
 from sarcube.models import build_model, load_vgg16_weights, training
-from sarcube.models.config import TASK_ANOMALY, TASK_BASELINE, TASK_CLASSIFICATION
+from sarcube.models.config import LEVEL_PATCH, TASK_ANOMALY, TASK_BASELINE
 from sarcube.models.device import pick_device
 from sarcube.pipelines import runs
 from sarcube.pipelines.loaders import ChipStream, make_loader
@@ -71,7 +71,7 @@ def prepare_data(ds: Any, preset: Preset, *, plan: chips.SplitPlan | None = None
     if preset.model.task == TASK_BASELINE:
         needed = {chips.VAL: selected[chips.VAL]}
     chips.check_selection(needed, spec, need_positives=preset.model.task not in (TASK_ANOMALY, TASK_BASELINE))
-    if preset.model.task in (TASK_ANOMALY, TASK_CLASSIFICATION):
+    if preset.model.prediction_level == LEVEL_PATCH:
         val = selected[chips.VAL]
         if not val.positive(spec.min_positive_pixels).any() or val.positive(spec.min_positive_pixels).all():
             raise TrainingDataError(
@@ -138,7 +138,7 @@ def _run_info(
         input_size=p.augment.crop or p.chips.size,
         norm_mean=runs.as_floats(data.mean),
         norm_std=runs.as_floats(data.std),
-        threshold=float(p.train.threshold),
+        threshold=float(details.get("threshold", p.train.threshold)),  # tuned on validation, or the preset's
         metric=p.train.metric,
         best_metric=float(metric_value),
         split=data.plan.to_json(),
@@ -146,6 +146,7 @@ def _run_info(
         cube_id=cube_id,
         sarcube_version=__version__,
         extra={k: float(v) for k, v in details.items()},
+        level=p.model.prediction_level,
     )
 
 

@@ -8,10 +8,20 @@ import numpy as np
 import pytest
 from conftest import make_pair_cube
 from sarcube.datacube import chips, schema, store
-from sarcube.datacube.predictions import ATTR_CHIP, ATTR_PRESET, ATTR_TASK, pair_keys
+from sarcube.datacube.chips.selection import balanced_subset
+from sarcube.datacube.predictions import (
+    ATTR_CHIP,
+    ATTR_LEVEL,
+    ATTR_PRESET,
+    ATTR_TASK,
+    ATTR_WINDOW,
+    pair_keys,
+    run_name,
+)
 from sarcube.pipelines import runs
 from sarcube.pipelines.cli import main
-from sarcube.pipelines.evaluate import evaluate
+from sarcube.pipelines.evaluate import BALANCED, UNBALANCED, evaluate
+from sarcube.pipelines.presets import load_preset
 
 from sarcube.errors import CheckpointError, InputError
 
@@ -36,13 +46,16 @@ def cube(tmp_path):
     store.write_cube(ds, path)
     # Pair 2 is held out for test; the two 16 px tiles are train and val for the other pairs.
     plan = chips.SplitPlan(chips.SplitSpec(kind=chips.SPLIT_PAIRS, test=[2]), 16, np.array([[0, 1]], dtype=np.int8), {2: 2})
-    for run in ("fcn", "baseline", "cnn"):
+    for run in ("fcn", "baseline", "cnn"):  # the patch tests add their runs' preset.yaml
         (tmp_path / run).mkdir()
         (tmp_path / run / runs.SPLIT_FILE).write_text(plan.to_json())
     return path
 
 
-def _add(cube, name: str, prob: np.ndarray, *, preset: str, task: str, pairs=(0, 1, 2), threshold: float = 0.5, chip: int = 8) -> None:
+def _add(
+    cube, name: str, prob: np.ndarray, *, preset: str, task: str, pairs=(0, 1, 2), threshold: float = 0.5,
+    chip: int = 8, extra=None,
+) -> None:
     ds = schema.open_cube(cube)
     keys = pair_keys(ds)
     var_name = schema.prediction_name(name)
@@ -53,6 +66,7 @@ def _add(cube, name: str, prob: np.ndarray, *, preset: str, task: str, pairs=(0,
         ATTR_PRESET: preset,
         ATTR_TASK: task,
         ATTR_CHIP: chip,
+        **(extra or {}),
     }
     dims = (schema.PAIR, schema.Y, schema.X)
     store.add_variables(cube, {var_name: schema.make_variable(var_name, prob, dims, spec=schema.prediction_spec(var_name), attrs=attrs)})
@@ -98,22 +112,72 @@ def test_threshold_override(cube):
     assert res["object_fp"] == 0
 
 
-def test_chip_level_scores_for_a_patch_classifier_next_to_a_map(cube):
-    prob = np.full((3, NY, NX), 0.2, dtype=np.float32)
-    prob[2, 0:8, 0:8] = 0.8  # positive chip (A): hit
-    prob[2, 0:8, 8:16] = 0.7  # negative chip: false alarm
-    prob[2, 8:16, 16:24] = 0.3  # positive chip (B): missed
-    prob[2, 8:16, 24:32] = 0.6  # positive chip (C): hit
-    _add(cube, "cnn", prob, preset="avalanche-cnn", task="classification", pairs=(2,))
-    _add(cube, "baseline", np.where(_labels() == 1, 1.0, 0.0).astype(np.float32), preset="baseline", task="baseline", pairs=(2,))
-    out = evaluate(cube, ["cnn", "baseline"])
-    cnn, base = out["predictions"]["pred_cnn"], out["predictions"]["pred_baseline"]
-    assert out["scored_on"] == "chips" and cnn["n_scored"] == 8
-    assert (cnn["tp"], cnn["fp"], cnn["fn"], cnn["tn"]) == (2, 1, 1, 4)
-    assert cnn["accuracy"] == pytest.approx(6 / 8) and cnn["f1"] == pytest.approx(2 / 3)
-    assert cnn["balanced_accuracy"] == pytest.approx(0.5 * (2 / 3 + 4 / 5))
-    assert base["accuracy"] == 1.0
-    assert out["columns"] == ["accuracy", "precision", "recall", "f1", "balanced_accuracy"]
+def _add_patches(cube, name: str, scores, *, preset: str, task: str, window: int, overrides=()) -> None:
+    """A patch prediction: one score per 8 px chip of test pair 2, painted over it, and its run's preset.yaml."""
+    prob = np.full((3, NY, NX), np.nan, dtype=np.float32)
+    prob[2] = np.repeat(np.repeat(np.asarray(scores, dtype=np.float32), 8, 0), 8, 1)
+    _add(cube, name, prob, preset=preset, task=task, pairs=(2,), extra={ATTR_LEVEL: "patch", ATTR_WINDOW: window})
+    (cube.parent / name).mkdir(exist_ok=True)
+    (cube.parent / name / runs.SPLIT_FILE).write_text((cube.parent / "cnn" / runs.SPLIT_FILE).read_text())
+    p = load_preset(preset, "cpu-demo", ["chips.size=8", *overrides])
+    (cube.parent / name / runs.PRESET_FILE).write_text(p.to_yaml())
+
+
+def _expected(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
+    return {
+        "accuracy": (tp + tn) / (tp + fp + fn + tn),
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": tp / (tp + fn),
+        "f1": 2 * tp / (2 * tp + fp + fn),
+        "balanced_accuracy": 0.5 * (tp / (tp + fn) + tn / (tn + fp)),
+    }
+
+
+def test_patch_classifiers_are_scored_per_patch_on_balanced_and_unbalanced_test_sets(cube):
+    # Test pair 2 holds 2 x 4 chips of 8 px. Centre 4 px crops: A in chip (0, 0) and B in (1, 2) are
+    # positive; C (row 14, col 30) lies in the margin of chip (1, 3), outside its crop: negative.
+    crop = ["augment.crop=4"]
+    cnn = [[0.9, 0.1, 0.1, 0.1], [0.1, 0.1, 0.3, 0.8]]
+    _add_patches(cube, "cnn", cnn, preset="avalanche-cnn", task="classification", window=4, overrides=crop)
+    # the VAE sees whole chips: C makes chip (1, 3) positive; it calls every chip an avalanche
+    _add_patches(cube, "vae", np.full((2, 4), 0.6), preset="avalanche-vae", task="anomaly", window=8)
+    rule = [[0.75, 0.25, 0.25, 0.25], [0.25, 0.25, 0.75, 0.25]]
+    _add_patches(cube, "rule", rule, preset="baseline-patch", task="baseline", window=4, overrides=crop)
+    _add(cube, "fcn", _fcn_prediction(), preset="avalanche-fcn", task="segmentation")
+    out = evaluate(cube, ["fcn", "cnn", "vae", "rule"])
+    assert out["scored_on"] == "patches"
+    assert out["columns"] == ["accuracy", "balanced_accuracy", "precision", "recall", "f1"]
+    res = {run_name(n): r["test_sets"] for n, r in out["predictions"].items()}
+    labels = np.array([1, 0, 0, 0, 0, 0, 1, 0])  # the cnn's chips in row-major order
+    drawn = balanced_subset(labels == 1, 0)
+    fp_drawn = int(7 in drawn)  # the false alarm on chip (1, 3), if drawn
+    want = {
+        ("cnn", UNBALANCED): _expected(1, 1, 1, 5),
+        ("cnn", BALANCED): _expected(1, fp_drawn, 1, 2 - fp_drawn),
+        ("vae", UNBALANCED): _expected(3, 5, 0, 0) | {"balanced_accuracy": 0.5},
+        ("vae", BALANCED): _expected(3, 3, 0, 0) | {"balanced_accuracy": 0.5},
+        ("rule", UNBALANCED): _expected(2, 0, 0, 6),
+        ("rule", BALANCED): _expected(2, 0, 0, 2),
+        ("fcn", UNBALANCED): _expected(2, 0, 0, 6),  # a map: its maximum over each of the cnn's crops
+    }
+    for (name, ts), metrics in want.items():
+        for key, value in metrics.items():
+            assert res[name][ts][key] == pytest.approx(value), (name, ts, key)
+    assert (res["cnn"][BALANCED]["n_positive"], res["cnn"][BALANCED]["n_negative"]) == (2, 2)
+    assert (res["vae"][UNBALANCED]["n_positive"], res["vae"][UNBALANCED]["n_negative"]) == (3, 5)
+    lines = out["table"].splitlines()
+    assert lines[0].split()[:4] == ["Method", "Test", "set", "Patches"] and "Bal. acc. (%)" in lines[0]
+    rows = [ln.split() for ln in lines[2:10]]
+    assert [r[:2] for r in rows[:4]] == [[n, BALANCED] for n in ("fcn", "cnn", "vae", "rule")]
+    counts = {"fcn": "2/6", "cnn": "2/6", "vae": "3/5", "rule": "2/6"}
+    assert [r[:3] for r in rows[4:]] == [[n, UNBALANCED, c] for n, c in counts.items()]
+    assert "cnn 8->4 px, vae 8 px" in lines[-1]
+    assert out["predictions"]["pred_fcn"]["patch_score"] == "max over the crop"
+    assert evaluate(cube, ["cnn"], balance_seed=0)["predictions"]["pred_cnn"] == out["predictions"]["pred_cnn"]
+    assert evaluate(cube, ["fcn"])["scored_on"] == "pixels"  # maps alone: per pixel, as before
+    (cube.parent / "rule" / runs.PRESET_FILE).unlink()
+    with pytest.raises(CheckpointError, match="preset.yaml"):
+        evaluate(cube, ["rule"])
 
 
 def test_evaluate_refuses_what_it_cannot_score(cube, tmp_path):

@@ -17,6 +17,7 @@ SHIPPED = {
     "glacier-3dconv",
     "glacier-convlstm",
     "baseline",
+    "baseline-patch",
 }
 
 

@@ -31,6 +31,7 @@ SMALL_NETS = {
     "glacier-convlstm": ["model.base_channels=2", "model.depth=2"],
     "baseline": [],
     "baseline-simple": [],
+    "baseline-patch": ["augment.crop=12"],
 }
 
 

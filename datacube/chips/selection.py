@@ -6,6 +6,8 @@ split (chips straddling two tiles dropped); :func:`select` applies a policy
 :func:`check_selection` refuses splits a run cannot learn or be scored on;
 :func:`train_statistics` computes per-channel mean/std (NaN-aware) over the
 training split only, so no held-out pixel leaks into the normalisation.
+:func:`balanced_subset` draws the 50/50 test set of avalanche-cnn-sinha from
+scored patches.
 """
 
 from __future__ import annotations
@@ -115,6 +117,25 @@ def select(table: ChipTable, split: str, policy: str, chips: ChipSpec, seed: int
     if chips.max_chips and index.size > chips.max_chips:
         index = rng.choice(index, chips.max_chips, replace=False)
     return table.take(np.sort(index))
+
+
+def balanced_subset(positive: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Indices (sorted) of a 50/50 set: every positive and as many negatives drawn with ``seed``.
+
+    avalanche-cnn-sinha's balanced test. ``positive`` (N,) bool, one per patch.
+    When negatives are fewer, every negative is kept and as many positives are
+    drawn instead, so both classes always count the same. Deterministic for a
+    given ``positive`` and ``seed``.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
+    n = min(pos.size, neg.size)
+    rng = np.random.default_rng(seed)
+    if neg.size > n:
+        neg = rng.choice(neg, n, replace=False)
+    if pos.size > n:
+        pos = rng.choice(pos, n, replace=False)
+    return np.sort(np.concatenate([pos, neg]))
 
 
 def check_selection(selected: dict[str, ChipTable], chips: ChipSpec, need_positives: bool = True) -> None:

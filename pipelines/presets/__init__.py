@@ -28,7 +28,9 @@ from typing import Any
 import yaml
 from sarcube.datacube.chips import ChannelSpec, ChipSpec, SplitSpec
 from sarcube.models.config import (
+    LEVELS,
     TASK_BASELINE,
+    TASK_LEVELS,
     TASKS,
     AugmentConfig,
     LossConfig,
@@ -235,6 +237,13 @@ def _check(p: Preset) -> None:
     p.chips.check()
     if p.model.task not in TASKS:
         raise InputError(f"preset {p.name!r}: model.task {p.model.task!r} unknown, use one of {TASKS}")
+    if p.model.level and p.model.level not in LEVELS:
+        raise InputError(f"preset {p.name!r}: model.level {p.model.level!r} unknown, use one of {LEVELS}")
+    if p.model.level and p.model.task != TASK_BASELINE and p.model.level != TASK_LEVELS[p.model.task]:
+        raise InputError(
+            f"preset {p.name!r}: a {p.model.task} model predicts per {TASK_LEVELS[p.model.task]}, not per "
+            f"{p.model.level}; model.level is a choice of the baseline only (pixel: maps, patch: Sinha's rule)"
+        )
     if p.train.batch_size < 1 or p.train.epochs < 0:
         raise InputError(f"preset {p.name!r}: train.batch_size must be >= 1 and train.epochs >= 0")
     if p.augment.crop and p.augment.crop > p.chips.size:
