@@ -5,7 +5,8 @@ split (chips straddling two tiles dropped); :func:`select` applies a policy
 (``positives``, ``balanced``, ``negatives``, ``all``) per split;
 :func:`check_selection` refuses splits a run cannot learn or be scored on;
 :func:`train_statistics` computes per-channel mean/std (NaN-aware) over the
-training split only, so no held-out pixel leaks into the normalisation.
+training split only (and the run's orbit, for series and event means), so no
+held-out pixel leaks into the normalisation.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import xarray as xr
 from sarcube.datacube import schema
 from sarcube.datacube.chips.channels import (
     TAKE_ACTIVITY,
+    TAKE_AT_ORBIT,
     TAKE_PER_PAIR,
     TAKE_REFERENCE,
     TAKE_SERIES,
     ResolvedChannels,
+    orbit_position,
     time_indices,
 )
 from sarcube.datacube.chips.chip_grid import (
@@ -146,8 +149,12 @@ def train_statistics(
         var = ds[c.variable]
         if c.take == TAKE_PER_PAIR:
             var = var.isel({schema.PAIR: pairs})
+        elif c.take == TAKE_AT_ORBIT:
+            var = var.isel({schema.ORBIT: orbit_position(ds, resolved.orbit)})
         elif c.take in (TAKE_ACTIVITY, TAKE_REFERENCE, TAKE_SERIES):
-            steps = sorted({i for p in (pairs or [None]) for i in time_indices(ds, c, p, resolved.series_steps)})
+            steps = sorted(
+                {i for p in (pairs or [None]) for i in time_indices(ds, c, p, resolved.series_steps, resolved.orbit)}
+            )
             var = var.isel({schema.TIME: steps})
         v = var.astype("float64").where(mask)
         sums.append((v.count().data, v.sum().data, (v * v).sum().data))
