@@ -13,11 +13,13 @@ chunks of the same (y, x) block, so memory is bounded by the chunk size.
 - :func:`ratio_layers`: ``vv_ratio``, ``vh_ratio``, dB relative to the per-orbit
   median of a snow-free summer window (avalanche-cnn-sinha II-A).
 - :func:`event_means`: mean of the k acquisitions right before and right after
-  an event (landslide-datacube 3.1).
+  an event, per orbit on the ``orbit`` dimension (landslide-datacube 3.1), so
+  a change of viewing geometry never reads as a change of the surface.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +31,7 @@ from sarcube.datacube.dates import parse_time, parse_window, window_mask
 
 from sarcube.errors import InputError
 
+log = logging.getLogger(__name__)
 #: avalanche-fcn-bianchi II-A: backscatter clipped to this range before differencing
 CLIP_DB = (-25.0, -5.0)
 #: default maximum reference-to-activity gap (Sentinel-1 repeat: 6 days, 12 with one satellite)
@@ -181,17 +184,30 @@ def ratio_layers(ds: xr.Dataset, summer: tuple[str, str]) -> dict[str, xr.DataAr
     return out
 
 
-def event_means(ds: xr.Dataset, event_date: Any, k: int) -> dict[str, xr.DataArray]:
-    """Mean (dB) of the k acquisitions right before and the k first at/after ``event_date``, on (y, x).
+def _iso(t: np.datetime64) -> str:
+    return str(np.datetime_as_string(t, unit="s"))
 
-    "Before" is strictly earlier than ``event_date`` (a bare date means its
-    00:00 UTC; give a time of day to place an event within a day); the k latest
-    of those are used, the last one included. "After" is the k earliest at or
-    after it. Orbits are mixed, as in landslide-datacube 3.1. NaN pixels are
-    skipped in the mean.
+
+def event_means(
+    ds: xr.Dataset, event_date: Any, k: int, orbit_key: str = schema.RELATIVE_ORBIT
+) -> dict[str, xr.DataArray]:
+    """Mean (dB) of the k acquisitions right before and the k first at/after ``event_date``, per orbit.
+
+    Returns ``vv_before`` ... ``vh_after`` on (orbit, y, x). Acquisitions are
+    grouped by ``orbit_key``: ``relative_orbit`` (one viewing geometry per
+    orbit, the default) or ``orbit_state`` (one pass direction, as the released
+    code of landslide-datacube keeps); each orbit's means use only its own
+    acquisitions. "Before" is strictly earlier than ``event_date`` (a bare date
+    means its 00:00 UTC; give a time of day to place an event within a day);
+    the k latest of those are used, the last one included. "After" is the k
+    earliest at or after it. NaN pixels are skipped in the mean. An orbit with
+    fewer than k acquisitions on a side is left out (logged, and listed as
+    ``skipped`` in the parameters); InputError when no orbit has k on both.
     """
     if not isinstance(k, int | np.integer) or k < 1:
         raise InputError(f"--k {k!r} must be a positive whole number of acquisitions")
+    if orbit_key not in schema.ORBIT_KEYS:
+        raise InputError(f"--orbit-key {orbit_key!r} unknown: use one of {', '.join(schema.ORBIT_KEYS)}")
     when = parse_time(event_date, "--event-date")
     times = ds[schema.TIME].values.astype("datetime64[ns]")
     first, last = times.min(), times.max()
@@ -201,31 +217,48 @@ def event_means(ds: xr.Dataset, event_date: Any, k: int) -> dict[str, xr.DataArr
             f"({np.datetime_as_string(first, unit='D')} .. {np.datetime_as_string(last, unit='D')}): "
             "pick a date inside or rebuild the cube around it"
         )
-    order = np.argsort(times, kind="stable")
-    before = [i for i in order if times[i] < when]
-    after = [i for i in order if times[i] >= when]
-    if len(before) < k or len(after) < k:
+    keys = ds[orbit_key].values
+    orbits, before, after, skipped = [], {}, {}, {}
+    for orbit in sorted(set(keys.tolist())):
+        idx = np.flatnonzero(schema.orbit_members(ds, orbit_key, orbit))
+        idx = idx[np.argsort(times[idx], kind="stable")]
+        earlier, later = idx[times[idx] < when], idx[times[idx] >= when]
+        if earlier.size < k or later.size < k:
+            skipped[str(orbit)] = f"{earlier.size} before, {later.size} after"
+            continue
+        orbits.append(orbit)
+        before[orbit], after[orbit] = earlier[-k:], later[:k]
+    if not orbits:
+        counts = "; ".join(f"{orbit_key} {o}: {n}" for o, n in skipped.items())
         raise InputError(
-            f"--k {k}: the cube has {len(before)} acquisition(s) before and {len(after)} after "
-            f"--event-date {event_date}; lower --k or rebuild over a longer date range"
+            f"--k {k}: no orbit has {k} acquisition(s) both before and after --event-date {event_date} "
+            f"({counts}); lower --k or rebuild over a longer date range"
         )
-    before_idx = np.asarray(before[-k:])
-    after_idx = np.asarray(after[:k])
+    if skipped:
+        log.warning("event means leave out %s %s: fewer than k=%d acquisitions on a side", orbit_key, skipped, k)
     params = {
-        "event_date": str(np.datetime_as_string(when, unit="s")),
+        "event_date": _iso(when),
         "k": int(k),
-        "before": [str(np.datetime_as_string(times[i], unit="s")) for i in before_idx],
-        "after": [str(np.datetime_as_string(times[i], unit="s")) for i in after_idx],
-        "statistic": "mean of dB values",
+        "orbit_key": orbit_key,
+        "before": {str(o): [_iso(times[i]) for i in before[o]] for o in orbits},
+        "after": {str(o): [_iso(times[i]) for i in after[o]] for o in orbits},
+        "skipped": skipped,
+        "statistic": "mean of dB values, per orbit",
     }
+    coords = schema.orbit_coords(orbits, orbit_key)
+    dims = (schema.ORBIT, schema.Y, schema.X)
     out: dict[str, xr.DataArray] = {}
     for var, name_before, name_after in (
         (schema.VV, schema.VV_BEFORE, schema.VV_AFTER),
         (schema.VH, schema.VH_BEFORE, schema.VH_AFTER),
     ):
-        for name, idx in ((name_before, before_idx), (name_after, after_idx)):
-            mean = _stack_coords_dropped(ds[var].isel({schema.TIME: idx})).mean(schema.TIME, skipna=True)
-            out[name] = schema.make_variable(name, mean, (schema.Y, schema.X), parameters=params)
+        for name, chosen in ((name_before, before), (name_after, after)):
+            means = [
+                _stack_coords_dropped(ds[var].isel({schema.TIME: chosen[o]})).mean(schema.TIME, skipna=True)
+                for o in orbits
+            ]
+            stacked = xr.concat(means, dim=schema.ORBIT).assign_coords(coords)
+            out[name] = schema.make_variable(name, stacked, dims, parameters=params)
     return out
 
 

@@ -2,7 +2,8 @@
 
 SAR change pairs (``vv_diff``, ``vh_diff``, ``vvvh``), terrain (``slope``,
 ``aspect``, ``curvature``, ``release``), PAR, and on request snow-free ratios
-(``vv_ratio``, ``vh_ratio``) and event means (``vv_before`` ... ``vh_after``).
+(``vv_ratio``, ``vh_ratio``) and event means per orbit (``vv_before`` ...
+``vh_after`` on (orbit, y, x)).
 Everything requested is written in one all-or-nothing step
 (:func:`store.add_variables`); a recomputed layer replaces the old one and
 records its parameters in its attrs.
@@ -35,13 +36,16 @@ def _with_parameters(var: xr.DataArray, more: Mapping[str, Any]) -> xr.DataArray
     return schema.make_variable(str(var.name), var, var.dims, attrs=var.attrs, parameters=params)
 
 
-def _same_pairs(ds: xr.Dataset, pairs: Mapping[str, xr.DataArray]) -> bool:
-    if schema.PAIR not in ds.dims:
-        return True  # nothing stored yet: the pairs are simply added
-    for name in (schema.PAIR, *schema.PAIR_COORDS):
-        if name not in ds.coords or ds[name].shape != pairs[name].shape:
+def _same_coords(ds: xr.Dataset, coords: Mapping[str, xr.DataArray], dim: str) -> bool:
+    """True when the cube holds ``coords`` (of dimension ``dim``) already, or nothing on ``dim`` yet."""
+    if dim not in ds.dims:
+        return True  # nothing stored yet: the coordinates are simply added
+    for name, new in coords.items():
+        if name not in ds.coords or ds[name].shape != new.shape:
             return False
-        if not np.array_equal(ds[name].values, pairs[name].values):
+        if ds[name].attrs.get(schema.ATTR_ORBIT_KEY) != new.attrs.get(schema.ATTR_ORBIT_KEY):
+            return False
+        if not np.array_equal(ds[name].values.astype(str), new.values.astype(str)):
             return False
     return True
 
@@ -75,13 +79,17 @@ def _carry_over(ds: xr.Dataset, var: xr.DataArray, pairs: Mapping[str, xr.DataAr
     return out
 
 
-def _check_options(ratio: bool, summer: str | None, k: int, event_date: str | None) -> tuple[str, str] | None:
+def _check_options(
+    ratio: bool, summer: str | None, k: int, event_date: str | None, orbit_key: str | None
+) -> tuple[str, str] | None:
     if summer is not None and not ratio:
         raise InputError(f"--summer {summer} is only used with --ratio: add --ratio (or drop --summer)")
     if ratio and not summer:
         raise InputError("--ratio needs the snow-free reference window: add --summer START/END, e.g. --summer 2017-07-01/2017-09-30")
     if event_date is None and k != 1:
         raise InputError(f"--k {k} is only used with --event-date: add --event-date DATE")
+    if event_date is None and orbit_key is not None:
+        raise InputError(f"--orbit-key {orbit_key} is only used with --event-date: add --event-date DATE")
     return sar.parse_window(summer, "--summer") if ratio else None
 
 
@@ -99,12 +107,15 @@ def features(
     summer: str | None = None,
     event_date: str | None = None,
     k: int = 1,
+    orbit_key: str | None = None,
     scheduler: str | None = None,
     overwrite: bool = False,
 ) -> list[str]:
     """Compute the requested layers and write them into ``cube``; returns the names written.
 
-    ``summer`` is ``"START/END"`` (with ``ratio``). When the recomputed pairs
+    ``summer`` is ``"START/END"`` (with ``ratio``). ``event_date`` and ``k``
+    give the event means, one per orbit of ``orbit_key`` (``relative_orbit``
+    when None, or ``orbit_state``: per pass direction). When the recomputed pairs
     differ from the stored ones, every layer on ``pair`` is replaced together.
     Layers this step does not make (``label``, ``pred_*``, external) move onto
     the new pairs by reference/activity time when every stored pair is still
@@ -112,17 +123,19 @@ def features(
     disappear (another ``max_gap_days``) they are dropped with ``overwrite``
     and the step refuses without it.
     """
-    window = _check_options(ratio, summer, k, event_date)
-    ds = schema.open_cube(cube)
+    window = _check_options(ratio, summer, k, event_date, orbit_key)
+    ds = schema.open_cube(cube, validate=False)
     need = []
     if pairs or ratio or event_date is not None:
         need += list(schema.BACKSCATTER)
     if terrain or par:
         need.append(schema.DEM)
-    schema.validate_cube(ds, source=str(cube), require=need)
+    # event means made before they were per orbit ((y, x)) are replaced, not refused
+    replaced = schema.EVENT_MEANS if event_date is not None else ()
+    schema.validate_cube(ds, source=str(cube), require=need, ignore=replaced)
 
     layers: dict[str, xr.DataArray] = {}
-    new_coords = None
+    new_coords: dict[str, xr.DataArray] = {}
     orphans: list[str] = []
     carried: list[str] = []
     replace_pairs = False
@@ -131,8 +144,8 @@ def features(
         pair_coords = sar.make_pairs(ds, max_gap_days)
         for name, var in sar.change_layers(ds, pair_coords).items():
             layers[name] = _with_parameters(var, {"max_gap_days": float(max_gap_days)})
-        new_coords = pair_coords
-        replace_pairs = not _same_pairs(ds, pair_coords)
+        new_coords.update(pair_coords)
+        replace_pairs = not _same_coords(ds, pair_coords, schema.PAIR)
         if replace_pairs:
             on_old_pairs = sorted(str(n) for n, v in ds.data_vars.items() if schema.PAIR in v.dims and n not in layers)
             for name in on_old_pairs:
@@ -151,9 +164,15 @@ def features(
     if window is not None:
         layers.update(sar.ratio_layers(ds, window))
         steps.append(f"--ratio --summer {window[0]}/{window[1]}")
+    replace_orbits = False
     if event_date is not None:
-        layers.update(sar.event_means(ds, event_date, k))
-        steps.append(f"--event-date {event_date} --k {k}")
+        key = orbit_key or schema.RELATIVE_ORBIT
+        means = sar.event_means(ds, event_date, k, key)
+        layers.update(means)
+        orbit_coords = {schema.ORBIT: means[schema.VV_BEFORE][schema.ORBIT]}
+        new_coords.update(orbit_coords)
+        replace_orbits = not _same_coords(ds, orbit_coords, schema.ORBIT)
+        steps.append(f"--event-date {event_date} --k {k} --orbit-key {key}")
     if terrain or par:
         dem = ds[schema.DEM]
         slope = terrain_layers.slope(dem)
@@ -175,8 +194,8 @@ def features(
             cube,
             layers,
             overwrite=True,
-            new_coords=new_coords,
-            replace_coords=replace_pairs,
+            new_coords=new_coords or None,
+            replace_coords=replace_pairs or replace_orbits,
             drop=orphans,
         )
     if orphans:
@@ -198,16 +217,29 @@ def features(
 @click.option("--par-radius", "par_radius_m", type=float, default=PAR_RADIUS_M, show_default=True, help="PAR search radius, metres.")
 @click.option("--ratio", is_flag=True, help="VV/VH relative to a snow-free summer median (needs --summer).")
 @click.option("--summer", metavar="START/END", help="Snow-free reference window, e.g. 2017-07-01/2017-09-30.")
-@click.option("--event-date", metavar="DATE", help="Event date: mean of --k acquisitions before and after it.")
-@click.option("--k", type=int, default=1, show_default=True, help="Acquisitions averaged on each side of --event-date.")
+@click.option(
+    "--event-date", metavar="DATE",
+    help="Event date: per orbit, the mean of its --k acquisitions before and its --k after it "
+    "(vv_before ... vh_after on dimension 'orbit'; orbits never mixed).",
+)
+@click.option(
+    "--k", type=int, default=1, show_default=True,
+    help="Acquisitions of each orbit averaged on each side of --event-date.",
+)
+@click.option(
+    "--orbit-key", type=click.Choice(list(schema.ORBIT_KEYS)), default=None,
+    help="What one orbit is for --event-date: relative_orbit (one viewing geometry; the default) "
+    "or orbit_state (one pass direction).",
+)
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (default: local threads).")
 @click.option("--overwrite", is_flag=True, help="Allow dropping labels/predictions left on replaced pairs.")
 def command(cube: str, pairs: bool, max_gap_days: float, terrain: bool, release_min: float, release_max: float, par: bool,
-            par_radius_m: float, ratio: bool, summer: str | None, event_date: str | None, k: int, scheduler: str | None, overwrite: bool) -> None:
+            par_radius_m: float, ratio: bool, summer: str | None, event_date: str | None, k: int, orbit_key: str | None,
+            scheduler: str | None, overwrite: bool) -> None:
     """Compute model inputs for CUBE and write them into it."""
     written = features(
         cube, pairs=pairs, max_gap_days=max_gap_days, terrain=terrain, release_min=release_min, release_max=release_max,
         par=par, par_radius_m=par_radius_m, ratio=ratio, summer=summer, event_date=event_date, k=k,
-        scheduler=scheduler, overwrite=overwrite,
+        orbit_key=orbit_key, scheduler=scheduler, overwrite=overwrite,
     )
     click.echo(f"wrote {', '.join(written)} into {cube}")

@@ -83,6 +83,8 @@ class RunInfo:
     extra: dict[str, Any] = field(default_factory=dict)
     #: pixel (predict writes a map) or patch (one probability per chip); empty in older runs: the task's own
     level: str = ""
+    #: the orbit series and event-mean channels were read from (chips.run_orbit); None when none
+    orbit: int | str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -222,7 +224,7 @@ def resolved_channels(ds: xr.Dataset, info: RunInfo) -> chips.ResolvedChannels:
     missing = [c.variable for c in info.channel_specs if c.variable not in ds.data_vars]
     if missing:
         raise MissingVariableError(f"run {info.preset!r} needs variable(s) {missing} that the cube lacks; {schema.hint_for(missing)}")
-    return chips.ResolvedChannels(info.channel_specs, info.series_steps)
+    return chips.ResolvedChannels(info.channel_specs, info.series_steps, info.orbit)
 
 
 def assemble_inputs(ds: xr.Dataset, info: RunInfo, pair_index: int | None, window: chips.Window) -> np.ndarray:

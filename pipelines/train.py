@@ -55,7 +55,7 @@ class TrainingData:
 
 def prepare_data(ds: Any, preset: Preset, *, plan: chips.SplitPlan | None = None, stats: tuple[list[float], list[float]] | None = None) -> TrainingData:
     """Resolve channels, split, select chips and compute train-only statistics (or reuse ``plan``/``stats``)."""
-    resolved = chips.resolve_channels(ds, preset.inputs.channels, preset.inputs.series_steps)
+    resolved = chips.resolve_channels(ds, preset.inputs.channels, preset.inputs.series_steps, orbit=preset.inputs.orbit)
     spec = preset.chips
     pos, valid = chips.chip_counts(ds[schema.LABEL], spec)
     if plan is None:
@@ -147,6 +147,7 @@ def _run_info(
         sarcube_version=__version__,
         extra={k: float(v) for k, v in details.items()},
         level=p.model.prediction_level,
+        orbit=data.resolved.orbit,
     )
 
 

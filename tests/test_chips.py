@@ -8,13 +8,13 @@ import xarray as xr
 from conftest import make_tiny_cube
 from sarcube.datacube import chips, schema, store
 
-from sarcube.errors import MissingVariableError, TrainingDataError
+from sarcube.errors import InputError, MissingVariableError, TrainingDataError
 
 PYX = (schema.PAIR, schema.Y, schema.X)
 
 
 def make_featured_cube(ny: int = 64, nx: int = 64, nt: int = 6, seed: int = 0, positives: dict | None = None, px_per_blob: int = 256) -> xr.Dataset:
-    """A featured cube: pairs (t, t+1), pair features, terrain, ratios and per-pair labels.
+    """A featured cube: pairs (t, t+1), pair features, terrain, ratios, event means (orbits 15, 66), per-pair labels.
 
     ``positives`` maps pair -> list of (y0, y1, x0, x1) boxes set to label 1;
     the rest is 0 except a 255 (unknown) strip along the last column.
@@ -49,8 +49,10 @@ def make_featured_cube(ny: int = 64, nx: int = 64, nt: int = 6, seed: int = 0, p
     tyx = (schema.TIME, schema.Y, schema.X)
     ds[schema.VV_RATIO] = schema.make_variable(schema.VV_RATIO, rng.normal(0, 1, (nt, ny, nx)), tyx)
     ds[schema.VH_RATIO] = schema.make_variable(schema.VH_RATIO, rng.normal(0, 1, (nt, ny, nx)), tyx)
-    for name in (schema.VV_BEFORE, schema.VV_AFTER, schema.VH_BEFORE, schema.VH_AFTER):
-        ds[name] = schema.make_variable(name, rng.normal(-12, 1, (ny, nx)))
+    ds = ds.assign_coords(schema.orbit_coords([15, 66]))
+    for name in schema.EVENT_MEANS:  # per orbit: orbit 66 is 5 dB brighter
+        means = rng.normal(-12, 1, (2, ny, nx)) + np.array([0.0, 5.0])[:, None, None]
+        ds[name] = schema.make_variable(name, means, (schema.ORBIT, schema.Y, schema.X))
     ds[schema.LABEL] = schema.make_variable(schema.LABEL, label, PYX)
     return ds
 
@@ -221,3 +223,55 @@ def test_empty_split_and_no_positives(tmp_path):
     sel["val"] = chips.select(table, "val", "positives", spec)
     with pytest.raises(TrainingDataError, match="val split has no chips"):
         chips.check_selection(sel, spec, need_positives=False)
+
+
+def test_series_come_from_one_relative_orbit(featured):
+    """Glacier series: the T steps of every sample are acquisitions of the run's relative orbit only."""
+    ds = schema.open_cube(featured)  # acquisitions alternate orbit 15 (t even) and 66 (t odd), 3 each
+    orbits = ds[schema.RELATIVE_ORBIT].values
+    series = [chips.ChannelSpec(schema.VV, chips.TAKE_SERIES)]
+    auto = chips.resolve_channels(ds, series, 2)
+    assert auto.orbit == 15  # a tie on acquisitions: the lowest number
+    other = chips.resolve_channels(ds, series, 2, orbit=66)
+    window = (0, 16, 0, 16)
+    for resolved in (auto, other):
+        for pair in [None, *range(ds.sizes[schema.PAIR])]:
+            idx = chips.time_indices(ds, resolved.channels[0], pair, 2, resolved.orbit)
+            assert len(idx) == 2 and set(orbits[idx].tolist()) == {resolved.orbit}
+            if pair is not None:  # up to the pair's activity time, in time order
+                assert ds[schema.TIME].values[idx[-1]] <= ds[schema.ACTIVITY_TIME].values[pair]
+            x = chips.read_window(ds, resolved, pair, window)
+            np.testing.assert_array_equal(x[0], ds[schema.VV].values[idx, 0:16, 0:16])
+    assert chips.time_indices(ds, auto.channels[0], None, 2, 15) == [2, 4]
+    assert chips.time_indices(ds, other.channels[0], 0, 2, 66) == [1, 1]  # pair 0 ends at t 1: padded
+    with pytest.raises(TrainingDataError, match="relative orbit 15 has 3 acquisitions.*series of 4"):
+        chips.resolve_channels(ds, series, 4)
+    with pytest.raises(InputError, match="inputs.orbit 88 is not an orbit"):
+        chips.resolve_channels(ds, series, 2, orbit=88)
+
+
+def test_event_means_are_read_at_the_runs_orbit(featured):
+    """Landslide means: every sample reads the one orbit of the run, in training statistics and windows."""
+    ds = schema.open_cube(featured)
+    channels = [chips.ChannelSpec(v) for v in (schema.VV_BEFORE, schema.VH_AFTER, schema.SLOPE)]
+    window = (8, 24, 16, 32)
+    for orbit in (15, 66):
+        resolved = chips.resolve_channels(ds, channels, orbit=orbit)
+        assert [c.take for c in resolved.channels] == [chips.TAKE_AT_ORBIT, chips.TAKE_AT_ORBIT, chips.TAKE_STATIC]
+        assert resolved.orbit == orbit and not resolved.per_pair
+        at = {schema.ORBIT: orbit}
+        for pair in (None, 0, 3):
+            x = chips.read_window(ds, resolved, pair, window)
+            np.testing.assert_array_equal(x[0], ds[schema.VV_BEFORE].sel(at).values[8:24, 16:32])
+            np.testing.assert_array_equal(x[1], ds[schema.VH_AFTER].sel(at).values[8:24, 16:32])
+        spec = chips.ChipSpec(size=16)
+        _, valid = chips.chip_counts(ds[schema.LABEL], spec)
+        plan = chips.make_split(ds, chips.SplitSpec(tile_size_m=32 * 20), spec, valid)
+        mean, _ = chips.train_statistics(ds, resolved, plan, [0])
+        train = plan.pixel_mask(chips.TRAIN, (64, 64))
+        assert mean[0] == pytest.approx(float(ds[schema.VV_BEFORE].sel(at).values[train].mean()), rel=1e-5)
+    assert chips.resolve_channels(ds, channels).orbit == 15
+    with pytest.raises(InputError, match=r"inputs.orbit 'ascending' is not an orbit.*relative_orbit \[15, 66\]"):
+        chips.resolve_channels(ds, channels, orbit=schema.ORBIT_ASCENDING)
+    with pytest.raises(InputError, match="retrain"):
+        chips.read_window(ds, chips.ResolvedChannels(resolved.channels), None, window)  # a run without an orbit

@@ -15,7 +15,7 @@ from sarcube.pipelines.cli import main
 from sarcube.pipelines.features import features
 from shapely.geometry import box
 
-from sarcube.errors import CubeExistsError, InputError
+from sarcube.errors import CubeExistsError, CubeSchemaError, InputError
 
 PAIR_LAYERS = (schema.VV_DIFF, schema.VH_DIFF, schema.VVVH)
 TERRAIN_LAYERS = (schema.SLOPE, schema.ASPECT, schema.CURVATURE, schema.RELEASE)
@@ -115,7 +115,7 @@ def test_changed_pairs_refuse_to_orphan_labels(alpine_cube, tmp_path):
 def test_ratio_and_event_layers_through_the_cli(alpine_cube):
     code = main([
         "features", str(alpine_cube), "--no-pairs", "--no-terrain", "--no-par",
-        "--ratio", "--summer", "2020-01-01/2020-01-10", "--event-date", "2020-01-08", "--k", "2",
+        "--ratio", "--summer", "2020-01-01/2020-01-10", "--event-date", "2020-01-08", "--k", "1",
     ])
     assert code == 0
     ds = schema.open_cube(alpine_cube)
@@ -126,9 +126,16 @@ def test_ratio_and_event_layers_through_the_cli(alpine_cube):
     ref15, ref66 = vv[0], (vv[1] + vv[2]) / 2
     np.testing.assert_allclose(ds[schema.VV_RATIO].values[3], vv[3] - ref15, rtol=1e-5)
     np.testing.assert_allclose(ds[schema.VV_RATIO].values[4], vv[4] - ref66, rtol=1e-5)
-    np.testing.assert_allclose(ds[schema.VV_BEFORE].values, (vv[0] + vv[1]) / 2, rtol=1e-5)
-    np.testing.assert_allclose(ds[schema.VV_AFTER].values, (vv[2] + vv[3]) / 2, rtol=1e-5)
-    assert params(ds, schema.VH_AFTER)["k"] == 2
+    # event means per relative orbit, day 7: orbit 15 before day 0, after day 12; orbit 66 before day 3, after day 9
+    assert ds[schema.VV_BEFORE].dims == (schema.ORBIT, schema.Y, schema.X)
+    assert ds[schema.ORBIT].values.tolist() == [15, 66]
+    at = {o: {schema.ORBIT: o} for o in (15, 66)}
+    np.testing.assert_allclose(ds[schema.VV_BEFORE].sel(at[15]).values, vv[0], rtol=1e-5)
+    np.testing.assert_allclose(ds[schema.VV_AFTER].sel(at[15]).values, vv[3], rtol=1e-5)
+    np.testing.assert_allclose(ds[schema.VV_BEFORE].sel(at[66]).values, vv[1], rtol=1e-5)
+    np.testing.assert_allclose(ds[schema.VV_AFTER].sel(at[66]).values, vv[2], rtol=1e-5)
+    assert params(ds, schema.VH_AFTER)["k"] == 1
+    assert "--event-date 2020-01-08 --k 1 --orbit-key relative_orbit" in ds.attrs[schema.ATTR_HISTORY]
     assert params(ds, schema.VH_RATIO)["summer"] == "2020-01-01/2020-01-10"
 
 
@@ -142,6 +149,7 @@ def test_ratio_and_event_layers_through_the_cli(alpine_cube):
         (["--event-date", "2021-06-01"], "outside the cube"),
         (["--event-date", "2020-01-08", "--k", "3"], "lower --k"),
         (["--k", "2"], "only used with --event-date"),
+        (["--orbit-key", "orbit_state"], "--orbit-key orbit_state is only used with --event-date"),
         (["--max-gap", "2"], "raise --max-gap"),
         (["--release-min", "60"], "release slope range"),
     ],
@@ -153,6 +161,31 @@ def test_bad_options_are_one_line_errors(alpine_cube, capsys, argv, message):
     assert err.startswith("Error:") and len(err.splitlines()) == 1
     assert __import__("re").search(message, err), err
     assert sorted(schema.open_cube(alpine_cube).data_vars) == before
+
+
+def test_event_means_replace_older_ones_and_switch_orbit_key(tmp_path):
+    """(y, x) means of an older sarcube are recomputed per orbit; another --orbit-key replaces the orbits."""
+    ds = make_tiny_cube(nt=8)  # orbit 15 (ascending) at days 0, 6, 12, 18; orbit 66 (descending) at 3, 9, 15, 21
+    for name in schema.EVENT_MEANS:
+        ds[name] = ds[schema.DEM].copy().assign_attrs(units="dB").rename(name)  # mixed orbits, on (y, x)
+    path = tmp_path / "old.zarr"
+    store.write_cube(ds, path)
+    with pytest.raises(CubeSchemaError, match=r"has dims \('y', 'x'\).*sarcube features --event-date"):
+        schema.open_cube(path)
+    vv = ds[schema.VV].values
+    features(path, pairs=False, terrain=False, par=False, event_date="2020-01-11", k=2)
+    got = schema.open_cube(path)
+    assert got[schema.VV_AFTER].dims == (schema.ORBIT, schema.Y, schema.X)
+    np.testing.assert_allclose(got[schema.VV_BEFORE].sel({schema.ORBIT: 15}).values, (vv[0] + vv[2]) / 2, rtol=1e-5)
+    np.testing.assert_allclose(got[schema.VV_AFTER].sel({schema.ORBIT: 66}).values, (vv[5] + vv[7]) / 2, rtol=1e-5)
+    features(path, terrain=False, par=False, event_date="2020-01-11", k=1, orbit_key=schema.ORBIT_STATE)
+    got = schema.open_cube(path)
+    assert got[schema.ORBIT].values.tolist() == [schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING]
+    assert got[schema.ORBIT].attrs[schema.ATTR_ORBIT_KEY] == schema.ORBIT_STATE
+    descending = got[schema.VV_BEFORE].sel({schema.ORBIT: schema.ORBIT_DESCENDING})
+    np.testing.assert_allclose(descending.values, vv[3], rtol=1e-5)
+    assert params(got, schema.VV_BEFORE)["orbit_key"] == schema.ORBIT_STATE and schema.PAIR in got.dims
+    schema.validate_cube(got)
 
 
 def test_failed_compute_leaves_the_cube_as_it_was(alpine_cube):
@@ -167,8 +200,6 @@ def test_failed_compute_leaves_the_cube_as_it_was(alpine_cube):
 
 
 def test_store_refuses_to_strand_layers_on_replaced_pairs(alpine_cube):
-    from sarcube.errors import CubeSchemaError
-
     features(alpine_cube, terrain=False, par=False)
     ds = schema.open_cube(alpine_cube)
     coherence = schema.make_variable(

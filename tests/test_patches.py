@@ -95,7 +95,7 @@ def test_predict_patches_paints_each_patch_with_the_model_on_its_centre_crop():
 
 
 def test_the_baseline_scores_patches_by_counting_detected_pixels():
-    det = build_model("baseline", 3, min_object_pixels=1, patch_min_pixels=4)
+    det = build_model("baseline", 3, method="simple", min_object_pixels=1, patch_min_pixels=4)
     x = torch.zeros(2, 3, 8, 8)
     x[:, 2] = 20.0  # runout slope
     x[1, :2, 2:4, 2:4] = 6.0  # 4 bright pixels: detected

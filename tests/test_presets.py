@@ -86,6 +86,15 @@ def test_overrides_are_type_checked():
         load_preset("avalanche-fcn", overrides=["chips.policy=some"])
 
 
+def test_orbit_is_one_per_run_and_can_be_chosen():
+    for name in ("landslide-unet", "glacier-3dconv", "glacier-convlstm"):
+        assert load_preset(name).inputs.orbit == chips.ORBIT_AUTO
+    assert load_preset("glacier-3dconv", overrides=["inputs.orbit=88"]).inputs.orbit == 88
+    assert load_preset("landslide-unet", overrides=["inputs.orbit=ascending"]).inputs.orbit == "ascending"
+    p = load_preset("glacier-convlstm", overrides=["inputs.orbit=66"])
+    assert preset_from_dict(p.to_dict()).inputs.orbit == 66  # a run's preset.yaml keeps it
+
+
 def test_unknown_names_and_files(tmp_path):
     with pytest.raises(InputError, match="not found: use one of"):
         load_preset("avalanche-xyz")

@@ -1,4 +1,4 @@
-"""SAR change pairs, dB differences and VVVH, snow-free ratios, event means: values on hand-made cubes."""
+"""SAR change pairs, dB differences and VVVH, snow-free ratios, per-orbit event means: values on hand-made cubes."""
 
 from __future__ import annotations
 
@@ -19,12 +19,16 @@ def day(n: float) -> np.datetime64:
     return T0 + np.timedelta64(int(round(n * 86400)), "s")
 
 
-def make_cube(days, orbits, vv, vh=None, ny: int = 3, nx: int = 4):
-    """A contract cube whose acquisition t has vv[t]/vh[t] (scalars broadcast, or (ny, nx) arrays)."""
+def make_cube(days, orbits, vv, vh=None, ny: int = 3, nx: int = 4, states=None):
+    """A contract cube whose acquisition t has vv[t]/vh[t] (scalars broadcast, or (ny, nx) arrays).
+
+    ``states``: pass direction per acquisition (default: all ascending).
+    """
     nt = len(days)
+    states = [schema.ORBIT_ASCENDING] * nt if states is None else states
     ds = schema.empty_cube(600_010.0 + 20.0 * np.arange(nx), 5_099_990.0 - 20.0 * np.arange(ny), TINY_CRS)
     ds = ds.assign_coords(
-        schema.time_coords([day(d) for d in days], ["SENTINEL-1A"] * nt, [schema.ORBIT_ASCENDING] * nt, orbits, [f"i{i}" for i in range(nt)])
+        schema.time_coords([day(d) for d in days], ["SENTINEL-1A"] * nt, states, orbits, [f"i{i}" for i in range(nt)])
     )
     vh = vv if vh is None else vh
     tyx = (schema.TIME, schema.Y, schema.X)
@@ -140,25 +144,82 @@ def test_ratio_errors():
         sar.parse_window("2020-09-01/2020-07-01")
 
 
-def test_event_means_take_the_k_steps_right_before_and_after():
-    days = [0, 3, 6, 9, 12, 15, 18]
-    orbits = [15, 66] * 3 + [15]
-    values = np.arange(7.0)  # acquisition t has value t
-    ds = make_cube(days, orbits, values, -values).chunk({schema.TIME: 1})
-    # event on 2020-01-10 (day 9, 00:00): before are days 0..6 (values 0..2), after days 9.. (values 3..)
-    out = sar.event_means(ds, "2020-01-10", 2)
-    np.testing.assert_allclose(out[schema.VV_BEFORE].values, (1.0 + 2.0) / 2)  # the last one before included
-    np.testing.assert_allclose(out[schema.VV_AFTER].values, (3.0 + 4.0) / 2)
-    np.testing.assert_allclose(out[schema.VH_BEFORE].values, -(1.0 + 2.0) / 2)
-    np.testing.assert_allclose(out[schema.VH_AFTER].values, -(3.0 + 4.0) / 2)
-    assert out[schema.VV_AFTER].dims == (schema.Y, schema.X)
-    one = sar.event_means(ds, "2020-01-10T06:00", 1)  # after day 9's 05:00 pass
-    np.testing.assert_allclose(one[schema.VV_BEFORE].values, 3.0)
-    np.testing.assert_allclose(one[schema.VV_AFTER].values, 4.0)
-    params = json.loads(out[schema.VV_BEFORE].attrs[schema.ATTR_PARAMETERS])
-    assert params["k"] == 2 and len(params["before"]) == 2 and params["before"][-1].startswith("2020-01-07")
-    with pytest.raises(InputError, match="3 acquisition\\(s\\) before"):
-        sar.event_means(ds, "2020-01-10", 4)
+#: orbit 15 at days 0, 6, 12, 18, 24 and orbit 66 at days 3, 9, 15, 21, interleaved
+EVENT_DAYS = [0, 3, 6, 9, 12, 15, 18, 21, 24]
+EVENT_ORBITS = [15, 66, 15, 66, 15, 66, 15, 66, 15]
+#: orbit 15 acquisition t has value t, orbit 66 1000 + t: any orbit-66 value in an orbit-15 mean shows
+EVENT_VALUES = np.where(np.array(EVENT_ORBITS) == 15, 0.0, 1000.0) + np.arange(9.0)
+
+
+def _means(out, orbit):
+    return [float(out[name].sel({schema.ORBIT: orbit}).values[0, 0]) for name in schema.EVENT_MEANS]
+
+
+def test_event_means_are_per_orbit_and_use_only_that_orbits_acquisitions():
+    ds = make_cube(EVENT_DAYS, EVENT_ORBITS, EVENT_VALUES, -EVENT_VALUES).chunk({schema.TIME: 1})
+    # event on 2020-01-11 (day 10, 00:00). k=1: orbit 15 day 6 (t 2) before, day 12 (t 4) after;
+    # orbit 66 day 9 (t 3) before, day 15 (t 5) after. Mixing orbits, k=1 would take days 9 and 12.
+    one = sar.event_means(ds, "2020-01-11", 1)
+    for name in schema.EVENT_MEANS:
+        assert one[name].dims == (schema.ORBIT, schema.Y, schema.X)
+        assert one[name][schema.ORBIT].values.tolist() == [15, 66]
+        assert one[name][schema.ORBIT].attrs[schema.ATTR_ORBIT_KEY] == schema.RELATIVE_ORBIT
+        assert isinstance(one[name].data, da.Array)
+    # order of schema.EVENT_MEANS: vv_before, vh_before, vv_after, vh_after
+    assert _means(one, 15) == [2.0, -2.0, 4.0, -4.0]
+    assert _means(one, 66) == [1003.0, -1003.0, 1005.0, -1005.0]
+    # k=2: the plain mean of the orbit's own two latest before / two earliest after
+    two = sar.event_means(ds, "2020-01-11", 2)
+    assert _means(two, 15) == [(0 + 2) / 2, -(0 + 2) / 2, (4 + 6) / 2, -(4 + 6) / 2]
+    assert _means(two, 66) == [(1001 + 1003) / 2, -(1001 + 1003) / 2, (1005 + 1007) / 2, -(1005 + 1007) / 2]
+    params = json.loads(two[schema.VV_BEFORE].attrs[schema.ATTR_PARAMETERS])
+    assert params["k"] == 2 and params["orbit_key"] == schema.RELATIVE_ORBIT and params["skipped"] == {}
+    assert [t[:10] for t in params["before"]["15"]] == ["2020-01-01", "2020-01-07"]
+    assert [t[:10] for t in params["after"]["66"]] == ["2020-01-16", "2020-01-22"]
+    # a time of day places the event within a day: 06:00 on day 9 is after orbit 66's 05:00 pass
+    late = sar.event_means(ds, "2020-01-10T06:00", 1)
+    assert _means(late, 66) == [1003.0, -1003.0, 1005.0, -1005.0]
+    early = sar.event_means(ds, "2020-01-10", 1)
+    assert _means(early, 66) == [1001.0, -1001.0, 1003.0, -1003.0]
+    assert _means(early, 15) == [2.0, -2.0, 4.0, -4.0]
+
+
+def test_event_means_per_pass_direction():
+    # ascending orbits 15 and 117, descending 66: per orbit_state, ascending averages 15 and 117 only
+    days = [0, 1, 3, 6, 7, 9, 12, 13]
+    orbits = [15, 117, 66, 15, 117, 66, 15, 117]
+    asc, desc = schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING
+    states = [desc if o == 66 else asc for o in orbits]
+    values = np.where(np.array(orbits) == 66, 1000.0, 0.0) + np.arange(8.0)
+    ds = make_cube(days, orbits, values, states=states)
+    out = sar.event_means(ds, "2020-01-08", 2, orbit_key=schema.ORBIT_STATE)  # day 7, 00:00
+    assert out[schema.VV_BEFORE][schema.ORBIT].values.tolist() == [asc]  # descending: 1 before
+    assert out[schema.VV_BEFORE][schema.ORBIT].attrs[schema.ATTR_ORBIT_KEY] == schema.ORBIT_STATE
+    assert _means(out, asc)[::2] == [(1 + 3) / 2, (4 + 6) / 2]  # days 1, 6 before; 7, 12 after
+    one = sar.event_means(ds, "2020-01-08", 1, orbit_key=schema.ORBIT_STATE)
+    assert one[schema.VV_BEFORE][schema.ORBIT].values.tolist() == [asc, desc]
+    assert _means(one, asc)[::2] == [3.0, 4.0]
+    assert _means(one, desc)[::2] == [1002.0, 1005.0]
+    with pytest.raises(InputError, match="--orbit-key"):
+        sar.event_means(ds, "2020-01-08", 1, orbit_key="platform")
+
+
+def test_event_means_leave_out_orbits_without_k_on_both_sides():
+    ds = make_cube(EVENT_DAYS, EVENT_ORBITS, EVENT_VALUES)
+    # day 4, 00:00: orbit 15 has days 0 before (1) and 6, 12, ... after; orbit 66 day 3 before
+    out = sar.event_means(ds, "2020-01-05", 1)
+    assert out[schema.VV_AFTER][schema.ORBIT].values.tolist() == [15, 66]
+    # day 5 00:00 with k=2: orbit 15 has 1 before, orbit 66 has 1 before: none qualifies
+    with pytest.raises(InputError, match=r"no orbit has 2 .*relative_orbit 15: 1 before, 4 after.*lower --k"):
+        sar.event_means(ds, "2020-01-05", 2)
+    # day 8 with k=2: orbit 15 has days 0, 6 before; orbit 66 only day 3: 66 is left out and recorded
+    out = sar.event_means(ds, "2020-01-09", 2)
+    assert out[schema.VV_BEFORE][schema.ORBIT].values.tolist() == [15]
+    assert json.loads(out[schema.VV_BEFORE].attrs[schema.ATTR_PARAMETERS])["skipped"] == {"66": "1 before, 3 after"}
+
+
+def test_event_means_errors():
+    ds = make_cube(EVENT_DAYS, EVENT_ORBITS, EVENT_VALUES)
     with pytest.raises(InputError, match="outside the cube"):
         sar.event_means(ds, "2021-06-01", 1)
     with pytest.raises(InputError, match="outside the cube"):

@@ -27,8 +27,9 @@ SMALL_NETS = {
     "avalanche-cnn": ["augment.crop=12", "model.width_divisor=16", "model.hidden_features=16"],
     "avalanche-vae": ["model.base_channels=4", "model.latent_dim=8"],
     "landslide-unet": ["model.base_width=4", "model.layers=[1, 1, 1, 1]", "model.decoder_channels=[32, 16, 8, 4, 4]"],
-    "glacier-3dconv": ["model.base_channels=2", "model.depth=2"],
-    "glacier-convlstm": ["model.base_channels=2", "model.depth=2"],
+    # the module cube has 2 acquisitions per relative orbit, and a series stays within one
+    "glacier-3dconv": ["model.base_channels=2", "model.depth=2", "inputs.series_steps=2"],
+    "glacier-convlstm": ["model.base_channels=2", "model.depth=2", "inputs.series_steps=2"],
     "baseline": [],
     "baseline-simple": [],
     "baseline-patch": ["augment.crop=12"],
@@ -62,6 +63,8 @@ def test_every_preset_runs_a_step(cube, tmp_path, fcn_run, name):
     state = torch.load(out / runs.BEST, weights_only=True)
     info = runs.RunInfo.from_dict(state["info"])
     assert info.preset == name and info.cube_id == chips.cube_id(schema.open_cube(cube))
+    # series and event means read one orbit per run, recorded with the weights
+    assert (info.orbit is not None) == any(c["take"] in chips.ORBITAL_TAKES for c in info.channels)
     assert len(info.norm_mean) == info.in_channels == len(load_preset(name).inputs.channels) - sum(c.optional for c in load_preset(name).inputs.channels)
     loaded = runs.load_run(out)
     assert not loaded.model.training and len(loaded.info.checkpoint_sha256) == 64
@@ -195,3 +198,45 @@ def test_cli_trains_and_reports_errors(cube, tmp_path, capsys):
     args[5] = str(tmp_path / "cli2")
     assert main([*args, "--set", "train.epochs=x"]) == 2
     assert "expected an integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("hazard", "preset"), [("landslide", "landslide-unet"), ("glacier", "glacier-3dconv")])
+def test_orbit_presets_end_to_end_on_the_two_orbit_scene(tmp_path, hazard, preset):
+    """Synthetic two-orbit scene -> build -> features -> static labels -> train -> predict -> evaluate:
+    the run reads one orbit, and predict reads that same orbit."""
+    from sarcube.datacube import synthetic
+    from sarcube.pipelines.add_layer import add_layer
+    from sarcube.pipelines.build import build
+    from sarcube.pipelines.evaluate import evaluate
+    from sarcube.pipelines.features import features
+    from sarcube.pipelines.predict import predict
+
+    synthetic.write_demo_catalog(tmp_path / "scene", size=128, dates=8, hazard=hazard)
+    m = synthetic.read_demo_manifest(tmp_path / "scene")
+    w, s, e, n = m.bbox_lonlat
+    centre = (w + (e - w) / 4, s + (n - s) / 4, e - (e - w) / 4, n - (n - s) / 4)  # 64 x 64 px: a quick predict
+    cube = build(centre, m.start, m.end, tmp_path / "c.zarr", catalog=str(tmp_path / "scene"), resolution=m.resolution)
+    event = {"event_date": m.event_date, "k": 2} if hazard == "landslide" else {}
+    features(cube, pairs=False, par=False, **event)
+    add_layer(cube, labels=m.labels)
+    ds = schema.open_cube(cube)
+    assert ds[schema.LABEL].dims == (schema.Y, schema.X)
+    orbits = ds[schema.RELATIVE_ORBIT].values.tolist()
+    assert orbits.count(66) == orbits.count(88) == 4
+    extra = ["train.steps_per_epoch=2"] + (["inputs.series_steps=3"] if hazard == "glacier" else [])
+    run = train(cube, preset, tmp_path / "run", profile="cpu-demo", overrides=_overrides(preset, *extra), device="cpu")
+    info = runs.load_run(run).info
+    assert info.orbit == 66  # as many acquisitions as 88: the lowest number
+    name = predict(cube, run, tta=False)
+    ds = schema.open_cube(cube)
+    assert ds[name].dims == (schema.Y, schema.X) and np.isfinite(ds[name].values).mean() > 0.9
+    x = runs.assemble_inputs(ds, info, None, (0, 32, 0, 32))
+    mean, std = info.norm_mean[0], info.norm_std[0]
+    if hazard == "landslide":
+        raw = ds[schema.VV_BEFORE].sel({schema.ORBIT: 66}).values[:32, :32]
+    else:
+        steps = np.flatnonzero(ds[schema.RELATIVE_ORBIT].values == 66)[-3:]  # the orbit's last 3, no orbit-88 step
+        raw = ds[schema.VV].values[steps, :32, :32]
+    np.testing.assert_allclose(x[0], np.nan_to_num((raw - mean) / std), rtol=1e-5, atol=1e-5)
+    result = evaluate(cube, [name], out_json=tmp_path / "evaluation.json")
+    assert result["predictions"][name]["n_scored"] > 0

@@ -166,6 +166,12 @@ def _add_datacube(item: Any, ds: xr.Dataset, reference_system: Any) -> None:
             "reference/activity acquisition pairs; times in the reference_time and activity_time coordinates"
         )
         dims[schema.PAIR] = d
+    if schema.ORBIT in ds.dims:
+        key = schema.orbit_key(ds)
+        d = AdditionalDimension({"type": key})
+        d.values = [v if isinstance(v, str) else int(v) for v in ds[schema.ORBIT].values.tolist()]
+        d.description = f"orbits of the per-orbit layers (event means), by {key}"
+        dims[schema.ORBIT] = d
     variables: dict[str, Any] = {}
     for var_name, var in ds.data_vars.items():
         if var_name == schema.SPATIAL_REF:

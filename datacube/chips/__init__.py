@@ -5,7 +5,8 @@ No torch here (``pipelines/loaders.py`` is the torch seam). The flow ``train`` r
 1. :func:`resolve_channels` checks a preset's :class:`ChannelSpec` list
    against the cube (a missing variable raises
    :class:`~sarcube.errors.MissingVariableError` naming the
-   ``sarcube features`` flag that makes it). (:mod:`.channels`)
+   ``sarcube features`` flag that makes it) and picks the one orbit its
+   series and event-mean channels read (:func:`run_orbit`). (:mod:`.channels`)
 2. :func:`chip_counts` counts positive and labelled pixels per chip of a
    :class:`ChipSpec` grid from a coarsened label map: no chip is loaded to be
    selected. (:mod:`.chip_grid`)
@@ -38,7 +39,10 @@ from sarcube.datacube.chips.batches import (
     load_block,
 )
 from sarcube.datacube.chips.channels import (
+    ORBIT_AUTO,
+    ORBITAL_TAKES,
     TAKE_ACTIVITY,
+    TAKE_AT_ORBIT,
     TAKE_AUTO,
     TAKE_PER_PAIR,
     TAKE_REFERENCE,
@@ -52,10 +56,12 @@ from sarcube.datacube.chips.channels import (
     assemble,
     cube_id,
     normalise,
+    orbit_position,
     read_channels,
     read_labels,
     read_window,
     resolve_channels,
+    run_orbit,
     sample_pairs,
     time_indices,
 )
@@ -93,6 +99,8 @@ from sarcube.datacube.chips.splits import (
 __all__ = [
     "BLOCK_PX",
     "EXCLUDED",
+    "ORBITAL_TAKES",
+    "ORBIT_AUTO",
     "POLICIES",
     "POLICY_ALL",
     "POLICY_BALANCED",
@@ -103,6 +111,7 @@ __all__ = [
     "SPLIT_TILES",
     "TAKES",
     "TAKE_ACTIVITY",
+    "TAKE_AT_ORBIT",
     "TAKE_AUTO",
     "TAKE_PER_PAIR",
     "TAKE_REFERENCE",
@@ -134,10 +143,12 @@ __all__ = [
     "load_block",
     "make_split",
     "normalise",
+    "orbit_position",
     "read_channels",
     "read_labels",
     "read_window",
     "resolve_channels",
+    "run_orbit",
     "sample_pairs",
     "select",
     "split_mask",

@@ -5,9 +5,9 @@ split (chips straddling two tiles dropped); :func:`select` applies a policy
 (``positives``, ``balanced``, ``negatives``, ``all``) per split;
 :func:`check_selection` refuses splits a run cannot learn or be scored on;
 :func:`train_statistics` computes per-channel mean/std (NaN-aware) over the
-training split only, so no held-out pixel leaks into the normalisation.
-:func:`balanced_subset` draws the 50/50 test set of avalanche-cnn-sinha from
-scored patches.
+training split only (and the run's orbit, for series and event means), so no
+held-out pixel leaks into the normalisation. :func:`balanced_subset` draws the
+50/50 test set of avalanche-cnn-sinha from scored patches.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ import xarray as xr
 from sarcube.datacube import schema
 from sarcube.datacube.chips.channels import (
     TAKE_ACTIVITY,
+    TAKE_AT_ORBIT,
     TAKE_PER_PAIR,
     TAKE_REFERENCE,
     TAKE_SERIES,
     ResolvedChannels,
+    orbit_position,
     time_indices,
 )
 from sarcube.datacube.chips.chip_grid import (
@@ -167,8 +169,12 @@ def train_statistics(
         var = ds[c.variable]
         if c.take == TAKE_PER_PAIR:
             var = var.isel({schema.PAIR: pairs})
+        elif c.take == TAKE_AT_ORBIT:
+            var = var.isel({schema.ORBIT: orbit_position(ds, resolved.orbit)})
         elif c.take in (TAKE_ACTIVITY, TAKE_REFERENCE, TAKE_SERIES):
-            steps = sorted({i for p in (pairs or [None]) for i in time_indices(ds, c, p, resolved.series_steps)})
+            steps = sorted(
+                {i for p in (pairs or [None]) for i in time_indices(ds, c, p, resolved.series_steps, resolved.orbit)}
+            )
             var = var.isel({schema.TIME: steps})
         v = var.astype("float64").where(mask)
         sums.append((v.count().data, v.sum().data, (v * v).sum().data))

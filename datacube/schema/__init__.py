@@ -6,11 +6,27 @@ fill values and chunking (see ``shared/DESIGN.md``, "The cube contract").
 A cube is one Zarr v3 store per area of interest.
 
 Dimensions ``time`` (acquisitions), ``pair`` (reference/activity pairs),
-``y``, ``x`` (pixel centres in a projected CRS, metres). Coordinates on
-``time``: ``platform``, ``orbit_state``, ``relative_orbit``, ``item_id``; on
-``pair``: ``reference_time``, ``activity_time`` and ``pair_relative_orbit``
-(the pair's orbit; xarray cannot hold two coordinates of one name on two
-dimensions, so the pair's copy is prefixed).
+``orbit`` (orbits of per-orbit layers), ``y``, ``x`` (pixel centres in a
+projected CRS, metres). Coordinates on ``time``: ``platform``,
+``orbit_state``, ``relative_orbit``, ``item_id``; on ``pair``:
+``reference_time``, ``activity_time`` and ``pair_relative_orbit`` (the pair's
+orbit; xarray cannot hold two coordinates of one name on two dimensions, so
+the pair's copy is prefixed).
+
+Temporal features never mix relative orbits (the viewing geometry is part of
+the signal), and a dimension says which orbit each one belongs to:
+
+- ``pair``: a pair is two acquisitions of one relative orbit
+  (``pair_relative_orbit``).
+- ``orbit``: the landslide event means ``vv_before``, ``vh_before``,
+  ``vv_after``, ``vh_after`` are on (orbit, y, x), each slice averaging only
+  that orbit's k acquisitions before / after the event. The ``orbit``
+  coordinate holds one value per orbit of the key its ``orbit_key`` attribute
+  names: ``relative_orbit`` (relative orbit numbers, int32; the default) or
+  ``orbit_state`` (``ascending``/``descending``, one pass direction each, as
+  the landslide paper's released code keeps).
+- ``time``: a series (glacier presets) is read from one relative orbit, by
+  the chips (``chips.channels``), not stored separately.
 
 Modules: ``names`` (the names and storage constants), ``variables`` (variable
 specs; building variables, coordinates, encodings and empty cubes), ``cube``
@@ -27,6 +43,8 @@ from sarcube.datacube.schema.cube import (
     encode_json_attr,
     hint_for,
     open_cube,
+    orbit_key,
+    orbit_members,
     summarize,
     validate_cube,
 )
@@ -49,6 +67,7 @@ from sarcube.datacube.schema.names import (
     ATTR_END,
     ATTR_HISTORY,
     ATTR_MODEL,
+    ATTR_ORBIT_KEY,
     ATTR_PARAMETERS,
     ATTR_PREDICTED_PAIRS,
     ATTR_RUN,
@@ -67,14 +86,17 @@ from sarcube.datacube.schema.names import (
     CONVENTIONS,
     CURVATURE,
     DEM,
+    EVENT_MEANS,
     ITEM_ID,
     JSON_GLOBAL_ATTRS,
     LABEL,
     LABEL_NO,
     LABEL_UNKNOWN,
     LABEL_YES,
+    ORBIT,
     ORBIT_ASCENDING,
     ORBIT_DESCENDING,
+    ORBIT_KEYS,
     ORBIT_STATE,
     PAIR,
     PAIR_COORDS,
@@ -120,6 +142,7 @@ from sarcube.datacube.schema.variables import (
     grid_coords,
     is_prediction,
     make_variable,
+    orbit_coords,
     pair_coords,
     prediction_name,
     prediction_spec,
@@ -147,6 +170,7 @@ __all__ = [
     "ATTR_END",
     "ATTR_HISTORY",
     "ATTR_MODEL",
+    "ATTR_ORBIT_KEY",
     "ATTR_PARAMETERS",
     "ATTR_PREDICTED_PAIRS",
     "ATTR_RUN",
@@ -166,6 +190,7 @@ __all__ = [
     "CURVATURE",
     "CubeSummary",
     "DEM",
+    "EVENT_MEANS",
     "ITEM_ID",
     "JSON_GLOBAL_ATTRS",
     "LABEL",
@@ -173,8 +198,10 @@ __all__ = [
     "LABEL_UNKNOWN",
     "LABEL_YES",
     "MAKERS",
+    "ORBIT",
     "ORBIT_ASCENDING",
     "ORBIT_DESCENDING",
+    "ORBIT_KEYS",
     "ORBIT_STATE",
     "PAIR",
     "PAIR_COORDS",
@@ -222,6 +249,9 @@ __all__ = [
     "is_prediction",
     "make_variable",
     "open_cube",
+    "orbit_coords",
+    "orbit_key",
+    "orbit_members",
     "pair_coords",
     "prediction_name",
     "prediction_spec",

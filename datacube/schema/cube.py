@@ -19,11 +19,14 @@ from sarcube.datacube.schema.names import (
     ACTIVITY_TIME,
     ASPECT,
     ATTR_CONVENTIONS,
+    ATTR_ORBIT_KEY,
     ATTR_VERSION,
     CURVATURE,
     DEM,
     ITEM_ID,
     LABEL,
+    ORBIT,
+    ORBIT_KEYS,
     ORBIT_STATE,
     PAIR,
     PAIR_COORDS,
@@ -96,11 +99,15 @@ def open_cube(path: str | Path, *, chunks: Any = "auto", validate: bool = True, 
     return ds
 
 
-def validate_cube(ds: xr.Dataset, *, source: str | None = None, require: Iterable[str] = ()) -> None:
+def validate_cube(
+    ds: xr.Dataset, *, source: str | None = None, require: Iterable[str] = (), ignore: Iterable[str] = ()
+) -> None:
     """Check ``ds`` against the contract; raise :class:`CubeSchemaError` naming the first problem.
 
     ``require`` lists variables a step needs (a missing one raises
-    :class:`MissingVariableError`).
+    :class:`MissingVariableError`); ``ignore`` variables the step is about to
+    replace (their dims, dtype and units are not checked, so a layer made by an
+    older sarcube can be recomputed).
     """
     where = f"cube {source!r}" if source else "cube"
     missing_dims = [d for d in SPATIAL_DIMS if d not in ds.dims]
@@ -129,20 +136,30 @@ def validate_cube(ds: xr.Dataset, *, source: str | None = None, require: Iterabl
         for name in PAIR_COORDS:
             if name not in ds.coords:
                 raise CubeSchemaError(f"{where}: per-pair coordinate {name!r} is missing")
+    if ORBIT in ds.dims:
+        key = ds[ORBIT].attrs.get(ATTR_ORBIT_KEY)
+        if key not in ORBIT_KEYS:
+            raise CubeSchemaError(
+                f"{where}: coordinate {ORBIT!r} has {ATTR_ORBIT_KEY}={key!r}, expected one of {list(ORBIT_KEYS)}"
+            )
     for key in (ATTR_CONVENTIONS, ATTR_VERSION):
         if key not in ds.attrs:
             raise CubeSchemaError(f"{where}: global attribute {key!r} is missing")
+    ignore = set(ignore)
     for name, var in ds.data_vars.items():
         if name == SPATIAL_REF:
             continue
-        spec = spec_for(str(name), ds)
+        spec = None if name in ignore else spec_for(str(name), ds)
         grid_mapping = var.attrs.get("grid_mapping", var.encoding.get("grid_mapping"))
         if grid_mapping != SPATIAL_REF:
             raise CubeSchemaError(f"{where}: variable {name!r} has grid_mapping {grid_mapping!r}, expected {SPATIAL_REF!r}")
         if spec is None:
             continue  # external layers: checked for grid mapping only
         if tuple(var.dims) not in spec.dims:
-            raise CubeSchemaError(f"{where}: variable {name!r} has dims {tuple(var.dims)}, expected one of {list(spec.dims)}")
+            fix = f": recompute it with `{MAKERS[str(name)]}`" if str(name) in MAKERS else ""
+            raise CubeSchemaError(
+                f"{where}: variable {name!r} has dims {tuple(var.dims)}, expected one of {list(spec.dims)}{fix}"
+            )
         if np.dtype(var.dtype) != np.dtype(spec.dtype):
             raise CubeSchemaError(f"{where}: variable {name!r} has dtype {var.dtype}, expected {spec.dtype}")
         units = var.attrs.get("units")
@@ -152,6 +169,20 @@ def validate_cube(ds: xr.Dataset, *, source: str | None = None, require: Iterabl
     absent = [name for name in require if name not in ds.data_vars]
     if absent:
         raise MissingVariableError(f"{where}: lacks variable(s) {absent}; {hint_for(absent)}")
+
+
+def orbit_key(ds: xr.Dataset) -> str:
+    """The key (``relative_orbit`` or ``orbit_state``) the values of the cube's ``orbit`` coordinate are."""
+    if ORBIT not in ds.coords:
+        raise MissingVariableError(f"the cube has no per-orbit layers; {hint_for([VV_BEFORE])}")
+    return str(ds[ORBIT].attrs.get(ATTR_ORBIT_KEY, RELATIVE_ORBIT))
+
+
+def orbit_members(ds: xr.Dataset, key: str, value: Any) -> np.ndarray:
+    """(time,) bool: the acquisitions whose ``key`` coordinate (relative orbit or pass direction) is ``value``."""
+    if key not in ORBIT_KEYS:
+        raise InputError(f"orbit key {key!r} unknown: use one of {', '.join(ORBIT_KEYS)}")
+    return np.asarray([str(v) == str(value) for v in ds[key].values.tolist()], dtype=bool)
 
 
 #: which command makes each variable (used in error messages)
@@ -283,6 +314,8 @@ __all__ = [
     "encode_json_attr",
     "hint_for",
     "open_cube",
+    "orbit_key",
+    "orbit_members",
     "summarize",
     "validate_cube",
 ]

@@ -12,11 +12,13 @@ CONVENTIONS = "CF-1.10"
 # --- dimensions ---------------------------------------------------------------
 TIME = "time"
 PAIR = "pair"
+#: orbits of per-orbit layers (the event means); its coordinate holds each orbit's key value
+ORBIT = "orbit"
 Y = "y"
 X = "x"
 SPATIAL_DIMS = (Y, X)
-#: where the cube stacks its time series and its pairs
-STACK_DIMS = (TIME, PAIR)
+#: where the cube stacks its time series, its pairs and its per-orbit layers
+STACK_DIMS = (TIME, PAIR, ORBIT)
 
 # --- coordinates -------------------------------------------------------------
 SPATIAL_REF = "spatial_ref"
@@ -35,6 +37,10 @@ TIME_ENCODING = {"units": "seconds since 1970-01-01T00:00:00", "calendar": "prol
 
 ORBIT_ASCENDING = "ascending"
 ORBIT_DESCENDING = "descending"
+#: per-time coordinates that can group acquisitions into orbits: one viewing geometry each, or one pass direction
+ORBIT_KEYS = (RELATIVE_ORBIT, ORBIT_STATE)
+#: attribute of the ``orbit`` coordinate naming the key (one of :data:`ORBIT_KEYS`) its values are
+ATTR_ORBIT_KEY = "orbit_key"
 
 # --- variables ---------------------------------------------------------------
 VV = "vv"
@@ -48,6 +54,8 @@ VV_BEFORE = "vv_before"
 VH_BEFORE = "vh_before"
 VV_AFTER = "vv_after"
 VH_AFTER = "vh_after"
+#: the per-orbit event means written by ``features --event-date``
+EVENT_MEANS = (VV_BEFORE, VH_BEFORE, VV_AFTER, VH_AFTER)
 DEM = "dem"
 SLOPE = "slope"
 ASPECT = "aspect"
@@ -121,5 +129,5 @@ ATTR_PREDICTED_PAIRS = "predicted_pairs"
 
 # --- storage -----------------------------------------------------------------
 CHUNK_YX = 512
-CHUNK_STACK = 1  # time or pair
+CHUNK_STACK = 1  # time, pair or orbit
 ZSTD_LEVEL = 5

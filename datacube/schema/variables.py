@@ -20,6 +20,7 @@ from sarcube.datacube.schema.names import (
     ASPECT,
     ATTR_CONTRACT,
     ATTR_CONVENTIONS,
+    ATTR_ORBIT_KEY,
     ATTR_PARAMETERS,
     ATTR_VERSION,
     CHUNK_STACK,
@@ -33,6 +34,8 @@ from sarcube.datacube.schema.names import (
     LABEL_NO,
     LABEL_UNKNOWN,
     LABEL_YES,
+    ORBIT,
+    ORBIT_KEYS,
     ORBIT_STATE,
     PAIR,
     PAIR_RELATIVE_ORBIT,
@@ -102,6 +105,7 @@ class VariableSpec:
 
 _SAR_TYX = ((TIME, Y, X),)
 _PAIR_YX = ((PAIR, Y, X),)
+_ORBIT_YX = ((ORBIT, Y, X),)
 _YX = ((Y, X),)
 _LABEL_DIMS = ((PAIR, Y, X), (Y, X))
 _LABEL_FLAGS = ((LABEL_NO, "no"), (LABEL_YES, "yes"), (LABEL_UNKNOWN, "unknown"))
@@ -116,10 +120,22 @@ VARIABLES: dict[str, VariableSpec] = {
         VariableSpec(VV_DIFF, _PAIR_YX, "float32", "dB", "VV change, activity minus reference", "VV(activity) - VV(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B)."),
         VariableSpec(VH_DIFF, _PAIR_YX, "float32", "dB", "VH change, activity minus reference", "VH(activity) - VH(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B)."),
         VariableSpec(VVVH, _PAIR_YX, "float32", "1", "VVVH change product", "Product of the squared VV and VH differences, each rescaled to [0, 1] first.", valid_range=(0.0, 1.0)),
-        VariableSpec(VV_BEFORE, _YX, "float32", "dB", "mean VV before event", "Mean VV of the k acquisitions right before the event date (landslide-datacube 3.1)."),
-        VariableSpec(VH_BEFORE, _YX, "float32", "dB", "mean VH before event", "Mean VH of the k acquisitions right before the event date (landslide-datacube 3.1)."),
-        VariableSpec(VV_AFTER, _YX, "float32", "dB", "mean VV after event", "Mean VV of the k acquisitions right after the event date (landslide-datacube 3.1)."),
-        VariableSpec(VH_AFTER, _YX, "float32", "dB", "mean VH after event", "Mean VH of the k acquisitions right after the event date (landslide-datacube 3.1)."),
+        VariableSpec(
+            VV_BEFORE, _ORBIT_YX, "float32", "dB", "mean VV before event, per orbit",
+            "Mean VV of the k acquisitions of one orbit right before the event date (landslide-datacube 3.1).",
+        ),
+        VariableSpec(
+            VH_BEFORE, _ORBIT_YX, "float32", "dB", "mean VH before event, per orbit",
+            "Mean VH of the k acquisitions of one orbit right before the event date (landslide-datacube 3.1).",
+        ),
+        VariableSpec(
+            VV_AFTER, _ORBIT_YX, "float32", "dB", "mean VV after event, per orbit",
+            "Mean VV of the k acquisitions of one orbit right after the event date (landslide-datacube 3.1).",
+        ),
+        VariableSpec(
+            VH_AFTER, _ORBIT_YX, "float32", "dB", "mean VH after event, per orbit",
+            "Mean VH of the k acquisitions of one orbit right after the event date (landslide-datacube 3.1).",
+        ),
         VariableSpec(DEM, _YX, "float32", "m", "elevation", "Terrain elevation above the geoid, resampled bilinearly onto the cube grid.", standard_name="surface_altitude"),
         VariableSpec(SLOPE, _YX, "float32", "degree", "slope angle", "Terrain slope (Horn 1981), degrees from horizontal.", valid_range=(0.0, 90.0)),
         VariableSpec(ASPECT, _YX, "float32", "degree", "slope aspect", "Downslope direction, degrees clockwise from north (Horn); NaN on flat cells.", valid_range=(0.0, 360.0)),
@@ -282,6 +298,24 @@ def pair_coords(reference_time: Iterable[Any], activity_time: Iterable[Any], rel
     }
 
 
+def orbit_coords(orbits: Iterable[Any], key: str = RELATIVE_ORBIT) -> dict[str, xr.DataArray]:
+    """The ``orbit`` index of per-orbit layers: one value of ``key`` per orbit.
+
+    ``key`` is ``relative_orbit`` (values: relative orbit numbers, int32) or
+    ``orbit_state`` (values: pass directions); the coordinate's ``orbit_key``
+    attribute names it.
+    """
+    if key not in ORBIT_KEYS:
+        raise InputError(f"orbit key {key!r} unknown: use one of {', '.join(ORBIT_KEYS)}")
+    values = list(orbits)
+    data = np.asarray(values, dtype="int32") if key == RELATIVE_ORBIT else np.asarray(values, dtype=object)
+    if np.unique(data.astype(str)).size != data.size:
+        raise CubeSchemaError(f"orbit values {values} repeat: one entry per orbit")
+    long_name = "relative orbit number" if key == RELATIVE_ORBIT else "orbit direction (ascending/descending)"
+    attrs = {"long_name": f"orbit of per-orbit layers: {long_name}", ATTR_ORBIT_KEY: key}
+    return {ORBIT: xr.DataArray(data, dims=(ORBIT,), attrs=attrs)}
+
+
 def chunks_for(dims: Iterable[str], shape: Iterable[int] | None = None) -> tuple[int, ...]:
     """Storage chunks: 1 along time/pair, 512x512 in space (clipped to the shape)."""
     dims = tuple(dims)
@@ -331,6 +365,7 @@ __all__ = [
     "grid_coords",
     "is_prediction",
     "make_variable",
+    "orbit_coords",
     "pair_coords",
     "prediction_name",
     "prediction_spec",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sarcube.datacube.chips import ChannelSpec, ChipSpec, SplitSpec
+from sarcube.datacube.chips import ORBIT_AUTO, ChannelSpec, ChipSpec, SplitSpec
 from sarcube.models.config import (
     LEVELS,
     TASK_BASELINE,
@@ -55,6 +55,9 @@ class InputsConfig:
     channels: tuple[ChannelSpec, ...] = ()
     #: T, the number of time steps of ``series`` channels (glacier presets)
     series_steps: int = 0
+    #: the one orbit series and event-mean channels read: a relative orbit number (a pass direction for
+    #: event means per ``orbit_state``), or ``auto``, the one with most acquisitions (chips.run_orbit)
+    orbit: int | str = ORBIT_AUTO
     #: standardise each channel with the training split's mean/std (off for the dB-threshold baseline)
     normalise: bool = True
 
