@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,17 @@ from pyproj import Transformer
 from rasterio.features import rasterize
 from sarcube.datacube import schema
 from sarcube.datacube.composite import change_composite
-from sarcube.datacube.synthetic import DemoManifest, read_demo_manifest, write_demo_catalog
+from sarcube.datacube.synthetic import (
+    DemoManifest,
+    backscatter,
+    events,
+    read_demo_manifest,
+    sar,
+    snow,
+    write_demo_catalog,
+)
+from sarcube.datacube.synthetic.hazards import LABEL_EVENT_ID
+from sarcube.datacube.synthetic.scene import scene_model
 from sarcube.pipelines import cli
 
 from sarcube.errors import InputError
@@ -315,3 +326,242 @@ def test_cli_writes_catalog_and_preview(tmp_path, capsys):
     img = mpimg.imread(png)
     assert img.shape[0] > 500 and img.shape[1] > 500
     assert read_demo_manifest(out / "catalog.json") == read_demo_manifest(out)
+
+
+# --- the scene's numbers (issue 14: a scene grounded in published numbers) ------------------------
+
+
+
+def _enl_and_lag1(i1: np.ndarray, i2: np.ndarray) -> tuple[float, float, float]:
+    """ENL and lag-1 correlations (along rows, along columns) of the speckle of two dates of the same
+    surface: for independent unit-mean speckle, E[I1 I2] = mu^2 and E[(I1 - I2)^2] = 2 mu^2 / ENL,
+    and I1 - I2 carries the speckle's spatial correlation."""
+    ok = np.isfinite(i1) & np.isfinite(i2)
+    i1 = np.where(ok, i1 / np.median(i1[ok]), np.nan)  # each date's calibration offset
+    i2 = np.where(ok, i2 / np.median(i2[ok]), np.nan)
+    enl = 2.0 * np.nansum(i1 * i2) / np.nansum((i1 - i2) ** 2)
+    d = i1 - i2
+
+    def lag1(a: np.ndarray, b: np.ndarray) -> float:
+        m = np.isfinite(a) & np.isfinite(b)
+        return float(np.corrcoef(a[m], b[m])[0, 1])
+
+    return float(enl), lag1(d[:, :-1], d[:, 1:]), lag1(d[:-1], d[1:])
+
+
+def test_speckle_kernel_gives_the_target_enl_and_correlation():
+    """Over a flat homogeneous area: mean^2 / var of linear intensity is the target ENL, and
+    neighbours correlate as targeted, along both axes (the diagonal much less)."""
+    s = sar.correlated_speckle((512, 512), sar.SPECKLE_ENL_20M, sar.SPECKLE_LAG1_CORRELATION, np.random.default_rng(5))
+    assert abs(s.mean() - 1.0) < 0.01
+    assert s.mean() ** 2 / s.var() == pytest.approx(sar.SPECKLE_ENL_20M, rel=0.05)
+    for a, b in ((s[:, :-1], s[:, 1:]), (s[:-1], s[1:])):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] == pytest.approx(sar.SPECKLE_LAG1_CORRELATION, abs=0.02)
+    assert np.corrcoef(s[:-1, :-1].ravel(), s[1:, 1:].ravel())[0, 1] < 0.15
+    # not the white 4.4 x 4 = 17.6 of independent 10 m pixels, and GRDH's ENL for finer cells
+    assert sar.speckle_enl(20.0) == sar.SPECKLE_ENL_20M < sar.GRDH_ENL * 4
+    assert sar.speckle_enl(10.0) == sar.GRDH_ENL
+
+
+def test_scene_speckle_measured_from_two_snow_free_dates(tmp_path):
+    """The written COGs: two August dates of one orbit differ only by speckle and calibration; their
+    ENL and lag-1 correlation match the constants, and the items say the same ENL."""
+    manifest = read_demo_manifest(write_demo_catalog(tmp_path / "spk", seed=2, size=SIZE, dates=10))
+    items = _s1_items(manifest)
+    assert {i.properties["sar:looks_equivalent_number"] for i in items} == {sar.SPECKLE_ENL_20M}
+    for orbit in (66, 88):
+        a, b = [i for i in items if i.properties["sat:relative_orbit"] == orbit][:2]
+        assert manifest.summer[0] <= f"{a.datetime:%Y-%m-%d}" < f"{b.datetime:%Y-%m-%d}" <= manifest.summer[1]
+        for key in (schema.ASSET_VV, schema.ASSET_VH):
+            lin = [10.0 ** (_read_db(i.assets[key].get_absolute_href()) / 10.0) for i in (a, b)]
+            enl, lag_x, lag_y = _enl_and_lag1(*lin)
+            assert enl == pytest.approx(sar.SPECKLE_ENL_20M, rel=0.12), (orbit, key, enl)
+            assert lag_x == pytest.approx(sar.SPECKLE_LAG1_CORRELATION, abs=0.05), (orbit, key, lag_x)
+            assert lag_y == pytest.approx(sar.SPECKLE_LAG1_CORRELATION, abs=0.05), (orbit, key, lag_y)
+
+
+def test_debris_contrast_is_skewed_like_the_papers():
+    rng = np.random.default_rng(0)
+    c = np.array([events.debris_contrast_db(rng) for _ in range(4000)])
+    assert 0.5 < ((c >= 1.0) & (c <= 3.0)).mean() < 0.75  # many faint deposits
+    assert np.quantile(c, 0.99) > 6.5 and c.max() <= events.DEBRIS_CONTRAST_RANGE_DB[1]  # a tail to ~8 dB
+    assert np.mean(c) > np.median(c)  # skewed
+    lo, hi = events.DEBRIS_VH_FACTOR
+    assert 0.8 <= lo < 1.0 < hi <= 1.6  # VH similar or somewhat larger
+
+
+@pytest.fixture(scope="module")
+def default_scene():
+    """The default demo scene (1024 px, 20 dates, seed 0) as a model: nothing written."""
+    model, tile = scene_model(seed=0, size=1024)
+    pairs = []
+    for orbit in sar.ORBITS:
+        seq = [a for a in model.schedule.acquisitions if a.orbit is orbit]
+        pairs += [(r, a) for r, a in zip(seq[:-1], seq[1:], strict=True) if a.time - r.time <= np.timedelta64(12, "D")]
+    return model, tile, sorted(pairs, key=lambda p: p[1].time)
+
+
+def _grid_burn(tile, shape, polys) -> np.ndarray:
+    if not polys:
+        return np.zeros(shape, bool)
+    burnt = rasterize(((p, 1) for p in polys), out_shape=shape, transform=tile.transform, fill=0, dtype="uint8")
+    return burnt.astype(bool)
+
+
+def _in_pair(event, ref, act) -> bool:
+    return ref.time < np.datetime64(event.date, "s") <= act.time
+
+
+def test_debris_fraction_is_near_bianchis(default_scene):
+    """Per winter pair, labelled debris covers ~1-3.5x Bianchi's 0.019 % of the pixels (our scene is all
+    mountains, theirs holds sea and flat land), and each pair still holds several labelled events."""
+    model, tile, pairs = default_scene
+    shape = model.layers.z.shape
+    all_events = [e for e, _ in model.hazard.avalanches]
+    fractions, counts = [], []
+    for ref, act in pairs:
+        if ref.index == 0:  # the snow-free summer pair
+            continue
+        labelled = [e for e in all_events if e.labelled and _in_pair(e, ref, act)]
+        fractions.append(_grid_burn(tile, shape, [e.debris for e in labelled]).mean())
+        counts.append(len(labelled))
+    ratio = np.mean(fractions) / events.BIANCHI_DEBRIS_FRACTION
+    assert events.BIANCHI_DEBRIS_FRACTION == pytest.approx(0.000194, rel=0.01)
+    assert 1.0 < ratio < 3.5, ratio
+    assert max(fractions) < 10 * events.BIANCHI_DEBRIS_FRACTION
+    assert min(counts) >= 3, counts
+    # a held-out window (the last pair of each orbit) holds >= 5 events
+    last = {r.orbit.relative_orbit: (r, a) for r, a in pairs}
+    held = [e for e in all_events if e.labelled and any(_in_pair(e, r, a) for r, a in last.values())]
+    assert len(held) >= 5
+    areas = np.array([e.debris.area for e in all_events])
+    assert 0.5 < areas.mean() / events.BIANCHI_MEAN_DEBRIS_M2 < 2.0 and np.median(areas) < areas.mean()
+
+
+def _contrast(model, tile, event, ref, act, others) -> float:
+    """Noise-free VV change act - ref inside the debris minus in a ring around it (other debris left out)."""
+    shape = model.layers.z.shape
+    inside = _grid_burn(tile, shape, [event.debris])
+    ring = _grid_burn(tile, shape, [event.debris.buffer(300.0)]) & ~others
+    d = backscatter.acquisition_db(model, act)[0] - backscatter.acquisition_db(model, ref)[0]
+    return float(d[inside].mean() - d[ring].mean())
+
+
+def test_dry_debris_persists_for_several_revisits_until_a_storm(default_scene):
+    model, tile, _ = default_scene
+    weather = model.snowpack.weather
+    quiet = snow.Weather(weather.first_day, weather.anomaly_c, weather.storm_days[:0], weather.wind_from_deg[:0])
+    t0 = np.datetime64("2021-03-01")
+    for fade in events.DEBRIS_FADE_PER_REVISIT:
+        # dry debris keeps 0.8-0.95 of its contrast per 6-day revisit: > 40 % after 3 revisits
+        kept = [snow.surface_memory(quiet, t0, t0 + np.timedelta64(6 * k, "D"), fade) for k in (1, 2, 3)]
+        assert kept == pytest.approx([fade, fade**2, fade**3])
+        assert kept[-1] > 0.5
+    storm = np.array([t0 + np.timedelta64(3, "D")])
+    stormy = snow.Weather(weather.first_day, weather.anomaly_c, storm, np.array([280.0]))
+    kept = snow.surface_memory(stormy, t0, t0 + np.timedelta64(6, "D"), 0.9)
+    assert kept == pytest.approx(0.9 * snow.KEPT_AFTER_STORM)
+    # in the scene: debris seen 1 revisit later (no storm in between, morning pass) keeps most of its contrast
+    shape = model.layers.z.shape
+    others = _grid_burn(tile, shape, [e.debris for e, _ in model.hazard.avalanches])
+    morning = [a for a in model.schedule.acquisitions if not a.orbit.afternoon]
+    kept = []
+    for event, _ in model.hazard.avalanches:
+        k = next((i for i, a in enumerate(morning) if a.time > np.datetime64(event.date, "s")), None)
+        if k is None or k + 1 >= len(morning) or snow.storms_between(weather, event.date, morning[k + 1].time):
+            continue
+        first = _contrast(model, tile, event, morning[k - 1], morning[k], others)
+        later = _contrast(model, tile, event, morning[k - 1], morning[k + 1], others)
+        if first > 1.0:
+            kept.append(later / first)
+    assert len(kept) >= 3 and np.median(kept) > 0.6, kept
+
+
+def test_confounders_lie_inside_runout_zones(default_scene):
+    """Wind drifts settle where runout masks keep them (slope < 30 deg, PAR >= 20 deg); refreeze and
+    drifts brighten more runout-zone pixels than new debris does; they differ from debris in
+    polarisation and extent, as in real data."""
+    from sarcube.datacube.par import PAR_RADIUS_M, par_fast
+
+    model, tile, pairs = default_scene
+    layers = model.layers
+    release = (layers.slope >= 30) & (layers.slope <= 50)
+    par = par_fast(layers.z.astype(np.float32), release, layers.cell_m, layers.cell_m, PAR_RADIUS_M)
+    runout = (layers.slope < 30) & (par >= 20)
+    drift = np.zeros(layers.z.shape, bool)
+    for p in model.snowpack.drifts:
+        drift[p.window] |= p.weight > 0.5
+    assert runout[drift].mean() > 0.5
+    assert np.mean([p.vh_factor for p in model.snowpack.drifts]) < events.DEBRIS_VH_FACTOR[0]
+    debris = _grid_burn(tile, layers.z.shape, [e.debris for e, _ in model.hazard.avalanches])
+    confounded, new_debris, broad = 0, 0, []
+    for ref, act in pairs:
+        if ref.index == 0:
+            continue
+        d = backscatter.acquisition_db(model, act)[0] - backscatter.acquisition_db(model, ref)[0]
+        bright = runout & ~debris & (d >= 1.5)
+        confounded += int(bright.sum())
+        new = [e.debris for e, _ in model.hazard.avalanches if _in_pair(e, ref, act)]
+        new_debris += int(_grid_burn(tile, layers.z.shape, new).sum())
+        broad.append(bright.mean() / runout.mean())
+    assert confounded > 3 * new_debris
+    # a refreeze after a wet reference date brightens a broad band (>= 10 % of the runout zone) of some pair
+    assert max(broad) > 0.10
+    # bright patches stay on steep or high terrain
+    patches = snow.bright_patches(layers, np.random.default_rng(1))
+    rows = [(p.window[0].start + p.window[0].stop) // 2 for p in patches]
+    cols = [(p.window[1].start + p.window[1].stop) // 2 for p in patches]
+    steep = ((layers.slope > 32) | (layers.z > sar.ROCK_LINE_M))[rows, cols]
+    assert steep.mean() > 0.6
+
+
+def test_small_avalanches_left_unlabelled_are_in_the_backscatter(default_scene, avalanche):
+    model, tile, pairs = default_scene
+    placed = [e for e, _ in model.hazard.avalanches]
+    small = [e for e in placed if e.debris.area < events.SMALL_DEBRIS_M2]
+    missed = [e for e in placed if not e.labelled]
+    assert missed and all(e in small for e in missed)
+    assert 0.1 <= len(missed) / len(small) <= 0.3
+    labelled_ids = {props[LABEL_EVENT_ID] for _, props in model.hazard.features}
+    assert not labelled_ids & {e.event_id for e in missed}
+    # each one's own brightening on the first acquisition after it (a storm in between takes half,
+    # wet snow up to 40 %)
+    shape = model.layers.z.shape
+    for event in missed:
+        others = [p for p in model.hazard.avalanches if p[0] is not event]
+        without = replace(model, hazard=replace(model.hazard, avalanches=others))
+        inside = _grid_burn(tile, shape, [event.debris])
+        for _, act in (p for p in pairs if _in_pair(event, *p)):
+            own = backscatter.acquisition_db(model, act)[0] - backscatter.acquisition_db(without, act)[0]
+            assert own[inside].mean() > 0.2 * event.contrast_db, (event.event_id, act.time)
+            assert np.abs(own[~_grid_burn(tile, shape, [event.debris.buffer(100.0)])]).max() < 1e-9
+    # the written catalog: labels.geojson lacks exactly the missed events of its scene
+    small_model, _ = scene_model(seed=0, size=SIZE, dates=8)
+    written = {f["properties"][LABEL_EVENT_ID] for f in json.loads(avalanche.labels.read_text())["features"]}
+    assert written == {e.event_id for e, _ in small_model.hazard.avalanches if e.labelled}
+
+
+def test_glacier_hides_under_dry_winter_snow():
+    """A dry winter date does not separate glacier from the snow-covered terrain around it; a summer
+    afternoon does (melt), and a single speckled winter date cannot be thresholded into glaciers."""
+    model, _ = scene_model(seed=0, size=256, dates=12, hazard="glacier")
+    layers, hz = model.layers, model.hazard
+    glacier = (hz.glacier > 0.5) & (hz.glacier_debris < 0.5)
+    around = (layers.z >= layers.z[glacier].min()) & (layers.slope <= 35) & (hz.glacier < 0.5)
+    assert glacier.sum() > 200 and around.sum() > 200
+    rng = np.random.default_rng(0)
+    contrast = {}
+    for acq in model.schedule.acquisitions:
+        vv = backscatter.acquisition_db(model, acq)[0]
+        contrast[acq] = float(vv[glacier].mean() - vv[around].mean())
+        if acq.time.astype(object).month in (12, 1, 2):
+            assert abs(contrast[acq]) < 1.5, (acq.time, contrast[acq])
+            speckle = sar.correlated_speckle(vv.shape, layers.enl, sar.SPECKLE_LAG1_CORRELATION, rng)
+            speckled = vv + 10 * np.log10(speckle)
+            valid = ~layers.invalid[acq.orbit.relative_orbit]
+            for q in np.quantile(speckled[valid], np.linspace(0.02, 0.98, 49)):
+                for pred in (speckled <= q, speckled >= q):
+                    p = pred & valid
+                    assert (p & glacier).sum() / (p | (glacier & valid)).sum() < 0.4
+    summer = [c for a, c in contrast.items() if a.orbit.afternoon and a.time.astype(object).month in (6, 7, 8)]
+    assert summer and min(summer) < -3.0

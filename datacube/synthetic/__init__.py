@@ -5,10 +5,12 @@
 through the same code); :func:`read_demo_manifest` reads back what it holds.
 
 Modules: ``scene`` (the orchestration: DEM tile, acquisitions, catalog),
-``terrain`` (procedural DEM, radar geometry), ``sar`` (orbits, dates,
-backscatter physics, speckle), ``events`` (avalanche corridors and debris,
-landslide scars, glaciers as geometry), ``hazards`` (the hazard's labels and
-backscatter change on the grid), ``stac`` (the pystac items and
+``terrain`` (procedural DEM, radar geometry), ``sar`` (orbits, dates, land
+cover, correlated speckle), ``snow`` (weather, wet snow and refreeze, storms,
+wind drifts, bright patches), ``events`` (avalanche corridors and debris,
+landslide scars, glaciers as geometry, with the papers' numbers),
+``hazards`` (the hazard's labels and signal on the grid), ``backscatter``
+(each date's noise-free gamma0), ``stac`` (the pystac items and
 collections), ``manifest`` (``sarcube-demo.json``).
 """
 

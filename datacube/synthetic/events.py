@@ -1,7 +1,9 @@
 """Hazards of the synthetic scene: avalanche corridors and debris, landslide scars, glaciers.
 
-Geometry only (map metres, shapely polygons); the backscatter they cause is
-in :mod:`sarcube.datacube.synthetic.sar`.
+Geometry and the numbers that draw it (map metres, shapely polygons): how
+many avalanches, how large, how bright and how long they stay visible, from
+avalanche-fcn-bianchi where it gives a number. The backscatter they cause is
+composed in :mod:`sarcube.datacube.synthetic.backscatter`.
 """
 
 from __future__ import annotations
@@ -33,10 +35,55 @@ CORRIDOR_MIN_DROP_M = 150.0
 CORRIDOR_SPACING_M = 350.0
 #: corridor half-width in monitored.geojson, m
 CORRIDOR_HALF_WIDTH_M = 120.0
-#: densities per km2 of scene (default scene: 419 km2)
+#: corridors per km2 of scene (default scene: 419 km2), and landslides per km2
 CORRIDORS_PER_KM2 = 0.45
-EVENTS_PER_KM2 = 0.35
 LANDSLIDES_PER_KM2 = 1.5
+# Avalanche numbers of avalanche-fcn-bianchi II-C / IV-A: 6,345 avalanches, 712,945 debris
+# pixels of 3,668,068,419 (0.019 %) in 118 products of 20 m pixels, one 6-day pair each.
+BIANCHI_AVALANCHES = 6_345
+BIANCHI_DEBRIS_PIXELS = 712_945
+BIANCHI_PIXELS = 3_668_068_419
+BIANCHI_PIXEL_M = 20.0
+#: Bianchi's debris pixel fraction per pair (0.019 %) and mean debris area (~4.5 ha, 112 pixels)
+BIANCHI_DEBRIS_FRACTION = BIANCHI_DEBRIS_PIXELS / BIANCHI_PIXELS
+BIANCHI_MEAN_DEBRIS_M2 = BIANCHI_DEBRIS_PIXELS * BIANCHI_PIXEL_M**2 / BIANCHI_AVALANCHES
+#: our scene is all mountain terrain, Bianchi's products also hold sea, fjords and flat land:
+#: we place this many times their avalanches per km2 and pair (a choice: it keeps ~5 events
+#: in a held-out window of the default 1024 px scene; the debris fraction stays within ~3x theirs)
+DENSITY_OVER_BIANCHI = 3.0
+#: events per km2 and day: Bianchi's avalanches per km2 and 6-day pair, times the factor above
+EVENTS_PER_KM2_PER_DAY = (
+    DENSITY_OVER_BIANCHI * BIANCHI_AVALANCHES / (BIANCHI_PIXELS * BIANCHI_PIXEL_M**2 / 1e6) / 6.0
+)
+#: a scene gets at least this many events (tiny test scenes are far denser than real ones)
+MIN_EVENTS = 12
+#: debris area: log-normal with Bianchi's mean and a skewed spread (approx.: many small
+#: deposits, a few large ones), clipped to this range, m2
+DEBRIS_AREA_SIGMA = 0.8
+DEBRIS_AREA_RANGE_M2 = (3_000.0, 250_000.0)
+#: deposits are this many times longer than wide (approx.)
+DEBRIS_ELONGATION = (2.0, 4.0)
+#: area of a debris lobe over its length x width (measured on the lobes drawn here)
+LOBE_FILL = 0.94
+#: debris brightening right after the event (mean over the polygon), VV, dB: log-normal, median and
+#: spread, clipped (Eckerstorfer & Malnes 2015, Vickers et al. 2016, Eckerstorfer et al. 2019 report
+#: debris a few dB above the undisturbed snow; approx.: as observed in a pair, after some fading and
+#: wet snow, most deposits show 1-3 dB and a tail reaches ~8 dB)
+DEBRIS_CONTRAST_MEDIAN_DB = 2.8
+DEBRIS_CONTRAST_SIGMA = 0.55
+DEBRIS_CONTRAST_RANGE_DB = (0.8, 10.0)
+#: VH brightening relative to VV (approx.: similar or somewhat larger)
+DEBRIS_VH_FACTOR = (0.9, 1.4)
+#: share of the debris contrast left per 6-day revisit in dry snow (approx.: dry debris stays
+#: visible for several revisits; storms reset it, see ``snow.KEPT_AFTER_STORM``)
+DEBRIS_FADE_PER_REVISIT = (0.8, 0.95)
+#: share of the contrast that shows while the snow is wet (approx.)
+DEBRIS_WET_VISIBLE = 0.6
+#: label noise: this share of the avalanches smaller than SMALL_DEBRIS_M2 are in the backscatter
+#: but not in labels.geojson (Bianchi V: some false positives "are actual avalanches that have been
+#: overlooked during the manual annotation"; the share is our choice in the issue's 15-25 %)
+SMALL_DEBRIS_M2 = 20_000.0
+UNLABELLED_SMALL_SHARE = 0.2
 #: landslide scars start on these slopes, degrees, below this elevation (vegetated), m
 LANDSLIDE_SLOPE_MIN_DEG = 25.0
 LANDSLIDE_SLOPE_MAX_DEG = 45.0
@@ -71,11 +118,13 @@ class AvalancheEvent:
     date: np.datetime64
     alpha_deg: float
     debris: Polygon
-    #: debris brightening on the first acquisition after the event, dB (VV; VH scales it)
+    #: debris brightening right after the event, dB (VV; VH scales it)
     contrast_db: float
     vh_factor: float
-    #: fraction of the contrast left on each later acquisition of the same orbit
+    #: fraction of the contrast left after each 6-day revisit (storms take more, see ``snow``)
     fade: float
+    #: in labels.geojson (False: a small avalanche the annotator missed)
+    labelled: bool = True
 
 
 def _grid_xy(x: np.ndarray, y: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -144,16 +193,18 @@ def avalanche_corridors(
     return corridors
 
 
-def debris_polygon(corridor: Corridor, alpha_deg: float, rng: np.random.Generator) -> Polygon | None:
-    """Debris of an event with angle of reach ``alpha_deg`` on ``corridor``: an
-    elongated lobe over the last part of the runout, widest near the toe."""
+def debris_polygon(corridor: Corridor, alpha_deg: float, area_m2: float, rng: np.random.Generator) -> Polygon | None:
+    """Debris of an event with angle of reach ``alpha_deg`` on ``corridor``, of about ``area_m2``:
+    an elongated lobe ending where the travel angle falls to alpha, widest near the toe."""
     d, zz = corridor.distance_m, corridor.z
     with np.errstate(divide="ignore", invalid="ignore"):
         travel = np.where(d > 0, (zz[0] - zz) / d, np.inf)
     stop = np.flatnonzero((travel < math.tan(math.radians(alpha_deg))) & (d > CORRIDOR_MIN_LENGTH_M / 2))
     end = int(stop[0]) if stop.size else d.size - 1
     total = d[end]
-    deposit_len = float(np.clip(0.35 * total * rng.uniform(0.7, 1.3), 150.0, 900.0))
+    elongation = rng.uniform(*DEBRIS_ELONGATION)
+    # the lobe (with its rounded ends) covers ~0.94 of its length x width (measured)
+    deposit_len = float(np.clip(math.sqrt(area_m2 * elongation / LOBE_FILL), 60.0, max(60.0, 0.7 * total)))
     first = int(np.searchsorted(d, total - deposit_len))
     first = min(first, end - 1)
     if first < 0 or end - first < 1:
@@ -163,7 +214,7 @@ def debris_polygon(corridor: Corridor, alpha_deg: float, rng: np.random.Generato
     line = LineString(xy)
     n = max(4, int(line.length / 10.0))
     pts = np.array([line.interpolate(t, normalized=True).coords[0] for t in np.linspace(0.0, 1.0, n)])
-    width = float(np.clip(0.3 * deposit_len, 40.0, 220.0)) * rng.uniform(0.7, 1.3)
+    width = float(np.clip(area_m2 / (LOBE_FILL * deposit_len), 30.0, max(30.0, deposit_len / 1.2)))
     s = np.linspace(0.0, 1.0, n)
     # narrow where the flow enters the runout, widest at 75 % of its length, rounded toe
     phase = np.where(s < 0.75, 0.5 * s / 0.75, 0.5 + 0.4 * (s - 0.75) / 0.25)
@@ -172,6 +223,28 @@ def debris_polygon(corridor: Corridor, alpha_deg: float, rng: np.random.Generato
     k = rng.uniform(0.0, 2.0 * np.pi, 3)
     profile = profile * (1.0 + 0.18 * np.sin(2.0 * np.pi * (2.3 * s) + k[0]) + 0.1 * np.sin(2.0 * np.pi * (4.1 * s) + k[1]))
     return _tapered_polygon(_meander(pts, 0.12 * width, s, k[2]), 0.5 * width * profile)
+
+
+def debris_area_m2(rng: np.random.Generator) -> float:
+    """A debris area drawn around Bianchi's mean (log-normal, :data:`DEBRIS_AREA_SIGMA`), m2."""
+    median = BIANCHI_MEAN_DEBRIS_M2 / math.exp(DEBRIS_AREA_SIGMA**2 / 2.0)
+    return float(np.clip(median * math.exp(rng.normal(0.0, DEBRIS_AREA_SIGMA)), *DEBRIS_AREA_RANGE_M2))
+
+
+def debris_contrast_db(rng: np.random.Generator) -> float:
+    """A debris brightening (VV, dB) from the skewed distribution above."""
+    draw = DEBRIS_CONTRAST_MEDIAN_DB * math.exp(rng.normal(0.0, DEBRIS_CONTRAST_SIGMA))
+    return float(np.clip(draw, *DEBRIS_CONTRAST_RANGE_DB))
+
+
+def spread_dates(
+    first: np.datetime64, last: np.datetime64, count: int, rng: np.random.Generator
+) -> list[np.datetime64]:
+    """``count`` event days in [first, last], one per equal share of the span in random order
+    (stratified: every 6-day window holds about its share, so a held-out window is never empty)."""
+    span = int((last - first) / np.timedelta64(1, "D")) + 1
+    slots = rng.permutation(count)
+    return [first + np.timedelta64(int((k + rng.random()) * span / count), "D") for k in slots]
 
 
 def _meander(pts: np.ndarray, amplitude_m: float, s: np.ndarray, phase: float) -> np.ndarray:

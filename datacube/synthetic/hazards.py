@@ -5,13 +5,14 @@ glaciers (their geometry comes from :mod:`sarcube.datacube.synthetic.events`).
 Each returns a :class:`Hazard`: the labels and the monitored area as
 (geometry in the scene's CRS, properties) pairs, which
 :mod:`sarcube.datacube.synthetic.scene` writes as GeoJSON in lon/lat, and the
-rasters that :func:`~sarcube.datacube.synthetic.scene.write_demo_catalog`
-adds to each acquisition's backscatter.
+debris windows and rasters that :mod:`sarcube.datacube.synthetic.backscatter`
+adds to each acquisition's backscatter. Some small avalanches are in the
+backscatter but not in the labels (label noise, see ``events``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,10 @@ LABEL_EVENT_ID = "event_id"
 LANDSLIDE_VV_DB = (2.0, 5.0)
 LANDSLIDE_VH_DB = (-3.0, -1.0)
 
+#: share of each glacier's area, from its lowest point up, that is debris-covered (approx.; the glacier
+#: paper's models failed on "a considerable debris-like patch at the termini")
+GLACIER_DEBRIS_SHARE = 0.15
+
 #: one labelled object or monitored area: its geometry in the scene's CRS and its GeoJSON properties
 MapFeature = tuple[Any, dict[str, Any]]
 #: where a debris deposit lies on the grid (rows, columns) and its weight there
@@ -48,6 +53,8 @@ class Hazard:
     landslide_vv: np.ndarray | None = None
     landslide_vh: np.ndarray | None = None
     glacier: np.ndarray | None = None
+    #: debris cover of the glaciers (0..1): debris-covered tongues look like rock
+    glacier_debris: np.ndarray | None = None
 
 
 def _rasterize(
@@ -64,7 +71,7 @@ def _rasterize(
 def _soft_mask(
     poly: Any, transform: Affine, shape: tuple[int, int], rng: np.random.Generator
 ) -> DebrisWindow | None:
-    """Window and soft-edged, internally varying weight (0..~1.2) of one polygon on the grid."""
+    """Window and soft-edged, internally varying weight (mean 1 over the polygon) of one polygon on the grid."""
     from rasterio.features import rasterize
     from rasterio.windows import from_bounds
     from scipy import ndimage
@@ -84,6 +91,8 @@ def _soft_mask(
     texture = ndimage.gaussian_filter(rng.normal(0.0, 1.0, mask.shape), 1.5)
     texture = texture / (np.abs(texture).max() + 1e-9)
     weight = soft * (1.0 + 0.25 * texture)
+    # the mean over the polygon's own cells is 1: a contrast is the polygon's mean change
+    weight = weight / float(weight[mask > 0].mean())
     return (slice(r0, r1), slice(c0, c1)), weight.astype(np.float32)
 
 
@@ -96,7 +105,12 @@ def _no_terrain(hazard: str) -> InputError:
 def avalanches(
     layers: SceneLayers, schedule: Schedule, transform: Affine, rng: np.random.Generator, scene_poly: Any
 ) -> Hazard:
-    """Debris of avalanches in the event window, in corridors of the release terrain; every corridor is monitored."""
+    """Debris of avalanches in the event window, in corridors of the release terrain; every corridor is monitored.
+
+    Events arrive at :data:`~events.EVENTS_PER_KM2_PER_DAY` (at least
+    :data:`~events.MIN_EVENTS`), spread evenly over the window; a share of the
+    small ones stays out of the labels (label noise) but not out of the backscatter.
+    """
     h, w = layers.z.shape
     area_km2 = h * w * layers.cell_m**2 / 1e6
     corridors = events.avalanche_corridors(
@@ -104,16 +118,19 @@ def avalanches(
     )
     if not corridors:
         raise _no_terrain("avalanche")
-    n_events = events.event_count(area_km2, events.EVENTS_PER_KM2, 8)
-    active = rng.permutation(len(corridors))[: max(1, int(round(0.75 * len(corridors))))]
     first, last = schedule.event_window
-    span = int((last - first) / np.timedelta64(1, "D")) + 1
+    span_days = int((last - first) / np.timedelta64(1, "D")) + 1
+    n_events = max(events.MIN_EVENTS, int(round(events.EVENTS_PER_KM2_PER_DAY * area_km2 * span_days)))
+    dates = events.spread_dates(first, last, n_events, rng)
+    # each event in another corridor while there are corridors left (one avalanche per path and cycle)
+    order = rng.permutation(len(corridors))
     placed: list[tuple[events.AvalancheEvent, DebrisWindow]] = []
-    features = []
-    for k in range(n_events):
-        corridor = corridors[int(active[k % active.size] if k < active.size else rng.choice(active))]
+    for k, date in enumerate(dates):
+        corridor = corridors[int(order[k % order.size])]
         alpha = float(rng.uniform(events.ALPHA_MIN_DEG, events.ALPHA_MAX_DEG))
-        debris = events.debris_polygon(corridor, alpha, rng)
+        debris = events.debris_polygon(corridor, alpha, events.debris_area_m2(rng), rng)
+        contrast, vh_factor = events.debris_contrast_db(rng), float(rng.uniform(*events.DEBRIS_VH_FACTOR))
+        fade = float(rng.uniform(*events.DEBRIS_FADE_PER_REVISIT))
         if debris is None:
             continue
         debris = debris.intersection(scene_poly)
@@ -121,21 +138,25 @@ def avalanches(
             continue
         if debris.geom_type != "Polygon":
             debris = max(debris.geoms, key=lambda g: g.area)
-        date = first + np.timedelta64(int(rng.integers(0, span)), "D")
         event = events.AvalancheEvent(
             event_id=f"avalanche-{len(placed) + 1:04d}",
             corridor_id=corridor.corridor_id,
             date=date,
             alpha_deg=alpha,
             debris=debris,
-            contrast_db=float(rng.uniform(2.0, 8.0)),
-            vh_factor=float(rng.uniform(0.9, 1.3)),
-            fade=float(rng.uniform(0.35, 0.6)),
+            contrast_db=contrast,
+            vh_factor=vh_factor,
+            fade=fade,
         )
         soft = _soft_mask(debris, transform, (h, w), rng)
-        if soft is None:
+        if soft is not None:
+            placed.append((event, soft))
+    placed = _miss_small(placed, rng)
+    features = []
+    for event, _ in placed:
+        if not event.labelled:
             continue
-        placed.append((event, soft))
+        debris, date, alpha = event.debris, event.date, event.alpha_deg
         features.append(
             (
                 debris,
@@ -149,12 +170,21 @@ def avalanches(
                 },
             )
         )
-    active_ids = {e.corridor_id for e, _ in placed}
+    active_ids = {e.corridor_id for e, _ in placed if e.labelled}
     monitored = [
         (c.outline.intersection(scene_poly), {"corridor_id": c.corridor_id, "active": c.corridor_id in active_ids})
         for c in corridors
     ]
     return Hazard(features, monitored, avalanches=placed)
+
+
+def _miss_small(
+    placed: list[tuple[events.AvalancheEvent, DebrisWindow]], rng: np.random.Generator
+) -> list[tuple[events.AvalancheEvent, DebrisWindow]]:
+    """Leave :data:`~events.UNLABELLED_SMALL_SHARE` of the small avalanches (rounded) out of the labels."""
+    small = [k for k, (e, _) in enumerate(placed) if e.debris.area < events.SMALL_DEBRIS_M2]
+    missed = set(rng.permutation(small)[: int(round(events.UNLABELLED_SMALL_SHARE * len(small)))].tolist())
+    return [(replace(e, labelled=False) if k in missed else e, soft) for k, (e, soft) in enumerate(placed)]
 
 
 def landslides(
@@ -197,4 +227,16 @@ def glaciers(layers: SceneLayers, transform: Affine, scene_poly: Any) -> Hazard:
     if not features:
         raise _no_terrain("glacier")
     monitored = [(scene_poly, {"observed": "scene"})]
-    return Hazard(features, monitored, glacier=mask.astype(np.float32))
+    return Hazard(features, monitored, glacier=mask.astype(np.float32), glacier_debris=_debris_tongues(mask, layers.z))
+
+
+def _debris_tongues(mask: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Soft debris cover (0..1) over the lowest :data:`GLACIER_DEBRIS_SHARE` of each glacier."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask)
+    debris = np.zeros(mask.shape, dtype=np.float32)
+    for k in range(1, n + 1):
+        cells = labels == k
+        debris[cells & (z <= np.quantile(z[cells], GLACIER_DEBRIS_SHARE))] = 1.0
+    return (ndimage.gaussian_filter(debris, 1.0) * mask).astype(np.float32)

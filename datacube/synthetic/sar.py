@@ -1,13 +1,12 @@
-"""Sentinel-1-like backscatter of the synthetic scene: orbits, acquisition dates, gamma0.
+"""Sentinel-1-like backscatter of the synthetic scene: orbits, acquisition dates, land cover, speckle.
 
 Per pixel and acquisition, in dB: a land-cover base (forest, meadow, rock)
 with static texture, a terrain term from the local incidence angle of the
-orbit's look direction, the season's snow (dry snow slightly darker, wet snow
-4-5 dB darker, with a wet-snow line that moves with each date's temperature
-and is higher in the afternoon ascending pass), transient bright patches on
-steep terrain (false alarms for a change threshold), and the hazard's own
-signal (avalanche debris, landslide scars, glaciers). Multiplicative gamma
-speckle is applied in linear power; radar shadow and layover become nodata.
+orbit's look direction, the season's snow (:mod:`~sarcube.datacube.synthetic.snow`)
+and the hazard's own signal (:mod:`~sarcube.datacube.synthetic.backscatter`).
+Speckle is applied in linear power and is spatially correlated, like the
+speckle of a 20 m RTC product resampled from 10 m IW GRDH
+(:func:`correlated_speckle`); radar shadow and layover become nodata.
 """
 
 from __future__ import annotations
@@ -20,28 +19,29 @@ from sarcube.datacube import schema
 from sarcube.datacube.synthetic.terrain import fractal_noise
 from scipy import ndimage
 
-#: equivalent number of looks of Sentinel-1 IW GRD at its 10 m pixel spacing (PC's
-#: ``sar:looks_equivalent_number``); a coarser pixel averages (res / 10 m)^2 of them
-ENL_AT_10M = 4.4
-PIXEL_SPACING_10M = 10.0
+# --- speckle -----------------------------------------------------------------------
+# Sentinel-1 IW GRDH (ESA Sentinel-1 User Handbook / product specification): 10 m
+# pixel spacing, ~20 m (range) x 22 m (azimuth) resolution, 5 x 1 looks, ENL 4.4.
+# A 20 m cell of a product resampled from it (Bianchi II-A: "downsampled from 10 to
+# 20 m"; PC's RTC resampled to a 20 m grid) is not 4 independent 10 m pixels: the
+# 10 m pixels are correlated (resolution ~2x the spacing), so the cell holds only
+# ~1-1.5 independent resolution cells and its ENL is ~4.4-6.6, not 4.4 * 4 = 17.6.
+#: ENL of Sentinel-1 IW GRDH at its 10 m pixel spacing (PC's ``sar:looks_equivalent_number``)
+GRDH_ENL = 4.4
+GRDH_PIXEL_SPACING_M = 10.0
+GRDH_RESOLUTION_M = (20.0, 22.0)
+#: target ENL of a 20 m cell (approx.: ~1.4 independent GRDH resolution cells x 4.4)
+SPECKLE_ENL_20M = 6.0
+#: target intensity correlation of neighbouring 20 m cells (approx.: 0.2-0.4 is typical of the
+#: overlap that resampling to the map grid leaves; our choice inside that range)
+SPECKLE_LAG1_CORRELATION = 0.3
+SPECKLE_REFERENCE_RESOLUTION_M = 20.0
 #: gamma0 is stored in linear power rounded to this step in dB before compression
 DB_QUANTUM = 0.01
 #: incidence angle change across range, degrees per metre (about 16 degrees over 250 km)
 INCIDENCE_GRADIENT_DEG_PER_M = 6.4e-5
 #: residual terrain modulation of RTC gamma0, dB per unit of cos(local incidence) change
 TERRAIN_DB_PER_COS = 7.0
-#: temperature lapse rate, degC per m, and the reference elevation of a date's temperature, m
-LAPSE_RATE_C_PER_M = 0.0065
-REFERENCE_ELEVATION_M = 1500.0
-#: afternoon (ascending, ~17:25 UTC) passes are warmer than morning (~05:25 UTC) ones, degC
-AFTERNOON_WARMING_C = 3.0
-#: day-to-day spread of the temperature around the seasonal cycle, degC
-WEATHER_SPREAD_C = 1.0
-#: temperature over which snow goes from dry to fully wet, degC
-WET_TRANSITION_C = 4.0
-#: dB changes of snow relative to the snow-free ground
-DRY_SNOW_VV_DB, DRY_SNOW_VH_DB = -0.8, -1.2
-WET_SNOW_VV_DB, WET_SNOW_VH_DB = -3.0, -2.5
 #: land cover by elevation, m: forest below the treeline, meadow, then rock
 TREELINE_M = 1900.0
 ROCK_LINE_M = 2500.0
@@ -51,12 +51,6 @@ MEADOW_DB = (-13.0, -20.5)
 ROCK_DB = (-11.0, -18.5)
 #: amplitude of the static texture of the land cover, dB
 TEXTURE_DB = 1.5
-#: glacier firn in dry conditions (bright volume scattering) and its melt darkening, dB
-FIRN_DB = (-7.5, -14.0)
-GLACIER_MELT_DB = -13.0
-#: transient bright patches (wind crusts, rough surfaces) per km2 and acquisition
-BRIGHT_PATCHES_PER_KM2 = 0.08
-
 
 @dataclass(frozen=True)
 class Orbit:
@@ -182,16 +176,8 @@ def acquisition_schedule(hazard: str, n_dates: int) -> Schedule:
     return Schedule(tuple(sorted(acqs, key=lambda a: a.time)), ("2021-07-01", "2021-08-31"), None, None)
 
 
-def temperature_at_reference(t: np.datetime64, orbit: Orbit, rng: np.random.Generator) -> float:
-    """Air temperature at the reference elevation for an acquisition, degC: a
-    seasonal cycle (-8 in mid-January, +12 in mid-July), weather noise, and the
-    afternoon warming of ascending passes."""
-    day = (t.astype("datetime64[D]") - t.astype("datetime64[Y]").astype("datetime64[D]")).astype(int)
-    seasonal = 2.0 + 10.0 * math.cos(2.0 * math.pi * (day - 200) / 365.25)
-    return seasonal + rng.normal(0.0, WEATHER_SPREAD_C) + (AFTERNOON_WARMING_C if orbit.afternoon else 0.0)
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    """0 below 0, 1 above 1, a smooth cubic between."""
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
 
@@ -217,8 +203,8 @@ class SceneLayers:
 def land_cover_base(z: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Snow-free VV and VH (dB): forest/meadow/rock blended by elevation, plus static texture."""
     wobble = 120.0 * fractal_noise(x, y, 2000.0, 3, rng)
-    forest = 1.0 - _smoothstep((z + wobble - TREELINE_M + 80.0) / 160.0)
-    rock = _smoothstep((z + wobble - ROCK_LINE_M + 100.0) / 200.0)
+    forest = 1.0 - smoothstep((z + wobble - TREELINE_M + 80.0) / 160.0)
+    rock = smoothstep((z + wobble - ROCK_LINE_M + 100.0) / 200.0)
     meadow = np.clip(1.0 - forest - rock, 0.0, 1.0)
     texture = fractal_noise(x, y, 600.0, 4, rng)
     texture_vh = 0.7 * texture + 0.3 * fractal_noise(x, y, 600.0, 4, rng)
@@ -227,48 +213,44 @@ def land_cover_base(z: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.
     return vv, vh
 
 
-def bright_patches(layers: SceneLayers, rng: np.random.Generator) -> np.ndarray:
-    """Transient bright patches (dB, VV) on steep or high terrain: a change threshold's false alarms."""
-    h, w = layers.z.shape
-    area_km2 = h * w * layers.cell_m**2 / 1e6
-    count = rng.poisson(BRIGHT_PATCHES_PER_KM2 * area_km2)
-    out = np.zeros((h, w), dtype=np.float32)
-    if count == 0:
-        return out
-    weight = ((layers.slope > 32.0) | (layers.z > ROCK_LINE_M)).ravel().astype(np.float64) + 0.05
-    centres = rng.choice(h * w, size=count, p=weight / weight.sum())
-    for flat in centres:
-        ci, cj = divmod(int(flat), w)
-        radius = rng.uniform(40.0, 150.0) / layers.cell_m
-        r = int(math.ceil(radius * 1.6)) + 1
-        i0, i1, j0, j1 = max(ci - r, 0), min(ci + r + 1, h), max(cj - r, 0), min(cj + r + 1, w)
-        ii, jj = np.mgrid[i0:i1, j0:j1]
-        # an irregular blob: radius modulated by angle
-        ang = np.arctan2(ii - ci, jj - cj)
-        k1, k2 = rng.uniform(0, 2 * math.pi, 2)
-        rad = radius * (1.0 + 0.3 * np.sin(2 * ang + k1) + 0.2 * np.sin(3 * ang + k2))
-        d = np.hypot(ii - ci, jj - cj) / np.maximum(rad, 0.5)
-        blob = np.clip(1.2 - d, 0.0, 1.0) / 0.2
-        out[i0:i1, j0:j1] += (rng.uniform(2.0, 5.0) * np.clip(blob, 0.0, 1.0)).astype(np.float32)
-    return out
+def speckle_enl(resolution_m: float) -> float:
+    """Target ENL of a cell of ``resolution_m``: :data:`SPECKLE_ENL_20M` at 20 m, growing with the
+    cell area above it (coarser cells average independent resolution cells), never below GRDH's."""
+    return max(GRDH_ENL, SPECKLE_ENL_20M * (resolution_m / SPECKLE_REFERENCE_RESOLUTION_M) ** 2)
 
 
-def snow_state(layers: SceneLayers, t: np.datetime64, orbit: Orbit, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Snow cover (0..1) and liquid-water wetness (0..1) of each cell at one acquisition."""
-    temp = temperature_at_reference(t, orbit, rng)
-    patchy = fractal_noise(layers.x, layers.y, 3000.0, 3, rng)
-    southness = np.cos(np.radians(layers.aspect - 180.0)) * np.sin(np.radians(layers.slope))
-    local = temp - LAPSE_RATE_C_PER_M * (layers.z - REFERENCE_ELEVATION_M) + 1.5 * southness + 1.5 * patchy
-    wet = _smoothstep(local / WET_TRANSITION_C)
-    # the snow line: snow-free below it (rises with warmth), ragged by the same patchiness
-    snowline = 700.0 + 150.0 * max(temp, 0.0) + 120.0 * patchy
-    cover = _smoothstep((layers.z - snowline) / 150.0)
-    return cover, wet
+def speckle_kernel(correlation: float) -> np.ndarray:
+    """Symmetric 3-tap kernel ``[a, 1, a] / (1 + 2a)`` whose separable 2-D smoothing of white
+    noise gives neighbouring cells the intensity ``correlation`` (2a / (1 + 2a^2) = correlation)."""
+    if not 0.0 <= correlation < 2.0 ** -0.5:
+        raise ValueError(f"speckle correlation {correlation!r} is out of [0, 0.707)")
+    a = 0.0 if correlation == 0.0 else (1.0 - math.sqrt(1.0 - 2.0 * correlation**2)) / (2.0 * correlation)
+    k = np.array([a, 1.0, a])
+    return k / k.sum()
+
+
+def draw_enl(target_enl: float, kernel: np.ndarray) -> float:
+    """Shape of the white gamma draw whose smoothing by ``kernel`` (both axes) has ``target_enl``:
+    the smoothing keeps the mean and multiplies the variance by sum(k^2)^2."""
+    return target_enl * float(np.sum(kernel**2)) ** 2
+
+
+def correlated_speckle(
+    shape: tuple[int, int], enl: float, correlation: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Unit-mean speckle (linear power) with ENL ``enl`` and lag-1 correlation ``correlation``
+    along rows and columns: white gamma noise smoothed by a separable 3-tap kernel (the
+    resampling of correlated 10 m GRDH pixels to the map grid), every cell from a full kernel."""
+    kernel = speckle_kernel(correlation)
+    shape_k = draw_enl(enl, kernel)
+    white = rng.gamma(shape_k, 1.0 / shape_k, size=(shape[0] + 2, shape[1] + 2))
+    smooth = ndimage.correlate1d(ndimage.correlate1d(white, kernel, axis=0), kernel, axis=1)
+    return smooth[1:-1, 1:-1]
 
 
 def add_speckle_and_mask(db: np.ndarray, layers: SceneLayers, orbit: Orbit, rng: np.random.Generator) -> np.ndarray:
-    """Linear gamma0 (float32) with gamma speckle, rounded to ``DB_QUANTUM`` dB, nodata where invalid."""
-    linear = 10.0 ** (db / 10.0) * rng.gamma(layers.enl, 1.0 / layers.enl, size=db.shape)
+    """Linear gamma0 (float32) with correlated speckle, rounded to ``DB_QUANTUM`` dB, nodata where invalid."""
+    linear = 10.0 ** (db / 10.0) * correlated_speckle(db.shape, layers.enl, SPECKLE_LAG1_CORRELATION, rng)
     quantized = np.round(10.0 * np.log10(linear) / DB_QUANTUM) * DB_QUANTUM
     out = (10.0 ** (quantized / 10.0)).astype(np.float32)
     out[layers.invalid[orbit.relative_orbit]] = np.float32(schema.S1_NODATA)

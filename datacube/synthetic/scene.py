@@ -16,19 +16,26 @@ very code that reads PC reads it (``sarcube build --catalog OUT``):
   (:class:`~sarcube.datacube.synthetic.manifest.DemoManifest`) with the AOI,
   dates and windows the later steps need.
 
-The pieces live next door: the DEM in ``terrain``, orbits, dates and
-backscatter physics in ``sar``, the hazard's objects in ``events`` and
-``hazards``, the pystac objects in ``stac``; the COGs are written by
-:func:`sarcube.datacube.cog.write_cog`.
+The pieces live next door: the DEM in ``terrain``, orbits, dates, land
+cover and speckle in ``sar``, the weather and snowpack in ``snow``, the
+hazard's objects in ``events`` and ``hazards``, each date's gamma0 in
+``backscatter``, the pystac objects in ``stac``; the COGs are written by
+:func:`sarcube.datacube.cog.write_cog`. :func:`scene_model` gives the same
+scene without writing it (tests and measurements read it).
 
-Speckle is multiplicative gamma noise with the ENL of Sentinel-1 IW GRD at
-its 10 m spacing (4.4) times the number of 10 m pixels a cell averages
-(17.6 at 20 m; the items' ``sar:looks_equivalent_number`` says which).
+Grounded in published numbers (each constant says its source): speckle of a
+20 m RTC product (ENL 6 with neighbour correlation 0.3, not white ENL 17.6;
+the items' ``sar:looks_equivalent_number`` says 6), debris at ~3x Bianchi's
+avalanches per km2 and pair (0.019 % of the pixels in their all-terrain
+products; ~0.03-0.05 % here, all mountains), a skewed debris contrast, dry
+debris visible for several revisits, wet-snow, refreeze and wind-drift
+confounders inside the runout zones, small avalanches left unlabelled, and
+glaciers hidden under dry winter snow.
 
 Deterministic: the same arguments write the same bytes. Gamma0 is rounded
-to 0.01 dB before compression (speckle alone is ~1 dB), which halves the
-size of the COGs; the default scene (1024 x 1024 at 20 m, 20 dates) is
-about 86 MB and takes 15-30 s on two cores.
+to 0.01 dB before compression (speckle alone is ~1.7 dB), which halves the
+size of the COGs; the default scene (1024 x 1024 at 20 m, 20 dates) takes
+about 20 s of CPU.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +52,7 @@ import shapely
 from affine import Affine
 from sarcube.datacube import schema
 from sarcube.datacube.cog import write_cog
-from sarcube.datacube.synthetic import hazards, sar, stac
+from sarcube.datacube.synthetic import backscatter, hazards, sar, snow, stac
 from sarcube.datacube.synthetic.manifest import (
     CATALOG_NAME,
     LABELS_NAME,
@@ -52,12 +60,7 @@ from sarcube.datacube.synthetic.manifest import (
     DemoManifest,
     write_demo_manifest,
 )
-from sarcube.datacube.synthetic.terrain import (
-    alpine_dem,
-    fractal_noise,
-    radar_geometry,
-    slope_aspect,
-)
+from sarcube.datacube.synthetic.terrain import alpine_dem, radar_geometry, slope_aspect
 from tqdm.auto import tqdm
 
 from sarcube.errors import InputError
@@ -178,83 +181,6 @@ def _dem_rasters(seed: int, size: int, resolution: float) -> tuple[np.ndarray, n
     return dem_4326, dem_scene.astype(np.float64), dem_transform, (w, s, e, n), x, y
 
 
-def _acquisition_db(
-    layers: sar.SceneLayers,
-    hazard: str,
-    hz: hazards.Hazard,
-    schedule: sar.Schedule,
-    acq: sar.Acquisition,
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free VV and VH (dB) of one acquisition."""
-    day = int(acq.time.astype("datetime64[D]").astype(np.int64))
-    rng = _rng(seed, 1000, day, acq.orbit.relative_orbit)
-    orbit = acq.orbit
-    terrain = layers.terrain_db[orbit.relative_orbit]
-    calibration = rng.normal(0.0, 0.2)
-    vv = layers.base_vv + terrain + calibration
-    vh = layers.base_vh + terrain + calibration
-    summer = schedule.summer[0] <= str(acq.time.astype("datetime64[D]")) <= schedule.summer[1]
-    if hazard == "avalanche" and not summer:
-        cover, wet = sar.snow_state(layers, acq.time, orbit, rng)
-        vv = vv + cover * (sar.DRY_SNOW_VV_DB * (1.0 - wet) + sar.WET_SNOW_VV_DB * wet)
-        vh = vh + cover * (sar.DRY_SNOW_VH_DB * (1.0 - wet) + sar.WET_SNOW_VH_DB * wet)
-        bright = sar.bright_patches(layers, rng)
-        vv = vv + bright
-        vh = vh + bright * rng.uniform(0.6, 1.0)
-        for event, ((rows, cols), weight) in hz.avalanches or []:
-            if _midnight(event.date) >= acq.time:
-                continue
-            # k-th acquisition of this orbit after the event (0 = the first one)
-            k = acq.index - _first_after(schedule, orbit, event.date)
-            amp = event.contrast_db * event.fade**k
-            if amp < 0.05:
-                continue
-            vv[rows, cols] += amp * weight
-            vh[rows, cols] += amp * event.vh_factor * weight
-    elif hazard == "landslide":
-        moisture = fractal_noise(layers.x, layers.y, 4000.0, 3, rng)
-        vv = vv + 0.8 * moisture + (1.0 if rng.random() < 0.3 else 0.0)
-        vh = vh + 1.0 * moisture
-        bright = sar.bright_patches(layers, rng)
-        vv = vv + bright
-        vh = vh + 0.7 * bright
-        if hz.event_date is not None and acq.time > _midnight(hz.event_date):
-            k = acq.index - _first_after(schedule, orbit, hz.event_date)
-            recovery = 0.97**k
-            vv = vv + recovery * hz.landslide_vv
-            vh = vh + recovery * hz.landslide_vh
-    elif hazard == "glacier":
-        cover, wet = sar.snow_state(layers, acq.time, orbit, rng)
-        month = int(str(acq.time)[5:7])
-        snow_season = month in (11, 12, 1, 2, 3, 4, 5, 6)
-        # snow-free rock/meadow in late summer; snow with its wetness otherwise
-        snow = cover if snow_season else cover * (layers.z > 3200.0)
-        vv = vv + snow * (sar.DRY_SNOW_VV_DB * (1.0 - wet) + sar.WET_SNOW_VV_DB * wet)
-        vh = vh + snow * (sar.DRY_SNOW_VH_DB * (1.0 - wet) + sar.WET_SNOW_VH_DB * wet)
-        g = hz.glacier
-        firn_vv = sar.FIRN_DB[0] + terrain + sar.GLACIER_MELT_DB * wet
-        firn_vh = sar.FIRN_DB[1] + terrain + sar.GLACIER_MELT_DB * wet
-        vv = vv * (1.0 - g) + firn_vv * g
-        vh = vh * (1.0 - g) + firn_vh * g
-    return vv, vh
-
-
-def _midnight(date: np.datetime64) -> np.datetime64:
-    """An event dated ``date`` happened before any acquisition later than 00:00 UTC that day
-    (the label rasterizer's ``reference_time < date <= activity_time``)."""
-    return np.datetime64(date, "D").astype("datetime64[s]")
-
-
-def _first_after(schedule: sar.Schedule, orbit: sar.Orbit, date: np.datetime64) -> int:
-    """Position (within the orbit) of the first acquisition after midnight of ``date``."""
-    t0 = _midnight(date)
-    for acq in schedule.acquisitions:
-        if acq.orbit is orbit and acq.time > t0:
-            return acq.index
-    return 10**9
-
-
 def _write_geojson(path: Path, features: list[hazards.MapFeature]) -> None:
     """A FeatureCollection in lon/lat of (geometry in the scene's CRS, properties) pairs."""
     doc = {
@@ -265,6 +191,60 @@ def _write_geojson(path: Path, features: list[hazards.MapFeature]) -> None:
         ],
     }
     path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+
+
+@dataclass
+class DemTile:
+    """The DEM tile as written (EPSG:4326) and the scene's bounds in its CRS."""
+
+    dem_4326: np.ndarray
+    transform_4326: Affine
+    bounds_lonlat: tuple[float, float, float, float]
+    #: scene bounds (left, bottom, right, top), m, and the scene grid's transform
+    bounds: tuple[float, float, float, float]
+    transform: Affine
+
+
+def scene_model(
+    *, seed: int = 0, size: int = 1024, resolution: float = 20.0, dates: int | None = None, hazard: str = "avalanche"
+) -> tuple[backscatter.SceneModel, DemTile]:
+    """The scene :func:`write_demo_catalog` writes, without writing it: its model and DEM tile
+    (arguments as there, already checked)."""
+    size, resolution, seed = int(size), float(resolution), int(seed)
+    n_dates = int(dates) if dates is not None else sar.DEFAULT_DATES[hazard]
+    schedule = sar.acquisition_schedule(hazard, n_dates)
+    dem_4326, z, dem_transform, dem_bounds, x, y = _dem_rasters(seed, size, resolution)
+    half = size * resolution / 2.0
+    bounds = (SCENE_CENTRE_M[0] - half, SCENE_CENTRE_M[1] - half, SCENE_CENTRE_M[0] + half, SCENE_CENTRE_M[1] + half)
+    transform = Affine(resolution, 0.0, bounds[0], 0.0, -resolution, bounds[3])
+    scene_poly = shapely.box(*bounds)
+    slope, aspect = slope_aspect(z, resolution)
+    base_vv, base_vh = sar.land_cover_base(z, x, y, _rng(seed, 2))
+    terrain_db, invalid = {}, {}
+    centre = SCENE_CENTRE_M[0]
+    for orbit in sar.ORBITS:
+        look_east = math.sin(math.radians(orbit.look_azimuth_deg)) > 0
+        incidence = orbit.incidence_deg + (x - centre) * sar.INCIDENCE_GRADIENT_DEG_PER_M * (1.0 if look_east else -1.0)
+        cos_local, bad = radar_geometry(z, resolution, incidence, orbit.look_azimuth_deg)
+        terrain_db[orbit.relative_orbit] = sar.TERRAIN_DB_PER_COS * (cos_local - np.cos(np.radians(incidence))[None, :])
+        invalid[orbit.relative_orbit] = bad
+    layers = sar.SceneLayers(
+        x=x, y=y, cell_m=resolution, z=z, slope=slope, aspect=aspect, base_vv=base_vv, base_vh=base_vh,
+        terrain_db=terrain_db, invalid=invalid, enl=sar.speckle_enl(resolution),
+    )
+    if hazard == "avalanche":
+        hz = hazards.avalanches(layers, schedule, transform, _rng(seed, 3), scene_poly)
+    elif hazard == "landslide":
+        hz = hazards.landslides(layers, schedule, transform, _rng(seed, 4), scene_poly)
+    else:
+        hz = hazards.glaciers(layers, transform, scene_poly)
+    pack = None
+    if hazard in ("avalanche", "glacier"):
+        times = [a.time for a in schedule.acquisitions]
+        weather = snow.draw_weather(min(times) - np.timedelta64(30, "D"), max(times), _rng(seed, 5))
+        pack = snow.snowpack(layers, weather, resolution, _rng(seed, 6))
+    model = backscatter.SceneModel(seed, hazard, layers, schedule, hz, pack)
+    return model, DemTile(dem_4326, dem_transform, dem_bounds, bounds, transform)
 
 
 def write_demo_catalog(
@@ -287,34 +267,12 @@ def write_demo_catalog(
     _check_inputs(out, seed, size, resolution, dates, hazard)
     out = out.resolve()  # asset hrefs are made relative to the items' own absolute paths
     size, resolution, seed = int(size), float(resolution), int(seed)
-    n_dates = int(dates) if dates is not None else sar.DEFAULT_DATES[hazard]
-    schedule = sar.acquisition_schedule(hazard, n_dates)
-
-    dem_4326, z, dem_transform, dem_bounds, x, y = _dem_rasters(seed, size, resolution)
+    model, tile = scene_model(seed=seed, size=size, resolution=resolution, dates=dates, hazard=hazard)
+    schedule, hz, layers = model.schedule, model.hazard, model.layers
+    dem_4326, dem_transform, dem_bounds = tile.dem_4326, tile.transform_4326, tile.bounds_lonlat
+    bounds, transform = tile.bounds, tile.transform
     half = size * resolution / 2.0
-    bounds = (SCENE_CENTRE_M[0] - half, SCENE_CENTRE_M[1] - half, SCENE_CENTRE_M[0] + half, SCENE_CENTRE_M[1] + half)
-    transform = Affine(resolution, 0.0, bounds[0], 0.0, -resolution, bounds[3])
     scene_poly = shapely.box(*bounds)
-    slope, aspect = slope_aspect(z, resolution)
-    base_vv, base_vh = sar.land_cover_base(z, x, y, _rng(seed, 2))
-    terrain_db, invalid = {}, {}
-    centre = SCENE_CENTRE_M[0]
-    for orbit in sar.ORBITS:
-        look_east = math.sin(math.radians(orbit.look_azimuth_deg)) > 0
-        incidence = orbit.incidence_deg + (x - centre) * sar.INCIDENCE_GRADIENT_DEG_PER_M * (1.0 if look_east else -1.0)
-        cos_local, bad = radar_geometry(z, resolution, incidence, orbit.look_azimuth_deg)
-        terrain_db[orbit.relative_orbit] = sar.TERRAIN_DB_PER_COS * (cos_local - np.cos(np.radians(incidence))[None, :])
-        invalid[orbit.relative_orbit] = bad
-    layers = sar.SceneLayers(
-        x=x, y=y, cell_m=resolution, z=z, slope=slope, aspect=aspect, base_vv=base_vv, base_vh=base_vh,
-        terrain_db=terrain_db, invalid=invalid, enl=sar.ENL_AT_10M * (resolution / sar.PIXEL_SPACING_10M) ** 2,
-    )
-    if hazard == "avalanche":
-        hz = hazards.avalanches(layers, schedule, transform, _rng(seed, 3), scene_poly)
-    elif hazard == "landslide":
-        hz = hazards.landslides(layers, schedule, transform, _rng(seed, 4), scene_poly)
-    else:
-        hz = hazards.glaciers(layers, transform, scene_poly)
 
     out.mkdir(parents=True, exist_ok=True)
     footprint_ll = _to_lonlat(shapely.segmentize(scene_poly, half / 4))
@@ -329,8 +287,8 @@ def write_demo_catalog(
     # the acquisitions
     s1_items = []
     for acq in tqdm(schedule.acquisitions, desc="demo-catalog", unit="acq", leave=False):
-        vv_db, vh_db = _acquisition_db(layers, hazard, hz, schedule, acq, seed)
-        rng = _rng(seed, 2000, int(acq.time.astype("datetime64[D]").astype(np.int64)), acq.orbit.relative_orbit)
+        vv_db, vh_db = backscatter.acquisition_db(model, acq)
+        rng = backscatter.acquisition_rng(seed, acq, 2000)
         vv = sar.add_speckle_and_mask(vv_db, layers, acq.orbit, rng)
         vh = sar.add_speckle_and_mask(vh_db, layers, acq.orbit, rng)
         if rng.random() < 0.3:

@@ -25,7 +25,7 @@ from pystac.extensions.sar import FrequencyBand, ObservationDirection, Polarizat
 from pystac.extensions.sat import OrbitState, SatExtension
 from sarcube.datacube import schema
 from sarcube.datacube.cog import COG_MEDIA_TYPE
-from sarcube.datacube.synthetic.sar import ENL_AT_10M, PIXEL_SPACING_10M, Acquisition
+from sarcube.datacube.synthetic.sar import Acquisition, speckle_enl
 
 #: STAC common-metadata property of the satellite (spelled like the cube's coordinate)
 STAC_PLATFORM = schema.PLATFORM
@@ -94,7 +94,8 @@ def s1_item(
     )
     item.common_metadata.platform = acq.platform
     item.common_metadata.constellation = "Sentinel-1"
-    enl = ENL_AT_10M * (resolution / PIXEL_SPACING_10M) ** 2
+    # the ENL the speckle is drawn with (sar.correlated_speckle), not GRDH's 4.4 at 10 m
+    enl = speckle_enl(resolution)
     SarExtension.ext(item, add_if_missing=True).apply(
         instrument_mode="IW",
         frequency_band=FrequencyBand.C,
