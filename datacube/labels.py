@@ -4,7 +4,9 @@
   the grid as ``label`` (uint8: 1 inside a polygon, 0 outside, 255 outside the
   monitored area). Dated polygons (avalanche debris) go to the pair(s) whose
   (reference_time, activity_time] window holds their date -> (pair, y, x);
-  undated ones (landslide scars, glacier outlines) -> (y, x).
+  undated ones (landslide scars, glacier outlines) -> (y, x). Dated polygons
+  are label *events*: the ids burnt into each pair are recorded on ``label``
+  (:mod:`~sarcube.datacube.label_events`) so splits keep each event in one split.
 - :func:`reproject_raster`: GeoTIFFs (e.g. ISCE2 coherence) warped onto the
   grid as an external layer on (y, x), (time, y, x) or (pair, y, x), matched to
   acquisitions or pairs by the date(s) in each file name.
@@ -26,6 +28,12 @@ import numpy as np
 import xarray as xr
 from sarcube.datacube import schema
 from sarcube.datacube.dates import parse_time
+from sarcube.datacube.label_events import (
+    DEFAULT_ID_FIELDS,
+    FEATURE_INDEX,
+    event_id,
+    events_of_polygons,
+)
 
 from sarcube.errors import InputError, MissingVariableError
 
@@ -107,6 +115,27 @@ def _dates_of(gdf: Any, path: Path, field: str) -> np.ndarray:
     return np.asarray(out, dtype="datetime64[ns]")
 
 
+def _ids_of(gdf: Any, path: Path, id_field: str | None) -> tuple[list[str], str]:
+    """Event id per feature and the field they come from (default: ``event_id`` or ``id``, else the feature index)."""
+    if id_field is None:
+        id_field = next((f for f in DEFAULT_ID_FIELDS if f in gdf.columns), FEATURE_INDEX)
+    elif id_field not in gdf.columns:
+        fields = [c for c in gdf.columns if c != gdf.geometry.name]
+        raise InputError(
+            f"--labels {str(path)!r} has no field {id_field!r} (fields: {', '.join(map(str, fields)) or 'none'}): "
+            "pass --id-field NAME"
+        )
+    if id_field == FEATURE_INDEX:
+        return [event_id(i) for i in gdf.index], id_field
+    values = list(gdf[id_field])
+    for i, value in zip(gdf.index, values, strict=True):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            raise InputError(
+                f"--labels {str(path)!r}: feature {i} has no {id_field!r} id: fill it or pass another --id-field"
+            )
+    return [event_id(v) for v in values], id_field
+
+
 def _burn(
     template: da.Array,
     layers: Sequence[list[Any]],
@@ -157,6 +186,7 @@ def rasterize_labels(
     path: str | Path,
     *,
     date_field: str | None = None,
+    id_field: str | None = None,
     monitored: str | Path | None = None,
     all_touched: bool = False,
 ) -> tuple[xr.DataArray, dict[str, Any]]:
@@ -171,6 +201,11 @@ def rasterize_labels(
     the polygon touches it at all).
     """
     path = Path(path)
+    if id_field is not None and date_field is None:
+        raise InputError(
+            f"--id-field {id_field!r} names the events of dated labels: add --date-field FIELD "
+            "(static labels hold no events)"
+        )
     crs, transform, (ny, nx) = _grid(cube)
     gdf = read_polygons(path, crs)
     inside = gdf.intersects(_cube_box(cube)).to_numpy()
@@ -196,6 +231,7 @@ def rasterize_labels(
         "rule": "pixel centre inside polygon" if not all_touched else "pixel touched by polygon",
     }
     coords = _yx_coords(cube)
+    attrs: dict[str, Any] = {}
     if date_field is None:
         template = da.zeros((ny, nx), chunks=_storage_chunks((ny, nx)), dtype="uint8")
         data = _burn(template, [geoms], mon_geoms, transform, all_touched)
@@ -214,13 +250,18 @@ def rasterize_labels(
         info["unassigned"] = int(unassigned.sum())
         info["unassigned_dates"] = sorted({str(np.datetime_as_string(d, unit="D")) for d in dates[unassigned]})
         info["per_pair"] = [int(member[:, p].sum()) for p in range(ref.size)]
+        ids, params["id_field"] = _ids_of(gdf, path, id_field)
+        events = events_of_polygons(geoms, ids, member & inside[:, None], transform, (ny, nx), params["id_field"])
+        attrs[schema.ATTR_LABEL_EVENTS] = events.to_attr()
+        info["events"] = len(events.boxes)
         params["assignment"] = "reference_time < date <= activity_time"
         npair = ref.size
         template = da.zeros((npair, ny, nx), chunks=_storage_chunks((npair, ny, nx)), dtype="uint8")
         data = _burn(template, layers, mon_geoms, transform, all_touched)
         dims = (schema.PAIR, schema.Y, schema.X)
         coords = {**coords, **{name: cube[name] for name in (schema.PAIR, *schema.PAIR_COORDS)}}
-    label = schema.make_variable(schema.LABEL, xr.DataArray(data, dims=dims, coords=coords), dims, parameters=params)
+    array = xr.DataArray(data, dims=dims, coords=coords)
+    label = schema.make_variable(schema.LABEL, array, dims, parameters=params, attrs=attrs)
     return label, info
 
 

@@ -8,11 +8,14 @@ evaluate (FCN vs baseline, avalanche-fcn-bianchi Tab. I) -> export polygons
 -> report (the FCN's detections as an offline web map) -> quicklook PNGs
 -> publish (archive only, no upload) -> verify.
 
-Held-out pairs (the same for both methods): the last pair of each relative
-orbit is the test set; pairs of the other orbit whose 6-day window overlaps a
-test window validate (checkpoint choice, baseline threshold); every training
-pair ends before the first test window begins, so no avalanche seen in
-training is scored.
+Held-out time windows (the same for both methods, made by ``train`` from the
+presets' ``split`` section and read back from each run's ``split.json``): the
+test window is the last pair of each relative orbit and every pair of either
+orbit overlapping it; validation (checkpoint choice, baseline threshold) is
+the window just before it, again over both orbits; pairs overlapping a
+held-out pair without being held out are purged. No training pair overlaps a
+held-out pair, so no avalanche is in two splits. ``--set split.test=...``
+moves the windows of both methods.
 
 Re-running into a workdir resumes: ``demo-state.json`` records each finished
 stage (with its timing and outputs), finished stages are skipped, and an
@@ -31,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 from sarcube.datacube import schema
+from sarcube.datacube.chips import EXCLUDED_NAME, SPLITS, TEST, TRAIN, VAL, VAL_TILES, SplitPlan
+from sarcube.datacube.chips.windows import WINDOW_LAST
 from sarcube.datacube.predictions import run_name
 
 from sarcube.errors import CubeExistsError, InputError
@@ -54,7 +58,8 @@ QUICKLOOK_DIR = "quicklooks"
 REPORT_DIR = "report"
 ARCHIVE_DIR = "archive"
 DEMO_CREATOR = "sarcube, demo"
-STATE_VERSION = 1
+#: 2: held-out windows over both orbits with purge gaps (workdirs of version 1 used leaking pair splits)
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -94,9 +99,12 @@ class DemoResult:
     quicklooks: list[Path]
     archive: Path
     verify_summary: str
-    #: held-out pairs: test and validation pair indices
+    #: held-out pairs: test and validation pair indices, and the purged pairs between them and training
     test_pairs: list[int]
     val_pairs: list[int]
+    excluded_pairs: list[int] = field(default_factory=list)
+    #: the split both runs used (``split.json``: pairs and label events per split)
+    split: SplitPlan | None = None
     #: stage -> (wall seconds, process CPU seconds) when it ran (resumed stages keep their first timing)
     timings: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -108,28 +116,14 @@ class DemoResult:
         ]
 
 
-# --- held-out pairs ---------------------------------------------------------------
+# --- held-out windows ---------------------------------------------------------------
 
-def held_out_pairs(reference: np.ndarray, activity: np.ndarray, orbit: np.ndarray) -> tuple[list[int], list[int]]:
-    """Test pairs (the last of each relative orbit) and validation pairs (the others overlapping them in time).
+def _run_split(run: Path) -> tuple[SplitPlan, dict[str, list[int]]]:
+    """A run's split (``split.json``) and its test, validation and purged pairs."""
+    from sarcube.pipelines.runs import SPLIT_FILE
 
-    Windows are ``(reference, activity]``; the remaining (training) pairs all
-    end by the first test reference time, so their labels never share an
-    event with the test pairs.
-    """
-    reference, activity = np.asarray(reference), np.asarray(activity)
-    orbit = np.asarray(orbit)
-    test = sorted(int(np.flatnonzero(orbit == o)[np.argmax(activity[orbit == o])]) for o in np.unique(orbit))
-    start = min(reference[test])
-    val = [int(p) for p in range(len(activity)) if p not in test and activity[p] > start]
-    return test, val
-
-
-def _check_disjoint(ds: Any, test: Sequence[int], val: Sequence[int]) -> None:
-    start = ds[schema.REFERENCE_TIME].values[list(test)].min()
-    late = [p for p in range(ds.sizes[schema.PAIR]) if p not in test and p not in val and ds[schema.ACTIVITY_TIME].values[p] > start]
-    if late:  # held_out_pairs guarantees none; a guard against a changed cube
-        raise InputError(f"training pairs {late} overlap the test pairs {list(test)} in time: rebuild the demo workdir")
+    plan = SplitPlan.from_json((run / SPLIT_FILE).read_text())
+    return plan, {name: plan.pairs_of(name) for name in (TEST, VAL, EXCLUDED_NAME)}
 
 
 def _pair_text(ds: Any, p: int) -> str:
@@ -151,9 +145,10 @@ class _State:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         if self.path.exists():
             saved = json.loads(self.path.read_text())
-            if saved.get("settings") != wanted:
+            if saved.get("settings") != wanted or saved.get("version") != STATE_VERSION:
                 raise CubeExistsError(
-                    f"workdir {str(workdir)!r} holds a demo made with other settings ({saved.get('settings')}): "
+                    f"workdir {str(workdir)!r} holds a demo made with other settings or an older sarcube "
+                    f"({saved.get('settings')}, version {saved.get('version')}): "
                     "rerun with those, pass --overwrite to start afresh, or choose another --workdir"
                 )
             self.data = saved
@@ -212,7 +207,7 @@ def demo(
     from sarcube.pipelines.publish import publish
     from sarcube.pipelines.quicklook import quicklook
     from sarcube.pipelines.report import report
-    from sarcube.pipelines.runs import LAST, SPLIT_FILE
+    from sarcube.pipelines.runs import LAST
     from sarcube.pipelines.train import train
     from sarcube.pipelines.verify import verify
 
@@ -271,33 +266,34 @@ def demo(
         # monitored corridors are for the inventory-based avalanche-cnn/vae presets.
         add_layer(cube, labels=manifest.labels, date_field="date", monitored=None, overwrite=True)
         ds = schema.open_cube(cube)
-        test, val = held_out_pairs(ds[schema.REFERENCE_TIME].values, ds[schema.ACTIVITY_TIME].values, ds[schema.PAIR_RELATIVE_ORBIT].values)
         positives = int((ds[schema.LABEL] == schema.LABEL_YES).sum())
-        return {"test_pairs": test, "val_pairs": val, "summary": f"{positives} debris pixels over {ds.sizes[schema.PAIR]} pairs; test pairs {test}, validation pairs {val}"}
+        return {"summary": f"{positives} debris pixels over {ds.sizes[schema.PAIR]} pairs"}
 
-    held = stage("labels", make_labels)
-    test_pairs, val_pairs = list(held["test_pairs"]), list(held["val_pairs"])
-    split_overrides = [f"split.test={json.dumps(test_pairs)}", f"split.val={json.dumps(val_pairs)}"]
+    stage("labels", make_labels)
+    # both methods hold out the same windows: the presets' split section, moved by any split.* override
+    split_overrides = [o for o in settings.overrides if o.startswith("split.")]
 
     def make_run(method: str) -> Callable[[], dict[str, Any]]:
         def work() -> dict[str, Any]:
             run = run_dirs[method]
-            extra = split_overrides + (list(settings.overrides) if method == FCN_PRESET else [])
+            extra = list(settings.overrides) if method == FCN_PRESET else split_overrides
             resume = (run / LAST).exists()
             train(cube, method, run, profile=settings.profile, overrides=extra, resume=resume, device=device, seed=settings.seed)
-            plan = json.loads((run / SPLIT_FILE).read_text())
-            held_test = sorted(int(k) for k, v in plan["pair_split"].items() if v == "test")
-            if held_test != test_pairs:
-                raise InputError(f"run {str(run)!r} holds out pairs {held_test}, not the demo's {test_pairs}: pass --overwrite")
-            return {"run": str(run), "summary": f"run {run}"}
+            return {"run": str(run), "summary": f"run {run}: {_run_split(run)[0].describe()}"}
         return work
 
     for method in METHODS:
         stage("train " + method, make_run(method))
+    plan, held = _run_split(run_dirs[FCN_PRESET])
+    if _run_split(run_dirs[BASELINE_PRESET])[1] != held:
+        raise InputError(
+            f"runs {str(run_dirs[FCN_PRESET])!r} and {str(run_dirs[BASELINE_PRESET])!r} hold out different pairs: "
+            "pass --overwrite to train both again"
+        )
+    test_pairs, val_pairs = held[TEST], held[VAL]
 
     def make_predictions() -> dict[str, Any]:
         ds = schema.open_cube(cube)
-        _check_disjoint(ds, test_pairs, val_pairs)
         names = {}
         for method in METHODS:
             # the baseline thresholds pixels and sizes objects: exactly dihedral-equivariant, TTA would repeat it 8 times
@@ -361,7 +357,8 @@ def demo(
         evaluation_json=evaluation_json, results_md=wd / RESULTS_FILE, detections=detections,
         detection_counts=counts, report=report_index, quicklooks=quicklooks, archive=archive_dir,
         verify_summary=summary,
-        test_pairs=test_pairs, val_pairs=val_pairs, timings=timings,
+        test_pairs=test_pairs, val_pairs=val_pairs, excluded_pairs=held[EXCLUDED_NAME],
+        split=plan, timings=timings,
     )
     result.results_md.write_text(results_markdown(result, settings))
     echo("")
@@ -378,6 +375,25 @@ def _stage_table(timings: dict[str, tuple[float, float]]) -> list[str]:
     lines += [f"| {name} | {w:.1f} | {c:.1f} |" for name, (w, c) in timings.items()]
     lines.append(f"| total | {sum(w for w, _ in timings.values()):.1f} | {sum(c for _, c in timings.values()):.1f} |")
     return lines
+
+
+def _held_out_text(ds: Any, plan: SplitPlan) -> str:
+    """What the runs held out, in words, from their split."""
+    def listed(split: str) -> str:
+        return "; ".join(_pair_text(ds, p) for p in plan.pairs_of(split)) or "none"
+
+    test = "the last pair of each orbit" if plan.spec.test == WINDOW_LAST else f"split.test={plan.spec.test}"
+    val = f"{listed(VAL)}, the window just before the test window, both orbits"
+    if plan.spec.val == VAL_TILES:
+        val = f"random tiles ({plan.spec.val_fraction:.0%}) of the training pairs"
+    n = {name: len(plan.events.get(name, ())) for name in SPLITS}
+    return (
+        f"Test window ({test}, and every pair of either orbit overlapping it): {listed(TEST)}. "
+        f"Validation (checkpoint choice, baseline threshold): {val}. Purged, as they overlap a held-out pair "
+        f"(neither trained on nor scored): {listed(EXCLUDED_NAME)}. No training pair overlaps a held-out pair"
+        + (f", so no avalanche is in two splits ({n[TEST]} test, {n[VAL]} validation, {n[TRAIN]} training; "
+           "`split.json` lists them)." if plan.events else ".")
+    )
 
 
 def results_markdown(result: DemoResult, settings: DemoSettings) -> str:
@@ -403,9 +419,7 @@ def results_markdown(result: DemoResult, settings: DemoSettings) -> str:
         f"a {ds.sizes[schema.Y]} x {ds.sizes[schema.X]} px synthetic alpine scene at 20 m, "
         f"{ds.sizes[schema.TIME]} acquisitions, {ds.sizes[schema.PAIR]} pairs.",
         "",
-        "Held-out test pairs (the last pair of each orbit): " + "; ".join(_pair_text(ds, p) for p in result.test_pairs) + ". "
-        "Validation (checkpoint choice, baseline threshold): " + ("; ".join(_pair_text(ds, p) for p in result.val_pairs) or "random tiles")
-        + ". Every training pair ends before the first test window begins.",
+        _held_out_text(ds, result.split),
         "",
         header, rule, *rows,
         "",
@@ -440,4 +454,4 @@ def command(workdir: str, seed: int, size: int, dates: int | None, profile: str,
     demo(workdir, seed=seed, size=size, dates=dates, profile=profile, overrides=overrides, device=device, overwrite=overwrite)
 
 
-__all__ = ["DemoResult", "DemoSettings", "demo", "held_out_pairs", "results_markdown"]
+__all__ = ["DemoResult", "DemoSettings", "demo", "results_markdown"]

@@ -3,8 +3,9 @@
 Each prediction is scored against the cube's ``label`` (255 ignored, NaN
 predictions ignored) on the split (``test`` by default) of the run that made
 it: the run directory recorded in the prediction's ``run`` attribute holds
-``split.json`` (tiles and held-out pairs). Only pairs the prediction holds are
-scored. Two kinds of scoring, chosen by the predictions' ``prediction_level``:
+``split.json`` (tiles and held-out pairs); a split that puts one label event
+in two splits is refused. Only pairs the prediction holds are scored. Two
+kinds of scoring, chosen by the predictions' ``prediction_level``:
 
 - maps (segmentation, baseline): pixel precision/recall/F1/IoU, AUPRC,
   balanced accuracy over the split's pixels, plus bounding-box IoU and
@@ -46,6 +47,7 @@ import xarray as xr
 from sarcube.datacube import chips, schema
 from sarcube.datacube.chips.selection import balanced_subset
 from sarcube.datacube.chips.splits import split_mask
+from sarcube.datacube.label_events import label_events
 from sarcube.datacube.predictions import (
     ATTR_CHIP,
     ATTR_LEVEL,
@@ -107,8 +109,11 @@ def columns_for(presets: Sequence[str], patch_level: bool) -> list[str]:
     return columns or list(MAP_DEFAULT_COLUMNS)
 
 
-def read_split(var: xr.DataArray) -> chips.SplitPlan:
-    """The split of the run that made a prediction (``split.json`` in its run directory)."""
+def read_split(var: xr.DataArray, label: xr.DataArray | None = None) -> chips.SplitPlan:
+    """The split of the run that made a prediction (``split.json`` in its run directory).
+
+    Refused when it puts one label event in two splits, as recorded or as ``label``'s events fall into it.
+    """
     run = var.attrs.get(schema.ATTR_RUN)
     if not run:
         raise CheckpointError(f"{var.name!r} has no {schema.ATTR_RUN!r} attribute: predict it with `sarcube predict --run RUN_DIR`")
@@ -117,7 +122,11 @@ def read_split(var: xr.DataArray) -> chips.SplitPlan:
     path = Path(run) / SPLIT_FILE
     if not path.exists():
         raise CheckpointError(f"{var.name!r} was made by run {run!r}, which has no {SPLIT_FILE}: restore the run directory (or re-predict with a run that has one)")
-    return chips.SplitPlan.from_json(path.read_text())
+    plan = chips.SplitPlan.from_json(path.read_text())
+    events = label_events(label) if label is not None else None
+    fix = "retrain the run with `sarcube train` (it keeps each event in one split) and predict again"
+    chips.check_split(plan, events, f"{var.name!r}: {str(path)!r}", fix)
+    return plan
 
 
 @dataclass(frozen=True)
@@ -290,7 +299,7 @@ def score_prediction(
     var = ds[name]
     if schema.LABEL not in ds.data_vars:
         raise MissingVariableError(f"evaluation needs {schema.LABEL!r} in the cube; {schema.hint_for([schema.LABEL])}")
-    plan = read_split(var)
+    plan = read_split(var, ds[schema.LABEL])
     thr = prediction_threshold(var, threshold)
     if rule is None:
         result = _score_pixels(ds, var, plan, split, thr)

@@ -25,6 +25,7 @@ from typing import Any
 import click
 import torch
 from sarcube.datacube import chips, schema
+from sarcube.datacube.label_events import label_events
 from sarcube.models import build_model, load_vgg16_weights, training
 from sarcube.models.config import LEVEL_PATCH, TASK_ANOMALY, TASK_BASELINE
 from sarcube.models.device import pick_device
@@ -54,12 +55,19 @@ class TrainingData:
 
 
 def prepare_data(ds: Any, preset: Preset, *, plan: chips.SplitPlan | None = None, stats: tuple[list[float], list[float]] | None = None) -> TrainingData:
-    """Resolve channels, split, select chips and compute train-only statistics (or reuse ``plan``/``stats``)."""
+    """Resolve channels, split, select chips and compute train-only statistics (or reuse ``plan``/``stats``).
+
+    A split (made or reused) that puts one label event in two splits is refused (InputError).
+    """
     resolved = chips.resolve_channels(ds, preset.inputs.channels, preset.inputs.series_steps, orbit=preset.inputs.orbit)
     spec = preset.chips
     pos, valid = chips.chip_counts(ds[schema.LABEL], spec)
     if plan is None:
         plan = chips.make_split(ds, preset.split, spec, valid)
+    chips.check_split(
+        plan, label_events(ds[schema.LABEL]), "the run's split",
+        "start a new run (without --resume): train holds out whole time windows and keeps each event in one split",
+    )
     pairs = chips.sample_pairs(ds, resolved)
     table = chips.chip_table(pairs, pos, valid, plan, spec, ds.sizes[schema.Y], ds.sizes[schema.X])
     seed = preset.train.seed

@@ -128,13 +128,18 @@ def test_held_out_pairs(featured):
     spec = chips.ChipSpec(size=16)
     pos, valid = chips.chip_counts(ds[schema.LABEL], spec)
     day = str(ds[schema.ACTIVITY_TIME].values[2])[:10]
-    plan = chips.make_split(ds, chips.SplitSpec(kind="pairs", test=[day], val_fraction=0.25, tile_size_m=32 * 20), spec, valid)
+    plan = chips.make_split(ds, chips.SplitSpec(kind="pairs", test=[day], tile_size_m=32 * 20), spec, valid)
     table = chips.chip_table(list(range(5)), pos, valid, plan, spec, 64, 64)
     assert set(table.pair[table.split == 2].tolist()) == {2}
     assert 2 not in set(table.pair[table.split != 2].tolist())
-    assert (table.split == 1).any() and (table.split == 0).any()
+    # one orbit, back-to-back pairs: no purge gap; validation is the window just before the test window
+    assert set(table.pair[table.split == 1].tolist()) == {1}
+    assert set(table.pair[table.split == 0].tolist()) == {0, 3, 4}
     last = chips.make_split(ds, chips.SplitSpec(kind="pairs", test="last"), spec, valid)
-    assert last.pair_split == {4: 2}
+    assert last.pair_split == {4: 2, 3: 1}
+    by_tiles = chips.SplitSpec(kind="pairs", val="tiles", val_fraction=0.25, tile_size_m=32 * 20)
+    tiles = chips.make_split(ds, by_tiles, spec, valid)
+    assert tiles.pair_split == {4: 2} and set(np.unique(tiles.tiles).tolist()) == {0, 1}
 
 
 def test_statistics_come_from_train_tiles_only(tmp_path):

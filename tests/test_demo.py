@@ -16,7 +16,11 @@ from sarcube.datacube import schema
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.demo import EVALUATION_FILE, FCN_PRESET, METHODS, RESULTS_FILE, demo
 
-TINY = {"size": 160, "dates": 10, "overrides": ("train.epochs=1", "train.steps_per_epoch=10", "model.params.base_channels=8", "model.params.depth=3")}
+#: 16 dates (12 in winter): test window 3 pairs + 1 purged, validation 3 + 1, 2 winter training pairs
+TINY = {
+    "size": 192, "dates": 20,
+    "overrides": ("train.epochs=1", "train.steps_per_epoch=10", "model.params.base_channels=8", "model.params.depth=3"),
+}
 
 
 def test_demo_runs_every_stage_and_writes_everything(tmp_path):
@@ -41,13 +45,20 @@ def test_demo_runs_every_stage_and_writes_everything(tmp_path):
         for key in ("f1", "precision", "recall", "bbox_iou", "object_tp", "object_fn", "object_fp"):
             assert 0 <= scores[key] and np.isfinite(scores[key])
 
-    # predictions live in the cube, on the held-out pairs only, disjoint from validation
+    # predictions live in the cube, on the held-out pairs only, disjoint from validation; both orbits are
+    # held out, and no training pair overlaps a held-out one, so no avalanche is in two splits
     cube = schema.open_cube(result.cube)
     assert set(result.test_pairs).isdisjoint(result.val_pairs)
-    last_train_activity = max(
-        cube[schema.ACTIVITY_TIME].values[p] for p in range(cube.sizes[schema.PAIR]) if p not in result.test_pairs + result.val_pairs
-    )
-    assert all(cube[schema.REFERENCE_TIME].values[p] >= last_train_activity for p in result.test_pairs)
+    orbit = cube[schema.PAIR_RELATIVE_ORBIT].values
+    assert len(set(orbit[result.test_pairs])) == len(set(orbit[result.val_pairs])) == 2
+    held = result.test_pairs + result.val_pairs
+    train_pairs = [p for p in range(cube.sizes[schema.PAIR]) if p not in held + result.excluded_pairs]
+    assert train_pairs and result.split.pairs_of("train") == train_pairs
+    last_train_activity = max(cube[schema.ACTIVITY_TIME].values[p] for p in train_pairs)
+    assert all(cube[schema.REFERENCE_TIME].values[p] >= last_train_activity for p in held)
+    events = result.split.events
+    assert events["test"] and events["train"] and not set(events["test"]) & (set(events["val"]) | set(events["train"]))
+    assert "no avalanche is in two splits" in result.results_md.read_text()
     for method in METHODS:
         pred = cube[result.predictions[method]]
         for p in range(cube.sizes[schema.PAIR]):
@@ -73,8 +84,9 @@ def test_demo_runs_every_stage_and_writes_everything(tmp_path):
 
 def test_demo_refuses_other_settings_in_the_same_workdir(tmp_path, capsys):
     workdir = tmp_path / "demo"
-    assert main(["demo", "--workdir", str(workdir), "--size", "160", "--dates", "10", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=5"]) == 0
+    args = ["--size", "192", "--dates", "20", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=5"]
+    assert main(["demo", "--workdir", str(workdir), *args]) == 0
     capsys.readouterr()
-    code = main(["demo", "--workdir", str(workdir), "--size", "192", "--dates", "10"])
+    code = main(["demo", "--workdir", str(workdir), "--size", "192", "--dates", "16"])
     err = capsys.readouterr().err
     assert code != 0 and "--overwrite" in err and len(err.strip().splitlines()) == 1

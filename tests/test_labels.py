@@ -10,7 +10,8 @@ import pytest
 import rasterio
 from conftest import TINY_CRS, make_tiny_cube
 from rasterio.transform import from_origin
-from sarcube.datacube import labels, sar, schema, staging
+from sarcube.datacube import labels, sar, schema, staging, store
+from sarcube.datacube.label_events import label_events
 from sarcube.pipelines.add_layer import add_layer
 from shapely.geometry import box
 
@@ -60,6 +61,42 @@ def test_dated_polygon_in_wgs84_lands_on_its_cells_and_pairs(tmp_path):
     assert info["per_pair"] == [1, 1, 1, 0]
     params = json.loads(label.attrs[schema.ATTR_PARAMETERS])
     assert params["source"] == "debris.geojson" and params["date_field"] == "date"
+
+
+def test_add_layer_records_the_events_burnt_into_each_pair(tmp_path):
+    from sarcube.pipelines.cli import main
+
+    cube = tmp_path / "c.zarr"
+    store.write_cube(cube_with_pairs(), cube)
+    square, far = cells(2, 6, 3, 8), cells(10, 12, 20, 25)
+    dates = ["2020-01-03", "2020-01-08", "2019-12-20", "2020-01-09"]
+    geoms = [square, far, square, cells(11, 13, 24, 26)]
+    ids = ["a1", "a2", "a3", "a2"]
+    path = write_polygons(tmp_path / "d.geojson", geoms, TINY_CRS, date=dates, event_id=ids, name=list("pqrs"))
+    add_layer(cube, labels=path, date_field="date")
+    events = label_events(schema.open_cube(cube)[schema.LABEL])
+    # pairs (Jan 1, Jan 7] o15, (Jan 4, Jan 10] o66, (Jan 7, Jan 13] o15, (Jan 10, Jan 16] o66; a3 is in none;
+    # the two polygons of a2 are one event, its box covers both
+    assert events is not None and events.id_field == "event_id"
+    assert events.pairs == (("a1",), ("a2",), ("a2",), ())
+    assert events.boxes == {"a1": (2, 6, 3, 8), "a2": (10, 13, 20, 26)}
+    # an `id` field, an explicit --id-field, else the feature index
+    ds = cube_with_pairs()
+    with_id = write_polygons(tmp_path / "i.geojson", geoms, TINY_CRS, date=dates, id=[7, 8, 9, 10])
+    assert label_events(labels.rasterize_labels(ds, with_id, date_field="date")[0]).pairs[1] == ("8", "10")
+    named = label_events(labels.rasterize_labels(ds, path, date_field="date", id_field="name")[0])
+    assert named.id_field == "name" and named.pairs[1] == ("q", "s")
+    plain = write_polygons(tmp_path / "p.geojson", geoms, TINY_CRS, date=dates)
+    assert label_events(labels.rasterize_labels(ds, plain, date_field="date")[0]).pairs[:2] == (("0",), ("1", "3"))
+    with pytest.raises(InputError, match=r"d\.geojson.*no field 'nope'.*--id-field"):
+        labels.rasterize_labels(ds, path, date_field="date", id_field="nope")
+    with pytest.raises(InputError, match="--id-field.*--date-field"):
+        labels.rasterize_labels(ds, path, id_field="name")
+    # static labels hold no events; the CLI takes --id-field
+    assert label_events(labels.rasterize_labels(make_tiny_cube(), path)[0]) is None
+    args = ["add-layer", str(cube), "--labels", str(path), "--date-field", "date", "--id-field", "name", "--overwrite"]
+    assert main(args) == 0
+    assert label_events(schema.open_cube(cube)[schema.LABEL]).pairs[2] == ("q", "s")
 
 
 def test_date_on_activity_day_boundary(tmp_path):

@@ -10,9 +10,12 @@ No torch here (``pipelines/loaders.py`` is the torch seam). The flow ``train`` r
 2. :func:`chip_counts` counts positive and labelled pixels per chip of a
    :class:`ChipSpec` grid from a coarsened label map: no chip is loaded to be
    selected. (:mod:`.chip_grid`)
-3. :func:`make_split` assigns spatial tiles (aligned to the chip grid) and
-   held-out pairs to train/val/test, as a :class:`SplitPlan` (``split.json``);
-   :func:`split_mask` gives a pair's pixels in a split for ``evaluate``. (:mod:`.splits`)
+3. :func:`make_split` assigns spatial tiles (aligned to the chip grid) or
+   held-out time windows (every pair of every orbit overlapping them, with a
+   purge gap; :mod:`.windows`) to train/val/test, as a :class:`SplitPlan`
+   (``split.json``, with each split's pairs and label events);
+   :func:`check_split` refuses one label event in two splits; :func:`split_mask`
+   gives a pair's pixels in a split for ``evaluate``. (:mod:`.splits`)
 4. :func:`chip_table` keeps only chips that lie fully inside one tile,
    :func:`select` applies a policy per split, :func:`check_selection` refuses
    empty splits, :func:`train_statistics` computes mean/std over the training
@@ -84,15 +87,19 @@ from sarcube.datacube.chips.selection import (
 )
 from sarcube.datacube.chips.splits import (
     EXCLUDED,
+    EXCLUDED_NAME,
     SPLIT_PAIRS,
     SPLIT_TILES,
     SPLITS,
     TEST,
     TRAIN,
     VAL,
+    VAL_TILES,
     SplitPlan,
     SplitSpec,
+    check_split,
     make_split,
+    split_events,
     split_mask,
 )
 
@@ -101,6 +108,7 @@ __all__ = [
     "EXCLUDED",
     "ORBITAL_TAKES",
     "ORBIT_AUTO",
+    "EXCLUDED_NAME",
     "POLICIES",
     "POLICY_ALL",
     "POLICY_BALANCED",
@@ -120,6 +128,7 @@ __all__ = [
     "TEST",
     "TRAIN",
     "VAL",
+    "VAL_TILES",
     "Block",
     "ChannelSpec",
     "ChipSpec",
@@ -136,6 +145,7 @@ __all__ = [
     "chip_counts",
     "chip_origins",
     "chip_table",
+    "check_split",
     "cube_id",
     "cut_chips",
     "gather_batch",
@@ -151,6 +161,7 @@ __all__ = [
     "run_orbit",
     "sample_pairs",
     "select",
+    "split_events",
     "split_mask",
     "time_indices",
     "train_statistics",

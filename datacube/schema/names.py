@@ -126,6 +126,9 @@ ATTR_RUN = "run"
 ATTR_TTA = "tta"
 #: JSON list of the pairs a prediction holds ("<reference time>/<activity time>", ISO seconds)
 ATTR_PREDICTED_PAIRS = "predicted_pairs"
+#: attr of a per-pair ``label`` (JSON): the label events (dated polygons) burnt into each pair, and each
+#: event's pixel box on the grid (``sarcube.datacube.label_events``)
+ATTR_LABEL_EVENTS = "label_events"
 
 # --- storage -----------------------------------------------------------------
 CHUNK_YX = 512

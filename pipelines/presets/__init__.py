@@ -208,7 +208,7 @@ def _compose(raw: dict[str, Any], name: str, profile: str | None, source: str) -
 
 
 def _held_out(value: Any) -> Any:
-    """split.test / split.val as 'last'/'first' or a tuple of pair indices/dates (text)."""
+    """split.test / split.val as 'last'/'first'/'tiles' or a tuple of pair indices, dates, START/END ranges (text)."""
     if isinstance(value, str):
         return value
     if isinstance(value, list | tuple):
