@@ -401,7 +401,7 @@ def results_markdown(result: DemoResult, settings: DemoSettings) -> str:
     ev = result.evaluation
     ds = schema.open_cube(result.cube)
     cols = ev["columns"]
-    from sarcube.pipelines.evaluate import COLUMNS
+    from sarcube.pipelines.scoring import COLUMNS
 
     header = "| Method | " + " | ".join(COLUMNS[c][0] for c in cols) + " |"
     rule = "|---|" + "---:|" * len(cols)

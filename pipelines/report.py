@@ -252,7 +252,7 @@ def _evaluation(
     storage_options: Mapping[str, Any] | None,
 ) -> dict[str, Any] | None:
     """The evaluation table: from an ``evaluate`` JSON if given, else scored now where the cube has labels."""
-    from sarcube.pipelines.evaluate import COLUMNS  # TODO(#13): lower layer
+    from sarcube.pipelines.scoring import COLUMNS
 
     if evaluation is not None:
         path = Path(evaluation)
@@ -260,14 +260,14 @@ def _evaluation(
             raise InputError(f"evaluation file {str(path)!r} does not exist: write it with `sarcube evaluate --out`")
         result = json.loads(path.read_text())
     elif schema.LABEL in ds.data_vars:
-        from sarcube.pipelines.evaluate import evaluate  # TODO(#13): lower layer
+        from sarcube.pipelines.scoring import score_predictions
 
         if not ds[name].attrs.get(schema.ATTR_RUN):  # scores need the run's split: say so without loading torch
             note = (f"not evaluated: {name!r} records no {schema.ATTR_RUN!r} (the run whose split it is scored on); "
                     "pass --evaluation with the JSON of `sarcube evaluate`")
             return {"columns": [], "rows": [], "note": note}
         try:
-            result = evaluate(cube, [name], storage_options=storage_options)
+            result = score_predictions(cube, [name], storage_options=storage_options)
         except SarcubeError as err:
             return {"columns": [], "rows": [], "note": f"not evaluated: {err}"}
     else:
