@@ -13,7 +13,8 @@ Modules, in the order data flows through them:
   signed at read time), ``retry``, ``redaction`` (secrets and local paths)
 - layers: ``sar`` (pairs, change, ratios, event means), ``terrain`` (slope,
   aspect, curvature, release), ``par`` (potential angle of reach), ``labels``
-  (polygons and rasters onto the grid), ``composite`` (the R/G/B change composite)
+  (polygons and rasters onto the grid), ``label_events`` (which events each
+  pair's labels hold), ``composite`` (the R/G/B change composite)
 - storage: ``store`` (every write, all-or-nothing), ``staging`` (staged arrays
   and resume), ``zarrio`` (stores on disk or fsspec), ``cog`` (GeoTIFF writer)
 - learning and products: ``chips`` (channels, splits, selection, blocks),
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # what the lazy table below resolves, for readers and type ch
         composite,
         dates,
         grid,
+        label_events,
         labels,
         load,
         par,
@@ -70,6 +72,7 @@ _MODULES = (
     "composite",
     "dates",
     "grid",
+    "label_events",
     "labels",
     "load",
     "par",
@@ -122,6 +125,7 @@ __all__ = [
     "event_means",
     "grid",
     "grid_for",
+    "label_events",
     "labels",
     "load",
     "make_pairs",

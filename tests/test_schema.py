@@ -188,9 +188,11 @@ def test_no_variable_name_literals_outside_schema():
                 and isinstance(node.body[0], ast.Expr)
                 and isinstance(node.body[0].value, ast.Constant)
             }
+            # the package's lazy table names its modules, one of which (``par``) shares a contract name
+            modules = {m.stem for m in path.parent.iterdir()} if path.name == "__init__.py" else set()
             for node in ast.walk(tree):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-                    if node.value in literals:
+                    if node.value in literals and node.value not in modules:
                         offenders.append(f"{path.relative_to(REPO)}:{node.lineno} {node.value!r}")
     assert not offenders, "contract names spelled outside schema:\n" + "\n".join(offenders)
 
