@@ -102,9 +102,11 @@ class TrainConfig:
     early_stopping: int = 0
     #: validation metric that picks best.pt: f1, auprc, iou, accuracy, balanced_accuracy
     metric: str = "f1"
-    #: probability threshold for the binary maps
+    #: probability threshold for the binary maps (the paper's; replaced by the tuned one with ``tune_threshold``)
     threshold: float = 0.5
-    #: tune the threshold on the validation split (VAE reconstruction error, baseline)
+    #: tune the operating point on the validation split: the VAE's reconstruction-error threshold, the
+    #: baseline's settings, a network's probability threshold (best ``metric``; F1 for iou/auprc) each epoch,
+    #: so best.pt is chosen and predicts at its own threshold
     tune_threshold: bool = False
     #: DataLoader workers (0 = in the main process)
     num_workers: int = 2

@@ -9,7 +9,10 @@ labels (N, H, W) of 0/1/255 and the chips' ids.
 Per task: ``segmentation`` trains every labelled pixel, ``classification`` a
 chip label (:func:`chip_targets`), ``anomaly`` the VAE's reconstruction (its
 score threshold is tuned on validation), ``baseline`` nothing (its detection
-threshold is tuned on validation).
+threshold is tuned on validation). With ``train.tune_threshold`` a segmentation or
+classification network picks its probability threshold on validation every epoch
+(:func:`operating_point`): an uncalibrated network is scored, selected and later
+thresholded at its own operating point, not at an arbitrary 0.5.
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ import numpy as np
 import torch
 from sarcube.models import losses, metrics, probability
 from sarcube.models.baseline import tune_threshold
-from sarcube.models.config import TASK_ANOMALY, TASK_BASELINE, TASK_CLASSIFICATION, TrainingConfig
+from sarcube.models.config import (
+    TASK_ANOMALY,
+    TASK_BASELINE,
+    TASK_CLASSIFICATION,
+    TASK_SEGMENTATION,
+    TrainingConfig,
+)
 from sarcube.models.device import autocast_context
 from sarcube.models.vae import anomaly_score
 
@@ -34,6 +43,8 @@ from sarcube.errors import InputError, TrainingDataError
 POSITIVE_LABEL = 1
 #: epoch seeds are ``seed * EPOCH_SEED_STRIDE + epoch``: runs with neighbouring seeds never share an epoch's draws
 EPOCH_SEED_STRIDE = 100_003
+#: a tuned probability threshold stays this far inside (0, 1)
+THRESHOLD_MARGIN = 1e-6
 
 #: a batch: inputs, labels and chip ids
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -70,15 +81,19 @@ def compute_loss(
 def validate(
     model: torch.nn.Module, batches: Iterable[Batch], config: TrainingConfig, device: torch.device, max_steps: int = 0
 ) -> tuple[float, float, dict[str, Any]]:
-    """Validation loss, metric and details; for the VAE and the baseline also tunes the threshold.
+    """Validation loss, metric and details; tunes the operating point with ``train.tune_threshold``.
 
     ``max_steps`` caps the batches (0 = all). The details hold what was tuned:
-    ``score_threshold`` (VAE, also stored in the model) or every tuned setting of the baseline.
+    ``score_threshold`` (VAE, also stored in the model), every tuned setting of the
+    baseline, or a network's probability ``threshold`` (:func:`operating_point`); the
+    metric returned is then the one at that threshold, so the checkpoint choice uses
+    the operating point the run will predict with.
     """
     task, metric = config.model.task, config.train.metric
     model.eval()
     total, n = 0.0, 0
     acc = metrics.MetricAccumulator(threshold=config.train.threshold, objects=False, auprc=metric == "auprc")
+    tune = config.train.tune_threshold and task in (TASK_SEGMENTATION, TASK_CLASSIFICATION)
     scores: list[np.ndarray] = []
     targets: list[np.ndarray] = []
     xs: list[torch.Tensor] = []
@@ -101,9 +116,14 @@ def validate(
             continue
         prob = probability(model, out).float()
         if task == TASK_CLASSIFICATION:
-            acc.update(prob.cpu().numpy(), chip_targets(y, config.min_positive_pixels).cpu().numpy())
+            p, t = prob.cpu().numpy(), chip_targets(y, config.min_positive_pixels).cpu().numpy()
         else:
-            acc.update(prob[:, 0].cpu().numpy(), y.cpu().numpy())
+            p, t = prob[:, 0].cpu().numpy(), y.cpu().numpy()
+        acc.update(p, t)
+        if tune:
+            keep = (t != losses.IGNORE_INDEX) & np.isfinite(p)
+            scores.append(p[keep])
+            targets.append(t[keep] == POSITIVE_LABEL)
     details: dict[str, Any] = {}
     if task == TASK_BASELINE:
         x, y = torch.cat(xs), torch.cat(ys)
@@ -119,7 +139,27 @@ def validate(
         model.set_threshold(max(threshold, 1e-12))
         details["score_threshold"] = threshold
         return val_loss, value, details
+    if tune and scores:
+        s, t = np.concatenate(scores), np.concatenate(targets)
+        if t.any():
+            threshold, at_threshold = operating_point(s, t, metric)
+            details["threshold"] = threshold
+            if metric != "auprc":  # a threshold-free score stays as it is
+                return val_loss, float(at_threshold[metric]), details
     return val_loss, float(acc.compute()[metric]), details
+
+
+def operating_point(scores: np.ndarray, truth: np.ndarray, metric: str) -> tuple[float, dict[str, Any]]:
+    """The probability threshold that maximises ``metric`` on validation scores, and every pixel score there.
+
+    ``iou`` is a monotone function of F1 (IoU = F1 / (2 - F1)) and ``auprc`` has no
+    threshold: both are served by the threshold of best F1, the maps' operating point.
+    The threshold is kept strictly inside (0, 1), where a prediction's ``threshold`` lies.
+    """
+    tuned_on = metric if metric in metrics.THRESHOLD_METRICS else "f1"
+    threshold, _ = metrics.best_threshold(scores, truth.astype(np.uint8), metric=tuned_on)
+    threshold = float(np.clip(threshold, THRESHOLD_MARGIN, 1.0 - THRESHOLD_MARGIN))
+    return threshold, metrics.pixel_scores(scores, truth.astype(np.uint8), threshold)
 
 
 # --- optimiser and schedule -------------------------------------------------------
@@ -321,6 +361,7 @@ __all__ = [
     "fit",
     "make_optimizer",
     "make_scheduler",
+    "operating_point",
     "step_scheduler",
     "train_epoch",
     "validate",

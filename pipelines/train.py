@@ -138,7 +138,7 @@ def _run_info(
         input_size=p.augment.crop or p.chips.size,
         norm_mean=runs.as_floats(data.mean),
         norm_std=runs.as_floats(data.std),
-        threshold=float(p.train.threshold),
+        threshold=float(details.get("threshold", p.train.threshold)),  # tuned on validation, else the preset's
         metric=p.train.metric,
         best_metric=float(metric_value),
         split=data.plan.to_json(),
