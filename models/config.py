@@ -126,10 +126,11 @@ class TrainConfig:
     early_stopping: int = 0
     #: validation metric that picks best.pt: f1, auprc, iou, accuracy, balanced_accuracy
     metric: str = "f1"
-    #: probability threshold for the binary maps
+    #: probability threshold for the binary maps (the paper's; replaced by the tuned one with ``tune_threshold``)
     threshold: float = 0.5
-    #: tune the threshold on the validation split: the VAE's reconstruction error (always), the baseline's
-    #: k (maps) or detected-pixel count (patches), a patch classifier's probability (otherwise ``threshold``)
+    #: tune the operating point on the validation split: the VAE's reconstruction error (always), the baseline's
+    #: k (maps) or detected-pixel count (patches), a network's probability threshold (best ``metric``; F1 for
+    #: iou/auprc) every epoch, so best.pt is chosen at, and predicts with, its own threshold
     tune_threshold: bool = False
     #: DataLoader workers (0 = in the main process)
     num_workers: int = 2

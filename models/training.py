@@ -7,13 +7,15 @@ metrics, plots). A batch is ``(x, y, chip_ids)``: inputs (N, C, [T,] H, W),
 labels (N, H, W) of 0/1/255 and the chips' ids.
 
 Per task: ``segmentation`` trains every labelled pixel, ``classification`` a
-chip label (:func:`chip_targets`; its probability threshold is tuned on
-validation with ``train.tune_threshold``), ``anomaly`` the VAE's
+chip label (:func:`chip_targets`), ``anomaly`` the VAE's
 reconstruction (its score threshold is tuned on validation), ``baseline``
 nothing (its detection threshold is tuned on validation: ``k`` for a map, the
 count of detected pixels for ``model.level: patch``, Sinha et al.'s rule).
 Patch models (classification, anomaly, patch baseline) are validated per
 chip, on the centre crop the validation stream cuts, as ``evaluate`` scores them.
+With ``train.tune_threshold`` a segmentation or classification network picks its
+probability threshold on validation every epoch: an uncalibrated network is scored,
+selected and later thresholded at its own operating point, not at an arbitrary 0.5.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sarcube.models.config import (
     TASK_ANOMALY,
     TASK_BASELINE,
     TASK_CLASSIFICATION,
+    TASK_SEGMENTATION,
     TrainingConfig,
 )
 from sarcube.models.device import autocast_context
@@ -94,6 +97,7 @@ def validate(
     model.eval()
     total, n = 0.0, 0
     acc = metrics.MetricAccumulator(threshold=config.train.threshold, objects=False, auprc=metric == "auprc")
+    tune = config.train.tune_threshold and task in (TASK_SEGMENTATION, TASK_CLASSIFICATION)
     scores: list[np.ndarray] = []
     targets: list[np.ndarray] = []
     xs: list[torch.Tensor] = []
@@ -116,11 +120,14 @@ def validate(
             continue
         prob = probability(model, out).float()
         if task == TASK_CLASSIFICATION:
-            scores.append(prob.cpu().numpy())
-            targets.append(chip_targets(y, config.min_positive_pixels).cpu().numpy())
-            acc.update(scores[-1], targets[-1])
+            p, t = prob.cpu().numpy(), chip_targets(y, config.min_positive_pixels).cpu().numpy()
         else:
-            acc.update(prob[:, 0].cpu().numpy(), y.cpu().numpy())
+            p, t = prob[:, 0].cpu().numpy(), y.cpu().numpy()
+        acc.update(p, t)
+        if tune:  # every scored pixel (or chip) for the operating point
+            keep = (t != losses.IGNORE_INDEX) & np.isfinite(p)
+            scores.append(p[keep])
+            targets.append(t[keep])
     details: dict[str, Any] = {}
     if task == TASK_BASELINE and config.model.prediction_level == LEVEL_PATCH:
         return _validate_patch_baseline(model, torch.cat(xs), torch.cat(ys), config)
@@ -138,7 +145,7 @@ def validate(
         model.set_threshold(max(threshold, 1e-12))
         details["score_threshold"] = threshold
         return val_loss, value, details
-    if task == TASK_CLASSIFICATION and config.train.tune_threshold:
+    if tune and scores and np.concatenate(targets).any():
         s, t = np.concatenate(scores), np.concatenate(targets)
         threshold, _ = metrics.best_threshold(s, t, metric=_threshold_metric(metric))
         details["threshold"] = min(max(threshold, THRESHOLD_MARGIN), 1.0 - THRESHOLD_MARGIN)

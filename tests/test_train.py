@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -240,3 +242,44 @@ def test_orbit_presets_end_to_end_on_the_two_orbit_scene(tmp_path, hazard, prese
     np.testing.assert_allclose(x[0], np.nan_to_num((raw - mean) / std), rtol=1e-5, atol=1e-5)
     result = evaluate(cube, [name], out_json=tmp_path / "evaluation.json")
     assert result["predictions"][name]["n_scored"] > 0
+
+
+class _Uncalibrated(torch.nn.Module):
+    """Logit = first input channel - 3: ranks pixels perfectly, yet no probability reaches 0.5."""
+
+    output_kind = "logit"
+
+    def forward(self, x):
+        return x[:, :1] - 3.0
+
+
+def test_the_operating_point_is_tuned_on_validation():
+    from sarcube.models.metrics import pixel_scores
+    from sarcube.models.training import validate
+
+    gen = torch.Generator().manual_seed(0)
+    y = (torch.rand(4, 8, 8, generator=gen) < 0.2).to(torch.uint8)
+    y[0, 0, 0] = 255  # ignored
+    x = torch.cat([y.float()[:, None] + 0.1 * torch.rand(4, 1, 8, 8, generator=gen), torch.zeros(4, 1, 8, 8)], 1)
+    batches = [(x, y, torch.arange(4))]
+    p = load_preset("avalanche-fcn", "cpu-demo")
+    fixed = p.training
+    tuned_cfg = dataclasses.replace(fixed, train=dataclasses.replace(fixed.train, tune_threshold=True))
+    fixed = dataclasses.replace(fixed, train=dataclasses.replace(fixed.train, tune_threshold=False))
+    _, at_half, details = validate(_Uncalibrated(), batches, fixed, torch.device("cpu"))
+    assert at_half == 0.0 and "threshold" not in details
+    _, tuned, details = validate(_Uncalibrated(), batches, tuned_cfg, torch.device("cpu"))
+    prob = torch.sigmoid(x[:, 0] - 3.0)
+    assert tuned == 1.0 and prob[y == 0].max() < details["threshold"] <= prob[y == 1].min() < 0.5
+    assert pixel_scores(prob.numpy(), y.numpy(), details["threshold"])["f1"] == tuned
+
+
+def test_a_tuned_run_stores_and_predicts_its_threshold(cube, fcn_run):
+    from sarcube.pipelines.predict import predict
+
+    assert load_preset("avalanche-fcn", "cpu-demo").train.tune_threshold  # the cpu-demo profile tunes
+    assert not load_preset("avalanche-fcn").train.tune_threshold  # the paper's network thresholds at 0.5
+    info = runs.load_run(fcn_run).info
+    assert 0.0 < info.threshold < 1.0 and info.threshold == info.extra["threshold"]
+    name = predict(cube, fcn_run, name="tuned", pairs=[0], tta=False, overwrite=True)
+    assert schema.open_cube(cube)[name].attrs[schema.ATTR_THRESHOLD] == pytest.approx(info.threshold)
