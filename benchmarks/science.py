@@ -16,6 +16,7 @@ seed:
     python benchmarks/science.py --seeds 5 --size 768
     python benchmarks/science.py --only avalanche-fcn    # one comparison
     python benchmarks/science.py --json results.json     # every per-seed metric as well
+    python benchmarks/science.py --markdown results.md   # the README's Results tables
 
 Comparisons (paper numbers are for real data; synthetic data shows whether the
 method works as the paper describes, not what it scores on Sentinel-1 scenes):
@@ -61,16 +62,42 @@ class Comparison:
     baseline_overrides: tuple[str, ...] = ()
 
 
+PIXEL = ("f1", "auprc", "object_tp", "object_fn", "object_fp")
+#: per-patch scores: the balanced test set (Sinha Tab. I) first, then the unbalanced one (every test patch)
+PATCH = ("balanced.accuracy", "balanced.balanced_accuracy", "balanced.f1", "unbalanced.balanced_accuracy",
+         "unbalanced.f1")
+
 COMPARISONS = (
-    Comparison("avalanche-fcn", "avalanche-fcn", "baseline", "avalanche", ("f1", "auprc", "object_tp", "object_fn", "object_fp"),
-               "F1 66.6 vs 38.1 (Bianchi Tab. I)"),
-    Comparison("avalanche-fcn-concat", "avalanche-fcn-concat", "baseline", "avalanche", ("f1", "auprc", "object_tp", "object_fn", "object_fp"),
+    Comparison("avalanche-fcn", "avalanche-fcn", "baseline", "avalanche", PIXEL, "F1 66.6 vs 38.1 (Bianchi Tab. I)"),
+    Comparison("avalanche-fcn-concat", "avalanche-fcn-concat", "baseline", "avalanche", PIXEL,
                "F1 65.4 (Bianchi Tab. II, PAR concatenated)"),
-    Comparison("avalanche-fcn-nopar", "avalanche-fcn", "baseline", "avalanche", ("f1", "auprc", "object_tp", "object_fn", "object_fp"),
+    Comparison("avalanche-fcn-nopar", "avalanche-fcn", "baseline", "avalanche", PIXEL,
                "F1 65.2 (Bianchi Tab. II, no PAR)",
                overrides=("inputs.channels=[vv_diff, vh_diff, vvvh, slope]", "model.name=unet",
-                          "model.params={base_channels: 16, depth: 4, dropout: 0.4, bilinear: true}")),
+                          "model.params={base_channels: 8, depth: 4, dropout: 0.4, bilinear: true}")),
+    Comparison("avalanche-cnn", "avalanche-cnn", "baseline-patch", "avalanche", PATCH,
+               "accuracy 90.0 vs 73.9 (Sinha Tab. I, balanced test)"),
+    # the VAE's chips are 64 px without a crop: its baseline is scored on the same patches
+    Comparison("avalanche-vae", "avalanche-vae", "baseline-patch", "avalanche",
+               ("balanced.balanced_accuracy", "balanced.f1", "balanced.accuracy", "unbalanced.balanced_accuracy",
+                "unbalanced.f1"),
+               "balanced accuracy of the VAE paper (real data)",
+               baseline_overrides=("chips.size=64", "augment.crop=0")),
+    Comparison("landslide-unet", "landslide-unet", "baseline-landslide", "landslide", ("auprc", "f1", "iou"),
+               "AUPRC 0.78 at k=2 with DEM (landslide-datacube Fig. 4; chance 0.09)"),
+    Comparison("glacier-3dconv", "glacier-3dconv", "baseline-glacier", "glacier", ("iou", "f1"),
+               "IoU 0.964 (glacier-timeseries Tab. 1)"),
+    Comparison("glacier-convlstm", "glacier-convlstm", "baseline-glacier", "glacier", ("iou", "f1"),
+               "IoU 0.964 (glacier-timeseries Tab. 1)"),
 )
+
+
+def metric_of(result: dict, key: str) -> float:
+    """``evaluate``'s value of ``key`` for one prediction; ``set.metric`` reads a patch test set."""
+    if "." in key:
+        test_set, key = key.split(".", 1)
+        result = result.get("test_sets", {}).get(test_set, {})
+    return float(result.get(key, float("nan")))
 
 
 @dataclass
@@ -79,23 +106,30 @@ class SeedResult:
     #: comparison name -> {"method": metrics, "baseline": metrics}
     scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     seconds: float = 0.0
+    size: int = 0
 
 
 def _cube_for(hazard: str, seed: int, size: int, workdir: Path) -> Path:
-    """Write the hazard's synthetic scene for ``seed`` and turn it into a cube with features and labels."""
+    """Write the hazard's synthetic scene for ``seed`` and turn it into a cube with the features its presets read."""
     from sarcube.datacube.synthetic import read_demo_manifest, write_demo_catalog
     from sarcube.pipelines.add_layer import add_layer
     from sarcube.pipelines.build import build
     from sarcube.pipelines.features import features
 
-    if hazard != "avalanche":
-        raise ValueError(f"no cube recipe for hazard {hazard!r} yet")
     catalog, cube = workdir / f"{hazard}-catalog", workdir / f"{hazard}.zarr"
+    if catalog.exists():
+        shutil.rmtree(catalog)
     write_demo_catalog(catalog, seed=seed, size=size, hazard=hazard)
     m = read_demo_manifest(catalog)
     build(m.bbox_lonlat, m.start, m.end, cube, catalog=str(m.catalog), resolution=m.resolution, overwrite=True)
-    features(cube, pairs=True, terrain=True, par=True, ratio=False, overwrite=True)
-    add_layer(cube, labels=m.labels, date_field="date", monitored=None, overwrite=True)
+    if hazard == "avalanche":
+        summer = f"{m.summer[0]}/{m.summer[1]}"  # the snow-free reference of the patch presets' VV* ratio
+        features(cube, pairs=True, terrain=True, par=True, ratio=True, summer=summer, overwrite=True)
+        add_layer(cube, labels=m.labels, date_field="date", monitored=None, overwrite=True)
+    else:  # landslide: event means of k=2 acquisitions per orbit; glacier: terrain only, the series is vv
+        event = {"event_date": m.event_date, "k": 2} if hazard == "landslide" else {}
+        features(cube, pairs=False, par=False, overwrite=True, **event)
+        add_layer(cube, labels=m.labels, overwrite=True)
     return cube
 
 
@@ -108,15 +142,16 @@ def _train_predict(cube: Path, preset: str, run: Path, overrides: Sequence[str],
     train(cube, preset, run, profile=PROFILE, overrides=list(overrides), seed=seed)
     split = json.loads((run / "split.json").read_text())
     test_pairs = sorted(int(k) for k, v in split.get("pair_split", {}).items() if v == "test")
-    return predict(cube, run, name=name, pairs=test_pairs or "all", tta=not preset.startswith("baseline"),
-                   overwrite=True)
+    # no test-time augmentation for any method: the baselines are dihedral-equivariant, and every
+    # network is then scored as it was validated (one pass), at an eighth of the cost
+    return predict(cube, run, name=name, pairs=test_pairs or "all", tta=False, overwrite=True)
 
 
 def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: Path) -> SeedResult:
     from sarcube.pipelines.evaluate import evaluate
 
     t0 = time.perf_counter()
-    out = SeedResult(seed)
+    out = SeedResult(seed, size=size)
     cubes: dict[str, Path] = {}
     baselines: dict[tuple[str, str, tuple[str, ...]], str] = {}
     for c in comparisons:
@@ -130,8 +165,8 @@ def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: P
         ev = evaluate(cube, [pred, baselines[key]], split="test")
         got = ev["predictions"]
         out.scores[c.name] = {
-            "method": {m: float(got[pred].get(m, float("nan"))) for m in c.metrics},
-            "baseline": {m: float(got[baselines[key]].get(m, float("nan"))) for m in c.metrics},
+            "method": {m: metric_of(got[pred], m) for m in c.metrics},
+            "baseline": {m: metric_of(got[baselines[key]], m) for m in c.metrics},
         }
         print(f"seed {seed} {c.name}: " + ", ".join(f"{m} {out.scores[c.name]['method'][m]:.3f} vs "
                                                   f"{out.scores[c.name]['baseline'][m]:.3f}" for m in c.metrics),
@@ -163,30 +198,73 @@ def summarise(results: Sequence[SeedResult], comparisons: Sequence[Comparison]) 
     return lines
 
 
+def _cell(values: Sequence[float], metric: str) -> str:
+    scale = 1.0 if _is_count(metric) else 100.0
+    mean = statistics.fmean(values) * scale
+    sd = statistics.stdev(values) * scale if len(values) > 1 else 0.0
+    return f"{mean:.1f} ± {sd:.1f}"
+
+
+def markdown(results: Sequence[SeedResult], comparisons: Sequence[Comparison], size: int) -> str:
+    """The README's Results tables: one per hazard, each method and its baseline, mean ± sd over seeds."""
+    out = [f"<!-- written by benchmarks/science.py: {len(results)} seeds, {size} px scenes, profile {PROFILE} -->"]
+    for hazard in dict.fromkeys(c.hazard for c in comparisons):
+        rows = [c for c in comparisons if c.hazard == hazard]
+        for columns in dict.fromkeys(c.metrics for c in rows):
+            group = [c for c in rows if c.metrics == columns]
+            out += ["", f"**{hazard}** ({len(results)} seeds, mean ± sd, %; object counts per test split)", ""]
+            out.append("| method | " + " | ".join(columns) + " | paper (real data) |")
+            out.append("|---" * (len(columns) + 2) + "|")
+            shown: set[str] = set()
+            for c in group:
+                for side, label in (("baseline", c.baseline), ("method", c.name)):
+                    if label in shown:
+                        continue
+                    shown.add(label)
+                    cells = [_cell([r.scores[c.name][side][m] for r in results if c.name in r.scores], m)
+                             for m in columns]
+                    out.append(f"| {label} | " + " | ".join(cells) + f" | {c.paper if side == 'method' else ''} |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...); default 3")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds; default 3")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here (default 0: seeds 0, 1, ...)")
     parser.add_argument("--size", type=int, default=1024, help="scene side in pixels (20 m); default 1024")
     parser.add_argument("--only", action="append", default=[], help="run only this comparison (repeatable)")
     parser.add_argument("--json", type=Path, default=None, help="write every per-seed metric here")
     parser.add_argument("--workdir", type=Path, default=None, help="keep cubes and runs here (default: a temp dir)")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the README's Results tables here")
+    parser.add_argument(
+        "--summarise", type=Path, nargs="+", default=None, metavar="JSON",
+        help="run nothing: summarise the --json files of earlier runs (e.g. one per seed, run in parallel)",
+    )
     args = parser.parse_args(argv)
     chosen = [c for c in COMPARISONS if not args.only or c.name in args.only]
     if not chosen:
         parser.error(f"--only {args.only}: choose from {[c.name for c in COMPARISONS]}")
-    results = []
-    with tempfile.TemporaryDirectory(prefix="sarcube-science-") as tmp:
-        for seed in range(args.seeds):
-            workdir = (args.workdir or Path(tmp)) / f"seed{seed}"
-            workdir.mkdir(parents=True, exist_ok=True)
-            results.append(run_seed(seed, args.size, chosen, workdir))
-    print(f"# {args.seeds} seeds, {args.size} px scenes, profile {PROFILE}; mean +- sd over seeds")
+    if args.summarise:
+        results = [SeedResult(**r) for f in args.summarise for r in json.loads(f.read_text())]
+        size = {r.get("size", args.size) for f in args.summarise for r in json.loads(f.read_text())}
+        args.size = size.pop() if len(size) == 1 else args.size
+        chosen = [c for c in chosen if any(c.name in r.scores for r in results)]
+    else:
+        results = []
+        with tempfile.TemporaryDirectory(prefix="sarcube-science-") as tmp:
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
+                workdir = (args.workdir or Path(tmp)) / f"seed{seed}"
+                workdir.mkdir(parents=True, exist_ok=True)
+                results.append(run_seed(seed, args.size, chosen, workdir))
+    print(f"# {len(results)} seeds, {args.size} px scenes, profile {PROFILE}; mean +- sd over seeds")
     for c in chosen:
         print(f"# {c.name} vs {c.baseline} on {c.hazard}; paper: {c.paper}")
     for line in summarise(results, chosen):
         print(line)
+    if args.markdown is not None:
+        args.markdown.write_text(markdown(results, chosen, args.size))
     if args.json is not None:
-        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=1))
+        args.json.write_text(json.dumps([{**r.__dict__, "size": r.size or args.size} for r in results], indent=1))
     return 0
 
 

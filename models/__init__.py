@@ -19,6 +19,7 @@ name               builder                     input                            
 ``unet3d``         :class:`UNet3D`             (N, C, T, H, W)                  (N, 1, H, W) logits
 ``convlstm_unet``  :class:`ConvLSTMUNet`       (N, C, T, H, W)                  (N, 1, H, W) logits
 ``baseline``       :class:`BaselineDetector`   (N, C, H, W), dB differences     (N, 1, H, W) in [0, 1]
+``threshold``      :class:`ThresholdBaseline`  (N, C[, T], H, W), dB            (N, 1, H, W) in [0, 1]
 =================  ==========================  ===============================  ==================
 
 Conventions: inputs are finite float tensors (fill NaN before; the VAE's scoring and
@@ -34,13 +35,14 @@ reconstruction error (>= 0.5 = anomalous), once ``set_threshold`` stored the thr
 tuned on validation data.
 
 Sub-modules: :mod:`~sarcube.models.registry` (the table above), :mod:`~sarcube.models.losses`,
-:mod:`~sarcube.models.metrics`, :mod:`~sarcube.models.baseline`, :mod:`~sarcube.models.inference`
+:mod:`~sarcube.models.metrics`, :mod:`~sarcube.models.baseline`, :mod:`~sarcube.models.baseline_pixel`, :mod:`~sarcube.models.inference`
 (windows, TTA, blending), :mod:`~sarcube.models.training` (the loop), :mod:`~sarcube.models.augment`,
 :mod:`~sarcube.models.config` (the config dataclasses), :mod:`~sarcube.models.device`.
 """
 
 from ._blocks import OUTPUT_LOGIT, OUTPUT_PROBABILITY, OUTPUT_TWO_CLASS, count_parameters
 from .baseline import BaselineDetector, TuneResult, tune_threshold
+from .baseline_pixel import ThresholdBaseline, tune_pixel_threshold
 from .device import autocast_context, pick_device
 from .patch_cnn import PatchCNN, load_vgg16_weights
 from .registry import (
@@ -71,6 +73,7 @@ __all__ = [
     "ParAttentionUNet",
     "PatchCNN",
     "ResNetUNet",
+    "ThresholdBaseline",
     "TuneResult",
     "UNet",
     "UNet3D",
@@ -87,5 +90,6 @@ __all__ = [
     "probability",
     "reconstruction_error",
     "score_to_probability",
+    "tune_pixel_threshold",
     "tune_threshold",
 ]

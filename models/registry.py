@@ -20,6 +20,7 @@ from sarcube.errors import InputError
 
 from ._blocks import OUTPUT_LOGIT, OUTPUT_PROBABILITY, OUTPUT_TWO_CLASS
 from .baseline import BaselineDetector
+from .baseline_pixel import ThresholdBaseline
 from .patch_cnn import PatchCNN
 from .resnet_unet import ResNetUNet
 from .temporal import ConvLSTMUNet, UNet3D
@@ -61,6 +62,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet3d": UNet3D,
     "convlstm_unet": ConvLSTMUNet,
     "baseline": BaselineDetector,
+    "threshold": ThresholdBaseline,
 }
 
 #: models whose input is a time series (N, C, T, H, W)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from sarcube.models import losses, metrics, probability
 from sarcube.models.baseline import tune_threshold
+from sarcube.models.baseline_pixel import ThresholdBaseline, tune_pixel_threshold
 from sarcube.models.config import (
     LEVEL_PATCH,
     TASK_ANOMALY,
@@ -134,7 +135,8 @@ def validate(
     if task == TASK_BASELINE:
         x, y = torch.cat(xs), torch.cat(ys)
         if config.train.tune_threshold:
-            result = tune_threshold(model, x, y, metric=metric if metric in metrics.THRESHOLD_METRICS else "f1")
+            tuner = tune_pixel_threshold if isinstance(model, ThresholdBaseline) else tune_threshold
+            result = tuner(model, x, y, metric=_threshold_metric(metric))
             details.update(result.values)  # every tuned setting, into the run's details
         acc.update(model(x)[:, 0].numpy(), y.numpy())
         return float("nan"), float(acc.compute()[metric]), details

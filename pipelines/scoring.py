@@ -3,7 +3,9 @@
 Not a step (steps never import each other).
 
 Each prediction is scored against the cube's ``label`` (255 ignored, NaN
-predictions ignored) on the split (``test`` by default) of the run that made
+predictions ignored, and on a pair's maps the pixels that one of its two
+acquisitions did not observe: radar shadow, layover, off-swath, where no method
+can see debris and an analyst labelling that image would not mark any) on the split (``test`` by default) of the run that made
 it: the run directory recorded in the prediction's ``run`` attribute holds
 ``split.json`` (tiles and held-out pairs); a split that puts one label event
 in two splits is refused. Only pairs the prediction holds are scored. Two
@@ -177,6 +179,15 @@ def _pair_arrays(ds: xr.Dataset, var: xr.DataArray, pair: int | None) -> tuple[n
     return prob, np.asarray(label_var.isel(lab_sel).values, dtype=np.uint8)
 
 
+def observed(ds: xr.Dataset, pair: int | None) -> np.ndarray | None:
+    """(y, x) bool: pixels both acquisitions of ``pair`` observed (finite VV); None for static maps."""
+    if pair is None or schema.VV not in ds.data_vars or schema.REFERENCE_TIME not in ds.coords:
+        return None
+    vv = ds[schema.VV]
+    ref, act = (ds[c].values[pair] for c in (schema.REFERENCE_TIME, schema.ACTIVITY_TIME))
+    return np.isfinite(vv.sel({schema.TIME: ref}).values) & np.isfinite(vv.sel({schema.TIME: act}).values)
+
+
 def patch_scores(
     ds: xr.Dataset, var: xr.DataArray, plan: chips.SplitPlan, split: str, rule: PatchRule, pairs: Sequence[int | None]
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -273,7 +284,8 @@ def _score_pixels(ds: xr.Dataset, var: xr.DataArray, plan: chips.SplitPlan, spli
         if not mask.any():
             continue
         prob, label = _pair_arrays(ds, var, p)
-        label = np.where(mask, label, schema.LABEL_UNKNOWN).astype(np.uint8)
+        seen = observed(ds, p)
+        label = np.where(mask if seen is None else mask & seen, label, schema.LABEL_UNKNOWN).astype(np.uint8)
         acc.update(prob, label)
         units += int(((label != schema.LABEL_UNKNOWN) & np.isfinite(prob)).sum())
         scored_pairs.append(-1 if p is None else int(p))

@@ -15,6 +15,7 @@ run would reach.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -254,10 +255,26 @@ def train(
     bar: Any = None
 
     def epoch_batches(epoch: int) -> Iterator[training.Batch]:
+        """``n_train`` batches: passes over the training chips, each reshuffled and augmented anew.
+
+        ``steps_per_epoch`` larger than one pass repeats the chips (a small split still
+        trains that many steps); pass ``r`` of an epoch draws with the epoch seed
+        ``epoch + r * epochs``, which no other epoch's first pass uses.
+        """
         nonlocal bar
-        train_stream.set_epoch(epoch)
-        with tqdm(train_loader, total=n_train, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", leave=False) as bar:
-            yield from bar
+        with tqdm(total=n_train, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", leave=False) as bar:
+            done = 0
+            for repeat in itertools.count():
+                train_stream.set_epoch(epoch + repeat * max(t.epochs, 1))
+                before = done
+                for batch in train_loader:
+                    yield batch
+                    bar.update(1)
+                    done += 1
+                    if done >= n_train:
+                        return
+                if done == before:  # an empty stream: nothing to repeat
+                    return
 
     def show(batches: int, loss: float) -> None:
         bar.set_postfix(loss=f"{loss:.4f}")
