@@ -83,7 +83,7 @@ def _one_thread():
 
 
 def test_registry_names_and_errors():
-    assert set(models.model_names()) == set(TINY) | {"baseline"}
+    assert set(models.model_names()) == set(TINY) | {"baseline", "threshold"}
     assert models.MODELS["unet"] is models.UNet
     with pytest.raises(InputError, match="unet, par_attention"):
         models.build_model("segformer", 3)

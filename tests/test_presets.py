@@ -18,6 +18,8 @@ SHIPPED = {
     "glacier-convlstm",
     "baseline",
     "baseline-patch",
+    "baseline-landslide",
+    "baseline-glacier",
 }
 
 

@@ -35,6 +35,8 @@ SMALL_NETS = {
     "baseline": [],
     "baseline-simple": [],
     "baseline-patch": ["augment.crop=12"],
+    "baseline-landslide": [],
+    "baseline-glacier": ["inputs.series_steps=2"],
 }
 
 
@@ -202,7 +204,11 @@ def test_cli_trains_and_reports_errors(cube, tmp_path, capsys):
     assert "expected an integer" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("hazard", "preset"), [("landslide", "landslide-unet"), ("glacier", "glacier-3dconv")])
+@pytest.mark.parametrize(
+    ("hazard", "preset"),
+    [("landslide", "landslide-unet"), ("glacier", "glacier-3dconv"),
+     ("landslide", "baseline-landslide"), ("glacier", "baseline-glacier")],
+)
 def test_orbit_presets_end_to_end_on_the_two_orbit_scene(tmp_path, hazard, preset):
     """Synthetic two-orbit scene -> build -> features -> static labels -> train -> predict -> evaluate:
     the run reads one orbit, and predict reads that same orbit."""
@@ -283,3 +289,14 @@ def test_a_tuned_run_stores_and_predicts_its_threshold(cube, fcn_run):
     assert 0.0 < info.threshold < 1.0 and info.threshold == info.extra["threshold"]
     name = predict(cube, fcn_run, name="tuned", pairs=[0], tta=False, overwrite=True)
     assert schema.open_cube(cube)[name].attrs[schema.ATTR_THRESHOLD] == pytest.approx(info.threshold)
+
+
+def test_steps_per_epoch_repeats_a_small_split(cube, tmp_path):
+    """More steps than one pass over the training chips: the chips are drawn again, reshuffled, not cut short."""
+    preset = load_preset("avalanche-fcn", "cpu-demo", overrides=_overrides("avalanche-fcn"))
+    n_chips = len(prepare_data(schema.open_cube(cube), preset).tables[chips.TRAIN])
+    steps = 12
+    assert 0 < n_chips < steps * preset.train.batch_size / 2  # at least two passes per epoch
+    out = train(cube, "avalanche-fcn", tmp_path / "fcn", profile="cpu-demo", device="cpu",
+                overrides=_overrides("avalanche-fcn", f"train.steps_per_epoch={steps}", "train.epochs=2"))
+    assert [int(r["step"]) for r in runs.read_metrics(out)] == [steps, 2 * steps]
