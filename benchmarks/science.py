@@ -32,6 +32,7 @@ method works as the paper describes, not what it scores on Sentinel-1 scenes):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import statistics
@@ -147,7 +148,9 @@ def _train_predict(cube: Path, preset: str, run: Path, overrides: Sequence[str],
     return predict(cube, run, name=name, pairs=test_pairs or "all", tta=False, overwrite=True)
 
 
-def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: Path) -> SeedResult:
+def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: Path, reuse: bool = False) -> SeedResult:
+    """Every comparison on ``seed``'s cubes; ``reuse`` keeps cubes and baseline predictions already in ``workdir``."""
+    from sarcube.datacube import schema
     from sarcube.pipelines.evaluate import evaluate
 
     t0 = time.perf_counter()
@@ -155,11 +158,20 @@ def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: P
     cubes: dict[str, Path] = {}
     baselines: dict[tuple[str, str, tuple[str, ...]], str] = {}
     for c in comparisons:
-        cube = cubes.get(c.hazard) or cubes.setdefault(c.hazard, _cube_for(c.hazard, seed, size, workdir))
+        if c.hazard not in cubes:
+            path = workdir / f"{c.hazard}.zarr"
+            reused = reuse and (path / "zarr.json").exists()
+            cubes[c.hazard] = path if reused else _cube_for(c.hazard, seed, size, workdir)
+        cube = cubes[c.hazard]
         key = (c.hazard, c.baseline, c.baseline_overrides)
         if key not in baselines:
-            bname = f"{c.baseline}-s{seed}"
-            baselines[key] = _train_predict(cube, c.baseline, workdir / "runs" / bname, c.baseline_overrides, seed, bname)
+            tag = hashlib.sha1("|".join(c.baseline_overrides).encode()).hexdigest()[:6] if c.baseline_overrides else ""
+            bname = f"{c.baseline}{'-' + tag if tag else ''}-s{seed}"
+            if reuse and f"pred_{bname}" in schema.open_cube(cube).data_vars:
+                baselines[key] = f"pred_{bname}"
+            else:
+                baselines[key] = _train_predict(cube, c.baseline, workdir / "runs" / bname, c.baseline_overrides, seed,
+                                                bname)
         pred = _train_predict(cube, c.preset, workdir / "runs" / f"{c.name}-s{seed}", c.overrides, seed,
                               f"{c.name}-s{seed}")
         ev = evaluate(cube, [pred, baselines[key]], split="test")
@@ -236,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write every per-seed metric here")
     parser.add_argument("--workdir", type=Path, default=None, help="keep cubes and runs here (default: a temp dir)")
     parser.add_argument("--markdown", type=Path, default=None, help="write the README's Results tables here")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the cubes and baseline predictions an earlier run left in --workdir")
     parser.add_argument(
         "--summarise", type=Path, nargs="+", default=None, metavar="JSON",
         help="run nothing: summarise the --json files of earlier runs (e.g. one per seed, run in parallel)",
@@ -255,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 workdir = (args.workdir or Path(tmp)) / f"seed{seed}"
                 workdir.mkdir(parents=True, exist_ok=True)
-                results.append(run_seed(seed, args.size, chosen, workdir))
+                results.append(run_seed(seed, args.size, chosen, workdir, reuse=args.reuse))
     print(f"# {len(results)} seeds, {args.size} px scenes, profile {PROFILE}; mean +- sd over seeds")
     for c in chosen:
         print(f"# {c.name} vs {c.baseline} on {c.hazard}; paper: {c.paper}")

@@ -32,7 +32,10 @@ class PatchCNN(nn.Module):
     pool), output (N, 2) logits; probability = softmax column 1, shape (N,).
     The trunk's layer indices equal torchvision's ``features.N`` so its weights load by name.
     ``width_divisor`` divides every trunk width (1 = VGG16; >1 only for small test/demo models,
-    which then cannot take ImageNet weights). Parameters at the defaults: 33,605,442 with
+    which then cannot take ImageNet weights). ``batch_norm`` puts a batch norm after every
+    conv (torchvision's ``vgg16_bn`` layout, same ``features.N`` indices): a plain 13-conv
+    trunk trained from scratch, without ImageNet weights, barely moves in a few hundred
+    steps. Parameters at the defaults: 33,605,442 with
     in_channels=3 (VV*, VV*_old, VH diff), 14,714,688 of them in the trunk.
     """
 
@@ -45,6 +48,7 @@ class PatchCNN(nn.Module):
         dropout: float = FC_DROPOUT,
         freeze_trunk: bool = False,
         width_divisor: int = 1,
+        batch_norm: bool = False,
     ):
         super().__init__()
         if in_channels < 1 or hidden_features < 1 or width_divisor < 1:
@@ -61,7 +65,8 @@ class PatchCNN(nn.Module):
                 layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
             else:
                 width = max(1, int(item) // width_divisor)
-                layers += [nn.Conv2d(prev, width, 3, padding=1), nn.ReLU(inplace=True)]
+                norm = [nn.BatchNorm2d(width)] if batch_norm else []
+                layers += [nn.Conv2d(prev, width, 3, padding=1), *norm, nn.ReLU(inplace=True)]
                 prev = width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -116,7 +121,7 @@ def load_vgg16_weights(model: PatchCNN, state: Mapping[str, torch.Tensor]) -> li
         missing = sorted(set(own) - set(trunk))[:3]
         raise CheckpointError(
             f"VGG16 weights: trunk keys do not match VGG16 (missing e.g. {missing}); "
-            "give torchvision's vgg16 (not vgg16_bn) state_dict"
+            "give torchvision's vgg16 state_dict (vgg16_bn for a trunk with batch_norm)"
         )
     first = next(k for k in own if k.endswith("weight"))
     new = {}
