@@ -246,6 +246,25 @@ def test_patch_cnn_freeze_trunk():
     assert models.build_model("patch_cnn", 3, freeze_trunk=True, width_divisor=16).trunk_frozen
 
 
+def test_patch_cnn_batch_norm_has_vgg16_bn_layout_and_learns_a_batch():
+    model = models.build_model("patch_cnn", 3, width_divisor=16, hidden_features=8, batch_norm=True)
+    kinds = [type(m).__name__ for m in model.features]
+    assert kinds[:4] == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d"] and kinds.count("BatchNorm2d") == 13
+    assert len(model.features) == 13 * 3 + 5  # torchvision vgg16_bn's features.N indices
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3, 24, 24), torch.tensor([0, 1] * 4)
+    x[y == 1, 0] += 2.0
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    first = None
+    for _ in range(30):
+        loss = losses.cross_entropy(model(x), y)
+        first = float(loss) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.8 * first
+
+
 def _fake_vgg16_state(seed: int = 0) -> dict[str, torch.Tensor]:
     """A state_dict with torchvision vgg16's key names and conv shapes (classifier keys ignored)."""
     g = torch.Generator().manual_seed(seed)
