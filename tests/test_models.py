@@ -247,11 +247,11 @@ def test_patch_cnn_freeze_trunk():
 
 
 def test_patch_cnn_batch_norm_has_vgg16_bn_layout_and_learns_a_batch():
-    model = models.build_model("patch_cnn", 3, width_divisor=16, hidden_features=8, batch_norm=True)
+    torch.manual_seed(0)
+    model = models.build_model("patch_cnn", 3, width_divisor=16, hidden_features=8, batch_norm=True, dropout=0.0)
     kinds = [type(m).__name__ for m in model.features]
     assert kinds[:4] == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d"] and kinds.count("BatchNorm2d") == 13
     assert len(model.features) == 13 * 3 + 5  # torchvision vgg16_bn's features.N indices
-    torch.manual_seed(0)
     x, y = torch.randn(8, 3, 24, 24), torch.tensor([0, 1] * 4)
     x[y == 1, 0] += 2.0
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -262,7 +262,7 @@ def test_patch_cnn_batch_norm_has_vgg16_bn_layout_and_learns_a_batch():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.8 * first
+    assert float(loss.detach()) < 0.5 * first
 
 
 def _fake_vgg16_state(seed: int = 0) -> dict[str, torch.Tensor]:
