@@ -62,6 +62,12 @@ from sarcube.datacube.schema.names import (
     VV_RATIO,
     VVVH,
     ZSTD_LEVEL,
+    ATTR_CODEC,
+    BLOSC_SHUFFLE,
+    CODEC_GZIP,
+    CODECS,
+    DEFAULT_CODEC,
+    GZIP_LEVEL,
     X,
     Y,
 )
@@ -327,25 +333,49 @@ def chunks_for(dims: Iterable[str], shape: Iterable[int] | None = None) -> tuple
     return tuple(out)
 
 
-def compressors() -> tuple[Any, ...]:
-    """Blosc/zstd with bit-shuffle: the contract's compression."""
+def codec_of(attrs: Mapping[str, Any]) -> str:
+    """The codec a cube's global ``attrs`` name (``sarcube_codec``), the default for cubes without one."""
+    codec = str(attrs.get(ATTR_CODEC, DEFAULT_CODEC))
+    if codec not in CODECS:
+        raise CubeSchemaError(f"cube codec {codec!r} unknown: this sarcube writes {', '.join(CODECS)}")
+    return codec
+
+
+def compressors(codec: str = DEFAULT_CODEC) -> tuple[Any, ...]:
+    """The chunk compression of ``codec``: Blosc/zstd with byte shuffle (default) or gzip."""
+    if codec not in CODECS:
+        raise InputError(f"codec {codec!r} unknown: use one of {', '.join(CODECS)}")
+    if codec == CODEC_GZIP:
+        from zarr.codecs import GzipCodec
+
+        return (GzipCodec(level=GZIP_LEVEL),)
     from zarr.codecs import BloscCodec
 
-    return (BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle="bitshuffle"),)
+    return (BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle=BLOSC_SHUFFLE),)
 
 
-def encoding_for(ds: xr.Dataset, names: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Zarr encodings (chunks, compressors, fill values, time units) for ``names`` (default: all)."""
+def encoding_for(
+    ds: xr.Dataset, names: Iterable[str] | None = None, codec: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Zarr encodings (chunks, compressors, fill values, time units) for ``names`` (default: all).
+
+    ``codec`` defaults to the one ``ds``'s attrs name (see :func:`codec_of`).
+    """
     names = list(ds.variables) if names is None else list(names)
+    chunk_codecs = compressors(codec or codec_of(ds.attrs))
     enc: dict[str, dict[str, Any]] = {}
     for name in names:
         var = ds.variables[name]
+        # coordinates too: a reader without the default codec (zarr's zstd) must decode them all
         if np.issubdtype(var.dtype, np.datetime64):
-            enc[name] = dict(TIME_ENCODING)
+            enc[name] = {**TIME_ENCODING, "compressors": chunk_codecs}
             continue
         if name in ds.coords:
+            enc[name] = {"compressors": chunk_codecs}
+            if var.dtype.kind == "f":
+                enc[name]["_FillValue"] = None  # CF: coordinates have no fill value
             continue
-        e: dict[str, Any] = {"chunks": chunks_for(var.dims, var.shape), "compressors": compressors()}
+        e: dict[str, Any] = {"chunks": chunks_for(var.dims, var.shape), "compressors": chunk_codecs}
         if var.dtype.kind == "f":
             e["_FillValue"] = np.nan
         elif var.dtype.kind in "iu":
@@ -358,6 +388,7 @@ __all__ = [
     "VARIABLES",
     "VariableSpec",
     "chunks_for",
+    "codec_of",
     "compressors",
     "empty_cube",
     "encoding_for",
