@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "predict": "predict",
     "evaluate": "evaluate",
     "export": "export",
+    "export-raster": "export_raster",
     "quicklook": "quicklook",
     "report": "report",
     "publish": "publish",
