@@ -157,6 +157,7 @@ from sarcube.datacube.schema.variables import (
     prediction_spec,
     spec_for,
     time_coords,
+    typed_cf_attrs,
     with_crs,
 )
 
@@ -248,6 +249,7 @@ __all__ = [
     "X",
     "Y",
     "ZSTD_LEVEL",
+    "UNIT_DB",
     "BLOSC_SHUFFLE",
     "CODEC_GZIP",
     "CODEC_ZSTD",
@@ -274,6 +276,7 @@ __all__ = [
     "prediction_name",
     "prediction_spec",
     "spec_for",
+    "typed_cf_attrs",
     "summarize",
     "time_coords",
     "validate_cube",

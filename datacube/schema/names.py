@@ -83,6 +83,11 @@ ASSET_DEM = "data"
 ASSET_TO_VARIABLE = {ASSET_VV: VV, ASSET_VH: VH}
 S1_NODATA = -32768.0
 
+#: the unit of backscatter and its changes. Kept though UDUNITS (and so CF's compliance checker, which
+#: flags it under CF 1.10 section 3.1) has no logarithmic units: every SAR tool, STAC's sar extension and
+#: GIS users read "dB", and the alternatives ("1" for a dimensionless ratio) would misstate log values.
+UNIT_DB = "dB"
+
 # --- global attributes ---------------------------------------------------------
 ATTR_CONVENTIONS = "Conventions"
 ATTR_TITLE = "title"

@@ -56,6 +56,7 @@ from sarcube.datacube.schema.names import (
     STACK_DIMS,
     TIME,
     TIME_ENCODING,
+    UNIT_DB,
     VH,
     VH_AFTER,
     VH_BEFORE,
@@ -106,7 +107,22 @@ class VariableSpec:
             out["flag_meanings"] = " ".join(m for _, m in self.flags)
         if self.valid_range is not None:
             out["valid_min"], out["valid_max"] = self.valid_range
-        return out
+        return typed_cf_attrs(out, self.dtype)
+
+
+def typed_cf_attrs(attrs: Mapping[str, Any], dtype: Any) -> dict[str, Any]:
+    """``attrs`` with CF's flag_values/valid_min/valid_max/valid_range in the variable's ``dtype``, as CF requires.
+
+    Zarr keeps attributes as JSON, so they read back as Python ints and
+    floats; :func:`~sarcube.datacube.schema.open_cube` types them again, so a
+    netCDF copy of an opened cube passes ``cf:1.10``.
+    """
+    out = dict(attrs)
+    kind = np.dtype(dtype)
+    for key in ("flag_values", "valid_min", "valid_max", "valid_range"):
+        if key in out and out[key] is not None:
+            out[key] = np.asarray(out[key], dtype=kind) if np.ndim(out[key]) else kind.type(out[key])
+    return out
 
 
 _SAR_TYX = ((TIME, Y, X),)
@@ -119,27 +135,27 @@ _LABEL_FLAGS = ((LABEL_NO, "no"), (LABEL_YES, "yes"), (LABEL_UNKNOWN, "unknown")
 VARIABLES: dict[str, VariableSpec] = {
     spec.name: spec
     for spec in (
-        VariableSpec(VV, _SAR_TYX, "float32", "dB", "VV backscatter gamma0", "Radiometrically terrain-corrected gamma0, VV, 10 log10 of linear power."),
-        VariableSpec(VH, _SAR_TYX, "float32", "dB", "VH backscatter gamma0", "Radiometrically terrain-corrected gamma0, VH, 10 log10 of linear power."),
-        VariableSpec(VV_RATIO, _SAR_TYX, "float32", "dB", "VV relative to snow-free reference", "VV minus the median VV of a snow-free summer window (avalanche-cnn-sinha II-A)."),
-        VariableSpec(VH_RATIO, _SAR_TYX, "float32", "dB", "VH relative to snow-free reference", "VH minus the median VH of a snow-free summer window (avalanche-cnn-sinha II-A)."),
-        VariableSpec(VV_DIFF, _PAIR_YX, "float32", "dB", "VV change, activity minus reference", "VV(activity) - VV(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B)."),
-        VariableSpec(VH_DIFF, _PAIR_YX, "float32", "dB", "VH change, activity minus reference", "VH(activity) - VH(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B)."),
+        VariableSpec(VV, _SAR_TYX, "float32", UNIT_DB, "VV backscatter gamma0", "Radiometrically terrain-corrected gamma0, VV, 10 log10 of linear power."),
+        VariableSpec(VH, _SAR_TYX, "float32", UNIT_DB, "VH backscatter gamma0", "Radiometrically terrain-corrected gamma0, VH, 10 log10 of linear power."),
+        VariableSpec(VV_RATIO, _SAR_TYX, "float32", UNIT_DB, "VV relative to snow-free reference", "VV minus the median VV of a snow-free summer window (avalanche-cnn-sinha II-A)."),
+        VariableSpec(VH_RATIO, _SAR_TYX, "float32", UNIT_DB, "VH relative to snow-free reference", "VH minus the median VH of a snow-free summer window (avalanche-cnn-sinha II-A)."),
+        VariableSpec(VV_DIFF, _PAIR_YX, "float32", UNIT_DB, "VV change, activity minus reference", "VV(activity) - VV(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B)."),
+        VariableSpec(VH_DIFF, _PAIR_YX, "float32", UNIT_DB, "VH change, activity minus reference", "VH(activity) - VH(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B)."),
         VariableSpec(VVVH, _PAIR_YX, "float32", "1", "VVVH change product", "Product of the squared VV and VH differences, each rescaled to [0, 1] first.", valid_range=(0.0, 1.0)),
         VariableSpec(
-            VV_BEFORE, _ORBIT_YX, "float32", "dB", "mean VV before event, per orbit",
+            VV_BEFORE, _ORBIT_YX, "float32", UNIT_DB, "mean VV before event, per orbit",
             "Mean VV of the k acquisitions of one orbit right before the event date (landslide-datacube 3.1).",
         ),
         VariableSpec(
-            VH_BEFORE, _ORBIT_YX, "float32", "dB", "mean VH before event, per orbit",
+            VH_BEFORE, _ORBIT_YX, "float32", UNIT_DB, "mean VH before event, per orbit",
             "Mean VH of the k acquisitions of one orbit right before the event date (landslide-datacube 3.1).",
         ),
         VariableSpec(
-            VV_AFTER, _ORBIT_YX, "float32", "dB", "mean VV after event, per orbit",
+            VV_AFTER, _ORBIT_YX, "float32", UNIT_DB, "mean VV after event, per orbit",
             "Mean VV of the k acquisitions of one orbit right after the event date (landslide-datacube 3.1).",
         ),
         VariableSpec(
-            VH_AFTER, _ORBIT_YX, "float32", "dB", "mean VH after event, per orbit",
+            VH_AFTER, _ORBIT_YX, "float32", UNIT_DB, "mean VH after event, per orbit",
             "Mean VH of the k acquisitions of one orbit right after the event date (landslide-datacube 3.1).",
         ),
         VariableSpec(DEM, _YX, "float32", "m", "elevation", "Terrain elevation above the geoid, resampled bilinearly onto the cube grid.", standard_name="surface_altitude"),
@@ -252,6 +268,7 @@ def with_crs(ds: xr.Dataset, crs: Any) -> xr.Dataset:
 
     ds = ds.rio.write_crs(crs, grid_mapping_name=SPATIAL_REF)
     ds = ds.rio.write_transform(ds.rio.transform(recalc=True), grid_mapping_name=SPATIAL_REF)
+    ds[SPATIAL_REF].attrs["long_name"] = "CRS definition"  # CF recommends a long_name on every variable
     for name in ds.data_vars:
         ds[name].attrs["grid_mapping"] = SPATIAL_REF
         ds[name].encoding.pop("grid_mapping", None)
@@ -402,5 +419,6 @@ __all__ = [
     "prediction_spec",
     "spec_for",
     "time_coords",
+    "typed_cf_attrs",
     "with_crs",
 ]
