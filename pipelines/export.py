@@ -39,9 +39,8 @@ def _as_multipolygons(frame: Any) -> Any:
 
 
 def _target_crs(crs: str | None, driver: str) -> Any:
-    from sarcube.datacube.grid import pyproj_crs
-
     from pyproj.exceptions import CRSError
+    from sarcube.datacube.grid import pyproj_crs
 
     if crs is None:
         return GEOJSON_CRS if driver == "GeoJSON" else None
