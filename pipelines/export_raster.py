@@ -20,7 +20,7 @@ import xarray as xr
 from sarcube.datacube import dates, schema
 from sarcube.datacube.cog import write_cog
 
-from sarcube.errors import InputError, MissingVariableError
+from sarcube.errors import InputError, UnknownVariableError
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def export_raster(
     ds = schema.open_cube(cube, storage_options=storage_options)
     if var not in ds.data_vars or var == schema.SPATIAL_REF:
         names = ", ".join(sorted(str(n) for n in ds.data_vars if n != schema.SPATIAL_REF))
-        raise MissingVariableError(f"--var {var}: cube {str(cube)!r} has no such variable; it has {names}")
+        raise UnknownVariableError(f"--var {var}: cube {str(cube)!r} has no such variable; it has {names}")
     arr = ds[var]
     dim = _stack_dim(arr, var)
     indices = _select(ds, var, dim, pair, time)
