@@ -107,7 +107,7 @@ class VariableSpec:
             out["flag_meanings"] = " ".join(m for _, m in self.flags)
         if self.valid_range is not None:
             out["valid_min"], out["valid_max"] = self.valid_range
-        return typed_cf_attrs(out, self.dtype)
+        return out  # plain JSON values: zarr stores attrs as JSON; open_cube types them (typed_cf_attrs)
 
 
 def typed_cf_attrs(attrs: Mapping[str, Any], dtype: Any) -> dict[str, Any]:
