@@ -14,6 +14,12 @@ and prints ``RESULT build_overhead <build / reference> x`` (target <= 1.5),
 best wall time of ``--repeat`` runs each, plus the CPU time of both (all
 threads) for a figure that a busy machine disturbs less.
 
+Then it encodes the built cube's ``vv`` chunks (512 x 512 float32, speckled
+dB) with each candidate chunk codec, one thread, best of ``--repeat``, and
+prints each codec's compression ratio and its encode speed relative to the
+contract's default (``schema.compressors()``): the figures the default codec
+and level in ``sarcube.datacube.schema`` are chosen from.
+
     python benchmarks/build.py                 # the headline figure
     python benchmarks/build.py --size 2048 --dates 30
 """
@@ -61,6 +67,46 @@ def _input_hrefs(cube: Path) -> list[str]:
     return [href for item in items for href in item["assets"].values()]
 
 
+def _candidate_codecs() -> dict[str, object]:
+    """Candidate chunk codecs by name (numcodecs; zarr's BloscCodec and GzipCodec wrap these)."""
+    from numcodecs import Blosc, GZip
+
+    shuffles = {"bitshuffle": Blosc.BITSHUFFLE, "shuffle": Blosc.SHUFFLE}
+    codecs: dict[str, object] = {
+        f"zstd{level}_{name}": Blosc(cname="zstd", clevel=level, shuffle=mode)
+        for level in (1, 5) for name, mode in shuffles.items()
+    }
+    return codecs | {"lz4_5_shuffle": Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE), "gzip6": GZip(level=6)}
+
+
+def codec_figures(cube: Path, repeat: int) -> None:
+    """RESULT lines: ratio and encode speed of each candidate codec on the cube's vv chunks."""
+    from numcodecs import blosc
+
+    blosc.set_nthreads(1)  # one chunk per thread, as dask encodes them
+    with zarrio.quiet_zarr_warnings():
+        vv = schema.open_cube(cube)[schema.VV].values
+    step = schema.CHUNK_YX
+    chunks = [
+        np.ascontiguousarray(vv[t, i:i + step, j:j + step])
+        for t in range(vv.shape[0]) for i in range(0, vv.shape[1], step) for j in range(0, vv.shape[2], step)
+    ]
+    raw = sum(c.nbytes for c in chunks)
+    seconds: dict[str, float] = {}
+    for name, codec in _candidate_codecs().items():
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            size = sum(len(codec.encode(c)) for c in chunks)
+            best = min(best, time.perf_counter() - t0)
+        seconds[name] = best
+        print(f"codec {name}: ratio {raw / size:.3f}, encode {raw / best / 1e6:.0f} MB/s")
+        print(f"RESULT codec_{name}_ratio {raw / size:.3f} x")
+    default = f"zstd{schema.ZSTD_LEVEL}_{schema.BLOSC_SHUFFLE}"  # the contract's
+    for name, best in seconds.items():
+        print(f"RESULT codec_{name}_encode_speed_vs_default {seconds[default] / best:.2f} x")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1024, help="demo scene pixels per side")
@@ -106,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"build {b:.2f} s; reference {d + e:.2f} s = decode inputs {d:.2f} s + encode output {e:.2f} s")
         print(f"cpu time (all threads): build {min(cpu_build):.2f} s, reference {min(cpu_reference):.2f} s, ratio {min(cpu_build) / min(cpu_reference):.2f}")
         print(f"RESULT build_overhead {b / (d + e):.2f} x")
+        codec_figures(root / "cube0.zarr", args.repeat)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ def parse_time(value: Any, what: str, *, end_of_day: bool = False) -> np.datetim
 
 def to_datetime(when: np.datetime64) -> dt.datetime:
     """A timezone-aware UTC :class:`datetime.datetime` (for STAC searches)."""
-    return pd.Timestamp(when).to_pydatetime().replace(tzinfo=dt.UTC)
+    # datetime has microseconds: truncate first (pandas warns "Discarding nonzero nanoseconds" otherwise)
+    return pd.Timestamp(np.datetime64(when, "us")).to_pydatetime().replace(tzinfo=dt.UTC)
 
 
 def parse_window(text: str, what: str = "--summer") -> tuple[str, str]:

@@ -32,7 +32,7 @@ import numpy as np
 import xarray as xr
 from sarcube.datacube import schema
 
-from sarcube.errors import CubeExistsError, InputError, MissingVariableError
+from sarcube.errors import CubeExistsError, InputError, MissingVariableError, UnknownVariableError
 
 #: ``--pairs`` choices besides a date range or explicit indices
 PAIRS_ALL = "all"
@@ -62,7 +62,7 @@ def resolve_prediction(ds: xr.Dataset, pred: str) -> str:
         there = sorted(str(v) for v in ds.data_vars if schema.is_prediction(str(v)))
         none_yet = "the cube has none yet: run `sarcube predict` first"
         hint = f"predictions in the cube: {', '.join(there)}" if there else none_yet
-        raise MissingVariableError(f"prediction {pred!r} is not in the cube; {hint}")
+        raise UnknownVariableError(f"prediction {pred!r} is not in the cube; {hint}")
     return name
 
 

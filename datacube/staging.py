@@ -239,7 +239,7 @@ def stage_array(
                 zarr_format=3,
                 consolidated=False,
                 compute=False,
-                encoding=schema.encoding_for(ds),
+                encoding=schema.encoding_for(ds, codec=schema.codec_of(zarrio.root_attrs(path, storage_options))),
                 storage_options=dict(storage_options) if storage_options else None,
             )
     staged = StagedArray(path, name, fingerprint, (), storage_options)

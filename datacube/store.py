@@ -138,7 +138,7 @@ def add_variables(
             mode="w",
             zarr_format=3,
             consolidated=False,
-            encoding=schema.encoding_for(ds),
+            encoding=schema.encoding_for(ds, codec=schema.codec_of(current.attrs)),
             storage_options=dict(storage_options) if storage_options else None,
         )
     staging.promote_added(path, promoted, storage_options, drop=drop)

@@ -51,6 +51,14 @@ def exists(path: str | Path, storage_options: Mapping[str, Any] | None = None) -
     return fs.exists(f"{root}/zarr.json")
 
 
+def root_attrs(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The global attributes of the store at ``path`` (its root ``zarr.json``), without opening arrays."""
+    import json
+
+    fs, root = fs_and_root(path, storage_options)
+    return dict(json.loads(fs.cat_file(f"{root}/zarr.json")).get("attributes", {}))
+
+
 def remove(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> None:
     """Delete a whole store."""
     fs, root = fs_and_root(path, storage_options)
@@ -96,6 +104,7 @@ __all__ = [
     "fs_and_root",
     "quiet_zarr_warnings",
     "remove",
+    "root_attrs",
     "size_on_disk",
     "strip_stale_encoding",
     "zarr_store",

@@ -228,6 +228,7 @@ def build(
     append: bool = False,
     overwrite: bool = False,
     force: bool = False,
+    codec: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Path | str:
     """Build (or with ``append`` extend, or resume) the cube ``out`` from a STAC catalog.
@@ -235,6 +236,8 @@ def build(
     ``aoi`` is ``W,S,E,N`` in degrees or a GeoJSON polygon file; ``start``/``end``
     are inclusive UTC dates. The grid is the AOI's UTM zone (or ``crs``) at
     ``resolution`` metres; ``vv``/``vh`` are in dB, ``dem`` in metres.
+    ``codec`` (``schema.CODECS``; default ``schema.DEFAULT_CODEC``) compresses
+    every chunk of a new cube, and every later layer; an existing cube keeps its own.
     Returns ``out``.
     """
     import shapely.geometry
@@ -247,6 +250,8 @@ def build(
     if start_dt > end_dt:
         raise InputError(f"--start {start} is after --end {end}: swap them")
     orbit = _check_orbit(orbit)
+    if codec is not None:
+        schema.compressors(codec)  # an unknown codec fails before any search
     grid = grid_for(geometry, crs=crs, resolution=resolution, force=force)
     cat = open_catalog(catalog)
     request = BuildRequest(
@@ -270,6 +275,8 @@ def build(
             resuming = True
         elif not append:
             raise CubeExistsError(f"output {str(out)!r} exists: pass --overwrite to replace it or --append to extend it")
+        if codec is not None and codec != schema.codec_of(current.attrs):
+            raise InputError(f"--codec {codec}: {str(out)!r} is written with {schema.codec_of(current.attrs)}; drop --codec, or --overwrite")
     elif append:
         raise InputError(f"--append needs an existing cube, and {str(out)!r} does not exist: drop --append to create it")
 
@@ -336,6 +343,7 @@ def build(
                 schema.ATTR_STAC_ITEMS: schema.encode_json_attr(_provenance(acquisitions, dem_items, cat)),
                 schema.ATTR_HISTORY: "",
                 schema.ATTR_CREATED: dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                schema.ATTR_CODEC: codec or schema.DEFAULT_CODEC,
             }
             ds = schema.empty_cube(grid.x, grid.y, grid.crs, attrs)
             ds = ds.merge(_time_dataset(acquisitions, grid))
@@ -377,7 +385,11 @@ def build(
 @click.option("--append", is_flag=True, help="Add new acquisitions to an existing cube.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing cube.")
 @click.option("--force", is_flag=True, help="Allow an AOI larger than the pixel limit.")
-def command(aoi: str, start: str, end: str, out: str, catalog: str, resolution: float, crs: str, orbit: str | None, relative_orbit: int | None, scheduler: str | None, append: bool, overwrite: bool, force: bool) -> None:
+@click.option(
+    "--codec", type=click.Choice(schema.CODECS), default=None,
+    help=f"Chunk compression of a new cube (default {schema.DEFAULT_CODEC}); gzip for GDAL builds without Blosc/zstd.",
+)
+def command(aoi: str, start: str, end: str, out: str, catalog: str, resolution: float, crs: str, orbit: str | None, relative_orbit: int | None, scheduler: str | None, append: bool, overwrite: bool, force: bool, codec: str | None) -> None:
     """Build a Sentinel-1 + DEM cube for an AOI and a date range (resumable; --append to extend)."""
-    path = build(aoi, start, end, out, catalog=catalog, resolution=resolution, crs=crs, orbit=orbit, relative_orbit=relative_orbit, scheduler=scheduler, append=append, overwrite=overwrite, force=force)
+    path = build(aoi, start, end, out, catalog=catalog, resolution=resolution, crs=crs, orbit=orbit, relative_orbit=relative_orbit, scheduler=scheduler, append=append, overwrite=overwrite, force=force, codec=codec)
     click.echo(f"wrote {path}")

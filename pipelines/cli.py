@@ -11,12 +11,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 
 import click
 
 from sarcube import __version__
-from sarcube.errors import SarcubeError
+from sarcube.errors import EXIT_ABORTED, EXIT_BAD_INPUT, SarcubeError
+from sarcube.progress import DISABLE_ENV
 
 #: subcommand name -> module in ``sarcube.pipelines`` that defines ``command``.
 COMMANDS: dict[str, str] = {
@@ -29,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "predict": "predict",
     "evaluate": "evaluate",
     "export": "export",
+    "export-raster": "export_raster",
+    "search": "search",
     "quicklook": "quicklook",
     "report": "report",
     "publish": "publish",
@@ -62,8 +66,16 @@ class LazyGroup(click.Group):
         return module.command
 
 
+#: third-party loggers kept below the default level: their lines (e.g. odc.loader's per-asset ERRORs around
+#: one failed read) repeat what sarcube's final error line says; -v shows their warnings, -vv everything
+THIRD_PARTY_LOGGERS = (
+    "odc", "rasterio", "urllib3", "distributed", "numba", "fsspec", "matplotlib", "botocore", "aiobotocore",
+    "s3fs", "asyncio", "PIL", "pyproj", "zarr", "numcodecs", "pystac_client", "httpx",
+)
+
+
 def configure_logging(verbosity: int) -> None:
-    """Root logging for the CLI: WARNING by default, -v INFO, -vv DEBUG, -q ERROR."""
+    """Root logging for the CLI: WARNING by default, -v INFO, -vv DEBUG, -q ERROR; third parties quieter."""
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
         max(-1, min(verbosity, 2)), logging.DEBUG
     )
@@ -73,9 +85,28 @@ def configure_logging(verbosity: int) -> None:
         datefmt="%H:%M:%S",
         force=True,
     )
-    # Third-party chatter stays quiet unless asked for with -vv.
-    for noisy in ("rasterio", "urllib3", "distributed", "numba", "fsspec", "matplotlib"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING) if verbosity < 2 else level)
+    third_party = {1: logging.WARNING}.get(verbosity, logging.DEBUG if verbosity >= 2 else logging.CRITICAL)
+    for noisy in THIRD_PARTY_LOGGERS:
+        logging.getLogger(noisy).setLevel(third_party)
+
+
+def root_cause(err: BaseException) -> BaseException:
+    """The innermost exception ``err`` was raised from (its ``__cause__``/``__context__`` chain)."""
+    seen = {id(err)}
+    while (nxt := err.__cause__ or err.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        err = nxt
+    return err
+
+
+def error_line(err: SarcubeError) -> str:
+    """The one line the CLI prints: the message, plus the root cause when the message does not carry it."""
+    message = " ".join(str(err).split())
+    cause = root_cause(err)
+    detail = " ".join(str(cause).split())
+    if cause is not err and detail and detail not in message:
+        message = f"{message} (cause: {type(cause).__name__}: {detail})"
+    return f"Error: {message}"
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,27 +125,39 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     ctx.ensure_object(dict)
     ctx.obj["verbosity"] = verbose - quiet
     configure_logging(verbose - quiet)
+    if quiet or not sys.stderr.isatty():  # no progress bars (and their \r lines) in logs, pipes and under -q
+        os.environ[DISABLE_ENV] = "1"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sarcube`` console script.
 
-    Deliberate errors (:class:`SarcubeError`) print one line and exit
-    non-zero; anything else keeps its traceback.
+    Deliberate errors (:class:`SarcubeError`) print one line and exit with
+    their code (1 data or catalog error, 2 bad input); Ctrl-C exits 130;
+    anything else keeps its traceback.
     """
+    bars = os.environ.get(DISABLE_ENV)
     try:
         result = cli.main(args=argv, prog_name="sarcube", standalone_mode=False)
     except SarcubeError as err:
-        click.echo(f"Error: {err}", err=True)
+        click.echo(error_line(err), err=True)
         return err.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("Aborted.", err=True)
-        return 130
+        return EXIT_ABORTED
+    except click.exceptions.UsageError as err:
+        err.show()
+        return EXIT_BAD_INPUT
     except click.ClickException as err:
         err.show()
         return err.exit_code
     except click.exceptions.Exit as err:
         return err.exit_code
+    finally:  # a notebook or test calling main() twice gets its environment back
+        if bars is None:
+            os.environ.pop(DISABLE_ENV, None)
+        else:
+            os.environ[DISABLE_ENV] = bars
     # Without standalone mode click returns --help/--version exit codes.
     return result if isinstance(result, int) else 0
 

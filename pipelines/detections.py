@@ -22,6 +22,7 @@ from sarcube.datacube.grid import pixel_size
 from sarcube.datacube.predictions import prediction_threshold, resolve_prediction
 
 from sarcube.errors import InputError
+from sarcube.progress import bar_disable
 
 #: objects smaller than this are dropped (about 5 pixels of 10 m: speckle, not debris)
 MIN_AREA_M2 = 500.0
@@ -140,7 +141,7 @@ def detections(
     todo: list[int | None] = (pairs if pairs is not None else list(range(var.sizes[schema.PAIR]))) if per_pair else [None]
     records: list[dict[str, Any]] = []
     geometries: list[Any] = []
-    for p in tqdm(todo, desc=f"export {name}", leave=False, disable=len(todo) < 2):
+    for p in tqdm(todo, desc=f"export {name}", leave=False, disable=bar_disable(len(todo) < 2)):
         prob = np.asarray((var.isel({schema.PAIR: p}) if p is not None else var).values, dtype=np.float32)
         if not np.isfinite(prob).any():
             continue  # not predicted

@@ -58,6 +58,7 @@ from sarcube.datacube.predictions import (
 )
 
 from sarcube.errors import InputError
+from sarcube.progress import bar_disable
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ def predict(
 
     with _dask.scheduler(scheduler), ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
         unit = "patch" if patches else "window"
-        bar = tqdm(total=per_pair * len(todo), desc=f"predict {var_name}", unit=unit, disable=None)
+        bar = tqdm(total=per_pair * len(todo), desc=f"predict {var_name}", unit=unit, disable=bar_disable())
         try:
             for p in todo:
                 def read(y0: int, y1: int, p: int | None = p) -> np.ndarray:

@@ -67,6 +67,7 @@ from sarcube.models.config import LEVEL_PATCH, LEVEL_PIXEL
 
 from sarcube.config import read_yaml
 from sarcube.errors import CheckpointError, InputError, MissingVariableError
+from sarcube.progress import bar_disable
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +280,7 @@ def _score_pixels(ds: xr.Dataset, var: xr.DataArray, plan: chips.SplitPlan, spli
     pairs = _scored_pairs(ds, var)
     acc = MetricAccumulator(threshold=thr, objects=True, auprc=True)
     scored_pairs, units = [], 0
-    for p in tqdm(pairs, desc=f"evaluate {var.name}", leave=False, disable=len(pairs) < 2 or None):
+    for p in tqdm(pairs, desc=f"evaluate {var.name}", leave=False, disable=bar_disable(len(pairs) < 2)):
         mask = split_mask(plan, p, split, (ny, nx))
         if not mask.any():
             continue

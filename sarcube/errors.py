@@ -4,23 +4,35 @@ Each message names the input at fault and how to fix it, in one line: the CLI
 prints it without a traceback and exits non-zero. Anything else that escapes
 is a bug and keeps its traceback.
 
+Exit codes of the ``sarcube`` command: 0 done; 1 a data or catalog error (the
+cube, a catalog, an asset, a run or an archive is not what the step needs);
+2 bad input (an argument, option or input file is wrong, including a variable
+or prediction named on the command line that the cube does not have);
+130 aborted (Ctrl-C).
+
 Subclasses also derive from the matching builtin where natural, so
 ``except ValueError`` in user code keeps working.
 """
 
 from __future__ import annotations
 
+#: exit codes of the ``sarcube`` command (see the module docstring)
+EXIT_OK = 0
+EXIT_DATA_ERROR = 1
+EXIT_BAD_INPUT = 2
+EXIT_ABORTED = 130
+
 
 class SarcubeError(Exception):
     """Base class of all deliberate sarcube errors."""
 
-    exit_code: int = 1
+    exit_code: int = EXIT_DATA_ERROR
 
 
 class InputError(SarcubeError, ValueError):
     """A user-supplied argument or file is wrong (AOI, dates, options, files)."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
 
 class CubeSchemaError(SarcubeError, ValueError):
@@ -32,6 +44,12 @@ class MissingVariableError(CubeSchemaError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class UnknownVariableError(MissingVariableError, InputError):
+    """A variable or prediction named by the user (``--pred``, ``--var``) is not in the cube: bad input."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class CubeExistsError(SarcubeError, FileExistsError):
@@ -71,6 +89,10 @@ class ZenodoError(PublishError):
 
 
 __all__ = [
+    "EXIT_ABORTED",
+    "EXIT_BAD_INPUT",
+    "EXIT_DATA_ERROR",
+    "EXIT_OK",
     "AssetReadError",
     "CatalogError",
     "CheckpointError",
@@ -82,6 +104,7 @@ __all__ = [
     "PublishError",
     "SarcubeError",
     "TrainingDataError",
+    "UnknownVariableError",
     "VerifyError",
     "ZenodoError",
 ]

@@ -242,3 +242,16 @@ def test_assets_are_signed_when_read_not_when_searched(test_catalog, tmp_path, m
     assert signed == []  # graph built, nothing signed yet
     assert np.isfinite(layers[schema.VV].values).all()
     assert len(signed) == len(acquisition.items)  # one signature per asset read
+
+
+def test_codec_gzip_builds_a_gzip_cube_that_append_keeps(test_catalog, clean_cube, tmp_path):
+    out = tmp_path / "gzip.zarr"
+    build(test_catalog.aoi, test_catalog.start, "2021-01-09", out, catalog=str(test_catalog.root), codec=schema.CODEC_GZIP)
+    build(test_catalog.aoi, "2021-01-05", test_catalog.end, out, catalog=str(test_catalog.root), append=True)
+    assert schema.open_cube(out).attrs[schema.ATTR_CODEC] == schema.CODEC_GZIP
+    for meta in out.glob("*/zarr.json"):
+        codecs = [c["name"] for c in json.loads(meta.read_text()).get("codecs", [])]
+        assert codecs[-1:] == ["gzip"], (meta, codecs)
+    assert_same_cube(out, clean_cube)
+    with pytest.raises(InputError, match="--codec"):
+        build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(test_catalog.root), append=True, codec=schema.CODEC_ZSTD)

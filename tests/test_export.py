@@ -36,9 +36,8 @@ def pred_cube(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("suffix", [".gpkg", ".geojson"])
-def test_polygons_round_trip_with_crs_areas_and_attributes(pred_cube, tmp_path, suffix):
-    out = export(pred_cube, "hand", tmp_path / f"det{suffix}")
+def test_polygons_round_trip_with_crs_areas_and_attributes(pred_cube, tmp_path):
+    out = export(pred_cube, "hand", tmp_path / "det.gpkg")
     frame = gpd.read_file(out)
     assert frame.crs.to_epsg() == int(TINY_CRS.split(":")[1])
     frame = frame.sort_values("area_m2", ascending=False).reset_index(drop=True)
@@ -48,6 +47,8 @@ def test_polygons_round_trip_with_crs_areas_and_attributes(pred_cube, tmp_path, 
     np.testing.assert_allclose(frame["mean_probability"], [0.9, 0.6, 0.7], rtol=1e-6)
     ds = schema.open_cube(pred_cube)
     assert str(frame["activity_date"][0])[:10] == str(ds[schema.ACTIVITY_TIME].values[0])[:10]
+    assert frame["activity_date"].dtype.kind == "M" and frame["reference_date"].dtype.kind == "M"  # dates, not text
+    assert set(frame.geom_type) == {"MultiPolygon"}
     # Terrain means under the 4x5 block (rows 4..7, columns 3..7).
     np.testing.assert_allclose(frame["mean_slope_deg"][0], float(ds[schema.SLOPE][4:8, 3:8].mean()), rtol=1e-5)
     np.testing.assert_allclose(frame["mean_elevation_m"][0], float(ds[schema.DEM][4:8, 3:8].mean()), rtol=1e-5)
@@ -94,3 +95,27 @@ def test_cli_writes_the_file(pred_cube, tmp_path):
     out = tmp_path / "cli.geojson"
     assert main(["export", str(pred_cube), "--pred", "hand", "--out", str(out)]) == 0
     assert len(gpd.read_file(out)) == 3
+
+
+def test_geojson_is_rfc7946_lonlat_multipolygons_without_crs_member(pred_cube, tmp_path):
+    import json
+
+    out = export(pred_cube, "hand", tmp_path / "det.geojson")
+    doc = json.loads(out.read_text())
+    assert "crs" not in doc
+    assert {f["geometry"]["type"] for f in doc["features"]} == {"MultiPolygon"}
+    lon, lat = doc["features"][0]["geometry"]["coordinates"][0][0][0]
+    assert 10.0 < lon < 10.5 and 45.5 < lat < 46.5  # the tiny cube: UTM 32N, x 600 km, y 5100 km
+    assert doc["features"][0]["properties"]["activity_date"][:4] == "2020"
+    gpkg = gpd.read_file(export(pred_cube, "hand", tmp_path / "det.gpkg"))
+    back = gpd.read_file(out).to_crs(gpkg.crs).sort_values("area_m2").reset_index(drop=True)
+    np.testing.assert_allclose(back.area, gpkg.sort_values("area_m2").reset_index(drop=True).area, rtol=1e-3)
+
+
+def test_gpkg_crs_option_reprojects_and_geojson_refuses_another_crs(pred_cube, tmp_path):
+    frame = gpd.read_file(export(pred_cube, "hand", tmp_path / "det.gpkg", crs="EPSG:3857"))
+    assert frame.crs.to_epsg() == 3857
+    with pytest.raises(InputError, match="RFC 7946"):
+        export(pred_cube, "hand", tmp_path / "det.geojson", crs="EPSG:32632")
+    with pytest.raises(InputError, match="not a CRS"):
+        export(pred_cube, "hand", tmp_path / "det.gpkg", crs="EPSG:nope")

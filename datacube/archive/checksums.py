@@ -15,6 +15,7 @@ from sarcube.datacube.archive.layout import MD5SUMS
 from tqdm.auto import tqdm
 
 from sarcube.errors import VerifyError
+from sarcube.progress import bar_disable
 
 #: multihash prefix of an md5 digest (code 0xd5, 16 bytes), as the STAC file extension wants
 MULTIHASH_MD5 = "d510"
@@ -26,7 +27,7 @@ def file_digest(path: Path, algorithm: str, progress: bool) -> str:
     """Hex digest of a file with ``algorithm`` (a hashlib name), read in blocks."""
     digest = hashlib.new(algorithm, usedforsecurity=False)
     size = path.stat().st_size
-    bar_off = None if progress else True
+    bar_off = bar_disable(not progress)
     with (
         path.open("rb") as f,
         tqdm(total=size, unit="B", unit_scale=True, desc=f"{algorithm} {path.name}", disable=bar_off) as bar,

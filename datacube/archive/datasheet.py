@@ -20,6 +20,9 @@ from sarcube.datacube.archive.layout import MD5SUMS, METADATA_JSON, STAC_DIR, fl
 from sarcube.datacube.archive.stac import source_items
 from sarcube.datacube.redaction import sanitize_text
 
+#: how the datasheet names each chunk codec
+_CODEC_NAMES = {schema.CODEC_ZSTD: "Blosc/zstd", schema.CODEC_GZIP: "gzip"}
+
 
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -47,7 +50,7 @@ def _opening(ds: xr.Dataset, archive_file: str, citation: Citation) -> list[str]
         lines += [citation.description.strip(), ""]
     return lines + [
         f"A Sentinel-1 SAR and terrain datacube in one Zarr v3 store, zipped without compression as "
-        f"`{archive_file}` (chunks are Blosc/zstd compressed inside). It follows the sarcube cube "
+        f"`{archive_file}` (chunks are {_CODEC_NAMES[schema.codec_of(ds.attrs)]} compressed inside). It follows the sarcube cube "
         f"contract v{ds.attrs.get(schema.ATTR_CONTRACT, schema.CONTRACT_VERSION)} "
         f"({ds.attrs.get(schema.ATTR_CONVENTIONS, schema.CONVENTIONS)} attributes; NaN is nodata for floats).",
         "",

@@ -34,8 +34,15 @@ S1_CENTER_FREQUENCY_GHZ = 5.405
 S1_PRODUCT_TYPE = "RTC"
 ASSET_ARCHIVE = "zarr-zip"
 ASSET_DATASHEET = "datasheet"
-MEDIA_TYPE_ZIP = "application/zip"
+#: the archive is a Zarr v3 store in a ZIP file: xpystac and other STAC tools open ``application/vnd+zarr``
+#: assets with xarray (engine zarr); ``xarray:open_kwargs`` carries the rest. A plain path to the zip
+#: opens with fsspec's zip chaining (``xr.open_dataset("zip::" + href, **open_kwargs)``).
+MEDIA_TYPE_ZARR = "application/vnd+zarr"
 MEDIA_TYPE_MARKDOWN = "text/markdown"
+#: the xarray-assets extension (``xarray:open_kwargs``)
+XARRAY_ASSETS_SCHEMA = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json"
+#: how xarray opens the archive (xarray-assets ``xarray:open_kwargs``)
+XARRAY_OPEN_KWARGS = {"engine": "zarr", "consolidated": True, "zarr_format": 3, "decode_coords": "all"}
 
 
 # --- what the cube holds ------------------------------------------------------------
@@ -224,19 +231,24 @@ def _add_sar(item: Any, ds: xr.Dataset) -> None:
 
 
 def _add_sat(item: Any, ds: xr.Dataset) -> None:
-    """Orbit direction and relative orbit; a cube that mixes them lists all under ``sarcube:``."""
+    """``sat:orbit_state`` / ``sat:relative_orbit`` where the cube has one of each.
+
+    The extension holds one value per item; a cube over several orbits also
+    lists them all under ``sarcube:``, and when it has neither single value
+    the item does not declare the extension (which requires a field).
+    """
     from pystac.extensions.sat import OrbitState, SatExtension
 
     orbit_states = [str(v) for v in _unique(ds, schema.ORBIT_STATE)]
     orbits = [int(v) for v in _unique(ds, schema.RELATIVE_ORBIT)]
-    if orbit_states or orbits:
+    if len(orbit_states) == 1 or len(orbits) == 1:
         SatExtension.ext(item, add_if_missing=True).apply(
             orbit_state=OrbitState(orbit_states[0]) if len(orbit_states) == 1 else None,
             relative_orbit=orbits[0] if len(orbits) == 1 else None,
         )
-        if len(orbit_states) > 1 or len(orbits) > 1:
-            item.properties["sarcube:orbit_states"] = orbit_states
-            item.properties["sarcube:relative_orbits"] = orbits
+    if len(orbit_states) > 1 or len(orbits) > 1:
+        item.properties["sarcube:orbit_states"] = orbit_states
+        item.properties["sarcube:relative_orbits"] = orbits
 
 
 def _add_lineage(item: Any, ds: xr.Dataset) -> None:
@@ -258,9 +270,13 @@ def _add_assets(item: Any, name: str, files: Mapping[str, tuple[str, int]], fold
         asset = pystac.Asset(
             href=str((folder / rel).resolve()),
             title=f"{name} cube (zipped Zarr v3 store)" if is_zip else "datasheet",
-            media_type=MEDIA_TYPE_ZIP if is_zip else MEDIA_TYPE_MARKDOWN,
+            media_type=MEDIA_TYPE_ZARR if is_zip else MEDIA_TYPE_MARKDOWN,
             roles=["data"] if is_zip else ["metadata"],
         )
+        if is_zip:
+            asset.extra_fields["xarray:open_kwargs"] = dict(XARRAY_OPEN_KWARGS)
+            if XARRAY_ASSETS_SCHEMA not in item.stac_extensions:
+                item.stac_extensions.append(XARRAY_ASSETS_SCHEMA)
         item.add_asset(ASSET_ARCHIVE if is_zip else ASSET_DATASHEET, asset)
         FileExtension.ext(asset, add_if_missing=True).apply(checksum=multihash(md5), size=int(size))
 
@@ -284,6 +300,17 @@ def _summaries(ds: xr.Dataset) -> dict[str, Any]:
 
 
 # --- the collection ---------------------------------------------------------------------
+
+def _declare_summary_extensions(collection: Any) -> None:
+    """Declare the extensions whose fields the collection's summaries use (sat:, sar:)."""
+    from pystac.extensions.sar import SarExtension
+    from pystac.extensions.sat import SatExtension
+
+    used = {key.split(":")[0] for key in collection.summaries.to_dict() if ":" in key}
+    for prefix, ext in (("sat", SatExtension), ("sar", SarExtension)):
+        if prefix in used and ext.get_schema_uri() not in collection.stac_extensions:
+            collection.stac_extensions.append(ext.get_schema_uri())
+
 
 def stac_collection(
     ds: xr.Dataset, *, name: str, citation: Citation, files: Mapping[str, tuple[str, int]], folder: Path
@@ -328,6 +355,7 @@ def stac_collection(
         extent=pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[start, end]])),
     )
     collection.summaries = pystac.Summaries(_summaries(ds))
+    _declare_summary_extensions(collection)
     collection.add_item(item)
     return collection
 

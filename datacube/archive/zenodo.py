@@ -29,6 +29,7 @@ from sarcube.datacube.retry import RETRY_STATUSES, RetryPolicy, server_wait_s
 from tqdm.auto import tqdm
 
 from sarcube.errors import InputError, ZenodoError
+from sarcube.progress import bar_disable
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class ZenodoClient:
                 if file is not None:
                     bar = tqdm(
                         total=file.stat().st_size, unit="B", unit_scale=True, desc=f"upload {file.name}",
-                        disable=None if self.progress else True, leave=False,
+                        disable=bar_disable(not self.progress), leave=False,
                     )
                     body = _ProgressReader(file, bar)
                 response = self._session.request(

@@ -21,6 +21,7 @@ from sarcube.datacube.redaction import sanitize
 from tqdm.auto import tqdm
 
 from sarcube.errors import InputError, PublishError, VerifyError
+from sarcube.progress import bar_disable
 
 #: fixed member timestamp: identical cubes give byte-identical zips
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -98,7 +99,7 @@ def write_zip(cube: str | Path, zip_path: str | Path, *, progress: bool = True) 
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     partial = zip_path.with_name(zip_path.name + ".partial")
     total = sum((root / m).stat().st_size for m in members)
-    bar_off = None if progress else True
+    bar_off = bar_disable(not progress)
     try:
         with (
             zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf,

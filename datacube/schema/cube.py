@@ -55,7 +55,7 @@ from sarcube.datacube.schema.names import (
     X,
     Y,
 )
-from sarcube.datacube.schema.variables import spec_for
+from sarcube.datacube.schema.variables import spec_for, typed_cf_attrs
 
 from sarcube.errors import CubeSchemaError, InputError, MissingVariableError
 
@@ -94,9 +94,22 @@ def open_cube(path: str | Path, *, chunks: Any = "auto", validate: bool = True, 
     for name in (PLATFORM, ORBIT_STATE, ITEM_ID):
         if name in ds.coords:
             ds.coords[name] = ds.coords[name].astype(object)
+    _restore_cf_types(ds)
     if validate:
         validate_cube(ds, source=path_str)
     return ds
+
+
+def _restore_cf_types(ds: xr.Dataset) -> None:
+    """In place: CF attrs typed like their variable again (JSON lost it), no fill value on x/y coordinates.
+
+    So ``open_cube(path).to_netcdf(...)`` gives a file that passes ``cf:1.10``.
+    """
+    for var in ds.data_vars.values():
+        var.attrs = typed_cf_attrs(var.attrs, var.dtype)
+    for dim in (X, Y):
+        if dim in ds.variables:
+            ds[dim].encoding["_FillValue"] = None
 
 
 def validate_cube(

@@ -83,6 +83,11 @@ ASSET_DEM = "data"
 ASSET_TO_VARIABLE = {ASSET_VV: VV, ASSET_VH: VH}
 S1_NODATA = -32768.0
 
+#: the unit of backscatter and its changes. Kept though UDUNITS (and so CF's compliance checker, which
+#: flags it under CF 1.10 section 3.1) has no logarithmic units: every SAR tool, STAC's sar extension and
+#: GIS users read "dB", and the alternatives ("1" for a dimensionless ratio) would misstate log values.
+UNIT_DB = "dB"
+
 # --- global attributes ---------------------------------------------------------
 ATTR_CONVENTIONS = "Conventions"
 ATTR_TITLE = "title"
@@ -133,4 +138,17 @@ ATTR_LABEL_EVENTS = "label_events"
 # --- storage -----------------------------------------------------------------
 CHUNK_YX = 512
 CHUNK_STACK = 1  # time, pair or orbit
-ZSTD_LEVEL = 5
+#: chunk codecs a cube can be written with (``sarcube build --codec``): Blosc/zstd (the default), or gzip,
+#: which every Zarr v3 reader decodes (GDAL builds without Blosc or zstd read it).
+#: Level and shuffle are chosen from ``benchmarks/build.py`` (RESULT codec_* lines, demo scene vv chunks):
+#: zstd level 1 with byte shuffle encodes 3.3x faster than level 5 with bit-shuffle (the first contract's)
+#: and compresses better (ratio 1.62 vs 1.36); gzip 6 compresses most (2.3) but encodes ~15x slower.
+CODEC_ZSTD = "zstd"
+CODEC_GZIP = "gzip"
+CODECS = (CODEC_ZSTD, CODEC_GZIP)
+DEFAULT_CODEC = CODEC_ZSTD
+ZSTD_LEVEL = 1
+BLOSC_SHUFFLE = "shuffle"
+GZIP_LEVEL = 6
+#: global attr naming the cube's codec, so every later writer (features, add-layer, predict) uses it too
+ATTR_CODEC = "sarcube_codec"

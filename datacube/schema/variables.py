@@ -18,17 +18,23 @@ import xarray as xr
 from sarcube.datacube.schema.names import (
     ACTIVITY_TIME,
     ASPECT,
+    ATTR_CODEC,
     ATTR_CONTRACT,
     ATTR_CONVENTIONS,
     ATTR_ORBIT_KEY,
     ATTR_PARAMETERS,
     ATTR_VERSION,
+    BLOSC_SHUFFLE,
     CHUNK_STACK,
     CHUNK_YX,
+    CODEC_GZIP,
+    CODECS,
     CONTRACT_VERSION,
     CONVENTIONS,
     CURVATURE,
+    DEFAULT_CODEC,
     DEM,
+    GZIP_LEVEL,
     ITEM_ID,
     LABEL,
     LABEL_NO,
@@ -50,6 +56,7 @@ from sarcube.datacube.schema.names import (
     STACK_DIMS,
     TIME,
     TIME_ENCODING,
+    UNIT_DB,
     VH,
     VH_AFTER,
     VH_BEFORE,
@@ -100,7 +107,22 @@ class VariableSpec:
             out["flag_meanings"] = " ".join(m for _, m in self.flags)
         if self.valid_range is not None:
             out["valid_min"], out["valid_max"] = self.valid_range
-        return out
+        return out  # plain JSON values: zarr stores attrs as JSON; open_cube types them (typed_cf_attrs)
+
+
+def typed_cf_attrs(attrs: Mapping[str, Any], dtype: Any) -> dict[str, Any]:
+    """``attrs`` with CF's flag_values/valid_min/valid_max/valid_range in the variable's ``dtype``, as CF requires.
+
+    Zarr keeps attributes as JSON, so they read back as Python ints and
+    floats; :func:`~sarcube.datacube.schema.open_cube` types them again, so a
+    netCDF copy of an opened cube passes ``cf:1.10``.
+    """
+    out = dict(attrs)
+    kind = np.dtype(dtype)
+    for key in ("flag_values", "valid_min", "valid_max", "valid_range"):
+        if key in out and out[key] is not None:
+            out[key] = np.asarray(out[key], dtype=kind) if np.ndim(out[key]) else kind.type(out[key])
+    return out
 
 
 _SAR_TYX = ((TIME, Y, X),)
@@ -113,27 +135,27 @@ _LABEL_FLAGS = ((LABEL_NO, "no"), (LABEL_YES, "yes"), (LABEL_UNKNOWN, "unknown")
 VARIABLES: dict[str, VariableSpec] = {
     spec.name: spec
     for spec in (
-        VariableSpec(VV, _SAR_TYX, "float32", "dB", "VV backscatter gamma0", "Radiometrically terrain-corrected gamma0, VV, 10 log10 of linear power."),
-        VariableSpec(VH, _SAR_TYX, "float32", "dB", "VH backscatter gamma0", "Radiometrically terrain-corrected gamma0, VH, 10 log10 of linear power."),
-        VariableSpec(VV_RATIO, _SAR_TYX, "float32", "dB", "VV relative to snow-free reference", "VV minus the median VV of a snow-free summer window (avalanche-cnn-sinha II-A)."),
-        VariableSpec(VH_RATIO, _SAR_TYX, "float32", "dB", "VH relative to snow-free reference", "VH minus the median VH of a snow-free summer window (avalanche-cnn-sinha II-A)."),
-        VariableSpec(VV_DIFF, _PAIR_YX, "float32", "dB", "VV change, activity minus reference", "VV(activity) - VV(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B)."),
-        VariableSpec(VH_DIFF, _PAIR_YX, "float32", "dB", "VH change, activity minus reference", "VH(activity) - VH(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B)."),
+        VariableSpec(VV, _SAR_TYX, "float32", UNIT_DB, "VV backscatter gamma0", "Radiometrically terrain-corrected gamma0, VV, 10 log10 of linear power."),
+        VariableSpec(VH, _SAR_TYX, "float32", UNIT_DB, "VH backscatter gamma0", "Radiometrically terrain-corrected gamma0, VH, 10 log10 of linear power."),
+        VariableSpec(VV_RATIO, _SAR_TYX, "float32", UNIT_DB, "VV relative to snow-free reference", "VV minus the median VV of a snow-free summer window (avalanche-cnn-sinha II-A)."),
+        VariableSpec(VH_RATIO, _SAR_TYX, "float32", UNIT_DB, "VH relative to snow-free reference", "VH minus the median VH of a snow-free summer window (avalanche-cnn-sinha II-A)."),
+        VariableSpec(VV_DIFF, _PAIR_YX, "float32", UNIT_DB, "VV change, activity minus reference", "VV(activity) - VV(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B)."),
+        VariableSpec(VH_DIFF, _PAIR_YX, "float32", UNIT_DB, "VH change, activity minus reference", "VH(activity) - VH(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B)."),
         VariableSpec(VVVH, _PAIR_YX, "float32", "1", "VVVH change product", "Product of the squared VV and VH differences, each rescaled to [0, 1] first.", valid_range=(0.0, 1.0)),
         VariableSpec(
-            VV_BEFORE, _ORBIT_YX, "float32", "dB", "mean VV before event, per orbit",
+            VV_BEFORE, _ORBIT_YX, "float32", UNIT_DB, "mean VV before event, per orbit",
             "Mean VV of the k acquisitions of one orbit right before the event date (landslide-datacube 3.1).",
         ),
         VariableSpec(
-            VH_BEFORE, _ORBIT_YX, "float32", "dB", "mean VH before event, per orbit",
+            VH_BEFORE, _ORBIT_YX, "float32", UNIT_DB, "mean VH before event, per orbit",
             "Mean VH of the k acquisitions of one orbit right before the event date (landslide-datacube 3.1).",
         ),
         VariableSpec(
-            VV_AFTER, _ORBIT_YX, "float32", "dB", "mean VV after event, per orbit",
+            VV_AFTER, _ORBIT_YX, "float32", UNIT_DB, "mean VV after event, per orbit",
             "Mean VV of the k acquisitions of one orbit right after the event date (landslide-datacube 3.1).",
         ),
         VariableSpec(
-            VH_AFTER, _ORBIT_YX, "float32", "dB", "mean VH after event, per orbit",
+            VH_AFTER, _ORBIT_YX, "float32", UNIT_DB, "mean VH after event, per orbit",
             "Mean VH of the k acquisitions of one orbit right after the event date (landslide-datacube 3.1).",
         ),
         VariableSpec(DEM, _YX, "float32", "m", "elevation", "Terrain elevation above the geoid, resampled bilinearly onto the cube grid.", standard_name="surface_altitude"),
@@ -246,6 +268,7 @@ def with_crs(ds: xr.Dataset, crs: Any) -> xr.Dataset:
 
     ds = ds.rio.write_crs(crs, grid_mapping_name=SPATIAL_REF)
     ds = ds.rio.write_transform(ds.rio.transform(recalc=True), grid_mapping_name=SPATIAL_REF)
+    ds[SPATIAL_REF].attrs["long_name"] = "CRS definition"  # CF recommends a long_name on every variable
     for name in ds.data_vars:
         ds[name].attrs["grid_mapping"] = SPATIAL_REF
         ds[name].encoding.pop("grid_mapping", None)
@@ -327,25 +350,49 @@ def chunks_for(dims: Iterable[str], shape: Iterable[int] | None = None) -> tuple
     return tuple(out)
 
 
-def compressors() -> tuple[Any, ...]:
-    """Blosc/zstd with bit-shuffle: the contract's compression."""
+def codec_of(attrs: Mapping[str, Any]) -> str:
+    """The codec a cube's global ``attrs`` name (``sarcube_codec``), the default for cubes without one."""
+    codec = str(attrs.get(ATTR_CODEC, DEFAULT_CODEC))
+    if codec not in CODECS:
+        raise CubeSchemaError(f"cube codec {codec!r} unknown: this sarcube writes {', '.join(CODECS)}")
+    return codec
+
+
+def compressors(codec: str = DEFAULT_CODEC) -> tuple[Any, ...]:
+    """The chunk compression of ``codec``: Blosc/zstd with byte shuffle (default) or gzip."""
+    if codec not in CODECS:
+        raise InputError(f"codec {codec!r} unknown: use one of {', '.join(CODECS)}")
+    if codec == CODEC_GZIP:
+        from zarr.codecs import GzipCodec
+
+        return (GzipCodec(level=GZIP_LEVEL),)
     from zarr.codecs import BloscCodec
 
-    return (BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle="bitshuffle"),)
+    return (BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle=BLOSC_SHUFFLE),)
 
 
-def encoding_for(ds: xr.Dataset, names: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Zarr encodings (chunks, compressors, fill values, time units) for ``names`` (default: all)."""
+def encoding_for(
+    ds: xr.Dataset, names: Iterable[str] | None = None, codec: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Zarr encodings (chunks, compressors, fill values, time units) for ``names`` (default: all).
+
+    ``codec`` defaults to the one ``ds``'s attrs name (see :func:`codec_of`).
+    """
     names = list(ds.variables) if names is None else list(names)
+    chunk_codecs = compressors(codec or codec_of(ds.attrs))
     enc: dict[str, dict[str, Any]] = {}
     for name in names:
         var = ds.variables[name]
+        # coordinates too: a reader without the default codec (zarr's zstd) must decode them all
         if np.issubdtype(var.dtype, np.datetime64):
-            enc[name] = dict(TIME_ENCODING)
+            enc[name] = {**TIME_ENCODING, "compressors": chunk_codecs}
             continue
         if name in ds.coords:
+            enc[name] = {"compressors": chunk_codecs}
+            if var.dtype.kind == "f":
+                enc[name]["_FillValue"] = None  # CF: coordinates have no fill value
             continue
-        e: dict[str, Any] = {"chunks": chunks_for(var.dims, var.shape), "compressors": compressors()}
+        e: dict[str, Any] = {"chunks": chunks_for(var.dims, var.shape), "compressors": chunk_codecs}
         if var.dtype.kind == "f":
             e["_FillValue"] = np.nan
         elif var.dtype.kind in "iu":
@@ -358,6 +405,7 @@ __all__ = [
     "VARIABLES",
     "VariableSpec",
     "chunks_for",
+    "codec_of",
     "compressors",
     "empty_cube",
     "encoding_for",
@@ -371,5 +419,6 @@ __all__ = [
     "prediction_spec",
     "spec_for",
     "time_coords",
+    "typed_cf_attrs",
     "with_crs",
 ]
