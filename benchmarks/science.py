@@ -149,7 +149,7 @@ def _train_predict(cube: Path, preset: str, run: Path, overrides: Sequence[str],
 
 
 def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: Path, reuse: bool = False) -> SeedResult:
-    """Every comparison on ``seed``'s cubes; ``reuse`` keeps cubes and baseline predictions already in ``workdir``."""
+    """Every comparison on ``seed``'s cubes; ``reuse`` keeps cubes and predictions already in ``workdir``."""
     from sarcube.datacube import schema
     from sarcube.pipelines.evaluate import evaluate
 
@@ -172,8 +172,10 @@ def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: P
             else:
                 baselines[key] = _train_predict(cube, c.baseline, workdir / "runs" / bname, c.baseline_overrides, seed,
                                                 bname)
-        pred = _train_predict(cube, c.preset, workdir / "runs" / f"{c.name}-s{seed}", c.overrides, seed,
-                              f"{c.name}-s{seed}")
+        pred = f"pred_{c.name}-s{seed}"
+        if not (reuse and pred in schema.open_cube(cube).data_vars):  # --reuse: a prediction already made is scored
+            pred = _train_predict(cube, c.preset, workdir / "runs" / f"{c.name}-s{seed}", c.overrides, seed,
+                                  f"{c.name}-s{seed}")
         ev = evaluate(cube, [pred, baselines[key]], split="test")
         got = ev["predictions"]
         out.scores[c.name] = {
@@ -249,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="keep cubes and runs here (default: a temp dir)")
     parser.add_argument("--markdown", type=Path, default=None, help="write the README's Results tables here")
     parser.add_argument("--reuse", action="store_true",
-                        help="keep the cubes and baseline predictions an earlier run left in --workdir")
+                        help="keep the cubes and predictions an earlier run left in --workdir (rescore them)")
     parser.add_argument(
         "--summarise", type=Path, nargs="+", default=None, metavar="JSON",
         help="run nothing: summarise the --json files of earlier runs (e.g. one per seed, run in parallel)",
