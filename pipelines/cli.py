@@ -11,12 +11,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 
 import click
 
 from sarcube import __version__
 from sarcube.errors import SarcubeError
+from sarcube.threads import available_cores, set_threads
 
 #: subcommand name -> module in ``sarcube.pipelines`` that defines ``command``.
 COMMANDS: dict[str, str] = {
@@ -82,8 +84,12 @@ def configure_logging(verbosity: int) -> None:
 @click.version_option(__version__, "--version", prog_name="sarcube")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("-q", "--quiet", count=True, help="Only errors in the log.")
+@click.option(
+    "--threads", type=int, default=None,
+    help="CPU threads for torch and OpenMP (default: the cores this process may use; OMP_NUM_THREADS if set).",
+)
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
+def cli(ctx: click.Context, verbose: int, quiet: int, threads: int | None) -> None:
     """sarcube: Sentinel-1 SAR + terrain datacubes for avalanche, landslide and
     glacier mapping.
 
@@ -94,6 +100,10 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     ctx.ensure_object(dict)
     ctx.obj["verbosity"] = verbose - quiet
     configure_logging(verbose - quiet)
+    if threads is not None:
+        set_threads(threads)
+    elif "OMP_NUM_THREADS" not in os.environ:  # sarcube.threads.prepare ran after torch had loaded
+        set_threads(available_cores())
 
 
 def main(argv: list[str] | None = None) -> int:
