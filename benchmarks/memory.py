@@ -1,10 +1,10 @@
 """Memory bounded by chunks: peak RSS of each verb at a small and a large scene.
 
 Writes the demo's synthetic scene at ``--small`` and ``--large`` px a side
-(``--dates`` acquisitions), runs every verb on it in a subprocess of its own
+(``--dates`` acquisitions, 20 as in the demo), runs every verb on it in a subprocess of its own
 (the ``sarcube`` CLI, or for ``train_statistics`` the function the train step
 calls: split, chip selection and normalisation statistics of the
-avalanche-fcn preset) and reads that process's peak resident set size
+avalanche-fcn preset, cpu-demo profile) and reads that process's peak resident set size
 (``ru_maxrss``). Prints, per verb,
 
 - ``RESULT <verb>_rss_growth <ratio> x``: RSS(large) / RSS(small), for build,
@@ -18,7 +18,7 @@ the growth is diluted: compare sizes 16x apart in area, and the larger the
 better (1024 vs 4096 is the issue's yardstick; it takes long on 2 cores).
 
     python benchmarks/memory.py                        # 1024 vs 4096 px
-    python benchmarks/memory.py --small 512 --large 2048 --dates 8
+    python benchmarks/memory.py --small 256 --large 1024
 """
 
 from __future__ import annotations
@@ -48,8 +48,11 @@ _TRAIN_STATISTICS = """
 from sarcube.datacube import schema
 from sarcube.pipelines.presets import load_preset
 from sarcube.pipelines.train import prepare_data
-data = prepare_data(schema.open_cube({cube!r}), load_preset("avalanche-fcn"))
+data = prepare_data(schema.open_cube({cube!r}), load_preset("avalanche-fcn", profile={profile!r}))
 """
+
+#: the demo's profile: chips small enough for the small scene to hold a chip in every split
+PROFILE = "cpu-demo"
 
 VERBS = ("build", "features", "add_layer", "train_statistics", "predict", "evaluate", "export")
 
@@ -85,8 +88,9 @@ def measure(size: int, dates: int, work: Path) -> dict[str, float]:
                   "--catalog", str(m.catalog), "--resolution", str(m.resolution)],
         "features": ["features", cube],
         "add_layer": ["add-layer", cube, "--labels", str(m.labels), "--date-field", "date"],
-        "train_statistics": ["--python", _TRAIN_STATISTICS.format(cube=cube)],
-        "train": ["train", cube, "--preset", "baseline", "--out", str(run)],  # not reported: needed by predict
+        "train_statistics": ["--python", _TRAIN_STATISTICS.format(cube=cube, profile=PROFILE)],
+        # not reported, needed by predict
+        "train": ["train", cube, "--preset", "baseline", "--out", str(run), "--profile", PROFILE],
         "predict": ["predict", cube, "--run", str(run), "--name", "base", "--no-tta"],
         "evaluate": ["evaluate", cube, "--pred", "base", "--out", str(work / "evaluation.json")],
         "export": ["export", cube, "--pred", "base", "--out", str(work / "objects.geojson")],
@@ -100,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=1024, help="side of the small scene, px")
     parser.add_argument("--large", type=int, default=4096, help="side of the large scene, px")
-    parser.add_argument("--dates", type=int, default=12, help="acquisitions over both orbits")
+    parser.add_argument("--dates", type=int, default=20, help="acquisitions over both orbits (the demo's)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="sarcube-memory-"))
     try:
