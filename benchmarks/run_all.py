@@ -52,7 +52,7 @@ BENCHMARKS = (
         {"par_speedup_vs_atan2_bruteforce": "brute force as the definition reads: atan2 per candidate (secondary)"},
     ),
     Benchmark(
-        "chips.py", "plain chunk-aware zarr IterableDataset (in benchmarks/chips.py), same chips, best of 5",
+        "chips.py", "plain chunk-aware zarr IterableDataset (in benchmarks/chips.py), same chips, every side best of N",
         {"chips_vs_plain_loader": (">=", 1.5), "chips_vs_raw_decode": (">=", 0.8)},
         {
             "chips_vs_xbatcher_in_memory": "xbatcher BatchGenerator + MapDataset over the cube loaded in memory",
