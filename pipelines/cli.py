@@ -19,6 +19,7 @@ import click
 from sarcube import __version__
 from sarcube.errors import EXIT_ABORTED, EXIT_BAD_INPUT, SarcubeError
 from sarcube.progress import DISABLE_ENV
+from sarcube.threads import available_cores, set_threads
 
 #: subcommand name -> module in ``sarcube.pipelines`` that defines ``command``.
 COMMANDS: dict[str, str] = {
@@ -113,8 +114,12 @@ def error_line(err: SarcubeError) -> str:
 @click.version_option(__version__, "--version", prog_name="sarcube")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("-q", "--quiet", count=True, help="Only errors in the log.")
+@click.option(
+    "--threads", type=int, default=None,
+    help="CPU threads for torch and OpenMP (default: the cores this process may use; OMP_NUM_THREADS if set).",
+)
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
+def cli(ctx: click.Context, verbose: int, quiet: int, threads: int | None) -> None:
     """sarcube: Sentinel-1 SAR + terrain datacubes for avalanche, landslide and
     glacier mapping.
 
@@ -127,6 +132,10 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     configure_logging(verbose - quiet)
     if quiet or not sys.stderr.isatty():  # no progress bars (and their \r lines) in logs, pipes and under -q
         os.environ[DISABLE_ENV] = "1"
+    if threads is not None:
+        set_threads(threads)
+    elif "OMP_NUM_THREADS" not in os.environ:  # sarcube.threads.prepare ran after torch had loaded
+        set_threads(available_cores())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -273,12 +273,13 @@ def _score_patches(
 
 
 def _score_pixels(ds: xr.Dataset, var: xr.DataArray, plan: chips.SplitPlan, split: str, thr: float) -> dict[str, Any]:
-    from sarcube.models.metrics import MetricAccumulator
+    from sarcube.models.metrics import AUPRC_BINS, MetricAccumulator
     from tqdm.auto import tqdm
 
     ny, nx = ds.sizes[schema.Y], ds.sizes[schema.X]
     pairs = _scored_pairs(ds, var)
-    acc = MetricAccumulator(threshold=thr, objects=True, auprc=True)
+    # streamed AUPRC (binned, within ~1e-6 of exact): no score is kept across pairs
+    acc = MetricAccumulator(threshold=thr, objects=True, auprc=True, auprc_bins=AUPRC_BINS)
     scored_pairs, units = [], 0
     for p in tqdm(pairs, desc=f"evaluate {var.name}", leave=False, disable=bar_disable(len(pairs) < 2)):
         mask = split_mask(plan, p, split, (ny, nx))

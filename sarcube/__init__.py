@@ -10,6 +10,12 @@ top-level folders:
 - :mod:`sarcube.pipelines`: the steps users run and the ``sarcube`` CLI.
 """
 
+from sarcube import threads as _threads
+
 __version__ = "0.1.0"
+
+# Before anything below sarcube loads torch: idle OpenMP workers sleep, and
+# there are as many as this process has cores (sarcube.threads).
+_threads.prepare()
 
 __all__ = ["__version__"]

@@ -166,6 +166,13 @@ def test_statistics_come_from_train_tiles_only(tmp_path):
     nan[schema.SLOPE] = schema.make_variable(schema.SLOPE, np.where(train & (np.arange(64) % 2 == 0), np.nan, ds[schema.SLOPE].values))
     m3, _ = chips.train_statistics(nan.chunk(), resolved, plan, pairs)
     assert np.isfinite(m3[0])
+    # per-chunk partial sums with each chunk's window of the tile mask: any chunking, or none, agrees
+    for chunked in (ds.chunk({schema.Y: 24, schema.X: 16}), ds):
+        m4, s4 = chips.train_statistics(chunked, resolved, plan, pairs)
+        np.testing.assert_allclose(m4, mean, rtol=1e-12)
+        np.testing.assert_allclose(s4, std, rtol=1e-12)
+    whole = plan.pixel_mask("val", (70, 66))
+    assert np.array_equal(plan.pixel_mask("val", (70, 66), (24, 70, 16, 66)), whole[24:70, 16:66])
 
 
 def read_block(

@@ -156,13 +156,25 @@ def check_selection(selected: dict[str, ChipTable], chips: ChipSpec, need_positi
             )
 
 
+def _chunk_sums(block: np.ndarray, plan: SplitPlan, shape: tuple[int, int], block_info=None) -> np.ndarray:
+    """(count, sum, sum of squares) of the non-NaN training-tile values of one chunk, float64."""
+    (y0, y1), (x0, x1) = block_info[0]["array-location"][-2:]
+    values = block.astype(np.float64)[..., plan.pixel_mask(TRAIN, shape, (y0, y1, x0, x1))]
+    values = values[~np.isnan(values)]
+    return np.array([values.size, values.sum(), (values * values).sum()]).reshape((1,) * block.ndim + (3,))
+
+
 def train_statistics(
     ds: xr.Dataset, resolved: ResolvedChannels, plan: SplitPlan, train_pairs: Sequence[int | None]
 ) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (NaN-aware) over the training tiles and pairs only."""
-    import dask
+    """Per-channel mean and std (NaN-aware) over the training tiles and pairs only.
 
-    mask = xr.DataArray(plan.pixel_mask(TRAIN, (ds.sizes[schema.Y], ds.sizes[schema.X])), dims=schema.SPATIAL_DIMS)
+    Partial sums per chunk, each with its own window of the tile mask: memory is a few chunks, not the area.
+    """
+    import dask
+    import dask.array as da
+
+    shape = (ds.sizes[schema.Y], ds.sizes[schema.X])
     pairs = [p for p in train_pairs if p is not None]
     sums = []
     for c in resolved.channels:
@@ -176,8 +188,14 @@ def train_statistics(
                 {i for p in (pairs or [None]) for i in time_indices(ds, c, p, resolved.series_steps, resolved.orbit)}
             )
             var = var.isel({schema.TIME: steps})
-        v = var.astype("float64").where(mask)
-        sums.append((v.count().data, v.sum().data, (v * v).sum().data))
+        data = var.transpose(..., *schema.SPATIAL_DIMS).data
+        if not isinstance(data, da.Array):
+            data = da.from_array(data, chunks=(1,) * (data.ndim - 2) + (schema.CHUNK_YX, schema.CHUNK_YX))
+        parts = data.map_blocks(
+            _chunk_sums, plan, shape, dtype=np.float64, new_axis=data.ndim,
+            chunks=tuple((1,) * len(c) for c in data.chunks) + ((3,),),
+        )
+        sums.append(parts.sum(axis=tuple(range(data.ndim))))
     computed = dask.compute(sums)[0]
     means, stds = [], []
     for c, (n, s, ss) in zip(resolved.channels, computed, strict=True):

@@ -161,13 +161,19 @@ class SplitPlan:
             text += ", events " + "/".join(str(len(self.events.get(s, ()))) for s in SPLITS)
         return text
 
-    def pixel_mask(self, split: str, shape: tuple[int, int]) -> np.ndarray:
-        """(y, x) boolean mask of the pixels in tiles of ``split`` (ignoring held-out pairs)."""
+    def pixel_mask(
+        self, split: str, shape: tuple[int, int], window: tuple[int, int, int, int] | None = None
+    ) -> np.ndarray:
+        """(y, x) boolean mask of the pixels in tiles of ``split`` (ignoring held-out pairs).
+
+        ``window`` (y0, y1, x0, x1) gives that part of the ``shape`` mask alone (one chunk at a time).
+        """
         code = SPLITS.index(split)
-        grid = np.repeat(np.repeat(self.tiles == code, self.tile_px, 0), self.tile_px, 1)
-        out = np.zeros(shape, dtype=bool)
-        h, w = min(shape[0], grid.shape[0]), min(shape[1], grid.shape[1])
-        out[:h, :w] = grid[:h, :w]
+        y0, y1, x0, x1 = window if window is not None else (0, shape[0], 0, shape[1])
+        rows, cols = np.arange(y0, y1) // self.tile_px, np.arange(x0, x1) // self.tile_px
+        in_rows, in_cols = rows < self.tiles.shape[0], cols < self.tiles.shape[1]
+        out = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        out[np.ix_(in_rows, in_cols)] = self.tiles[np.ix_(rows[in_rows], cols[in_cols])] == code
         return out
 
     def chip_split(self, pair: int | None, y0: np.ndarray, x0: np.ndarray, size: int) -> np.ndarray:
