@@ -34,6 +34,16 @@ class MissingVariableError(CubeSchemaError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnfinishedCubeError(CubeSchemaError):
+    """A build of the cube stopped before every acquisition was written."""
+
+
+class CubeLockedError(SarcubeError):
+    """Another process is writing the cube (see :mod:`sarcube.datacube.lock`)."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+
 class CubeExistsError(SarcubeError, FileExistsError):
     """The output exists and the command was not told to overwrite or append."""
 
@@ -75,6 +85,7 @@ __all__ = [
     "CatalogError",
     "CheckpointError",
     "CubeExistsError",
+    "CubeLockedError",
     "CubeSchemaError",
     "InputError",
     "MissingVariableError",
@@ -82,6 +93,7 @@ __all__ = [
     "PublishError",
     "SarcubeError",
     "TrainingDataError",
+    "UnfinishedCubeError",
     "VerifyError",
     "ZenodoError",
 ]
