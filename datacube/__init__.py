@@ -16,7 +16,7 @@ Modules, in the order data flows through them:
   (polygons and rasters onto the grid), ``label_events`` (which events each
   pair's labels hold), ``composite`` (the R/G/B change composite)
 - storage: ``store`` (every write, all-or-nothing), ``staging`` (staged arrays
-  and resume), ``zarrio`` (stores on disk or fsspec), ``cog`` (GeoTIFF writer)
+  and resume), ``lock`` (one writer per cube), ``zarrio`` (stores on disk or fsspec), ``cog`` (GeoTIFF writer)
 - learning and products: ``chips`` (channels, splits, selection, blocks),
   ``predictions`` (the ``pred_*`` contract and the prediction plan), ``archive``
   (zip, checksums, STAC, datasheet, verify, Zenodo client)
@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # what the lazy table below resolves, for readers and type ch
         label_events,
         labels,
         load,
+        lock,
         par,
         predictions,
         redaction,
@@ -75,6 +76,7 @@ _MODULES = (
     "label_events",
     "labels",
     "load",
+    "lock",
     "par",
     "predictions",
     "redaction",
@@ -128,6 +130,7 @@ __all__ = [
     "label_events",
     "labels",
     "load",
+    "lock",
     "make_pairs",
     "open_catalog",
     "open_cube",

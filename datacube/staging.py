@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import xarray as xr
-from sarcube.datacube import schema, zarrio
+from sarcube.datacube import lock, schema, zarrio
 
 from sarcube.errors import CubeSchemaError, InputError
 
@@ -34,6 +34,7 @@ ADD_GROUP = "_add"
 TRASH_PREFIX = "sarcube-trash-"
 
 
+@lock.locked
 def clean_staging(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> list[str]:
     """Remove what an interrupted :func:`store.add_variables` left (its staging, trash); returns what was removed.
 
@@ -64,6 +65,7 @@ def _drop_empty_staging_group(fs: Any, root: str) -> None:
             fs.rm(group, recursive=True)
 
 
+@lock.locked
 def promote_added(
     path: str | Path, names: list[str], storage_options: Mapping[str, Any] | None, drop: Iterable[str] = ()
 ) -> None:
@@ -129,15 +131,21 @@ class StagedArray:
             start = sel if isinstance(sel, int) else (sel.start or 0)
             if start % chunk:
                 raise CubeSchemaError(f"region {region} of {self.name!r} does not start on the chunk grid {self.chunks}")
-        self._array[region] = values
+        with lock.writer(self.path, storage_options=self.storage_options):
+            self._array[region] = values
 
     def mark_done(self, key: str) -> None:
         """Record that piece ``key`` is completely written (the resume point)."""
         self.done.add(key)
-        self._array.attrs[ATTR_STAGE_STATE] = {"fingerprint": self.fingerprint, "done": sorted(self.done)}
+        with lock.writer(self.path, storage_options=self.storage_options):
+            self._array.attrs[ATTR_STAGE_STATE] = {"fingerprint": self.fingerprint, "done": sorted(self.done)}
 
     def promote(self, attrs: Mapping[str, Any]) -> None:
         """Give the staged array its final ``attrs``, swap it into the cube and reconsolidate."""
+        with lock.writer(self.path, storage_options=self.storage_options):
+            self._promote(attrs)
+
+    def _promote(self, attrs: Mapping[str, Any]) -> None:
         with zarrio.quiet_zarr_warnings():
             self._array.attrs.put({k: v for k, v in {**self._array.attrs.asdict(), **dict(attrs)}.items() if k != ATTR_STAGE_STATE})
         fs, root = zarrio.fs_and_root(self.path, self.storage_options)
@@ -175,6 +183,7 @@ def staged_state(path: str | Path, name: str, storage_options: Mapping[str, Any]
         return None
 
 
+@lock.locked
 def discard_staged(path: str | Path, name: str, storage_options: Mapping[str, Any] | None = None) -> None:
     """Remove a staged ``name`` (and the staging group when nothing else is left in it)."""
     fs, root = zarrio.fs_and_root(path, storage_options)
@@ -184,6 +193,7 @@ def discard_staged(path: str | Path, name: str, storage_options: Mapping[str, An
     _drop_empty_staging_group(fs, root)
 
 
+@lock.locked
 def stage_array(
     path: str | Path,
     template: xr.DataArray,

@@ -5,7 +5,9 @@ writes new or recomputed variables into the store's staging group first and
 moves them in only once every chunk is on disk (see
 :mod:`~sarcube.datacube.staging`), so a failure at any point leaves the cube
 exactly as it was. Global attrs are rewritten together with the consolidated
-metadata in one write. Works on local paths and on fsspec URLs (``s3://``,
+metadata in one write. Every write here holds the cube's writer lock
+(:mod:`~sarcube.datacube.lock`), so attribute updates are read-modify-write
+under it. Works on local paths and on fsspec URLs (``s3://``,
 ``memory://``...).
 """
 
@@ -17,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import xarray as xr
-from sarcube.datacube import schema, staging, zarrio
+from sarcube.datacube import lock, schema, staging, zarrio
 
 from sarcube.errors import CubeExistsError, CubeSchemaError, InputError
 
 log = logging.getLogger(__name__)
 
 
+@lock.locked
 def write_cube(
     ds: xr.Dataset,
     path: str | Path,
@@ -63,6 +66,7 @@ def _existing_arrays(path: str | Path, storage_options: Mapping[str, Any] | None
         return set(group.array_keys())
 
 
+@lock.locked
 def add_variables(
     path: str | Path,
     variables: Mapping[str, xr.DataArray] | xr.Dataset,
@@ -166,6 +170,7 @@ def _check_fits(cube: xr.Dataset, name: str, var: xr.DataArray) -> None:
         raise CubeSchemaError(f"variable {name!r} has no grid_mapping={schema.SPATIAL_REF!r}: build it with schema.make_variable()")
 
 
+@lock.locked
 def remove_variables(path: str | Path, names: list[str], storage_options: Mapping[str, Any] | None = None) -> None:
     """Delete variables from a cube and reconsolidate."""
     fs, root = zarrio.fs_and_root(path, storage_options)
@@ -176,6 +181,7 @@ def remove_variables(path: str | Path, names: list[str], storage_options: Mappin
     zarrio.consolidate(path, storage_options)
 
 
+@lock.locked
 def _rewrite_root_attrs(path: str | Path, edit: Any, storage_options: Mapping[str, Any] | None) -> None:
     """Apply ``edit(attributes_dict)`` to the root group's attributes in one write.
 
@@ -219,6 +225,7 @@ def remove_attrs(
     _rewrite_root_attrs(path, drop, storage_options)
 
 
+@lock.locked
 def append_history(path: str | Path, line: str, storage_options: Mapping[str, Any] | None = None) -> None:
     """Append a dated line to the cube's ``history`` attribute (CF)."""
     import datetime as _dt
@@ -239,6 +246,7 @@ def append_history(path: str | Path, line: str, storage_options: Mapping[str, An
 # ``append_template`` grows the ``time`` dimension the same way.
 
 
+@lock.locked
 def create_template(ds: xr.Dataset, path: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> None:
     """Write a new store: coords, attrs, numpy variables and metadata; dask variables stay unwritten (NaN)."""
     if zarrio.exists(path, storage_options):
@@ -257,6 +265,7 @@ def create_template(ds: xr.Dataset, path: str | Path, *, storage_options: Mappin
     zarrio.consolidate(path, storage_options)
 
 
+@lock.locked
 def append_template(ds: xr.Dataset, path: str | Path, *, dim: str = schema.TIME, storage_options: Mapping[str, Any] | None = None) -> None:
     """Grow ``dim`` of an existing store by ``ds``'s coordinates; its dask variables stay unwritten (NaN)."""
     import numpy as np
@@ -280,6 +289,7 @@ def append_template(ds: xr.Dataset, path: str | Path, *, dim: str = schema.TIME,
     zarrio.consolidate(path, storage_options)
 
 
+@lock.locked
 def write_region(
     ds: xr.Dataset,
     path: str | Path,

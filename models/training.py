@@ -268,13 +268,19 @@ def train_epoch(
         y = y.to(device, non_blocking=True)
         with autocast_context(device):
             loss, _ = compute_loss(model, x, y, config)
+        value = float(loss.detach())
+        if not math.isfinite(value):  # stop before a NaN step spoils the weights
+            raise TrainingDataError(
+                f"training loss is {value} at step {steps + 1}: the chips hold NaN or infinite inputs "
+                "(check the cube's layers with `sarcube info`) or train.lr is too high"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         optimizer.step()
         steps += 1
-        running += float(loss.detach()) * x.shape[0]
+        running += value * x.shape[0]
         seen += x.shape[0]
         if on_batch is not None:
             on_batch(steps, running / seen)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 from sarcube.datacube import labels as label_layers
-from sarcube.datacube import schema, store
+from sarcube.datacube import lock, schema, store
 from sarcube.pipelines import _dask
 
 from sarcube.errors import InputError
@@ -27,6 +27,7 @@ from sarcube.errors import InputError
 log = logging.getLogger(__name__)
 
 
+@lock.writing_step("sarcube add-layer")
 def add_layer(
     cube: str | Path,
     *,
@@ -42,8 +43,12 @@ def add_layer(
     resampling: str = label_layers.DEFAULT_RESAMPLING,
     overwrite: bool = False,
     scheduler: str | None = None,
+    wait_s: float = 0.0,
 ) -> list[str]:
-    """Rasterize ``labels`` or warp ``raster_files`` (as ``raster_name``) into ``cube``; returns the names written."""
+    """Rasterize ``labels`` or warp ``raster_files`` (as ``raster_name``) into ``cube``; returns the names written.
+
+    ``wait_s``: how long to wait for another writer of the cube (see :mod:`sarcube.datacube.lock`).
+    """
     if (labels is None) == (raster_name is None):
         raise InputError("add-layer takes either --labels FILE or --raster NAME FILES..., one of the two")
     if labels is None and (date_field is not None or id_field is not None or monitored is not None or all_touched):
@@ -93,13 +98,15 @@ def add_layer(
 @click.option("--resampling", default=label_layers.DEFAULT_RESAMPLING, show_default=True, help="Raster resampling (rasterio name: bilinear, nearest, ...).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing layer of that name.")
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (default: local threads).")
+@click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
 def command(cube: str, files: tuple[str, ...], labels: str | None, date_field: str | None, id_field: str | None,
             monitored: str | None, all_touched: bool, raster_name: str | None, dim: str, units: str, resampling: str,
-            overwrite: bool, scheduler: str | None) -> None:
+            overwrite: bool, scheduler: str | None, wait_s: float) -> None:
     """Add label polygons or external rasters (FILES, with --raster NAME) to CUBE."""
     written = add_layer(
         cube, labels=labels, date_field=date_field, id_field=id_field, monitored=monitored, all_touched=all_touched,
         raster_name=raster_name, raster_files=files, dim=dim, units=units, resampling=resampling,
-        overwrite=overwrite, scheduler=scheduler,
+        overwrite=overwrite, scheduler=scheduler, wait_s=wait_s,
     )
     click.echo(f"wrote {', '.join(written)} into {cube}")

@@ -28,7 +28,7 @@ import click
 import dask.array as da
 import numpy as np
 import xarray as xr
-from sarcube.datacube import dates, load, schema, store, zarrio
+from sarcube.datacube import dates, load, lock, schema, store, zarrio
 from sarcube.datacube.catalog import (
     DEFAULT_CATALOG,
     Catalog,
@@ -213,6 +213,7 @@ def _write_steps(
                 bar.update(len(batches[k - 1]))
 
 
+@lock.writing_step("sarcube build", path="out")
 def build(
     aoi: str | tuple[float, float, float, float],
     start: str,
@@ -229,6 +230,7 @@ def build(
     overwrite: bool = False,
     force: bool = False,
     codec: str | None = None,
+    wait_s: float = 0.0,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Path | str:
     """Build (or with ``append`` extend, or resume) the cube ``out`` from a STAC catalog.
@@ -238,6 +240,7 @@ def build(
     ``resolution`` metres; ``vv``/``vh`` are in dB, ``dem`` in metres.
     ``codec`` (``schema.CODECS``; default ``schema.DEFAULT_CODEC``) compresses
     every chunk of a new cube, and every later layer; an existing cube keeps its own.
+    ``wait_s``: how long to wait for another writer of ``out`` (see :mod:`sarcube.datacube.lock`).
     Returns ``out``.
     """
     import shapely.geometry
@@ -269,7 +272,11 @@ def build(
     elif exists:
         current = schema.open_cube(out, validate=False, storage_options=storage_options)
         pending_request = current.attrs.get(schema.ATTR_BUILD_REQUEST)
-        if pending_request is not None:
+        if pending_request is None and schema.ATTR_BUILD_PENDING in current.attrs:
+            # A build stopped while writing its template: nothing in it is worth keeping.
+            log.info("%s: the previous build stopped before its template was complete; starting over", out)
+            replace, exists = True, False
+        elif pending_request is not None:
             if pending_request != request.to_json():
                 raise CubeExistsError(f"{str(out)!r} holds an unfinished build with other arguments: run that build again to finish it, or pass --overwrite")
             resuming = True
@@ -344,6 +351,8 @@ def build(
                 schema.ATTR_HISTORY: "",
                 schema.ATTR_CREATED: dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 schema.ATTR_CODEC: codec or schema.DEFAULT_CODEC,
+                # every step is unwritten from the first byte of the store on (readers refuse it)
+                schema.ATTR_BUILD_PENDING: json.dumps([DEM_STEP, *by_key]),
             }
             ds = schema.empty_cube(grid.x, grid.y, grid.crs, attrs)
             ds = ds.merge(_time_dataset(acquisitions, grid))
@@ -352,12 +361,8 @@ def build(
             if replace:
                 zarrio.remove(out, storage_options)
             store.create_template(ds, out, storage_options=storage_options)
-            # Only a complete template is resumable: the marker comes last.
-            marker = {
-                schema.ATTR_BUILD_REQUEST: request.to_json(),
-                schema.ATTR_BUILD_PENDING: json.dumps([DEM_STEP, *by_key]),
-            }
-            store.update_attrs(out, marker, storage_options)
+            # Only a complete template is resumable: the request comes last.
+            store.update_attrs(out, {schema.ATTR_BUILD_REQUEST: request.to_json()}, storage_options)
             _write_steps(out, [DEM_STEP, *by_key], by_key, dem_items, cat, grid, storage_options, client)
 
     store.remove_attrs(out, (schema.ATTR_BUILD_PENDING, schema.ATTR_BUILD_REQUEST), storage_options)
@@ -389,7 +394,9 @@ def build(
     "--codec", type=click.Choice(schema.CODECS), default=None,
     help=f"Chunk compression of a new cube (default {schema.DEFAULT_CODEC}); gzip for GDAL builds without Blosc/zstd.",
 )
-def command(aoi: str, start: str, end: str, out: str, catalog: str, resolution: float, crs: str, orbit: str | None, relative_orbit: int | None, scheduler: str | None, append: bool, overwrite: bool, force: bool, codec: str | None) -> None:
+@click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
+def command(aoi: str, start: str, end: str, out: str, catalog: str, resolution: float, crs: str, orbit: str | None, relative_orbit: int | None, scheduler: str | None, append: bool, overwrite: bool, force: bool, codec: str | None, wait_s: float) -> None:
     """Build a Sentinel-1 + DEM cube for an AOI and a date range (resumable; --append to extend)."""
-    path = build(aoi, start, end, out, catalog=catalog, resolution=resolution, crs=crs, orbit=orbit, relative_orbit=relative_orbit, scheduler=scheduler, append=append, overwrite=overwrite, force=force, codec=codec)
+    path = build(aoi, start, end, out, catalog=catalog, resolution=resolution, crs=crs, orbit=orbit, relative_orbit=relative_orbit, scheduler=scheduler, append=append, overwrite=overwrite, force=force, codec=codec, wait_s=wait_s)
     click.echo(f"wrote {path}")

@@ -19,7 +19,7 @@ from typing import Any
 import click
 import numpy as np
 import xarray as xr
-from sarcube.datacube import sar, schema, store
+from sarcube.datacube import lock, sar, schema, store
 from sarcube.datacube import terrain as terrain_layers
 from sarcube.datacube.par import PAR_RADIUS_M, potential_angle_of_reach
 from sarcube.datacube.terrain import RELEASE_MAX_DEG, RELEASE_MIN_DEG
@@ -93,6 +93,7 @@ def _check_options(
     return sar.parse_window(summer, "--summer") if ratio else None
 
 
+@lock.writing_step("sarcube features")
 def features(
     cube: str | Path,
     *,
@@ -110,6 +111,7 @@ def features(
     orbit_key: str | None = None,
     scheduler: str | None = None,
     overwrite: bool = False,
+    wait_s: float = 0.0,
 ) -> list[str]:
     """Compute the requested layers and write them into ``cube``; returns the names written.
 
@@ -121,7 +123,8 @@ def features(
     the new pairs by reference/activity time when every stored pair is still
     there (new acquisitions: new pairs get "unknown"); when stored pairs
     disappear (another ``max_gap_days``) they are dropped with ``overwrite``
-    and the step refuses without it.
+    and the step refuses without it. ``wait_s``: how long to wait for another
+    writer of the cube (see :mod:`sarcube.datacube.lock`).
     """
     window = _check_options(ratio, summer, k, event_date, orbit_key)
     ds = schema.open_cube(cube, validate=False)
@@ -233,13 +236,15 @@ def features(
 )
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (default: local threads).")
 @click.option("--overwrite", is_flag=True, help="Allow dropping labels/predictions left on replaced pairs.")
+@click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
 def command(cube: str, pairs: bool, max_gap_days: float, terrain: bool, release_min: float, release_max: float, par: bool,
             par_radius_m: float, ratio: bool, summer: str | None, event_date: str | None, k: int, orbit_key: str | None,
-            scheduler: str | None, overwrite: bool) -> None:
+            scheduler: str | None, overwrite: bool, wait_s: float) -> None:
     """Compute model inputs for CUBE and write them into it."""
     written = features(
         cube, pairs=pairs, max_gap_days=max_gap_days, terrain=terrain, release_min=release_min, release_max=release_max,
         par=par, par_radius_m=par_radius_m, ratio=ratio, summer=summer, event_date=event_date, k=k,
-        orbit_key=orbit_key, scheduler=scheduler, overwrite=overwrite,
+        orbit_key=orbit_key, scheduler=scheduler, overwrite=overwrite, wait_s=wait_s,
     )
     click.echo(f"wrote {', '.join(written)} into {cube}")

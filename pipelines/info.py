@@ -20,8 +20,9 @@ def _human_bytes(n: int) -> str:
 
 def info(cube: str | Path, *, as_json: bool = False) -> str:
     """Describe a cube: dims, variables with units, time range, pairs, CRS, size, provenance."""
-    ds = schema.open_cube(cube)
+    ds = schema.open_cube(cube, allow_unfinished=True)
     s = schema.summarize(ds)
+    pending = schema.pending_steps(ds)
     size = zarrio.size_on_disk(cube)
     if as_json:
         return json.dumps(
@@ -36,12 +37,15 @@ def info(cube: str | Path, *, as_json: bool = False) -> str:
                 "resolution_m": s.resolution,
                 "bounds": s.bounds,
                 "size_bytes": size,
+                "unfinished_steps": pending,
                 "attrs": {k: v for k, v in s.attrs.items() if k != schema.ATTR_STAC_ITEMS},
             },
             indent=2,
             default=str,
         )
     lines = [f"cube      {cube}"]
+    if pending is not None:
+        lines.append(f"status    unfinished: rerun the same build command ({len(pending)} step(s) not written)")
     lines.append("dims      " + ", ".join(f"{k}={v}" for k, v in s.dims.items()))
     lines.append(f"crs       {s.crs}   resolution {s.resolution[0]:g} x {s.resolution[1]:g} m")
     lines.append("bounds    " + ", ".join(f"{b:.1f}" for b in s.bounds))
@@ -56,10 +60,11 @@ def info(cube: str | Path, *, as_json: bool = False) -> str:
     if s.acquisitions:
         lines.append("")
         lines.append("acquisitions")
+        unwritten = set(pending or ())  # build's step keys are the acquisition times, ISO seconds
         for row in s.acquisitions:
-            lines.append(
-                f"  {row[schema.TIME]}  {row.get(schema.PLATFORM, '')!s:<12} {row.get(schema.ORBIT_STATE, '')!s:<11} orbit {row.get(schema.RELATIVE_ORBIT, '')}"
-            )
+            mark = "  unfinished" if row[schema.TIME] in unwritten else ""
+            orbit = f"{row.get(schema.ORBIT_STATE, '')!s:<11} orbit {row.get(schema.RELATIVE_ORBIT, '')}"
+            lines.append(f"  {row[schema.TIME]}  {row.get(schema.PLATFORM, '')!s:<12} {orbit}{mark}")
     if s.pairs:
         lines.append("")
         lines.append("pairs (reference -> activity)")

@@ -44,7 +44,7 @@ from typing import Any
 
 import click
 import numpy as np
-from sarcube.datacube import schema, staging, store
+from sarcube.datacube import lock, schema, staging, store
 from sarcube.datacube.predictions import (
     ATTR_CHIP,
     ATTR_LEVEL,
@@ -90,6 +90,7 @@ def _probability_fn(model: Any) -> Callable[[Any], Any]:
     return run
 
 
+@lock.writing_step("sarcube predict")
 def predict(
     cube: str | Path,
     run_dir: str | Path,
@@ -101,6 +102,7 @@ def predict(
     overwrite: bool = False,
     scheduler: str | None = None,
     device: str | None = None,
+    wait_s: float = 0.0,
     storage_options: Mapping[str, Any] | None = None,
 ) -> str:
     """Predict a run over the cube's pairs and write ``pred_<name>``; returns the variable name.
@@ -110,7 +112,8 @@ def predict(
     a list of pair indices. ``batch_size`` counts network inputs per forward
     pass (windows x 8 TTA transforms; patches for a patch run). ``device``: auto
     (CUDA when present), cpu, cuda. ``tta`` does not apply to patch runs: they
-    score each chip's centre crop once, as validated.
+    score each chip's centre crop once, as validated. ``wait_s``: how long to wait for
+    another writer of the cube (see :mod:`sarcube.datacube.lock`).
     """
     import dask.array as dsa
     from sarcube.models.config import LEVEL_PATCH
@@ -238,7 +241,9 @@ def predict(
 @click.option("--overwrite", is_flag=True, help="Recompute an existing pred_NAME.")
 @click.option("--scheduler", default=None, help="Dask scheduler address for reading the cube (default: local threads).")
 @click.option("--device", default=None, help="auto (default: CUDA when present), cpu, cuda or cuda:K.")
-def command(cube: str, run_dir: str, name: str | None, pairs: str, tta: bool, batch_size: int, overwrite: bool, scheduler: str | None, device: str | None) -> None:
+@click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
+def command(cube: str, run_dir: str, name: str | None, pairs: str, tta: bool, batch_size: int, overwrite: bool, scheduler: str | None, device: str | None, wait_s: float) -> None:
     """Slide RUN_DIR's model over CUBE's pairs and write its probabilities as pred_NAME."""
-    var = predict(cube, run_dir, name=name, pairs=pairs, tta=tta, batch_size=batch_size, overwrite=overwrite, scheduler=scheduler, device=device)
+    var = predict(cube, run_dir, name=name, pairs=pairs, tta=tta, batch_size=batch_size, overwrite=overwrite, scheduler=scheduler, device=device, wait_s=wait_s)
     click.echo(f"wrote {var} into {cube}")

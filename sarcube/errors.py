@@ -50,6 +50,14 @@ class UnknownVariableError(MissingVariableError, InputError):
     """A variable or prediction named by the user (``--pred``, ``--var``) is not in the cube: bad input."""
 
     exit_code = EXIT_BAD_INPUT
+class UnfinishedCubeError(CubeSchemaError):
+    """A build of the cube stopped before every acquisition was written."""
+
+
+class CubeLockedError(SarcubeError):
+    """Another process is writing the cube (see :mod:`sarcube.datacube.lock`)."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
 
 
 class CubeExistsError(SarcubeError, FileExistsError):
@@ -97,6 +105,7 @@ __all__ = [
     "CatalogError",
     "CheckpointError",
     "CubeExistsError",
+    "CubeLockedError",
     "CubeSchemaError",
     "InputError",
     "MissingVariableError",
@@ -105,6 +114,7 @@ __all__ = [
     "SarcubeError",
     "TrainingDataError",
     "UnknownVariableError",
+    "UnfinishedCubeError",
     "VerifyError",
     "ZenodoError",
 ]

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import xarray as xr
-from sarcube.datacube import catalog, schema
+from sarcube.datacube import catalog, schema, store
 from sarcube.datacube.grid import grid_for, parse_aoi
 from sarcube.datacube.retry import RETRY_BACKOFF_ENV
 from sarcube.pipelines import build as build_mod
@@ -17,7 +17,7 @@ from sarcube.pipelines import cli
 from sarcube.pipelines.build import build
 from stac_server import item_collection_files, serve_stac, write_test_catalog
 
-from sarcube.errors import AssetReadError, CubeExistsError, InputError
+from sarcube.errors import AssetReadError, CubeExistsError, InputError, UnfinishedCubeError
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +133,27 @@ def test_killed_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_pat
     else:
         pytest.skip("the build always finished before it could be killed")
     assert schema.ATTR_BUILD_PENDING in xr.open_zarr(out).attrs
+    # unfinished: `info` says so, every downstream step refuses it with one line
+    shown = subprocess.run([*argv[:3], "info", str(out)], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "unfinished: rerun the same build command" in shown.stdout
+    assert "  unfinished" in shown.stdout.split("acquisitions", 1)[1]  # the unwritten acquisitions are marked
+    for step in (["features", str(out)], ["add-layer", str(out), "--raster", "x", str(out)]):
+        refused = subprocess.run([*argv[:3], *step], capture_output=True, text=True, timeout=120)
+        lines = refused.stderr.strip().splitlines()
+        assert refused.returncode != 0 and len(lines) == 1 and "unfinished" in lines[0], refused.stderr
     assert subprocess.run(argv, env=env, capture_output=True, timeout=300).returncode == 0
     assert schema.ATTR_BUILD_PENDING not in xr.open_zarr(out).attrs
+    assert_same_cube(clean_cube, out)
+
+
+def test_build_stopped_inside_its_template_starts_over(clean_cube, test_catalog, tmp_path):
+    """A store with the pending marker but no build request never finished its template: the build replaces it."""
+    out = tmp_path / "template.zarr"
+    build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(test_catalog.root))
+    store.update_attrs(out, {schema.ATTR_BUILD_PENDING: json.dumps(["2021-01-03T05:30:00"])})
+    with pytest.raises(UnfinishedCubeError, match="rerun the same build command"):
+        schema.open_cube(out)
+    build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(test_catalog.root))
     assert_same_cube(clean_cube, out)
 
 

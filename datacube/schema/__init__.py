@@ -45,6 +45,7 @@ from sarcube.datacube.schema.cube import (
     open_cube,
     orbit_key,
     orbit_members,
+    pending_steps,
     summarize,
     validate_cube,
 )
@@ -273,6 +274,7 @@ __all__ = [
     "orbit_key",
     "orbit_members",
     "pair_coords",
+    "pending_steps",
     "prediction_name",
     "prediction_spec",
     "spec_for",

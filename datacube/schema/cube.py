@@ -18,6 +18,7 @@ import xarray as xr
 from sarcube.datacube.schema.names import (
     ACTIVITY_TIME,
     ASPECT,
+    ATTR_BUILD_PENDING,
     ATTR_CONVENTIONS,
     ATTR_ORBIT_KEY,
     ATTR_VERSION,
@@ -57,7 +58,7 @@ from sarcube.datacube.schema.names import (
 )
 from sarcube.datacube.schema.variables import spec_for, typed_cf_attrs
 
-from sarcube.errors import CubeSchemaError, InputError, MissingVariableError
+from sarcube.errors import CubeSchemaError, InputError, MissingVariableError, UnfinishedCubeError
 
 # --- reading and checking ------------------------------------------------------
 
@@ -65,10 +66,19 @@ def _is_zip(path: str) -> bool:
     return str(path).lower().endswith(".zip")
 
 
-def open_cube(path: str | Path, *, chunks: Any = "auto", validate: bool = True, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
+def open_cube(
+    path: str | Path,
+    *,
+    chunks: Any = "auto",
+    validate: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+    allow_unfinished: bool = False,
+) -> xr.Dataset:
     """Open a cube lazily (dask), with its CRS, from a directory store, a fsspec URL or a ``.zarr.zip``.
 
-    Raises :class:`CubeSchemaError` when the store is not a sarcube cube.
+    Raises :class:`CubeSchemaError` when the store is not a sarcube cube, and
+    (validating) :class:`UnfinishedCubeError` for an unfinished build unless
+    ``allow_unfinished``.
     """
     import rioxarray  # noqa: F401
 
@@ -96,7 +106,7 @@ def open_cube(path: str | Path, *, chunks: Any = "auto", validate: bool = True, 
             ds.coords[name] = ds.coords[name].astype(object)
     _restore_cf_types(ds)
     if validate:
-        validate_cube(ds, source=path_str)
+        validate_cube(ds, source=path_str, allow_unfinished=allow_unfinished)
     return ds
 
 
@@ -110,19 +120,41 @@ def _restore_cf_types(ds: xr.Dataset) -> None:
     for dim in (X, Y):
         if dim in ds.variables:
             ds[dim].encoding["_FillValue"] = None
+def pending_steps(ds: xr.Dataset) -> list[str] | None:
+    """The steps an unfinished build has still to write (acquisition times, ISO seconds, or the DEM); None when finished."""
+    raw = ds.attrs.get(ATTR_BUILD_PENDING)
+    if raw is None:
+        return None
+    try:
+        steps = json.loads(raw)
+    except (TypeError, ValueError):
+        return ["?"]
+    return [str(s) for s in steps] if isinstance(steps, list) else ["?"]
 
 
 def validate_cube(
-    ds: xr.Dataset, *, source: str | None = None, require: Iterable[str] = (), ignore: Iterable[str] = ()
+    ds: xr.Dataset,
+    *,
+    source: str | None = None,
+    require: Iterable[str] = (),
+    ignore: Iterable[str] = (),
+    allow_unfinished: bool = False,
 ) -> None:
     """Check ``ds`` against the contract; raise :class:`CubeSchemaError` naming the first problem.
 
     ``require`` lists variables a step needs (a missing one raises
     :class:`MissingVariableError`); ``ignore`` variables the step is about to
     replace (their dims, dtype and units are not checked, so a layer made by an
-    older sarcube can be recomputed).
+    older sarcube can be recomputed). An unfinished build (a cube whose
+    acquisitions are not all written yet) raises :class:`UnfinishedCubeError`
+    unless ``allow_unfinished``.
     """
     where = f"cube {source!r}" if source else "cube"
+    pending = pending_steps(ds)
+    if pending is not None and not allow_unfinished:
+        raise UnfinishedCubeError(
+            f"{where} is unfinished ({len(pending)} step(s) of its build not written): rerun the same build command"
+        )
     missing_dims = [d for d in SPATIAL_DIMS if d not in ds.dims]
     if missing_dims:
         raise CubeSchemaError(f"{where}: missing dimension(s) {missing_dims}; a cube is gridded on (y, x)")
@@ -329,6 +361,7 @@ __all__ = [
     "open_cube",
     "orbit_key",
     "orbit_members",
+    "pending_steps",
     "summarize",
     "validate_cube",
 ]
