@@ -73,6 +73,10 @@ def configure_logging(verbosity: int) -> None:
         datefmt="%H:%M:%S",
         force=True,
     )
+    from sarcube.datacube.redaction import RedactQueries
+
+    for handler in logging.getLogger().handlers:  # every record, third-party ones too: no signed URL in a log
+        handler.addFilter(RedactQueries())
     # Third-party chatter stays quiet unless asked for with -vv.
     for noisy in ("rasterio", "urllib3", "distributed", "numba", "fsspec", "matplotlib"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING) if verbosity < 2 else level)
