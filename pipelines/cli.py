@@ -16,7 +16,7 @@ import sys
 import click
 
 from sarcube import __version__
-from sarcube.errors import SarcubeError
+from sarcube.errors import SarcubeError, os_error_line
 
 #: subcommand name -> module in ``sarcube.pipelines`` that defines ``command``.
 COMMANDS: dict[str, str] = {
@@ -111,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     except SarcubeError as err:
         click.echo(f"Error: {err}", err=True)
         return err.exit_code
+    except OSError as err:  # a path the user gave that the system refuses (read-only, a file in the way)
+        line = os_error_line(err)
+        if line is None:
+            raise
+        click.echo(f"Error: {line}", err=True)
+        return 1
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130

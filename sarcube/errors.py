@@ -10,6 +10,8 @@ Subclasses also derive from the matching builtin where natural, so
 
 from __future__ import annotations
 
+import errno
+
 
 class SarcubeError(Exception):
     """Base class of all deliberate sarcube errors."""
@@ -70,6 +72,30 @@ class ZenodoError(PublishError):
     """The Zenodo API refused a request."""
 
 
+#: errno of a file the user pointed at -> what is wrong and the fix
+_OS_FIXES = {
+    errno.EACCES: "permission denied: make it writable (or readable) for you, or choose another path",
+    errno.EPERM: "operation not permitted: make it writable for you, or choose another path",
+    errno.EROFS: "the file system is read-only: choose a path on a writable disk",
+    errno.EEXIST: "it exists and is in the way (a file where a folder goes?): remove it or choose another path",
+    errno.ENOTDIR: "a file stands where a folder is needed: choose another path",
+    errno.EISDIR: "it is a folder where a file is needed: give a file name",
+    errno.ENOSPC: "the disk is full: free space or choose another disk",
+    errno.EDQUOT: "the disk quota is exceeded: free space or choose another disk",
+    errno.ENAMETOOLONG: "the name is too long: choose a shorter path",
+}
+
+
+def os_error_line(err: OSError) -> str | None:
+    """One line naming the file and the fix for an OS refusal about a user's path; None for anything else."""
+    fix = _OS_FIXES.get(err.errno or -1)
+    if fix is None or not err.filename:
+        return None
+    name = str(err.filename)
+    store, sep, _ = name.partition(".zarr/")  # a file inside a cube: name the cube
+    return f"cannot use {store + '.zarr' if sep else name!r}: {fix}"
+
+
 __all__ = [
     "AssetReadError",
     "CatalogError",
@@ -84,4 +110,5 @@ __all__ = [
     "TrainingDataError",
     "VerifyError",
     "ZenodoError",
+    "os_error_line",
 ]
