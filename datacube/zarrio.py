@@ -51,11 +51,21 @@ def exists(path: str | Path, storage_options: Mapping[str, Any] | None = None) -
     return fs.exists(f"{root}/zarr.json")
 
 
+def remove_tree(fs: Any, path: str) -> None:
+    """``fs.rm(path, recursive=True)``; a refusal names ``path`` (local ``rmtree`` names only the bare entry)."""
+    try:
+        fs.rm(path, recursive=True)
+    except OSError as err:
+        if err.filename and Path(str(err.filename)).is_absolute():
+            raise
+        raise type(err)(err.errno, err.strerror, path) from err
+
+
 def remove(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> None:
     """Delete a whole store."""
     fs, root = fs_and_root(path, storage_options)
     if fs.exists(root):
-        fs.rm(root, recursive=True)
+        remove_tree(fs, root)
 
 
 def consolidate(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> None:
@@ -96,6 +106,7 @@ __all__ = [
     "fs_and_root",
     "quiet_zarr_warnings",
     "remove",
+    "remove_tree",
     "size_on_disk",
     "strip_stale_encoding",
     "zarr_store",

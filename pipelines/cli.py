@@ -116,10 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         if line is None:
             raise
         click.echo(f"Error: {line}", err=True)
-        return 1
+        return SarcubeError.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
+    except click.UsageError as err:  # one line, like every other error, with where to look
+        command = err.ctx.command_path if err.ctx is not None else "sarcube"
+        click.echo(f"Error: {err.format_message()} (see `{command} --help`)", err=True)
+        return err.exit_code
     except click.ClickException as err:
         err.show()
         return err.exit_code

@@ -11,6 +11,7 @@ Subclasses also derive from the matching builtin where natural, so
 from __future__ import annotations
 
 import errno
+import os
 
 
 class SarcubeError(Exception):
@@ -87,13 +88,23 @@ _OS_FIXES = {
 
 
 def os_error_line(err: OSError) -> str | None:
-    """One line naming the file and the fix for an OS refusal about a user's path; None for anything else."""
-    fix = _OS_FIXES.get(err.errno or -1)
-    if fix is None or not err.filename:
+    """One line naming the file and the fix for an OS refusal about a user's path; None for anything else.
+
+    A cleanup that fails while handling the first refusal (``rmtree`` names bare entries) hides it:
+    the earliest refusal in the chain that names a full path is reported.
+    """
+    chain: list[OSError] = []
+    seen: BaseException | None = err
+    while isinstance(seen, OSError) and len(chain) < 16:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    known = [e for e in chain if e.errno in _OS_FIXES and e.filename]
+    if not known:
         return None
-    name = str(err.filename)
+    found = next((e for e in reversed(known) if os.path.isabs(str(e.filename))), known[0])
+    name = str(found.filename)
     store, sep, _ = name.partition(".zarr/")  # a file inside a cube: name the cube
-    return f"cannot use {store + '.zarr' if sep else name!r}: {fix}"
+    return f"cannot use {store + '.zarr' if sep else name!r}: {_OS_FIXES[found.errno]}"
 
 
 __all__ = [
