@@ -522,7 +522,7 @@ def test_read_only_targets_get_one_line(world, tmp_path):
     try:
         assert proc.returncode == 0, proc.stderr[-3000:]
         results = json.loads(proc.stdout.splitlines()[-1])
-        for argv, (code, err, seconds) in zip(runs, results, strict=True):
+        for argv, (code, err, _seconds) in zip(runs, results, strict=True):
             lines = [line for line in err.splitlines() if line.strip()]
             assert code == FAIL and len(lines) == 1 and "Traceback" not in err, (argv[:2], err[-2000:])
             assert re.search(r"cannot use '.*(c|new)\.zarr': permission denied", lines[0]), (argv[:2], lines[0], results)
