@@ -62,8 +62,15 @@ class World:
     end: str
 
     def fields(self) -> dict[str, str]:
-        return {"cube": str(self.cube), "run": str(self.run), "pub": str(self.pub), "cat": str(self.catalog),
-                "aoi": self.aoi, "start": self.start, "end": self.end}
+        return {
+            "cube": str(self.cube),
+            "run": str(self.run),
+            "pub": str(self.pub),
+            "cat": str(self.catalog),
+            "aoi": self.aoi,
+            "start": self.start,
+            "end": self.end,
+        }
 
 
 def tree_md5(folder: Path) -> str:
@@ -172,9 +179,29 @@ def _bomb_zip() -> bytes:
     for _ in range(1024):
         crc = zlib.crc32(zero_mib, crc)
     name = archive.ZARR_JSON.encode()
-    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, zipfile.ZIP_DEFLATED, 0, 0x21, crc, len(stream), GIB, len(name), 0)
-    central = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, zipfile.ZIP_DEFLATED, 0, 0x21, crc, len(stream), GIB,
-                          len(name), 0, 0, 0, 0, 0o644 << 16, 0)
+    local = struct.pack(
+        "<4s5H3L2H", b"PK\x03\x04", 20, 0, zipfile.ZIP_DEFLATED, 0, 0x21, crc, len(stream), GIB, len(name), 0
+    )
+    central = struct.pack(
+        "<4s6H3L5H2L",
+        b"PK\x01\x02",
+        20,
+        20,
+        0,
+        zipfile.ZIP_DEFLATED,
+        0,
+        0x21,
+        crc,
+        len(stream),
+        GIB,
+        len(name),
+        0,
+        0,
+        0,
+        0,
+        0o644 << 16,
+        0,
+    )
     body = local + name + stream
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(central) + len(name), len(body), 0)
     return body + central + name + end
@@ -312,126 +339,377 @@ PUBLISH = ("publish", "{cube}", "--out", "{tmp}/pub", "--creator", CREATOR)
 CASES = [
     # info
     Case("info-missing", ("info", "{tmp}/missing.zarr"), INPUT, "does not exist"),
-    Case("info-garbage-zip", ("info", "{g_zarr.zip}"), FAIL, "not a readable zip.*publish the archive again",
-         _files(**{"g_zarr.zip": os.urandom(4096)})),
-    Case("info-pk-garbage-zip", ("info", "{g_zarr.zip}"), FAIL, "not a readable zip", _files(**{"g_zarr.zip": b"PK\x03\x04garbage"})),
+    Case(
+        "info-garbage-zip",
+        ("info", "{g_zarr.zip}"),
+        FAIL,
+        "not a readable zip.*publish the archive again",
+        _files(**{"g_zarr.zip": os.urandom(4096)}),
+    ),
+    Case(
+        "info-pk-garbage-zip",
+        ("info", "{g_zarr.zip}"),
+        FAIL,
+        "not a readable zip",
+        _files(**{"g_zarr.zip": b"PK\x03\x04garbage"}),
+    ),
     Case("info-empty-folder", ("info", "{tmp}"), FAIL, "not a readable Zarr v3 cube"),
     Case("info-array-gone", ("info", "{bad}"), FAIL, r"lists \['vv'\] but their arrays are gone", _gone_array),
     # demo-catalog
-    Case("demo-catalog-hazard", ("demo-catalog", "{tmp}/demo", "--hazard", "volcano"), INPUT, "--hazard 'volcano' is unknown"),
-    Case("demo-catalog-out-file", ("demo-catalog", "{file}"), INPUT, "existing' exists and is not an empty folder", _existing_file),
+    Case(
+        "demo-catalog-hazard",
+        ("demo-catalog", "{tmp}/demo", "--hazard", "volcano"),
+        INPUT,
+        "--hazard 'volcano' is unknown",
+    ),
+    Case(
+        "demo-catalog-out-file",
+        ("demo-catalog", "{file}"),
+        INPUT,
+        "existing' exists and is not an empty folder",
+        _existing_file,
+    ),
     Case("demo-catalog-size", ("demo-catalog", "{tmp}/demo", "--size", "4"), INPUT, "--size"),
     # build
-    Case("build-empty-aoi", (*BUILD_OUT[:2], "8.1,46,8.0,46.1", *BUILD_OUT[3:]), INPUT, "is empty: west must be < east"),
-    Case("build-antimeridian-bbox", ("build", "--aoi", "179.9,-16,-179.9,-15.9", *BUILD_OUT[3:]), INPUT,
-         r"crosses the antimeridian.*--aoi 179.9,-16,180,-15.9 and --aoi -180,-16,-179.9,-15.9"),
-    Case("build-antimeridian-geojson", ("build", "--aoi", "{am_geojson}", *BUILD_OUT[3:]), INPUT, "crosses the antimeridian.*split",
-         _files(am_geojson=json.dumps(_polygon([[179.9, -16], [180.1, -16], [180.1, -15.9], [179.9, -15.9], [179.9, -16]])["geometry"]))),
+    Case(
+        "build-empty-aoi", (*BUILD_OUT[:2], "8.1,46,8.0,46.1", *BUILD_OUT[3:]), INPUT, "is empty: west must be < east"
+    ),
+    Case(
+        "build-antimeridian-bbox",
+        ("build", "--aoi", "179.9,-16,-179.9,-15.9", *BUILD_OUT[3:]),
+        INPUT,
+        r"crosses the antimeridian.*--aoi 179.9,-16,180,-15.9 and --aoi -180,-16,-179.9,-15.9",
+    ),
+    Case(
+        "build-antimeridian-geojson",
+        ("build", "--aoi", "{am_geojson}", *BUILD_OUT[3:]),
+        INPUT,
+        "crosses the antimeridian.*split",
+        _files(
+            am_geojson=json.dumps(
+                _polygon([[179.9, -16], [180.1, -16], [180.1, -15.9], [179.9, -15.9], [179.9, -16]])["geometry"]
+            )
+        ),
+    ),
     Case("build-aoi-words", ("build", "--aoi", "a,b,c,d", *BUILD_OUT[3:]), INPUT, "not W,S,E,N"),
-    Case("build-aoi-missing-file", ("build", "--aoi", "{tmp}/nowhere.geojson", *BUILD_OUT[3:]), INPUT, "nowhere.geojson"),
+    Case(
+        "build-aoi-missing-file", ("build", "--aoi", "{tmp}/nowhere.geojson", *BUILD_OUT[3:]), INPUT, "nowhere.geojson"
+    ),
     Case("build-start-after-end", (*BUILD_OUT[:4], "2021-02-01", *BUILD_OUT[5:]), INPUT, "is after --end"),
     Case("build-bad-date", (*BUILD_OUT[:4], "2021-13-01", *BUILD_OUT[5:]), INPUT, "2021-13-01"),
-    Case("build-out-is-file", (*BUILD, "--out", "{file}"), FAIL, "existing.*remove it or choose another path", _existing_file),
-    Case("build-out-under-file", (*BUILD, "--out", "{file}/c.zarr"), FAIL, "a file stands where a folder is needed", _existing_file),
+    Case(
+        "build-out-is-file",
+        (*BUILD, "--out", "{file}"),
+        FAIL,
+        "existing.*remove it or choose another path",
+        _existing_file,
+    ),
+    Case(
+        "build-out-under-file",
+        (*BUILD, "--out", "{file}/c.zarr"),
+        FAIL,
+        "a file stands where a folder is needed",
+        _existing_file,
+    ),
     Case("build-out-exists", (*BUILD, "--out", "{cube}"), FAIL, "exists: pass --overwrite"),
-    Case("build-corrupt-item-json", (*BUILD_OUT[:8], "{badcat}", *BUILD_OUT[9:]), FAIL, r"unreadable item.*\.json.*fix or remove that file",
-         _catalog_with(lambda p: p.write_text("{not json"))),
-    Case("build-item-assets-list", (*BUILD_OUT[:8], "{badcat}", *BUILD_OUT[9:]), FAIL, r"unreadable item.*\.json",
-         _catalog_with(lambda p: _rewrite_json(p, lambda d: d.update(assets=[])))),
-    Case("build-item-orbit-text", (*BUILD_OUT[:8], "{badcat}", *BUILD_OUT[9:]), FAIL, "sat:relative_orbit='abc' is not an orbit number",
-         _catalog_with(lambda p: _rewrite_json(p, lambda d: d["properties"].update({"sat:relative_orbit": "abc"})))),
-    Case("build-unknown-catalog", (*BUILD_OUT[:8], "no-such-catalog", *BUILD_OUT[9:]), FAIL, "unknown catalog 'no-such-catalog'"),
+    Case(
+        "build-corrupt-item-json",
+        (*BUILD_OUT[:8], "{badcat}", *BUILD_OUT[9:]),
+        FAIL,
+        r"unreadable item.*\.json.*fix or remove that file",
+        _catalog_with(lambda p: p.write_text("{not json")),
+    ),
+    Case(
+        "build-item-assets-list",
+        (*BUILD_OUT[:8], "{badcat}", *BUILD_OUT[9:]),
+        FAIL,
+        r"unreadable item.*\.json",
+        _catalog_with(lambda p: _rewrite_json(p, lambda d: d.update(assets=[]))),
+    ),
+    Case(
+        "build-item-orbit-text",
+        (*BUILD_OUT[:8], "{badcat}", *BUILD_OUT[9:]),
+        FAIL,
+        "sat:relative_orbit='abc' is not an orbit number",
+        _catalog_with(lambda p: _rewrite_json(p, lambda d: d["properties"].update({"sat:relative_orbit": "abc"}))),
+    ),
+    Case(
+        "build-unknown-catalog",
+        (*BUILD_OUT[:8], "no-such-catalog", *BUILD_OUT[9:]),
+        FAIL,
+        "unknown catalog 'no-such-catalog'",
+    ),
     Case("build-bad-crs", (*BUILD_OUT, "--crs", "EPSG:99999"), INPUT, "EPSG:99999"),
     Case("build-negative-resolution", (*BUILD_OUT, "--resolution", "-5"), INPUT, "--resolution"),
-    Case("build-system-folder", (*BUILD, "--out", "/sys/sarcube-test.zarr"), FAIL, "cannot use '/sys/sarcube-test.zarr'"),
+    Case(
+        "build-system-folder", (*BUILD, "--out", "/sys/sarcube-test.zarr"), FAIL, "cannot use '/sys/sarcube-test.zarr'"
+    ),
     # features
     Case("features-missing", ("features", "{tmp}/missing.zarr"), INPUT, "does not exist"),
     Case("features-array-gone", ("features", "{bad}"), FAIL, "arrays are gone.*restore the cube", _gone_array),
-    Case("features-release-order", ("features", "{cube}", "--release-min", "60", "--release-max", "30"), INPUT, "release slope range 60.0-30.0"),
+    Case(
+        "features-release-order",
+        ("features", "{cube}", "--release-min", "60", "--release-max", "30"),
+        INPUT,
+        "release slope range 60.0-30.0",
+    ),
     Case("features-summer-bad", ("features", "{cube}", "--ratio", "--summer", "July"), INPUT, "--summer"),
     Case("features-max-gap-negative", ("features", "{cube}", "--max-gap", "-1"), INPUT, "--max-gap"),
     Case("features-k-zero", ("features", "{cube}", "--event-date", "2020-01-05", "--k", "0"), INPUT, "--k"),
-    Case("features-par-radius", ("features", "{cube}", "--par-radius", "-10"), INPUT, "PAR: radius -10.0 m is not valid"),
+    Case(
+        "features-par-radius", ("features", "{cube}", "--par-radius", "-10"), INPUT, "PAR: radius -10.0 m is not valid"
+    ),
     # add-layer
-    Case("labels-missing", ("add-layer", "{cube}", "--labels", "{tmp}/none.geojson"), INPUT, "none.geojson' does not exist"),
-    Case("labels-suffix", ("add-layer", "{cube}", "--labels", "{l_txt}"), INPUT, "unsupported format '.txt'", _files(l_txt="x")),
-    Case("labels-corrupt", ("add-layer", "{cube}", "--labels", "{l_geojson}"), INPUT, "cannot be read as vector data",
-         _files(l_geojson='{"type": "FeatureCollection", "features": [')),
-    Case("labels-dates-outside-cube", ("add-layer", "{cube}", "--labels", "{labels}", "--date-field", "date"), INPUT,
-         r"no 'date' date \(2023-03-01\.\.2023-03-02\) falls in a pair of the cube", _labels(["2023-03-01", "2023-03-02"])),
-    Case("labels-no-date-field", ("add-layer", "{cube}", "--labels", "{labels}", "--date-field", "when"), INPUT, "has no field 'when'",
-         _labels(["2020-01-05"])),
-    Case("labels-bad-date", ("add-layer", "{cube}", "--labels", "{labels}", "--date-field", "date"), INPUT, "is not a date",
-         _labels(["yesterday"])),
-    Case("labels-outside-area", ("add-layer", "{cube}", "--labels", "{labels}"), INPUT, "no feature lies inside the cube",
-         _labels(["2020-01-05"], ring=_far_ring)),
-    Case("labels-id-without-date", ("add-layer", "{cube}", "--labels", "{labels}", "--id-field", "id"), INPUT, "add --date-field",
-         _labels(["2020-01-05"])),
-    Case("raster-missing", ("add-layer", "{cube}", "--raster", "coh", "{tmp}/coh.tif", "--dim", "none"), INPUT, "coh.tif' does not exist"),
+    Case(
+        "labels-missing",
+        ("add-layer", "{cube}", "--labels", "{tmp}/none.geojson"),
+        INPUT,
+        "none.geojson' does not exist",
+    ),
+    Case(
+        "labels-suffix",
+        ("add-layer", "{cube}", "--labels", "{l_txt}"),
+        INPUT,
+        "unsupported format '.txt'",
+        _files(l_txt="x"),
+    ),
+    Case(
+        "labels-corrupt",
+        ("add-layer", "{cube}", "--labels", "{l_geojson}"),
+        INPUT,
+        "cannot be read as vector data",
+        _files(l_geojson='{"type": "FeatureCollection", "features": ['),
+    ),
+    Case(
+        "labels-dates-outside-cube",
+        ("add-layer", "{cube}", "--labels", "{labels}", "--date-field", "date"),
+        INPUT,
+        r"no 'date' date \(2023-03-01\.\.2023-03-02\) falls in a pair of the cube",
+        _labels(["2023-03-01", "2023-03-02"]),
+    ),
+    Case(
+        "labels-no-date-field",
+        ("add-layer", "{cube}", "--labels", "{labels}", "--date-field", "when"),
+        INPUT,
+        "has no field 'when'",
+        _labels(["2020-01-05"]),
+    ),
+    Case(
+        "labels-bad-date",
+        ("add-layer", "{cube}", "--labels", "{labels}", "--date-field", "date"),
+        INPUT,
+        "is not a date",
+        _labels(["yesterday"]),
+    ),
+    Case(
+        "labels-outside-area",
+        ("add-layer", "{cube}", "--labels", "{labels}"),
+        INPUT,
+        "no feature lies inside the cube",
+        _labels(["2020-01-05"], ring=_far_ring),
+    ),
+    Case(
+        "labels-id-without-date",
+        ("add-layer", "{cube}", "--labels", "{labels}", "--id-field", "id"),
+        INPUT,
+        "add --date-field",
+        _labels(["2020-01-05"]),
+    ),
+    Case(
+        "raster-missing",
+        ("add-layer", "{cube}", "--raster", "coh", "{tmp}/coh.tif", "--dim", "none"),
+        INPUT,
+        "coh.tif' does not exist",
+    ),
     Case("raster-no-files", ("add-layer", "{cube}", "--raster", "coh"), INPUT, "no files given"),
-    Case("raster-not-tiff", ("add-layer", "{cube}", "--raster", "coh", "{r_tif}", "--dim", "none"), INPUT, "cannot be read",
-         _files(r_tif="not a tiff")),
+    Case(
+        "raster-not-tiff",
+        ("add-layer", "{cube}", "--raster", "coh", "{r_tif}", "--dim", "none"),
+        INPUT,
+        "cannot be read",
+        _files(r_tif="not a tiff"),
+    ),
     Case("add-layer-nothing", ("add-layer", "{cube}"), INPUT, "--labels|--raster"),
     # train
     Case("train-unknown-preset", ("train", "{cube}", "--preset", "nope", "--out", "{tmp}/run"), INPUT, "preset 'nope'"),
-    Case("train-unknown-set-key", ("train", "{cube}", "--preset", "avalanche-fcn", "--out", "{tmp}/run", "--set", "train.nope=1"), INPUT,
-         "nope"),
-    Case("train-set-not-a-number", ("train", "{cube}", "--preset", "avalanche-fcn", "--out", "{tmp}/run", "--set", "train.epochs=many"),
-         INPUT, "train.epochs"),
-    Case("train-unknown-profile", ("train", "{cube}", "--preset", "avalanche-fcn", "--out", "{tmp}/run", "--profile", "nope"), INPUT,
-         "profile 'nope'"),
-    Case("train-out-is-file", ("train", "{cube}", "--preset", "avalanche-fcn", "--out", "{file}"), INPUT,
-         "existing' is a file: the run directory is a folder", _existing_file),
-    Case("train-missing-cube", ("train", "{tmp}/missing.zarr", "--preset", "avalanche-fcn", "--out", "{tmp}/run"), INPUT, "does not exist"),
-    Case("train-resume-nothing", ("train", "{cube}", "--preset", "avalanche-fcn", "--out", "{tmp}/run", "--resume"), FAIL, "last.pt"),
+    Case(
+        "train-unknown-set-key",
+        ("train", "{cube}", "--preset", "avalanche-fcn", "--out", "{tmp}/run", "--set", "train.nope=1"),
+        INPUT,
+        "nope",
+    ),
+    Case(
+        "train-set-not-a-number",
+        ("train", "{cube}", "--preset", "avalanche-fcn", "--out", "{tmp}/run", "--set", "train.epochs=many"),
+        INPUT,
+        "train.epochs",
+    ),
+    Case(
+        "train-unknown-profile",
+        ("train", "{cube}", "--preset", "avalanche-fcn", "--out", "{tmp}/run", "--profile", "nope"),
+        INPUT,
+        "profile 'nope'",
+    ),
+    Case(
+        "train-out-is-file",
+        ("train", "{cube}", "--preset", "avalanche-fcn", "--out", "{file}"),
+        INPUT,
+        "existing' is a file: the run directory is a folder",
+        _existing_file,
+    ),
+    Case(
+        "train-missing-cube",
+        ("train", "{tmp}/missing.zarr", "--preset", "avalanche-fcn", "--out", "{tmp}/run"),
+        INPUT,
+        "does not exist",
+    ),
+    Case(
+        "train-resume-nothing",
+        ("train", "{cube}", "--preset", "avalanche-fcn", "--out", "{tmp}/run", "--resume"),
+        FAIL,
+        "last.pt",
+    ),
     # predict
-    Case("predict-run-missing", ("predict", "{cube}", "--run", "{tmp}/norun"), FAIL, "norun' does not exist: train one"),
+    Case(
+        "predict-run-missing", ("predict", "{cube}", "--run", "{tmp}/norun"), FAIL, "norun' does not exist: train one"
+    ),
     Case("predict-run-empty", ("predict", "{cube}", "--run", "{tmp}"), FAIL, "best.pt' does not exist"),
-    Case("predict-checkpoint-junk", ("predict", "{cube}", "--run", "{badrun}"), FAIL, "cannot be read.*retrain or restore",
-         _run_with_checkpoint(lambda p: p.write_bytes(b"garbage" * 20)), never="weights_only"),
-    Case("predict-checkpoint-pickle", ("predict", "{cube}", "--run", "{badrun}"), FAIL, "not a weights-only checkpoint",
-         _run_with_checkpoint(_pickled_object), never="weights_only=False"),
+    Case(
+        "predict-checkpoint-junk",
+        ("predict", "{cube}", "--run", "{badrun}"),
+        FAIL,
+        "cannot be read.*retrain or restore",
+        _run_with_checkpoint(lambda p: p.write_bytes(b"garbage" * 20)),
+        never="weights_only",
+    ),
+    Case(
+        "predict-checkpoint-pickle",
+        ("predict", "{cube}", "--run", "{badrun}"),
+        FAIL,
+        "not a weights-only checkpoint",
+        _run_with_checkpoint(_pickled_object),
+        never="weights_only=False",
+    ),
     Case("predict-pairs-garbage", ("predict", "{cube}", "--run", "{run}", "--pairs", "sometimes"), INPUT, "--pairs"),
-    Case("predict-name-exists", ("predict", "{cube}", "--run", "{run}", "--name", "fcn"), FAIL, "pred_fcn.*--overwrite"),
+    Case(
+        "predict-name-exists", ("predict", "{cube}", "--run", "{run}", "--name", "fcn"), FAIL, "pred_fcn.*--overwrite"
+    ),
     # evaluate
     Case("evaluate-pred-missing", ("evaluate", "{cube}", "--pred", "nope"), FAIL, "nope"),
-    Case("evaluate-split-bogus", ("evaluate", "{cube}", "--pred", "fcn", "--split", "bogus"), USAGE, "Invalid value for '--split'"),
+    Case(
+        "evaluate-split-bogus",
+        ("evaluate", "{cube}", "--pred", "fcn", "--split", "bogus"),
+        USAGE,
+        "Invalid value for '--split'",
+    ),
     Case("evaluate-threshold", ("evaluate", "{cube}", "--pred", "fcn", "--threshold", "2"), INPUT, "--threshold"),
     # export
     Case("export-pred-missing", ("export", "{cube}", "--pred", "nope", "--out", "{tmp}/d.geojson"), FAIL, "nope"),
-    Case("export-suffix", ("export", "{cube}", "--pred", "fcn", "--out", "{tmp}/d.txt"), INPUT, "use a .geojson or .gpkg"),
-    Case("export-threshold", ("export", "{cube}", "--pred", "fcn", "--out", "{tmp}/d.geojson", "--threshold", "-1"), INPUT, "threshold"),
+    Case(
+        "export-suffix", ("export", "{cube}", "--pred", "fcn", "--out", "{tmp}/d.txt"), INPUT, "use a .geojson or .gpkg"
+    ),
+    Case(
+        "export-threshold",
+        ("export", "{cube}", "--pred", "fcn", "--out", "{tmp}/d.geojson", "--threshold", "-1"),
+        INPUT,
+        "threshold",
+    ),
     # quicklook
     Case("quicklook-pair", ("quicklook", "{cube}", "--pair", "99", "--out", "{tmp}/q.png"), INPUT, "--pair 99"),
     Case("quicklook-pred-missing", ("quicklook", "{cube}", "--pred", "nope", "--out", "{tmp}/q.png"), FAIL, "nope"),
     # report
     Case("report-pred-missing", ("report", "{cube}", "--pred", "nope", "--out", "{tmp}/r"), FAIL, "nope"),
-    Case("report-evaluation-corrupt", ("report", "{cube}", "--pred", "fcn", "--out", "{tmp}/r", "--evaluation", "{e_json}"), INPUT,
-         "e.json' is not JSON", _files(e_json="{oops")),
-    Case("report-out-is-file", ("report", "{cube}", "--pred", "fcn", "--out", "{file}"), USAGE, "existing", _existing_file),
+    Case(
+        "report-evaluation-corrupt",
+        ("report", "{cube}", "--pred", "fcn", "--out", "{tmp}/r", "--evaluation", "{e_json}"),
+        INPUT,
+        "e.json' is not JSON",
+        _files(e_json="{oops"),
+    ),
+    Case(
+        "report-out-is-file",
+        ("report", "{cube}", "--pred", "fcn", "--out", "{file}"),
+        USAGE,
+        "existing",
+        _existing_file,
+    ),
     # publish
-    Case("publish-title-control", (*PUBLISH, "--title", "Cube\x1b[31m red"), INPUT, "--title holds the control character"),
-    Case("publish-title-newline", (*PUBLISH, "--title", "Cube\n# injected heading"), INPUT, "--title holds the control character"),
-    Case("publish-title-markup", (*PUBLISH, "--title", "<script>alert(1)</script>"), INPUT, "--title .* holds HTML/markdown markup"),
+    Case(
+        "publish-title-control", (*PUBLISH, "--title", "Cube\x1b[31m red"), INPUT, "--title holds the control character"
+    ),
+    Case(
+        "publish-title-newline",
+        (*PUBLISH, "--title", "Cube\n# injected heading"),
+        INPUT,
+        "--title holds the control character",
+    ),
+    Case(
+        "publish-title-markup",
+        (*PUBLISH, "--title", "<script>alert(1)</script>"),
+        INPUT,
+        "--title .* holds HTML/markdown markup",
+    ),
     Case("publish-title-huge", (*PUBLISH, "--title", "x" * 100_000), INPUT, "--title is 100000 characters long"),
-    Case("publish-version-control", (*PUBLISH, "--title", "T", "--version", "1.0\x00"), INPUT, "--version holds the control character"),
+    Case(
+        "publish-version-control",
+        (*PUBLISH, "--title", "T", "--version", "1.0\x00"),
+        INPUT,
+        "--version holds the control character",
+    ),
     Case("publish-version-markup", (*PUBLISH, "--title", "T", "--version", "<b>1</b>"), INPUT, "--version .* markup"),
-    Case("publish-creator", ("publish", "{cube}", "--out", "{tmp}/pub", "--creator", "Jane", "--title", "T"), INPUT, "Family, Given"),
+    Case(
+        "publish-creator",
+        ("publish", "{cube}", "--out", "{tmp}/pub", "--creator", "Jane", "--title", "T"),
+        INPUT,
+        "Family, Given",
+    ),
     Case("publish-license", (*PUBLISH, "--title", "T", "--license", "whatever"), INPUT, "--license 'whatever'"),
     Case("publish-description-missing", (*PUBLISH, "--title", "T", "--description", "{tmp}/none.md"), INPUT, "none.md"),
-    Case("publish-out-is-file", ("publish", "{cube}", "--out", "{file}", "--creator", CREATOR, "--title", "T"), USAGE, "existing",
-         _existing_file),
+    Case(
+        "publish-out-is-file",
+        ("publish", "{cube}", "--out", "{file}", "--creator", CREATOR, "--title", "T"),
+        USAGE,
+        "existing",
+        _existing_file,
+    ),
     # verify
     Case("verify-missing", ("verify", "{tmp}/nothing"), INPUT, "does not exist"),
-    Case("verify-stac-corrupt", ("verify", "{bad}"), FAIL, r"stac/c\.json: not valid JSON.*publish the archive again", _corrupt_item_json),
-    Case("verify-stac-size-text", ("verify", "{bad}"), FAIL, r"file:size 'abc' is not a size in bytes",
-         _edit_item(lambda item: next(iter(item["assets"].values())).update({"file:size": "abc"}))),
-    Case("verify-stac-assets-list", ("verify", "{bad}"), FAIL, r"'assets' must be a mapping",
-         _edit_item(lambda item: item.update(assets=list(item["assets"].values())))),
-    Case("verify-stac-checksum-number", ("verify", "{bad}"), FAIL, r"file:checksum 5 is not a multihash",
-         _edit_item(lambda item: next(iter(item["assets"].values())).update({"file:checksum": 5}))),
+    Case(
+        "verify-stac-corrupt",
+        ("verify", "{bad}"),
+        FAIL,
+        r"stac/c\.json: not valid JSON.*publish the archive again",
+        _corrupt_item_json,
+    ),
+    Case(
+        "verify-stac-size-text",
+        ("verify", "{bad}"),
+        FAIL,
+        r"file:size 'abc' is not a size in bytes",
+        _edit_item(lambda item: next(iter(item["assets"].values())).update({"file:size": "abc"})),
+    ),
+    Case(
+        "verify-stac-assets-list",
+        ("verify", "{bad}"),
+        FAIL,
+        r"'assets' must be a mapping",
+        _edit_item(lambda item: item.update(assets=list(item["assets"].values()))),
+    ),
+    Case(
+        "verify-stac-checksum-number",
+        ("verify", "{bad}"),
+        FAIL,
+        r"file:checksum 5 is not a multihash",
+        _edit_item(lambda item: next(iter(item["assets"].values())).update({"file:checksum": 5})),
+    ),
     Case("verify-declared-4gib", ("verify", "{bad}"), FAIL, r"declares \d+ B.*(past the end|stores)", _declared_4gib),
-    Case("verify-deflate-bomb", ("verify", "{bad}"), FAIL, r"zarr\.json' is compressed.*archives are stored", _deflate_bomb),
+    Case(
+        "verify-deflate-bomb",
+        ("verify", "{bad}"),
+        FAIL,
+        r"zarr\.json' is compressed.*archives are stored",
+        _deflate_bomb,
+    ),
     Case("verify-md5-mismatch", ("verify", "{bad}"), FAIL, r"README\.md: md5 .* does not match", _bad_md5),
     Case("verify-no-md5sums", ("verify", "{bad}"), FAIL, "has no MD5SUMS", _no_md5sums),
     # demo
@@ -517,15 +795,25 @@ def test_read_only_targets_get_one_line(world, tmp_path):
         print(json.dumps(results))
     """)
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
-    proc = subprocess.run([sys.executable, "-c", driver, json.dumps(runs)], capture_output=True, text=True, timeout=300,
-                          preexec_fn=_drop_file_override, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", driver, json.dumps(runs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_drop_file_override,
+        env=env,
+    )
     try:
         assert proc.returncode == 0, proc.stderr[-3000:]
         results = json.loads(proc.stdout.splitlines()[-1])
         for argv, (code, err, _seconds) in zip(runs, results, strict=True):
             lines = [line for line in err.splitlines() if line.strip()]
             assert code == FAIL and len(lines) == 1 and "Traceback" not in err, (argv[:2], err[-2000:])
-            assert re.search(r"cannot use '.*(c|new)\.zarr': permission denied", lines[0]), (argv[:2], lines[0], results)
+            assert re.search(r"cannot use '.*(c|new)\.zarr': permission denied", lines[0]), (
+                argv[:2],
+                lines[0],
+                results,
+            )
         assert tree_md5(cube) == before
     finally:
         for path in [cube.parent, cube, *cube.rglob("*")]:

@@ -59,7 +59,9 @@ def plain_line(value: str, flag: str, max_chars: int = FIELD_MAX_CHARS) -> str:
     if bad is not None:
         raise InputError(f"{flag} holds the control character {bad!r}: give it as one line of plain text")
     if len(text) > max_chars:
-        raise InputError(f"{flag} is {len(text)} characters long: keep it under {max_chars} (put detail in --description)")
+        raise InputError(
+            f"{flag} is {len(text)} characters long: keep it under {max_chars} (put detail in --description)"
+        )
     if _MARKUP.search(text):
         raise InputError(f"{flag} {text[:60]!r} holds HTML/markdown markup: give it as plain text")
     return text

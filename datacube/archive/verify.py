@@ -116,7 +116,9 @@ def _check_asset(folder: Path, item_path: Path, key: str, asset: dict[str, Any],
         )
     checksum = asset.get("file:checksum")
     if checksum is not None and not isinstance(checksum, str):
-        raise VerifyError(f"{where}: asset {key!r} file:checksum {checksum!r} is not a multihash: the STAC item is corrupt")
+        raise VerifyError(
+            f"{where}: asset {key!r} file:checksum {checksum!r} is not a multihash: the STAC item is corrupt"
+        )
     if checksum and not check_multihash(str(checksum), target, computed.get(target)):
         raise VerifyError(f"{rel}: checksum does not match STAC file:checksum: the file is corrupt")
     return rel
@@ -128,7 +130,9 @@ def _item_assets(folder: Path, item_path: Path) -> dict[str, Any]:
     try:
         item = json.loads(item_path.read_bytes())
     except (ValueError, UnicodeDecodeError) as err:
-        raise VerifyError(f"{where}: not valid JSON ({err}): the STAC item is corrupt; publish the archive again") from err
+        raise VerifyError(
+            f"{where}: not valid JSON ({err}): the STAC item is corrupt; publish the archive again"
+        ) from err
     assets = item.get("assets", {}) if isinstance(item, dict) else None
     if not isinstance(assets, dict):
         raise VerifyError(

@@ -104,7 +104,9 @@ def open_cube(path: str | Path, *, chunks: Any = "auto", validate: bool = True, 
     try:
         ds = xr.open_zarr(store, zarr_format=3, **kwargs)
     except zipfile.BadZipFile as err:
-        raise CubeSchemaError(f"{path_str!r} is not a readable zip ({err}): download or publish the archive again") from err
+        raise CubeSchemaError(
+            f"{path_str!r} is not a readable zip ({err}): download or publish the archive again"
+        ) from err
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise CubeSchemaError(f"{path_str!r} is not a readable Zarr v3 cube ({err}); was it written by `sarcube build`?") from err
     _check_arrays_present(path_str, ds)
