@@ -253,7 +253,15 @@ class StaticCatalog(Catalog):
 
     def items(self) -> list[Any]:
         if self._items is None:
-            items = list(self.catalog.get_items(recursive=True))
+            import pystac
+
+            try:
+                items = list(self.catalog.get_items(recursive=True))
+            except (pystac.STACError, ValueError, KeyError, TypeError, OSError) as err:
+                raise CatalogError(
+                    f"static catalog {self.label!r} holds an unreadable item or child "
+                    f"({type(err).__name__}: {str(err)[:300]}): fix or remove that file, or rewrite the catalog"
+                ) from err
             for item in items:
                 item.make_asset_hrefs_absolute()
             self._items = items

@@ -30,6 +30,13 @@ MAX_PIXELS = 100_000_000
 
 # --- the area of interest ---------------------------------------------------------
 
+def _antimeridian_message(aoi: object, w: float, s: float, e: float, n: float) -> str:
+    return (
+        f"--aoi {aoi!s} crosses the antimeridian (west {w:g} > east {e:g}); a cube lies on one side of it: "
+        f"build two cubes, --aoi {w:g},{s:g},180,{n:g} and --aoi -180,{s:g},{e:g},{n:g}"
+    )
+
+
 def parse_aoi(aoi: str | Path | Sequence[float]) -> Any:
     """The AOI as a shapely polygon in lon/lat: ``W,S,E,N`` (text or 4 numbers) or a GeoJSON file.
 
@@ -48,6 +55,8 @@ def parse_aoi(aoi: str | Path | Sequence[float]) -> Any:
             raise InputError(f"--aoi {aoi!r} is not W,S,E,N in degrees (e.g. --aoi 7.9,45.9,8.1,46.1) nor a GeoJSON file") from err
         if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
             raise InputError(f"--aoi {aoi!r}: longitudes must lie in [-180, 180] and latitudes in [-90, 90] (order W,S,E,N)")
+        if w > e and s < n and w > 0 > e and (e + 360.0 - w) < 180.0:
+            raise InputError(_antimeridian_message(aoi, w, s, e, n))
         if w >= e or s >= n:
             raise InputError(f"--aoi {aoi!r} is empty: west must be < east and south < north (order W,S,E,N)")
         geom = shapely.geometry.box(w, s, e, n)
@@ -60,6 +69,11 @@ def parse_aoi(aoi: str | Path | Sequence[float]) -> Any:
     if geom.area == 0:
         raise InputError(f"--aoi {aoi!s} is empty (zero area)")
     w, s, e, n = geom.bounds
+    if (e - w > 180.0 and w < -90.0 and e > 90.0) or (w < 180.0 < e) or (w < -180.0 < e):
+        raise InputError(
+            f"--aoi {aoi!s} spans longitudes {w:g}..{e:g}: it crosses the antimeridian (180 degrees); "
+            "a cube lies on one side of it: split the polygon at +-180 degrees and build one cube per part"
+        )
     if not (-180 <= w and e <= 180 and -90 <= s and n <= 90):
         raise InputError(f"--aoi {aoi!s}: coordinates must be lon/lat degrees (EPSG:4326)")
     return geom

@@ -17,6 +17,7 @@ own, so memory is bounded by the chunk size, not the cube.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -45,6 +46,9 @@ DEFAULT_RESAMPLING = "bilinear"
 RASTER_DIMS = (schema.TIME, schema.PAIR, "none")
 #: a date in a file name: 20200107 or 2020-01-07 (not part of a longer number)
 _DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
+
+
+_log = logging.getLogger(__name__)
 
 
 # --- grid helpers ----------------------------------------------------------------
@@ -97,7 +101,21 @@ def read_polygons(path: str | Path, crs: Any, what: str = "--labels") -> Any:
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
     if gdf.empty:
         raise InputError(f"{what} {str(path)!r} holds no geometries: is it the right file (or layer)?")
+    invalid = ~gdf.geometry.is_valid.to_numpy()
+    if invalid.any():  # self-intersecting rings burn unpredictably: repair them, and say so
+        gdf = gdf.copy()
+        gdf.loc[invalid, gdf.geometry.name] = gdf.geometry[invalid].make_valid()
+        _log.warning(
+            "%s %r: repaired %d invalid (self-intersecting) polygon(s), feature(s) %s; fix them at the source "
+            "(e.g. QGIS 'Fix geometries') to control how they are split",
+            what, str(path), int(invalid.sum()), ", ".join(map(str, np.flatnonzero(invalid)[:10])),
+        )
     return gdf.to_crs(crs)
+
+
+def _date_span(dates: np.ndarray) -> str:
+    days = np.asarray(dates).astype("datetime64[D]")
+    return f"{days.min()}..{days.max()}" if days.size else "none"
 
 
 def _dates_of(gdf: Any, path: Path, field: str) -> np.ndarray:
@@ -247,6 +265,12 @@ def rasterize_labels(
         member = (ref[None, :] < dates[:, None]) & (dates[:, None] <= act[None, :])  # (polygon, pair)
         layers = [[g for g, m in zip(geoms, member[:, p], strict=True) if m] for p in range(ref.size)]
         unassigned = ~member.any(axis=1)
+        if not (member & inside[:, None]).any():
+            raise InputError(
+                f"--labels {str(path)!r}: no {date_field!r} date ({_date_span(dates[inside])}) falls in a pair of "
+                f"the cube ({_date_span(ref)} .. {_date_span(act)}): is it the right file or field, "
+                "or build the cube over those dates"
+            )
         info["unassigned"] = int(unassigned.sum())
         info["unassigned_dates"] = sorted({str(np.datetime_as_string(d, unit="D")) for d in dates[unassigned]})
         info["per_pair"] = [int(member[:, p].sum()) for p in range(ref.size)]

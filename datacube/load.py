@@ -66,7 +66,7 @@ from sarcube.datacube.grid import Grid
 from sarcube.datacube.redaction import RedactQueries, redact
 from sarcube.datacube.retry import READ_ATTEMPTS, retry, retry_backoff_s
 
-from sarcube.errors import AssetReadError
+from sarcube.errors import AssetReadError, CatalogError
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,13 @@ def group_acquisitions(items: Sequence[Any], properties: Mapping[str, str], lon:
         when = item_datetime(item)
         solar_day = (when + dt.timedelta(hours=lon / DEG_PER_HOUR)).date()
         orbit = str(item.properties.get(properties[schema.ORBIT_STATE], ""))
-        rel = int(item.properties.get(properties[schema.RELATIVE_ORBIT], -1))
+        raw = item.properties.get(properties[schema.RELATIVE_ORBIT], -1)
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != int(raw):
+            raise CatalogError(
+                f"STAC item {item.id!r}: {properties[schema.RELATIVE_ORBIT]}={raw!r} is not an orbit number: "
+                "fix the item in the catalog or leave it out"
+            )
+        rel = int(raw)
         groups.setdefault((orbit, rel, solar_day), []).append(item)
     out = []
     for (orbit, rel, _), members in groups.items():

@@ -53,8 +53,8 @@ class RetryPolicy:
     retries: int = 5
     #: first wait, doubled each retry, unless the server says how long (Retry-After, X-RateLimit-Reset)
     backoff_s: float = 2.0
-    #: longest single wait, whatever the server asks
-    max_wait_s: float = 900.0
+    #: longest single wait, whatever the server asks (a Retry-After of hours is capped, and logged)
+    max_wait_s: float = 300.0
     #: connect/read timeout of one request
     timeout_s: float = 120.0
     #: the function that waits (tests pass a recorder)

@@ -45,10 +45,10 @@ def clean_staging(path: str | Path, storage_options: Mapping[str, Any] | None = 
     for entry in fs.ls(root, detail=False):
         name = entry.rstrip("/").rsplit("/", 1)[-1]
         if name.startswith(TRASH_PREFIX):
-            fs.rm(f"{root}/{name}", recursive=True)
+            zarrio.remove_tree(fs, f"{root}/{name}")
             removed.append(name)
     if fs.exists(f"{root}/{STAGING_GROUP}/{ADD_GROUP}"):
-        fs.rm(f"{root}/{STAGING_GROUP}/{ADD_GROUP}", recursive=True)
+        zarrio.remove_tree(fs, f"{root}/{STAGING_GROUP}/{ADD_GROUP}")
         removed.append(f"{STAGING_GROUP}/{ADD_GROUP}")
     _drop_empty_staging_group(fs, root)
     if removed:
@@ -62,7 +62,7 @@ def _drop_empty_staging_group(fs: Any, root: str) -> None:
     if fs.exists(group):
         left = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(group, detail=False)]
         if all(e == "zarr.json" for e in left):
-            fs.rm(group, recursive=True)
+            zarrio.remove_tree(fs, group)
 
 
 @lock.locked
@@ -82,10 +82,10 @@ def promote_added(
             fs.mv(final, trash, recursive=True)
         fs.mv(staged, final, recursive=True)
         if fs.exists(trash):
-            fs.rm(trash, recursive=True)
+            zarrio.remove_tree(fs, trash)
     for name in drop:
-        fs.rm(f"{root}/{TRASH_PREFIX}{name}", recursive=True)
-    fs.rm(f"{root}/{STAGING_GROUP}/{ADD_GROUP}", recursive=True)
+        zarrio.remove_tree(fs, f"{root}/{TRASH_PREFIX}{name}")
+    zarrio.remove_tree(fs, f"{root}/{STAGING_GROUP}/{ADD_GROUP}")
     _drop_empty_staging_group(fs, root)
 
 
@@ -154,7 +154,7 @@ class StagedArray:
             fs.mv(final, trash, recursive=True)
         fs.mv(f"{root}/{_staged_path(self.name)}", final, recursive=True)
         if fs.exists(trash):
-            fs.rm(trash, recursive=True)
+            zarrio.remove_tree(fs, trash)
         discard_staged(self.path, self.name, self.storage_options)
         zarrio.consolidate(self.path, self.storage_options)
         log.info("promoted %s into %s", self.name, self.path)
@@ -189,7 +189,7 @@ def discard_staged(path: str | Path, name: str, storage_options: Mapping[str, An
     fs, root = zarrio.fs_and_root(path, storage_options)
     staged_group = f"{root}/{STAGING_GROUP}/{name}"
     if fs.exists(staged_group):
-        fs.rm(staged_group, recursive=True)
+        zarrio.remove_tree(fs, staged_group)
     _drop_empty_staging_group(fs, root)
 
 

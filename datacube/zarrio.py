@@ -57,13 +57,21 @@ def root_attrs(path: str | Path, storage_options: Mapping[str, Any] | None = Non
 
     fs, root = fs_and_root(path, storage_options)
     return dict(json.loads(fs.cat_file(f"{root}/zarr.json")).get("attributes", {}))
+def remove_tree(fs: Any, path: str) -> None:
+    """``fs.rm(path, recursive=True)``; a refusal names ``path`` (local ``rmtree`` names only the bare entry)."""
+    try:
+        fs.rm(path, recursive=True)
+    except OSError as err:
+        if err.filename and Path(str(err.filename)).is_absolute():
+            raise
+        raise type(err)(err.errno, err.strerror, path) from err
 
 
 def remove(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> None:
     """Delete a whole store."""
     fs, root = fs_and_root(path, storage_options)
     if fs.exists(root):
-        fs.rm(root, recursive=True)
+        remove_tree(fs, root)
 
 
 def consolidate(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> None:
@@ -105,6 +113,7 @@ __all__ = [
     "quiet_zarr_warnings",
     "remove",
     "root_attrs",
+    "remove_tree",
     "size_on_disk",
     "strip_stale_encoding",
     "zarr_store",

@@ -17,7 +17,7 @@ import sys
 import click
 
 from sarcube import __version__
-from sarcube.errors import EXIT_ABORTED, EXIT_BAD_INPUT, SarcubeError
+from sarcube.errors import EXIT_ABORTED, EXIT_BAD_INPUT, SarcubeError, os_error_line
 from sarcube.progress import DISABLE_ENV
 from sarcube.threads import available_cores, set_threads
 
@@ -86,6 +86,10 @@ def configure_logging(verbosity: int) -> None:
         datefmt="%H:%M:%S",
         force=True,
     )
+    from sarcube.datacube.redaction import RedactQueries
+
+    for handler in logging.getLogger().handlers:  # every record, third-party ones too: no signed URL in a log
+        handler.addFilter(RedactQueries())
     third_party = {1: logging.WARNING}.get(verbosity, logging.DEBUG if verbosity >= 2 else logging.CRITICAL)
     for noisy in THIRD_PARTY_LOGGERS:
         logging.getLogger(noisy).setLevel(third_party)
@@ -151,11 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     except SarcubeError as err:
         click.echo(error_line(err), err=True)
         return err.exit_code
+    except OSError as err:  # a path the user gave that the system refuses (read-only, a file in the way)
+        line = os_error_line(err)
+        if line is None:
+            raise
+        click.echo(f"Error: {line}", err=True)
+        return SarcubeError.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("Aborted.", err=True)
         return EXIT_ABORTED
-    except click.exceptions.UsageError as err:
-        err.show()
+    except click.UsageError as err:  # one line, like every other error, with where to look
+        command = err.ctx.command_path if err.ctx is not None else "sarcube"
+        click.echo(f"Error: {err.format_message()} (see `{command} --help`)", err=True)
         return EXIT_BAD_INPUT
     except click.ClickException as err:
         err.show()

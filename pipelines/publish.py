@@ -181,20 +181,23 @@ def publish(
         files = zenodo.local_files(out_dir, _with_md5sums(written))
         zenodo.check_limits([(f.key, f.size) for f in files])  # before any request
         deposition = _deposition_for(client, out_dir, client.base_url, new_version_of)
-        doi = zenodo.deposition_doi(deposition)
-        if doi:  # the datasheet and metadata cite the pre-reserved DOI
-            written = write(doi, rezip=False)
-        files = zenodo.local_files(out_dir, _with_md5sums(written))
-        synced = zenodo.sync_files(client, deposition, files)
-        meta = archive.deposition_metadata(citation)
-        if doi:
-            meta["prereserve_doi"] = True  # keep the DOI the datasheet cites
-        deposition = client.update_metadata(deposition, meta)
-        published = False
-        if publish:
-            deposition = client.publish(deposition)
-            published = True
-            doi = zenodo.deposition_doi(deposition) or doi
+        try:
+            doi = zenodo.deposition_doi(deposition)
+            if doi:  # the datasheet and metadata cite the pre-reserved DOI
+                written = write(doi, rezip=False)
+            files = zenodo.local_files(out_dir, _with_md5sums(written))
+            synced = zenodo.sync_files(client, deposition, files)
+            meta = archive.deposition_metadata(citation)
+            if doi:
+                meta["prereserve_doi"] = True  # keep the DOI the datasheet cites
+            deposition = client.update_metadata(deposition, meta)
+            published = False
+            if publish:
+                deposition = client.publish(deposition)
+                published = True
+                doi = zenodo.deposition_doi(deposition) or doi
+        except ZenodoError as err:  # the draft stays; the same command picks it up from STATE_FILE
+            raise ZenodoError(f"{err}; rerun the same command to resume deposition {deposition['id']}") from err
         links = deposition.get("links", {})
         return PublishResult(
             files=_paths(written),

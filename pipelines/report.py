@@ -244,21 +244,35 @@ def _pair_entries(
     return entries
 
 
+def _read_evaluation(path: Path) -> dict[str, Any]:
+    """The JSON of ``sarcube evaluate --out``, checked before any work is done."""
+    if not path.exists():
+        raise InputError(f"evaluation file {str(path)!r} does not exist: write it with `sarcube evaluate --out`")
+    try:
+        result = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(
+            f"evaluation file {str(path)!r} is not JSON ({err}): write it with `sarcube evaluate --out`"
+        ) from err
+    if not isinstance(result, dict) or not isinstance(result.get("predictions", {}), dict):
+        raise InputError(
+            f"evaluation file {str(path)!r} is not the JSON of `sarcube evaluate --out`: write it with that command"
+        )
+    return result
+
+
 def _evaluation(
     cube: str | Path,
     ds: xr.Dataset,
     name: str,
-    evaluation: str | Path | None,
+    evaluation: Mapping[str, Any] | None,
     storage_options: Mapping[str, Any] | None,
 ) -> dict[str, Any] | None:
     """The evaluation table: from an ``evaluate`` JSON if given, else scored now where the cube has labels."""
     from sarcube.pipelines.scoring import COLUMNS
 
     if evaluation is not None:
-        path = Path(evaluation)
-        if not path.exists():
-            raise InputError(f"evaluation file {str(path)!r} does not exist: write it with `sarcube evaluate --out`")
-        result = json.loads(path.read_text())
+        result = evaluation
     elif schema.LABEL in ds.data_vars:
         from sarcube.pipelines.scoring import score_predictions
 
@@ -339,6 +353,7 @@ def report(
     """
     out = Path(out)
     _check_out(out)
+    given = _read_evaluation(Path(evaluation)) if evaluation is not None else None
     ds = schema.open_cube(cube, storage_options=storage_options)
     name = resolve_prediction(ds, pred)
     var = ds[name]
@@ -366,7 +381,7 @@ def report(
             "pairs": _pair_entries(ds, var, frame, display, images),
             "detections": detection_features(frame, ds),
             "labels": label_features(ds, _pairs(ds, var)),
-            "evaluation": _evaluation(cube, ds, name, evaluation, storage_options),
+            "evaluation": _evaluation(cube, ds, name, given, storage_options),
             "provenance": _provenance(ds, var),
         }
         payload = json.dumps(data, separators=(",", ":"), allow_nan=False)

@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import hashlib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,7 +172,24 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # corrupt or foreign file
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({err}): retrain or restore the file") from err
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read ({load_failure(err)}): retrain or restore the file"
+        ) from err
+
+
+def load_failure(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one line, without torch's advice to unpickle it.
+
+    Turning ``weights_only`` off runs whatever code the file holds; a checkpoint sarcube wrote never needs it.
+    """
+    text = str(err)
+    if "Weights only load failed" in text or "weights_only" in text:
+        match = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\s*\n|Check the documentation|$)", text, re.S)
+        reason = " ".join(match.group(1).split()) if match else "unsupported content"
+        reason = re.split(r"\.\s+(?:Please|If|To|Check)\b", reason)[0][:200]  # torch's advice loosens safety
+        return f"not a weights-only checkpoint: {reason}; a checkpoint sarcube wrote holds only tensors and plain data"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+    return f"{type(err).__name__}: {first[:200]}"
 
 
 def read_vgg16_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -187,7 +205,7 @@ def read_vgg16_weights(path: str | Path) -> dict[str, torch.Tensor]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or not a tensor file
         raise CheckpointError(
-            f"VGG16 weights {path}: cannot be read ({exc}); save one with torch.save(state_dict)"
+            f"VGG16 weights {path}: cannot be read ({load_failure(exc)}); save one with torch.save(state_dict)"
         ) from exc
 
 

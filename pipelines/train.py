@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from sarcube import __version__
 from sarcube.config import read_yaml
-from sarcube.errors import CheckpointError, CubeExistsError, TrainingDataError
+from sarcube.errors import CheckpointError, CubeExistsError, InputError, TrainingDataError
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,8 @@ def train(
 ) -> Path:
     """Train ``preset`` on ``cube``; write the run directory ``out`` and return it."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} is a file: the run directory is a folder; choose another --out")
     if not resume and (out / runs.LAST).exists():
         raise CubeExistsError(f"run directory {str(out)!r} already holds a run: pass --resume to continue it or choose another --out")
     if resume and not (out / runs.LAST).exists():

@@ -16,6 +16,9 @@ Subclasses also derive from the matching builtin where natural, so
 
 from __future__ import annotations
 
+import errno
+import os
+
 #: exit codes of the ``sarcube`` command (see the module docstring)
 EXIT_OK = 0
 EXIT_DATA_ERROR = 1
@@ -96,6 +99,40 @@ class ZenodoError(PublishError):
     """The Zenodo API refused a request."""
 
 
+#: errno of a file the user pointed at -> what is wrong and the fix
+_OS_FIXES = {
+    errno.EACCES: "permission denied: make it writable (or readable) for you, or choose another path",
+    errno.EPERM: "operation not permitted: make it writable for you, or choose another path",
+    errno.EROFS: "the file system is read-only: choose a path on a writable disk",
+    errno.EEXIST: "it exists and is in the way (a file where a folder goes?): remove it or choose another path",
+    errno.ENOTDIR: "a file stands where a folder is needed: choose another path",
+    errno.EISDIR: "it is a folder where a file is needed: give a file name",
+    errno.ENOSPC: "the disk is full: free space or choose another disk",
+    errno.EDQUOT: "the disk quota is exceeded: free space or choose another disk",
+    errno.ENAMETOOLONG: "the name is too long: choose a shorter path",
+}
+
+
+def os_error_line(err: OSError) -> str | None:
+    """One line naming the file and the fix for an OS refusal about a user's path; None for anything else.
+
+    A cleanup that fails while handling the first refusal (``rmtree`` names bare entries) hides it:
+    the earliest refusal in the chain that names a full path is reported.
+    """
+    chain: list[OSError] = []
+    seen: BaseException | None = err
+    while isinstance(seen, OSError) and len(chain) < 16:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    known = [e for e in chain if e.errno in _OS_FIXES and e.filename]
+    if not known:
+        return None
+    found = next((e for e in reversed(known) if os.path.isabs(str(e.filename))), known[0])
+    name = str(found.filename)
+    store, sep, _ = name.partition(".zarr/")  # a file inside a cube: name the cube
+    return f"cannot use {store + '.zarr' if sep else name!r}: {_OS_FIXES[found.errno]}"
+
+
 __all__ = [
     "EXIT_ABORTED",
     "EXIT_BAD_INPUT",
@@ -117,4 +154,5 @@ __all__ = [
     "UnfinishedCubeError",
     "VerifyError",
     "ZenodoError",
+    "os_error_line",
 ]

@@ -69,3 +69,24 @@ def test_deliberate_error_is_one_line_without_traceback(tmp_path):
 def test_verbosity_flags(tiny_cube, flag):
     proc = run_cli(flag, "info", str(tiny_cube))
     assert proc.returncode == 0, proc.stderr
+
+
+def test_log_handler_strips_signed_urls_from_every_record(capsys):
+    """At -vv third-party DEBUG lines (rasterio's child loggers too) reach the log without their signatures."""
+    import logging
+
+    cli.configure_logging(2)
+    try:
+        signed = "https://acct.blob.core.windows.net/c/vv.tif?st=2021-01-01&se=2021-01-02&sp=rl&sig=SECRET1%3D"
+        logging.getLogger("rasterio._env").debug("GDAL opened /vsicurl/%s", signed)
+        logging.getLogger("urllib3.connectionpool").debug("GET %s", {"url": "s3://b/k?X-Amz-Signature=SECRET2"})
+        logging.getLogger("botocore").debug("presigned X-Amz-Credential=SECRET3&X-Amz-Signature=SECRET4 done")
+        try:
+            raise OSError(f"cannot read {signed}")
+        except OSError:
+            logging.getLogger("odc.loader").exception("read failed")
+    finally:
+        cli.configure_logging(0)
+    err = capsys.readouterr().err
+    assert "GDAL opened /vsicurl/https://acct.blob.core.windows.net/c/vv.tif" in err and "read failed" in err
+    assert not [s for s in ("SECRET1", "SECRET2", "SECRET3", "SECRET4") if s in err], err

@@ -301,3 +301,30 @@ def test_publish_cli_writes_archive(tiny_cube, tmp_path, capsys):
     verify(out)
     assert cli.main(["publish", str(tiny_cube), "--out", str(out), "--title", "T", "--creator", "Nobody"]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_no_local_path_survives_whatever_its_characters(tmp_path):
+    """Folders with spaces, commas and brackets: none of their names reach README, STAC, metadata or the zip."""
+    from conftest import make_tiny_cube
+
+    secret_dirs = ("Jane Doe", "my data (2024), final", "S1 catalog")
+    home = tmp_path / secret_dirs[0] / secret_dirs[1]
+    catalog_json = home / secret_dirs[2] / "catalog.json"
+    ds = make_tiny_cube()
+    items = [{"id": f"item-{i}", "assets": {schema.VV: f"{home}/{secret_dirs[2]}/item-{i}/vv.tif"}} for i in range(4)]
+    ds.attrs.update({
+        schema.ATTR_CATALOG: str(catalog_json),
+        schema.ATTR_STAC_ITEMS: schema.encode_json_attr(items),
+        schema.ATTR_HISTORY: f"2026-01-01T00:00:00Z sarcube build --catalog {catalog_json} --out {home}/t.zarr --crs utm",
+    })
+    cube = home / "tiny.zarr"
+    store.write_cube(ds, cube)
+    _add_features(cube)
+    out = tmp_path / "pub"
+    _publish(cube, out)
+    texts = {p.relative_to(out).as_posix(): p.read_text() for p in out.rglob("*") if p.is_file() and p.suffix != ".zip"}
+    with zipfile.ZipFile(out / "tiny.zarr.zip") as zf:
+        texts.update({m: zf.read(m).decode() for m in zf.namelist() if m.endswith("zarr.json")})
+    leaks = [(name, d) for name, text in texts.items() for d in (*secret_dirs, str(tmp_path)) if d in text]
+    assert not leaks, leaks
+    assert "catalog.json" in texts["README.md"] and "vv.tif" in json.dumps(texts["zarr.json"])

@@ -121,6 +121,31 @@ def test_resume_after_failed_file(tiny_cube, tmp_path, server, waits):
     assert set(server.depositions[dep_id].files) == KEYS and server.depositions[dep_id].submitted
 
 
+def test_final_failure_names_the_deposition_to_resume(tiny_cube, tmp_path, server, waits):
+    out = tmp_path / "pub"
+    server.fail_puts["README.md"] = 9
+    with pytest.raises(ZenodoError) as info:
+        _publish(tiny_cube, out, server, waits)
+    dep_id = json.loads((out / STATE_FILE).read_text())["deposition_id"]
+    assert str(info.value).endswith(f"rerun the same command to resume deposition {dep_id}")
+
+
+def test_any_success_status_is_accepted(tiny_cube, tmp_path, server, waits):
+    server.create_status = 200  # a Zenodo-compatible server (InvenioRDM, a proxy) that says 200, not 201
+    result = _publish(tiny_cube, tmp_path / "pub", server, waits, publish=True)
+    assert [r.status for r in server.requests("POST", "/api/deposit/depositions")][:1] == [200]
+    assert result.published and set(server.depositions[result.deposition_id].files) == KEYS
+
+
+def test_retry_after_is_capped_and_said(server, waits, caplog):
+    server.rate_limit_once[("POST", "/api/deposit/depositions")] = {"Retry-After": "86400"}
+    client = zenodo.ZenodoClient(server.url, TOKEN, retry=RetryPolicy(retries=2, sleep=waits.append), progress=False)
+    with caplog.at_level("WARNING"):
+        client.create_deposition()
+    assert waits == [RetryPolicy().max_wait_s] == [300.0]
+    assert "asks to wait 86400 s (Retry-After); waiting at most 300 s" in caplog.text
+
+
 def test_new_version_replaces_inherited_files(tiny_cube, tmp_path, server, waits):
     v1 = _publish(tiny_cube, tmp_path / "v1", server, waits, publish=True)
     server.depositions[v1.deposition_id].files["old-notes.txt"] = b"stale"

@@ -58,6 +58,8 @@ class ZenodoServer:
         self.fail_puts: dict[str, int] = {}
         #: (method, path prefix) -> headers of a 429 answered once
         self.rate_limit_once: dict[tuple[str, str], dict[str, str]] = {}
+        #: status of a successful "create deposition" (Zenodo says 201; compatible servers may say 200)
+        self.create_status = 201
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
@@ -177,7 +179,7 @@ def _handler(server: ZenodoServer) -> type[BaseHTTPRequestHandler]:
             m = self.command
             if seg[:3] == ["api", "deposit", "depositions"]:
                 if len(seg) == 3 and m == "POST":
-                    return self._send(201, server.as_json(server.create()))
+                    return self._send(server.create_status, server.as_json(server.create()))
                 dep = server.depositions.get(int(seg[3])) if len(seg) > 3 and seg[3].isdigit() else None
                 if dep is None:
                     return self._error(404, "PID does not exist.")

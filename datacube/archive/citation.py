@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,31 @@ RELATION_TYPES = (
 _CREATOR_HELP = (
     "expected 'Family, Given[;affiliation[;orcid]]', e.g. 'Doe, Jane;University of Bern;0000-0002-1825-0097'"
 )
+#: longest title / version / other one-line field accepted (DataCite titles are short; 100,000 characters is a mistake)
+TITLE_MAX_CHARS = 300
+VERSION_MAX_CHARS = 40
+FIELD_MAX_CHARS = 500
+_MARKUP = re.compile(r"<\s*/?\s*[A-Za-z!?]|&[#A-Za-z0-9]+;|\]\(|`")
+
+
+def plain_line(value: str, flag: str, max_chars: int = FIELD_MAX_CHARS) -> str:
+    """``value`` stripped, refused (:class:`InputError`) if it holds control characters, markup or is too long.
+
+    Titles and versions land verbatim in README.md, metadata.json, STAC and Zenodo: one plain line each.
+    """
+    text = str(value).strip()
+    bad = next((ch for ch in text if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")), None)
+    if bad is not None:
+        raise InputError(f"{flag} holds the control character {bad!r}: give it as one line of plain text")
+    if len(text) > max_chars:
+        raise InputError(
+            f"{flag} is {len(text)} characters long: keep it under {max_chars} (put detail in --description)"
+        )
+    if _MARKUP.search(text):
+        raise InputError(f"{flag} {text[:60]!r} holds HTML/markdown markup: give it as plain text")
+    return text
+
+
 _DOI = re.compile(r"10\.\d{4,9}/\S+")
 _ORCID = re.compile(r"\d{4}-\d{4}-\d{4}-\d{3}[\dX]")
 
@@ -70,7 +96,7 @@ class Creator:
     @classmethod
     def parse(cls, text: str) -> Creator:
         """From ``"Family, Given[;affiliation[;orcid]]"``; :class:`InputError` naming the entry otherwise."""
-        parts = [p.strip() for p in str(text).split(";")]
+        parts = [p.strip() for p in plain_line(text, "--creator").split(";")]
         if len(parts) > 3:
             raise InputError(f"--creator {text!r}: too many ';' fields; {_CREATOR_HELP}")
         name = parts[0]
@@ -158,7 +184,7 @@ class Citation:
         ``description`` is markdown; ``keywords`` may be comma-separated;
         ``publication_date`` defaults to today (UTC).
         """
-        title = (title or "").strip()
+        title = plain_line(title or "", "--title", TITLE_MAX_CHARS)
         if not title:
             raise InputError(
                 "--title is empty: give the dataset a title, e.g. --title 'Avalanche cube, Davos, winter 2024'"
@@ -184,14 +210,14 @@ class Citation:
         words: list[str] = []
         for kw in keywords:
             for word in str(kw).split(","):
-                word = word.strip()
+                word = plain_line(word, "--keywords")
                 if word and word not in words:
                     words.append(word)
         if not (description or "").strip():
             raise InputError(
                 "--description is empty: give a markdown file describing the dataset, or leave it out for the default"
             )
-        version = str(version).strip() if version else None
+        version = plain_line(version, "--version", VERSION_MAX_CHARS) if version else None
         return cls(
             title=title,
             creators=parsed,
@@ -220,4 +246,5 @@ __all__ = [
     "Creator",
     "RelatedIdentifier",
     "orcid_is_valid",
+    "plain_line",
 ]

@@ -24,7 +24,7 @@ from sarcube.datacube.archive.layout import (
     ZARR_JSON,
     flat_name,
 )
-from sarcube.datacube.archive.zipstore import check_member_names
+from sarcube.datacube.archive.zipstore import check_member_layout, check_member_names
 
 from sarcube.errors import CubeSchemaError, InputError, VerifyError
 
@@ -93,7 +93,9 @@ def _stac_items(folder: Path) -> list[Path]:
 def _check_asset(folder: Path, item_path: Path, key: str, asset: dict[str, Any], computed: dict[Path, str]) -> str:
     """The relative path of a STAC asset whose size and checksum match."""
     where = item_path.relative_to(folder)
-    href = str(asset.get("href", ""))
+    if not isinstance(asset, dict) or not isinstance(asset.get("href"), str):
+        raise VerifyError(f"{where}: asset {key!r} is not a mapping with an href: the STAC item is corrupt")
+    href = asset["href"]
     if "://" in href or href.startswith("/"):
         raise VerifyError(f"{where}: asset {key!r} href {href!r} is not relative to the archive")
     if item_path.parent == folder:
@@ -106,14 +108,38 @@ def _check_asset(folder: Path, item_path: Path, key: str, asset: dict[str, Any],
     if not target.is_file():
         raise VerifyError(f"{rel}: STAC asset {key!r} is missing")
     size = asset.get("file:size")
-    if size is not None and int(size) != target.stat().st_size:
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise VerifyError(f"{where}: asset {key!r} file:size {size!r} is not a size in bytes: the STAC item is corrupt")
+    if size is not None and size != target.stat().st_size:
         raise VerifyError(
             f"{rel}: size {target.stat().st_size} B does not match STAC file:size {size} B: the file is corrupt"
         )
     checksum = asset.get("file:checksum")
+    if checksum is not None and not isinstance(checksum, str):
+        raise VerifyError(
+            f"{where}: asset {key!r} file:checksum {checksum!r} is not a multihash: the STAC item is corrupt"
+        )
     if checksum and not check_multihash(str(checksum), target, computed.get(target)):
         raise VerifyError(f"{rel}: checksum does not match STAC file:checksum: the file is corrupt")
     return rel
+
+
+def _item_assets(folder: Path, item_path: Path) -> dict[str, Any]:
+    """The ``assets`` mapping of a STAC item file; :class:`VerifyError` when the file is not a STAC item."""
+    where = item_path.relative_to(folder)
+    try:
+        item = json.loads(item_path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise VerifyError(
+            f"{where}: not valid JSON ({err}): the STAC item is corrupt; publish the archive again"
+        ) from err
+    assets = item.get("assets", {}) if isinstance(item, dict) else None
+    if not isinstance(assets, dict):
+        raise VerifyError(
+            f"{where}: 'assets' must be a mapping of asset keys, got {type(assets).__name__}: "
+            "the STAC item is corrupt; publish the archive again"
+        )
+    return assets
 
 
 def _check_zip(zip_path: Path) -> tuple[str, ...]:
@@ -122,6 +148,7 @@ def _check_zip(zip_path: Path) -> tuple[str, ...]:
         with zipfile.ZipFile(zip_path) as zf:
             names = zf.namelist()
             check_member_names(zip_path, names)
+            check_member_layout(zip_path, zf)
             if not names or names[0] != ZARR_JSON:
                 raise VerifyError(f"{zip_path.name}: the first member is {names[:1]}, expected the root {ZARR_JSON}")
             bad = zf.testzip()
@@ -149,7 +176,7 @@ def verify_archive(folder: str | Path) -> VerifyReport:
     stac_checked = [
         _check_asset(folder, item_path, key, asset, computed)
         for item_path in _stac_items(folder)
-        for key, asset in json.loads(item_path.read_text()).get("assets", {}).items()
+        for key, asset in _item_assets(folder, item_path).items()
     ]
     zips = sorted(folder.glob("*" + ARCHIVE_SUFFIX))
     if not zips:

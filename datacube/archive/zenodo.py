@@ -188,9 +188,12 @@ class ZenodoClient:
         what: str,
         json: Any = None,
         file: Path | None = None,
-        expected: Sequence[int] = (200, 201, 202, 204),
     ) -> Any:
-        """One API call with retries on 429/5xx/connection errors; :class:`ZenodoError` on refusal."""
+        """One API call with retries on 429/5xx/connection errors; :class:`ZenodoError` on refusal.
+
+        Any 2xx answer is success (Zenodo-compatible servers differ: 200 or 201 on create). A server's
+        ``Retry-After`` is honoured up to ``retry.max_wait_s``, and said so when it asks for longer.
+        """
         import requests
 
         url = self._url(path_or_url)
@@ -228,14 +231,19 @@ class ZenodoClient:
                 if bar is not None:
                     bar.close()
             if response.status_code in RETRY_STATUSES and attempt < self.retry.retries:
-                wait = self.retry.delay_s(attempt, server_wait_s(response, time.time()))
+                asked = server_wait_s(response, time.time())
+                wait = self.retry.delay_s(attempt, asked)
+                if asked is not None and asked > wait:
+                    log.warning(
+                        "%s: the server asks to wait %.0f s (Retry-After); waiting at most %.0f s", what, asked, wait
+                    )
                 log.warning(
                     "%s: HTTP %d, retry %d/%d in %.1f s",
                     what, response.status_code, attempt + 1, self.retry.retries, wait,
                 )
                 self.retry.sleep(wait)
                 continue
-            if response.status_code not in expected:
+            if not 200 <= response.status_code < 300:
                 raise self._error(what, response)
             log.debug("%s: HTTP %d", what, response.status_code)
             return response
@@ -254,18 +262,18 @@ class ZenodoClient:
     def create_deposition(self) -> dict[str, Any]:
         """A new empty deposition (its DOI pre-reserved)."""
         what = "create deposition"
-        return self._json(self.request("POST", "api/deposit/depositions", json={}, what=what, expected=(201,)), what)
+        return self._json(self.request("POST", "api/deposit/depositions", json={}, what=what), what)
 
     def get_deposition(self, deposition_id: int | str) -> dict[str, Any]:
         what = f"get deposition {deposition_id}"
-        answer = self.request("GET", f"api/deposit/depositions/{deposition_id}", what=what, expected=(200,))
+        answer = self.request("GET", f"api/deposit/depositions/{deposition_id}", what=what)
         return self._json(answer, what)
 
     def update_metadata(self, deposition: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, Any]:
         """Set the deposition's metadata (replaces it)."""
         what = f"set metadata of deposition {deposition['id']}"
         url = deposition.get("links", {}).get("self") or f"api/deposit/depositions/{deposition['id']}"
-        return self._json(self.request("PUT", url, json={"metadata": dict(metadata)}, what=what, expected=(200,)), what)
+        return self._json(self.request("PUT", url, json={"metadata": dict(metadata)}, what=what), what)
 
     def upload_file(self, deposition: Mapping[str, Any], local: LocalFile) -> dict[str, Any]:
         """PUT one file into the deposition's bucket; checks the md5 the server computed."""
@@ -275,7 +283,7 @@ class ZenodoClient:
                 f"deposition {deposition.get('id')} has no bucket link: it is published or locked; make a new version"
             )
         what = f"upload {local.key} to deposition {deposition['id']}"
-        sent = self.request("PUT", f"{bucket}/{quote(local.key)}", file=local.path, what=what, expected=(200, 201))
+        sent = self.request("PUT", f"{bucket}/{quote(local.key)}", file=local.path, what=what)
         answer = self._json(sent, what)
         checksum = str(answer.get("checksum", "")).removeprefix("md5:")
         if checksum and checksum != local.md5:
@@ -291,26 +299,26 @@ class ZenodoClient:
         url = remote.get("links", {}).get("self")
         if not url:
             url = f"{deposition['links']['bucket']}/{quote(str(name))}"
-        self.request("DELETE", url, what=f"delete {name} from deposition {deposition['id']}", expected=(200, 204))
+        self.request("DELETE", url, what=f"delete {name} from deposition {deposition['id']}")
 
     def publish(self, deposition: Mapping[str, Any]) -> dict[str, Any]:
         """Publish the deposition (mints the DOI; files can no longer change)."""
         what = f"publish deposition {deposition['id']}"
         url = deposition.get("links", {}).get("publish")
         url = url or f"api/deposit/depositions/{deposition['id']}/actions/publish"
-        return self._json(self.request("POST", url, what=what, expected=(200, 202)), what)
+        return self._json(self.request("POST", url, what=what), what)
 
     def new_version(self, deposition_id: int | str) -> dict[str, Any]:
         """The draft of a new version of a published deposition (files inherited from it)."""
         what = f"new version of deposition {deposition_id}"
         url = f"api/deposit/depositions/{deposition_id}/actions/newversion"
-        answer = self._json(self.request("POST", url, what=what, expected=(200, 201)), what)
+        answer = self._json(self.request("POST", url, what=what), what)
         draft_url = answer.get("links", {}).get("latest_draft")
         if not draft_url:
             raise ZenodoError(
                 f"{what}: the answer has no latest_draft link; is {deposition_id} a published deposition?"
             )
-        return self._json(self.request("GET", draft_url, what=f"get draft of {deposition_id}", expected=(200,)), what)
+        return self._json(self.request("GET", draft_url, what=f"get draft of {deposition_id}"), what)
 
 
 # --- helpers over depositions -----------------------------------------------------------------

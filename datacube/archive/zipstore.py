@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -135,4 +136,43 @@ def check_member_names(zip_path: Path, names: Iterable[str]) -> None:
             )
 
 
-__all__ = ["archive_name", "check_member_names", "local_store", "store_members", "write_zip"]
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # signature ... file name length, extra field length
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+
+
+def check_member_layout(zip_path: Path, zf: zipfile.ZipFile) -> None:
+    """Raise :class:`VerifyError` unless every member is stored and its bytes lie, unshared, inside the file.
+
+    sarcube archives are stored (chunks are compressed already), so a compressed member, one whose
+    declared size differs from its stored size, or one that reaches past the end of the file or into
+    another member (a zip bomb) is refused before anything is read: what verify reads afterwards is
+    bounded by the file's size.
+    """
+    archive_bytes = zip_path.stat().st_size
+    end = 0
+    with zip_path.open("rb") as raw:
+        for info in sorted(zf.infolist(), key=lambda i: i.header_offset):
+            where = f"{zip_path.name}: member {info.filename!r}"
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise VerifyError(
+                    f"{where} is compressed (method {info.compress_type}): sarcube archives are stored, "
+                    "so this file was repacked or is not one; download or publish it again"
+                )
+            if info.file_size != info.compress_size:
+                raise VerifyError(
+                    f"{where} declares {info.file_size} B but stores {info.compress_size} B: the archive is corrupt"
+                )
+            raw.seek(info.header_offset)
+            header = raw.read(_LOCAL_HEADER.size)
+            if info.header_offset < end or len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
+                raise VerifyError(f"{where} has no sound local header (overlapping members?): the archive is corrupt")
+            name_len, extra_len = _LOCAL_HEADER.unpack(header)[-2:]
+            end = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len + info.compress_size
+            if end > archive_bytes:
+                raise VerifyError(
+                    f"{where} declares {info.compress_size} B, past the end of the {archive_bytes} B file: "
+                    "the archive is truncated or forged; download or publish it again"
+                )
+
+
+__all__ = ["archive_name", "check_member_layout", "check_member_names", "local_store", "store_members", "write_zip"]

@@ -8,6 +8,7 @@ a missing variable, the command that makes it (:data:`MAKERS`).
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,23 @@ def _is_zip(path: str) -> bool:
     return str(path).lower().endswith(".zip")
 
 
+def _check_arrays_present(path: str, ds: xr.Dataset) -> None:
+    """Every array the consolidated metadata lists still has its own metadata in a local directory store.
+
+    Consolidated metadata outlives a deleted array folder; reading it then gives fill values (NaN)
+    silently, so a step would compute on nothing.
+    """
+    root = Path(path)
+    if "://" in path or not root.is_dir():
+        return
+    gone = [str(name) for name in ds.variables if not (root / str(name) / "zarr.json").is_file()]
+    if gone:
+        raise CubeSchemaError(
+            f"cube {path!r}: its metadata lists {gone} but their arrays are gone from the store: "
+            "restore the cube from a copy or rebuild it (`sarcube build ... --overwrite`)"
+        )
+
+
 def open_cube(
     path: str | Path,
     *,
@@ -95,8 +113,13 @@ def open_cube(
         kwargs["storage_options"] = dict(storage_options)
     try:
         ds = xr.open_zarr(store, zarr_format=3, **kwargs)
+    except zipfile.BadZipFile as err:
+        raise CubeSchemaError(
+            f"{path_str!r} is not a readable zip ({err}): download or publish the archive again"
+        ) from err
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise CubeSchemaError(f"{path_str!r} is not a readable Zarr v3 cube ({err}); was it written by `sarcube build`?") from err
+    _check_arrays_present(path_str, ds)
     # Per-time and per-pair coordinates are tiny: load them once, so code that
     # walks them never pays one dask compute per element. Strings as Python str.
     small = [name for name in (*TIME_COORDS, *PAIR_COORDS) if name in ds.coords]
