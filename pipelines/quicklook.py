@@ -62,7 +62,7 @@ TERRAIN_PANELS = {
 }
 PAR_LABEL = "PAR, degrees: angle up to the highest\nrelease cell within reach (negative:\nevery release cell in reach lies below)"
 #: the inset zooms on the largest detection when its window is at most this fraction of the scene side
-INSET_MAX_FRACTION = 0.5
+INSET_MAX_FRACTION = 0.25
 INSET_MIN_PX = 24
 def _nice_length_m(span_m: float) -> float:
     """A round scale-bar length (1, 2 or 5 x 10^k m) of about a fifth of the span."""
@@ -110,8 +110,8 @@ def ordinal(n: int) -> str:
 def infer_hazard(ds: xr.Dataset, pred_name: str | None = None) -> str:
     """The hazard a quicklook is drawn for: the prediction's preset, else what the cube holds.
 
-    Event means (before/after) mean a landslide cube, static labels over a time
-    series without pairs a glacier cube; anything else is an avalanche cube.
+    Event means (before/after) mean a landslide cube, static (y, x) labels or a
+    time series without pairs a glacier cube; anything else is an avalanche cube.
     """
     if pred_name is not None:
         preset = str(ds[pred_name].attrs.get(ATTR_PRESET, ""))
@@ -120,7 +120,8 @@ def infer_hazard(ds: xr.Dataset, pred_name: str | None = None) -> str:
                 return hazard
     if schema.VV_BEFORE in ds.data_vars:
         return "landslide"
-    if schema.PAIR not in ds.dims and schema.TIME in ds.dims:
+    static_label = schema.LABEL in ds.data_vars and schema.PAIR not in ds[schema.LABEL].dims
+    if schema.TIME in ds.dims and (static_label or schema.PAIR not in ds.dims):
         return "glacier"
     return "avalanche"
 
@@ -272,7 +273,7 @@ def quicklook(
             )
             ax.add_artist(key)
             legend(ax, handles)
-            ax.set_title(f"change composite\n{composite_subtitle}", fontsize=10)
+            ax.set_title("change composite\n" + textwrap.fill(composite_subtitle, width=64), fontsize=10)
         elif what == "prediction":
             im = ax.imshow(prob, extent=extent, origin=origin, cmap="inferno", vmin=0.0, vmax=1.0, interpolation="nearest")
             legend(ax, outlines(ax))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -40,11 +41,17 @@ def test_wheel_carries_licence_types_and_classifiers(tmp_path):
     version = tuple(int(p) for p in setuptools.__version__.split(".")[:2])
     if version < SETUPTOOLS_PEP639:
         pytest.skip(f"setuptools {setuptools.__version__} here; the [test] extra installs >= 77")
+    # build from a copy: an in-tree build would leave build/ in the checkout
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", "sarcube-demo", "tests", "benchmarks", "docs",
+    ))
+    wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)],
         check=True, capture_output=True, timeout=300,
     )
-    (wheel,) = tmp_path.glob("sarcube-*.whl")
+    (wheel,) = wheels.glob("sarcube-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         metadata_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
