@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "export": "export",
     "quicklook": "quicklook",
+    "timeseries": "timeseries",
     "report": "report",
     "publish": "publish",
     "verify": "verify",

@@ -176,24 +176,44 @@ def quicklook(
     hazard: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Draw the change composite with its key, label outlines, ``pred`` contours and a zoom, plus terrain panels.
-
-    ``pair`` None: pair 0 for avalanches, the event means for landslides, the
-    season for glaciers. ``hazard`` None: :func:`infer_hazard`.
-    """
+    """Write :func:`quicklook_figure` of ``cube`` to ``out_png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from rasterio.transform import Affine
 
     out = Path(out_png)
     if out.suffix.lower() != ".png":
         raise InputError(f"output {str(out)!r}: give a .png file name")
+    ds = schema.open_cube(cube, storage_options=storage_options)
+    fig = quicklook_figure(ds, pair=pair, pred=pred, threshold=threshold, hazard=hazard, name=Path(str(cube)).name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    log.info("wrote %s", out)
+    return out
+
+
+def quicklook_figure(
+    ds: xr.Dataset,
+    *,
+    pair: int | None = None,
+    pred: str | None = None,
+    threshold: float | None = None,
+    hazard: str | None = None,
+    name: str = "cube",
+) -> Any:
+    """The change composite with its key, label outlines, ``pred`` contours and a zoom, plus terrain panels.
+
+    ``pair`` None: pair 0 for avalanches, the event means for landslides, the
+    season for glaciers. ``hazard`` None: :func:`infer_hazard`. Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from rasterio.transform import Affine
+
     if hazard is not None and hazard not in HAZARDS:
         raise InputError(f"--hazard {hazard!r}: use one of {', '.join(HAZARDS)}")
-    ds = schema.open_cube(cube, storage_options=storage_options)
     pred_name = resolve_prediction(ds, pred) if pred is not None else None
     hazard = hazard or infer_hazard(ds, pred_name)
     n_pairs = ds.sizes.get(schema.PAIR, 0)
@@ -293,17 +313,13 @@ def quicklook(
         ax.set_yticks([])
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
-    title = str(ds.attrs.get(schema.ATTR_TITLE, Path(str(cube)).name))
+    title = str(ds.attrs.get(schema.ATTR_TITLE, name))
     where = f"pair {pair_index}" if pair_index is not None else ("season" if hazard == "glacier" else "event")
     crs = ds.rio.crs.to_string() if ds.rio.crs else ""
     heading = textwrap.fill(f"{title}: {hazard}, {where}", width=90)
     shown = "" if step == 1 else f", shown every {ordinal(step)} pixel"
     fig.suptitle(f"{heading}\n({crs}, {dx:g} m pixels{shown})", fontsize=11)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    log.info("wrote %s", out)
-    return out
+    return fig
 
 
 def _zoom_inset(
