@@ -262,7 +262,7 @@ def quicklook_figure(
     figsize = (PANEL_INCHES * cols + 0.6, PANEL_INCHES * aspect * rows + 2.4)
     fig, axes = plt.subplots(rows, cols, figsize=figsize, dpi=DPI, squeeze=False, layout="constrained")
 
-    display_transform = ds.rio.transform() * Affine.scale(step)
+    display_transform = ds.rio.transform() @ Affine.scale(step)
 
     def outlines(ax: Any, width: float = 1.0) -> list[Any]:
         handles = []
