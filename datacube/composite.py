@@ -102,7 +102,9 @@ def season_composite_inputs(ds: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray,
     last acquisition.
     """
     if schema.VV not in ds.data_vars or schema.TIME not in ds.dims:
-        raise MissingVariableError(f"the season composite needs {schema.VV!r} over time; {schema.hint_for([schema.VV])}")
+        raise MissingVariableError(
+            f"the season composite needs {schema.VV!r} over time; {schema.hint_for([schema.VV])}"
+        )
     orbits = ds[schema.RELATIVE_ORBIT].values
     values, counts = np.unique(orbits, return_counts=True)
     orbit = values[int(np.argmax(counts))]

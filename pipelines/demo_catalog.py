@@ -50,7 +50,8 @@ def next_steps(manifest: DemoManifest, out: str | Path) -> list[str]:
     aoi = ",".join(f"{v:.6f}" for v in manifest.bbox_lonlat)
     lines = [f"aoi {aoi}", f"dates --start {manifest.start} --end {manifest.end}"]
     if manifest.event_date is not None:
-        lines.append(f"event date {manifest.event_date} (for `sarcube features CUBE --event-date {manifest.event_date}`)")
+        date = manifest.event_date
+        lines.append(f"event date {date} (for `sarcube features CUBE --event-date {date}`)")
     lines.append(
         f"next: sarcube build --catalog {out} --aoi {aoi} --start {manifest.start} --end {manifest.end} "
         f"--resolution {manifest.resolution:g} --out cube.zarr"

@@ -244,7 +244,8 @@ def features(
 )
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (default: local threads).")
 @click.option("--overwrite", is_flag=True, help="Allow dropping labels/predictions left on replaced pairs.")
-def command(cube: str, pairs: bool, max_gap_days: float | None, terrain: bool, release_min: float, release_max: float, par: bool,
+def command(cube: str, pairs: bool, max_gap_days: float | None, terrain: bool, release_min: float, release_max: float,
+            par: bool,
             par_radius_m: float, ratio: bool, summer: str | None, event_date: str | None, k: int, orbit_key: str | None,
             scheduler: str | None, overwrite: bool) -> None:
     """Compute model inputs for CUBE and write them into it."""

@@ -60,7 +60,10 @@ TERRAIN_PANELS = {
     "landslide": ((schema.SLOPE, "slope angle"),),
     "glacier": ((schema.DEM, "elevation"),),
 }
-PAR_LABEL = "PAR, degrees: angle up to the highest\nrelease cell within reach (negative:\nevery release cell in reach lies below)"
+PAR_LABEL = (
+    "PAR, degrees: angle up to the highest\nrelease cell within reach (negative:\n"
+    "every release cell in reach lies below)"
+)
 #: the inset zooms on the largest detection when its window is at most this fraction of the scene side
 INSET_MAX_FRACTION = 0.25
 INSET_MIN_PX = 24
@@ -267,7 +270,10 @@ def quicklook_figure(
     def outlines(ax: Any, width: float = 1.0) -> list[Any]:
         handles = []
         if label is not None and (label == schema.LABEL_UNKNOWN).any() and not (label == schema.LABEL_UNKNOWN).all():
-            _outline(ax, label == schema.LABEL_UNKNOWN, display_transform, color=UNKNOWN_COLOUR, linewidth=width, linestyle="--")
+            _outline(
+                ax, label == schema.LABEL_UNKNOWN, display_transform,
+                color=UNKNOWN_COLOUR, linewidth=width, linestyle="--",
+            )
             handles.append(Line2D([], [], color=UNKNOWN_COLOUR, lw=1.5, ls="--", label="not monitored"))
         if label is not None and (label == schema.LABEL_YES).any():
             _outline(ax, label == schema.LABEL_YES, display_transform, color=LABEL_COLOUR, linewidth=1.4 * width)
@@ -279,7 +285,9 @@ def quicklook_figure(
 
     def legend(ax: Any, handles: list[Any]) -> None:
         if handles:
-            ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.8, facecolor="#444444", labelcolor="white")
+            ax.legend(
+                handles=handles, loc="upper right", fontsize=8, framealpha=0.8, facecolor="#444444", labelcolor="white"
+            )
 
     for ax, (what, var) in zip(axes.ravel(), panels, strict=False):
         if what == "composite":
@@ -299,7 +307,8 @@ def quicklook_figure(
             legend(ax, outlines(ax))
             fig.colorbar(im, ax=ax, shrink=0.8, label="probability")
             predicted = np.isfinite(prob).any()
-            ax.set_title(f"{pred_name} (threshold {thr:.3g})" + ("" if predicted else "\nnot predicted for this pair"), fontsize=10)
+            missing = "" if predicted else "\nnot predicted for this pair"
+            ax.set_title(f"{pred_name} (threshold {thr:.3g}){missing}", fontsize=10)
         else:
             values = _subsample(ds[var], step).astype(np.float32)
             cmap = {schema.SLOPE: "viridis", schema.PAR: "magma"}.get(var, "terrain")
@@ -359,12 +368,21 @@ def _zoom_inset(
 
 @click.command("quicklook")
 @click.argument("cube", type=click.Path())
-@click.option("--pair", default=None, type=int, help="Pair index (see `sarcube info`) [default: 0 for avalanches; event means for landslides; the season for glaciers].")
+@click.option(
+    "--pair", default=None, type=int,
+    help="Pair index (see `sarcube info`) "
+    "[default: 0 for avalanches; event means for landslides; the season for glaciers].",
+)
 @click.option("--pred", default=None, help="Prediction to contour: NAME or pred_NAME.")
 @click.option("--threshold", type=float, default=None, help="Contour level (default: the run's threshold).")
-@click.option("--hazard", default=None, type=click.Choice(HAZARDS), help="Panels for this hazard [default: the prediction's preset, else what the cube holds].")
+@click.option(
+    "--hazard", default=None, type=click.Choice(HAZARDS),
+    help="Panels for this hazard [default: the prediction's preset, else what the cube holds].",
+)
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output PNG.")
-def command(cube: str, pair: int | None, pred: str | None, threshold: float | None, hazard: str | None, out: str) -> None:
+def command(
+    cube: str, pair: int | None, pred: str | None, threshold: float | None, hazard: str | None, out: str
+) -> None:
     """Draw PNG panels of CUBE: change composite with its key, labels and predictions, terrain for the hazard."""
     path = quicklook(cube, out, pair=pair, pred=pred, threshold=threshold, hazard=hazard)
     click.echo(f"wrote {path}")

@@ -246,7 +246,8 @@ def train(
         nan = float("nan")
         row = {"epoch": 0, "step": 0, "train_loss": nan, "val_loss": nan, "val_metric": value, "lr": 0.0}
         runs.append_metrics(out, {**row, "seconds": time.perf_counter() - t0})
-        runs.plot_tuning(out, getattr(model, "tuning", None), t.metric, f"{p.name}: no training, settings tuned on validation")
+        tuned = getattr(model, "tuning", None)
+        runs.plot_tuning(out, tuned, t.metric, f"{p.name}: no training, settings tuned on validation")
         log.info("baseline: validation %s %.3f (%s)", t.metric, value, details)
         return out
 

@@ -23,7 +23,10 @@ def run_example_notebook(cube: str | Path, pred: str, workdir: Path) -> nbformat
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the environment
     try:
-        NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+        client = NotebookClient(
+            nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+        )
+        client.execute()
     finally:
         for k, v in saved.items():
             if v is None:
@@ -34,7 +37,8 @@ def run_example_notebook(cube: str | Path, pred: str, workdir: Path) -> nbformat
 
 
 def pictures(nb: nbformat.NotebookNode) -> int:
-    return sum("image/png" in out.get("data", {}) for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs)
+    outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
+    return sum("image/png" in out.get("data", {}) for out in outputs)
 
 
 def test_example_notebook_runs_on_a_tiny_cube(tmp_path):

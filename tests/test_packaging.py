@@ -48,7 +48,8 @@ def test_wheel_carries_licence_types_and_classifiers(tmp_path):
     ))
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+         str(source)],
         check=True, capture_output=True, timeout=300,
     )
     (wheel,) = wheels.glob("sarcube-*.whl")

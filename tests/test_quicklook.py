@@ -120,7 +120,8 @@ def test_panels_fit_the_hazard(tmp_path):
     nt = 10
     glacier = ds.drop_vars([v for v in ds.data_vars if schema.PAIR in ds[v].dims]).drop_dims(schema.PAIR)
     glacier = glacier.isel({schema.TIME: [0] * nt})
-    times = np.array([f"2020-{m:02d}-15T05:00" for m in (10, 11, 12)] + [f"2021-{m:02d}-15T05:00" for m in range(1, 8)], dtype="datetime64[ns]")
+    months = [f"2020-{m:02d}" for m in (10, 11, 12)] + [f"2021-{m:02d}" for m in range(1, 8)]
+    times = np.array([f"{m}-15T05:00" for m in months], dtype="datetime64[ns]")
     glacier = glacier.assign_coords({schema.TIME: times, schema.RELATIVE_ORBIT: (schema.TIME, [66] * nt)})
     glacier[schema.LABEL] = schema.make_variable(schema.LABEL, np.zeros((32, 32), dtype="uint8"), schema.SPATIAL_DIMS)
     assert infer_hazard(glacier) == "glacier"

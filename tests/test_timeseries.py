@@ -44,8 +44,8 @@ def test_point_events_and_the_picture(event_cube, tmp_path):
     quiet = point_events(ds, 20, 30, "pred_hand")
     assert quiet["labelled"] == [] and quiet["detected"] == []
 
-    out = main(["timeseries", str(event_cube), "--point", f"{lon:.7f},{lat:.7f}", "--pred", "hand", "--out", str(tmp_path / "ts.png")])
-    assert out == 0
+    args = ["--point", f"{lon:.7f},{lat:.7f}", "--pred", "hand", "--out", str(tmp_path / "ts.png")]
+    assert main(["timeseries", str(event_cube), *args]) == 0
     png = mpimg.imread(tmp_path / "ts.png")
     assert png.shape[0] > 500 and png.shape[1] > 900
     blue = np.array([int(PRED_COLOUR[i : i + 2], 16) / 255 for i in (1, 3, 5)])

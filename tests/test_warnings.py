@@ -22,7 +22,9 @@ def test_every_filter_targets_a_third_party_module_and_gives_its_reason():
         assert action == "ignore" and module, f"{entry!r}: name the module the warning comes from"
         assert module.split(".")[0] not in OWN_PACKAGES, f"{entry!r}: fix our own warnings at their source"
         # the reason: a comment above the entry (one comment may cover the entries right below it)
-        at = next(i for i, line in enumerate(lines) if line.startswith('"ignore') and module in line and entry[7:20] in line)
+        at = next(
+            i for i, line in enumerate(lines) if line.startswith('"ignore') and module in line and entry[7:20] in line
+        )
         while lines[at - 1].startswith('"ignore'):
             at -= 1
         assert lines[at - 1].startswith("#"), f"{entry!r} has no comment saying why it is filtered"
