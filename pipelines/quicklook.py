@@ -358,7 +358,7 @@ def _zoom_inset(
     inset.set_ylim(y0, y1)
     inset.set_xticks([])
     inset.set_yticks([])
-    which = "detection" if detected is not None and detected.any() else "label"
+    which = "detection" if detected is not None and detected.any() else "labelled object"
     inset.set_title(f"zoom: largest {which}", fontsize=7, color="white", pad=2, backgroundcolor="#000000aa")
     for spine in inset.spines.values():
         spine.set_edgecolor("white")

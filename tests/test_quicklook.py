@@ -112,7 +112,7 @@ def test_panels_fit_the_hazard(tmp_path):
         mean = ds[schema.VV].isel({schema.TIME: 0}).values[None]
         landslide[name] = schema.make_variable(name, mean, (schema.ORBIT, schema.Y, schema.X))
     assert infer_hazard(landslide) == "landslide"
-    titles = [a.get_title() for a in quicklook_figure(landslide).axes]
+    titles = [" ".join(a.get_title().split()) for a in quicklook_figure(landslide).axes]
     assert "slope angle" in titles and "potential angle of reach (PAR)" not in titles
     assert any("mean VV before" in t for t in titles)
 
@@ -126,7 +126,7 @@ def test_panels_fit_the_hazard(tmp_path):
     glacier[schema.LABEL] = schema.make_variable(schema.LABEL, np.zeros((32, 32), dtype="uint8"), schema.SPATIAL_DIMS)
     assert infer_hazard(glacier) == "glacier"
     fig = quicklook_figure(glacier)
-    titles = [a.get_title() for a in fig.axes]
+    titles = [" ".join(a.get_title().split()) for a in fig.axes]  # wrapped titles, one line each
     assert "elevation" in titles and "potential angle of reach (PAR)" not in titles and "slope angle" not in titles
     assert any("winter (Dec-Feb)" in t and "summer (Jul-Aug)" in t for t in titles)
     assert "glacier, season" in fig._suptitle.get_text()
