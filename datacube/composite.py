@@ -76,11 +76,64 @@ def composite_inputs(ds: xr.Dataset, pair: int | None) -> tuple[np.ndarray, np.n
         act = vv.isel({schema.TIME: _time_index(ds, act_t)})
         return ref, act, f"R,B: VV {_date(ref_t)} (reference)   G: VV {_date(act_t)} (activity)"
     if schema.VV_BEFORE in ds.data_vars and schema.VV_AFTER in ds.data_vars:
-        return ds[schema.VV_BEFORE], ds[schema.VV_AFTER], "R,B: mean VV before   G: mean VV after the event"
+        before, after, where = ds[schema.VV_BEFORE], ds[schema.VV_AFTER], ""
+        if schema.ORBIT in before.dims:  # one viewing geometry: the first orbit with event means
+            orbit = ds[schema.ORBIT].values[0]
+            before, after = before.isel({schema.ORBIT: 0}), after.isel({schema.ORBIT: 0})
+            where = f" (orbit {orbit})"
+        return before, after, f"R,B: mean VV before   G: mean VV after the event{where}"
     raise MissingVariableError(
         f"the cube has no pairs and no {schema.VV_BEFORE!r}/{schema.VV_AFTER!r}; {schema.hint_for([schema.VV_DIFF, schema.VV_BEFORE])}"
     )
 
 
+#: months of the glacier season composite: winter (dry snow) reference against the melt season
+WINTER_MONTHS = (12, 1, 2)
+SUMMER_MONTHS = (7, 8)
 
-__all__ = ["COMPOSITE_DB_RANGE", "TIME_TOLERANCE", "change_composite", "composite_inputs", "scale_db"]
+
+def season_composite_inputs(ds: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray, str]:
+    """Mean winter VV (reference) and mean summer VV (activity) of one relative orbit, and a subtitle.
+
+    The glaciers' seasonal contrast (wet summer snow and ice darken) over the
+    whole series instead of one pair. The orbit with most acquisitions is used,
+    so a change of viewing geometry never reads as a change of the ground; a
+    series without winter or summer acquisitions falls back to its first and
+    last acquisition.
+    """
+    if schema.VV not in ds.data_vars or schema.TIME not in ds.dims:
+        raise MissingVariableError(
+            f"the season composite needs {schema.VV!r} over time; {schema.hint_for([schema.VV])}"
+        )
+    orbits = ds[schema.RELATIVE_ORBIT].values
+    values, counts = np.unique(orbits, return_counts=True)
+    orbit = values[int(np.argmax(counts))]
+    times = ds[schema.TIME].values
+    months = (times.astype("datetime64[M]").astype(int) % 12) + 1
+    on_orbit = orbits == orbit
+    winter = np.flatnonzero(on_orbit & np.isin(months, WINTER_MONTHS))
+    summer = np.flatnonzero(on_orbit & np.isin(months, SUMMER_MONTHS))
+    vv = ds[schema.VV]
+    if winter.size and summer.size:
+        ref = vv.isel({schema.TIME: winter}).mean(schema.TIME)
+        act = vv.isel({schema.TIME: summer}).mean(schema.TIME)
+        return ref, act, (
+            f"R,B: mean VV of {winter.size} winter (Dec-Feb)   G: mean VV of {summer.size} summer (Jul-Aug) "
+            f"acquisitions, orbit {orbit}"
+        )
+    first, last = np.flatnonzero(on_orbit)[[0, -1]]
+    return vv.isel({schema.TIME: first}), vv.isel({schema.TIME: last}), (
+        f"R,B: VV {_date(times[first])}   G: VV {_date(times[last])} (orbit {orbit}: no winter/summer acquisitions)"
+    )
+
+
+__all__ = [
+    "COMPOSITE_DB_RANGE",
+    "SUMMER_MONTHS",
+    "TIME_TOLERANCE",
+    "WINTER_MONTHS",
+    "change_composite",
+    "composite_inputs",
+    "scale_db",
+    "season_composite_inputs",
+]

@@ -233,6 +233,36 @@ def pixel_size(ds: xr.Dataset | xr.DataArray) -> tuple[float, float]:
     return dx, dy
 
 
+def parse_point(text: str) -> tuple[float, float]:
+    """``"LON,LAT"`` (degrees) as floats, or an InputError naming the fix."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        lon, lat = (float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--point {text!r}: give LON,LAT in degrees, e.g. --point 9.01,46.41") from None
+    if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+        raise InputError(f"--point {text!r}: longitude in [-180, 180] and latitude in [-90, 90] first, e.g. 9.01,46.41")
+    return lon, lat
+
+
+def pixel_at(ds: xr.Dataset, lon: float, lat: float) -> tuple[int, int]:
+    """Row and column of the cube pixel holding (lon, lat); InputError when the point lies outside the cube."""
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs("EPSG:4326", ds.rio.crs, always_xy=True).transform(lon, lat)
+    dx, dy = pixel_size(ds)
+    xs, ys = ds[schema.X].values, ds[schema.Y].values
+    col, row = int(np.argmin(np.abs(xs - x))), int(np.argmin(np.abs(ys - y)))
+    if abs(xs[col] - x) > dx / 2 or abs(ys[row] - y) > dy / 2:
+        to_lonlat = Transformer.from_crs(ds.rio.crs, "EPSG:4326", always_xy=True)
+        (w, e), (s, n) = to_lonlat.transform([xs.min(), xs.max()], [ys.min(), ys.max()])
+        raise InputError(
+            f"--point {lon:g},{lat:g} is outside the cube (about lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}): "
+            "pick a point inside it (see `sarcube info`)"
+        )
+    return row, col
+
+
 __all__ = [
     "DEFAULT_RESOLUTION_M",
     "MAX_PIXELS",
@@ -241,6 +271,8 @@ __all__ = [
     "cell_size",
     "grid_for",
     "parse_aoi",
+    "parse_point",
+    "pixel_at",
     "pixel_size",
     "pyproj_crs",
     "utm_crs",

@@ -84,7 +84,7 @@ def event_id(value: object) -> str:
 def _pixel_box(geom: Any, inverse: Any, shape: tuple[int, int]) -> PixelBox:
     """Rows and columns of the grid that ``geom``'s bounds cover (end exclusive, clipped to the grid)."""
     x0, y0, x1, y1 = geom.bounds
-    cols, rows = zip(*(inverse * xy for xy in ((x0, y0), (x0, y1), (x1, y0), (x1, y1))), strict=True)
+    cols, rows = zip(*(inverse @ xy for xy in ((x0, y0), (x0, y1), (x1, y0), (x1, y1))), strict=True)
     r0, r1 = max(0, math.floor(min(rows) + _BOX_EPS_PX)), min(shape[0], math.ceil(max(rows) - _BOX_EPS_PX))
     c0, c1 = max(0, math.floor(min(cols) + _BOX_EPS_PX)), min(shape[1], math.ceil(max(cols) - _BOX_EPS_PX))
     return r0, max(r0, r1), c0, max(c0, c1)

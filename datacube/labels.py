@@ -178,8 +178,8 @@ def _burn(
         (r0, r1), (c0, c1) = loc[-2], loc[-1]
         shape = (r1 - r0, c1 - c0)
         t = transform @ Affine.translation(c0, r0)
-        x0, y0 = t * (0, 0)
-        x1, y1 = t * (shape[1], shape[0])
+        x0, y0 = t @ (0, 0)
+        x1, y1 = t @ (shape[1], shape[0])
         bbox = box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
         layer_ids = range(*loc[0]) if stacked else [0]
         out = np.zeros((len(layer_ids), *shape), dtype="uint8")

@@ -20,6 +20,7 @@ chunks of the same (y, x) block, so memory is bounded by the chunk size.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,6 +78,25 @@ def make_pairs(ds: xr.Dataset, max_gap_days: float = MAX_GAP_DAYS) -> dict[str, 
     rows.sort(key=lambda r: (r[1], r[2]))
     ref_t, act_t, orb = zip(*rows, strict=True)
     return schema.pair_coords(ref_t, act_t, orb)
+
+
+def default_max_gap(ds: xr.Dataset) -> float:
+    """The pair gap ``features`` uses when none is given: :data:`MAX_GAP_DAYS`, or the cube's revisit when longer.
+
+    The revisit is the median gap between consecutive acquisitions of one
+    relative orbit, in whole days rounded up: 6 or 12 days for a dense
+    Sentinel-1 series (so 12), about 30 for a monthly glacier series, which
+    would otherwise have no pair at all.
+    """
+    if schema.TIME not in ds.dims or ds.sizes[schema.TIME] < 2:
+        return MAX_GAP_DAYS
+    times = ds[schema.TIME].values.astype("datetime64[ns]")
+    orbits = ds[schema.RELATIVE_ORBIT].values.astype("int64")
+    gaps = [np.diff(np.sort(times[orbits == orbit])) for orbit in np.unique(orbits)]
+    days = np.concatenate(gaps).astype("timedelta64[s]").astype(np.float64) / 86400.0 if gaps else np.array([])
+    if not days.size:
+        return MAX_GAP_DAYS
+    return max(MAX_GAP_DAYS, float(math.ceil(float(np.median(days)) - GAP_TOLERANCE_DAYS)))
 
 
 def _time_index(ds: xr.Dataset, wanted: np.ndarray, what: str) -> np.ndarray:
@@ -267,6 +287,7 @@ __all__ = [
     "GAP_TOLERANCE_DAYS",
     "MAX_GAP_DAYS",
     "change_layers",
+    "default_max_gap",
     "diff_rescale_range",
     "event_means",
     "make_pairs",

@@ -26,7 +26,7 @@ train/predict/evaluate treat them like any model.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -200,6 +200,8 @@ class BaselineDetector(nn.Module):
         self.method = method
         self.window = int(window)
         self.softness_db = float(softness_db)
+        #: the last :func:`tune_threshold` result on this detector (what a run plots), None before
+        self.tuning: TuneResult | None = None
         initial = {
             "k_std": k_std, "min_change_db": min_change_db, "max_runout_slope_deg": max_runout_slope_deg,
             "min_par_deg": min_par_deg, "min_object_pixels": min_object_pixels, "median_px": median_px,
@@ -315,6 +317,8 @@ class TuneResult:
     metric: str
     #: distinct candidate settings scored
     evaluations: int
+    #: setting -> (grid, score at each value) around the chosen settings (see ``SearchResult.curves``)
+    curves: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)
 
 
 def _grid_for(detector: BaselineDetector, grid: Mapping[str, Sequence[float]] | None) -> dict[str, tuple]:
@@ -376,7 +380,8 @@ def tune_threshold(
             return metrics.score_from_counts(metrics.pixel_counts(pred, lab.reshape(pred.shape)), metric)
 
         found = coordinate_search(detector, search, pixel_score)
-        return TuneResult(found.values, found.score, metric, found.evaluations)
+        detector.tuning = TuneResult(found.values, found.score, metric, found.evaluations, found.curves)
+        return detector.tuning
 
     patch_labels = lab.reshape(-1)
 
@@ -390,7 +395,8 @@ def tune_threshold(
     threshold, score = patch_threshold()
     detector.patch_min_pixels = max(1, int(np.ceil(threshold)))
     values = {**found.values, "patch_min_pixels": float(detector.patch_min_pixels)}
-    return TuneResult(values, score, metric, max(found.evaluations, 1))
+    detector.tuning = TuneResult(values, score, metric, max(found.evaluations, 1), found.curves)
+    return detector.tuning
 
 
 __all__ = [

@@ -12,7 +12,7 @@ the detector: it sets attributes by name and asks an objective for a score.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: the first detector's grid: k only (``baseline-simple``, as before)
@@ -51,6 +51,9 @@ class SearchResult:
     score: float
     #: distinct candidates scored
     evaluations: int
+    #: setting -> (its grid, the objective at each value) in the last sweep, the others at their
+    #: chosen values once the search has converged: what a plot of the tuning shows
+    curves: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)
 
 
 def coordinate_search(
@@ -75,6 +78,7 @@ def coordinate_search(
         return seen[key]
 
     best = score()
+    curves: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
     for _ in range(max_sweeps):
         changed = False
         for name in names:
@@ -84,13 +88,14 @@ def coordinate_search(
                 setattr(target, name, value)
                 scores.append(score())
             top = max(scores)
+            curves[name] = (tuple(float(v) for v in grid[name]), tuple(scores))
             chosen = grid[name][scores.index(top)]
             setattr(target, name, chosen)
             best = top
             changed |= float(chosen) != current
         if not changed:
             break
-    return SearchResult({n: float(getattr(target, n)) for n in names}, best, len(seen))
+    return SearchResult({n: float(getattr(target, n)) for n in names}, best, len(seen), curves)
 
 
 __all__ = ["MAX_SWEEPS", "OPERATIONAL_GRID", "SIMPLE_GRID", "SearchResult", "coordinate_search"]

@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "export-raster": "export_raster",
     "search": "search",
     "quicklook": "quicklook",
+    "timeseries": "timeseries",
     "report": "report",
     "publish": "publish",
     "verify": "verify",

@@ -331,8 +331,11 @@ def demo(
     def make_quicklooks() -> dict[str, Any]:
         out = wd / QUICKLOOK_DIR
         out.mkdir(exist_ok=True)
-        pngs = [quicklook(cube, out / f"{FCN_PRESET}_pair{p:02d}.png", pair=p, pred=predictions[FCN_PRESET]) for p in test_pairs]
-        pngs.append(quicklook(cube, out / f"{BASELINE_PRESET}_pair{test_pairs[0]:02d}.png", pair=test_pairs[0], pred=predictions[BASELINE_PRESET]))
+        # every method on every test pair, so they compare pair by pair
+        pngs = [
+            quicklook(cube, out / f"{method}_pair{p:02d}.png", pair=p, pred=predictions[method])
+            for method in METHODS for p in test_pairs
+        ]
         return {"pngs": [str(p) for p in pngs]}
 
     quicklooks = [Path(p) for p in stage("quicklook", make_quicklooks)["pngs"]]

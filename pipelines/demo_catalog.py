@@ -44,6 +44,21 @@ def demo_catalog(
     return catalog
 
 
+def next_steps(manifest: DemoManifest, out: str | Path) -> list[str]:
+    """What to pass on: the AOI (every stored digit, so ``build`` lands on the scene's own grid), the
+    dates as ``build`` takes them, the event date of a landslide scene, and the ``build`` command."""
+    aoi = ",".join(f"{v:.6f}" for v in manifest.bbox_lonlat)
+    lines = [f"aoi {aoi}", f"dates --start {manifest.start} --end {manifest.end}"]
+    if manifest.event_date is not None:
+        date = manifest.event_date
+        lines.append(f"event date {date} (for `sarcube features CUBE --event-date {date}`)")
+    lines.append(
+        f"next: sarcube build --catalog {out} --aoi {aoi} --start {manifest.start} --end {manifest.end} "
+        f"--resolution {manifest.resolution:g} --out cube.zarr"
+    )
+    return lines
+
+
 def _read_db(href: str) -> np.ndarray:
     """dB image of a linear gamma0 COG; nodata and zero-filled borders -> NaN."""
     import rasterio
@@ -173,6 +188,7 @@ def command(out: str, seed: int, size: int, resolution: float, dates: int | None
     catalog = demo_catalog(out, seed=seed, size=size, resolution=resolution, dates=dates, hazard=hazard, preview=preview)
     manifest = read_demo_manifest(catalog)
     click.echo(f"wrote {catalog} ({manifest.acquisitions} acquisitions, {manifest.objects} labelled {hazard} objects)")
-    click.echo(f"aoi {','.join(f'{v:g}' for v in manifest.bbox_lonlat)}  dates {manifest.start}/{manifest.end}")
+    for line in next_steps(manifest, out):
+        click.echo(line)
     if preview:
         click.echo(f"preview {preview}")

@@ -98,7 +98,7 @@ def features(
     cube: str | Path,
     *,
     pairs: bool = True,
-    max_gap_days: float = sar.MAX_GAP_DAYS,
+    max_gap_days: float | None = None,
     terrain: bool = True,
     release_min: float = RELEASE_MIN_DEG,
     release_max: float = RELEASE_MAX_DEG,
@@ -114,6 +114,9 @@ def features(
     wait_s: float = 0.0,
 ) -> list[str]:
     """Compute the requested layers and write them into ``cube``; returns the names written.
+
+    ``max_gap_days`` None: :func:`sarcube.datacube.sar.default_max_gap` (12 days, or the cube's
+    revisit when its orbits are revisited less often, e.g. a monthly glacier series).
 
     ``summer`` is ``"START/END"`` (with ``ratio``). ``event_date`` and ``k``
     give the event means, one per orbit of ``orbit_key`` (``relative_orbit``
@@ -144,6 +147,10 @@ def features(
     replace_pairs = False
     steps: list[str] = []
     if pairs:
+        if max_gap_days is None:
+            max_gap_days = sar.default_max_gap(ds)
+            if max_gap_days > sar.MAX_GAP_DAYS:
+                log.info("pairs up to %g days apart: the cube's same-orbit revisit (--max-gap to choose)", max_gap_days)
         pair_coords = sar.make_pairs(ds, max_gap_days)
         for name, var in sar.change_layers(ds, pair_coords).items():
             layers[name] = _with_parameters(var, {"max_gap_days": float(max_gap_days)})
@@ -212,7 +219,11 @@ def features(
 @click.command("features")
 @click.argument("cube", type=click.Path())
 @click.option("--pairs/--no-pairs", default=True, show_default=True, help="VV/VH change of reference/activity pairs and VVVH.")
-@click.option("--max-gap", "max_gap_days", type=float, default=sar.MAX_GAP_DAYS, show_default=True, help="Longest reference-to-activity gap of a pair, days.")
+@click.option(
+    "--max-gap", "max_gap_days", type=float, default=None,
+    help=f"Longest reference-to-activity gap of a pair, days [default: {sar.MAX_GAP_DAYS:g}, or the cube's "
+    "same-orbit revisit when longer, e.g. ~30 for a monthly series].",
+)
 @click.option("--terrain/--no-terrain", default=True, show_default=True, help="Slope, aspect, curvature and the release mask from the DEM.")
 @click.option("--release-min", type=float, default=RELEASE_MIN_DEG, show_default=True, help="Release areas: lowest slope, degrees.")
 @click.option("--release-max", type=float, default=RELEASE_MAX_DEG, show_default=True, help="Release areas: steepest slope, degrees.")
@@ -238,7 +249,8 @@ def features(
 @click.option("--overwrite", is_flag=True, help="Allow dropping labels/predictions left on replaced pairs.")
 @click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
-def command(cube: str, pairs: bool, max_gap_days: float, terrain: bool, release_min: float, release_max: float, par: bool,
+def command(cube: str, pairs: bool, max_gap_days: float | None, terrain: bool, release_min: float, release_max: float,
+            par: bool,
             par_radius_m: float, ratio: bool, summer: str | None, event_date: str | None, k: int, orbit_key: str | None,
             scheduler: str | None, overwrite: bool, wait_s: float) -> None:
     """Compute model inputs for CUBE and write them into it."""

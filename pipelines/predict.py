@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -196,9 +197,11 @@ def predict(
 
     with _dask.scheduler(scheduler), ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
         unit = "patch" if patches else "window"
+        # a bar on a terminal, none with -q or off a terminal (sarcube.progress), where -v logs each finished pair
         bar = tqdm(total=per_pair * len(todo), desc=f"predict {var_name}", unit=unit, disable=bar_disable())
+        started = time.perf_counter()
         try:
-            for p in todo:
+            for done, p in enumerate(todo, start=1):
                 def read(y0: int, y1: int, p: int | None = p) -> np.ndarray:
                     return assemble_inputs(ds, info, p, (y0, y1, 0, width))
 
@@ -215,6 +218,10 @@ def predict(
                 for w in writes:
                     w.result()
                 staged.mark_done(plan.key_of(p))
+                log.info(
+                    "%s: pair %s done (%d/%d, %.0f s so far)", var_name, "scene" if p is None else p, done, len(todo),
+                    time.perf_counter() - started,
+                )
         finally:
             bar.close()
 

@@ -7,7 +7,8 @@
       last.pt       checkpoint of the last finished epoch (what --resume loads)
       preset.yaml   the resolved preset (profile and --set overrides applied)
       metrics.csv   epoch, step, train_loss, val_loss, val_<metric>, lr, seconds
-      loss.png      loss curves and the validation metric
+      loss.png      loss curves and the validation metric (a network)
+      tuning.png    the validation score against each tuned setting (a baseline, instead of loss.png)
       split.json    tile assignment and held-out pairs (evaluate selects the test split)
 
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts only, so
@@ -41,6 +42,20 @@ LAST = "last.pt"
 PRESET_FILE = "preset.yaml"
 METRICS_FILE = "metrics.csv"
 LOSS_PNG = "loss.png"
+#: a baseline run's picture instead of loss.png: the validation score against each setting it tuned
+TUNING_PNG = "tuning.png"
+#: axis labels of the baseline's tuned settings
+SETTING_LABELS = {
+    "k_std": "k: robust std above the median change",
+    "min_change_db": "least change above the median, dB",
+    "median_px": "median filter window, px (1 = off)",
+    "boxcar_px": "boxcar filter window, px (1 = off)",
+    "max_runout_slope_deg": "steepest runout slope, degrees",
+    "min_par_deg": "least PAR, degrees",
+    "min_object_pixels": "smallest object, px",
+    "hysteresis": "weak/strong threshold ratio (1 = off)",
+    "patch_min_pixels": "detected pixels for a positive patch",
+}
 SPLIT_FILE = "split.json"
 METRIC_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_metric", "lr", "seconds")
 
@@ -318,6 +333,55 @@ def plot_curves(run_dir: Path, metric: str, title: str = "") -> Path:
     return out
 
 
+def plot_tuning(run_dir: Path, tuning: Any, metric: str, title: str = "") -> Path:
+    """tuning.png: a baseline run's validation ``metric`` against each setting it tuned, the choice starred.
+
+    ``tuning``: the detector's :class:`~sarcube.models.baseline.TuneResult` (its
+    ``curves`` vary one setting with the others at their chosen values).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = dict(getattr(tuning, "curves", {}) or {})
+    n = max(len(curves), 1)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows + 0.6), dpi=110, squeeze=False, sharey=True)
+    score_name = getattr(tuning, "metric", metric)
+    for ax, (name, (grid, scores)) in zip(axes.ravel(), curves.items(), strict=False):
+        order = sorted(range(len(grid)), key=lambda i: grid[i])
+        ax.plot([grid[i] for i in order], [scores[i] for i in order], "o-", color="tab:blue", ms=4)
+        chosen = float(tuning.values.get(name, grid[int(max(range(len(scores)), key=scores.__getitem__))]))
+        ax.plot([chosen], [max(scores)], "*", color="tab:red", ms=13, label=f"chosen {chosen:g}")
+        ax.axvline(chosen, color="tab:red", lw=0.8, alpha=0.5)
+        ax.set_xlabel(SETTING_LABELS.get(name, name), fontsize=8)
+        ax.legend(fontsize=7, loc="lower center")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"validation {score_name}")
+    if not curves:
+        ax = axes[0, 0]
+        chosen = ", ".join(f"{k} = {v:g}" for k, v in dict(getattr(tuning, "values", {}) or {}).items())
+        ax.text(0.5, 0.5, f"tuned without a search: {chosen or 'nothing'}\nvalidation {score_name} "
+                f"{float(getattr(tuning, 'score', float('nan'))):.3f}", ha="center", va="center", fontsize=9,
+                transform=ax.transAxes)
+        ax.set_axis_off()
+    for ax in axes.ravel()[len(curves):] if curves else ():
+        ax.set_axis_off()
+    score = float(getattr(tuning, "score", float("nan")))
+    fig.suptitle(
+        f"{title or Path(run_dir).name}\nvalidation {score_name} {score:.3f} at the starred settings "
+        "(each panel varies one setting, the others at their chosen values)", fontsize=9,
+    )
+    fig.tight_layout()
+    out = Path(run_dir) / TUNING_PNG
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def channel_list(resolved: chips.ResolvedChannels) -> list[dict[str, Any]]:
     return [c.to_dict() for c in resolved.channels]
 
@@ -330,6 +394,7 @@ __all__ = [
     "BEST",
     "LAST",
     "LOSS_PNG",
+    "TUNING_PNG",
     "METRICS_FILE",
     "PRESET_FILE",
     "SPLIT_FILE",
@@ -340,6 +405,7 @@ __all__ = [
     "build_from_info",
     "load_run",
     "plot_curves",
+    "plot_tuning",
     "read_checkpoint",
     "read_metrics",
     "read_vgg16_weights",

@@ -6,7 +6,7 @@ per split from the coarsened label map, compute normalisation statistics on
 the training split, stream chips block by block
 (:mod:`sarcube.pipelines.loaders`) into the loop of
 :mod:`sarcube.models.training` (train, validate every epoch), and keep
-``best.pt``/``last.pt``, ``metrics.csv`` and ``loss.png`` in the run directory
+``best.pt``/``last.pt``, ``metrics.csv`` and ``loss.png`` (a baseline: ``tuning.png``) in the run directory
 (:mod:`sarcube.pipelines.runs`). CUDA with bf16 autocast when a GPU is
 present, CPU otherwise; on the CPU a run is reproducible for a given seed, and
 ``--resume`` continues from ``last.pt`` to the same weights an uninterrupted
@@ -252,11 +252,13 @@ def train(
         nan = float("nan")
         row = {"epoch": 0, "step": 0, "train_loss": nan, "val_loss": nan, "val_metric": value, "lr": 0.0}
         runs.append_metrics(out, {**row, "seconds": time.perf_counter() - t0})
-        runs.plot_curves(out, t.metric, f"{p.name}: no training, threshold tuned on validation")
+        tuned = getattr(model, "tuning", None)
+        runs.plot_tuning(out, tuned, t.metric, f"{p.name}: no training, settings tuned on validation")
         log.info("baseline: validation %s %.3f (%s)", t.metric, value, details)
         return out
 
-    n_train = t.steps_per_epoch or len(train_stream)
+    # the steps that run: steps_per_epoch caps an epoch, it never adds batches the stream lacks
+    n_train = min(t.steps_per_epoch, len(train_stream)) if t.steps_per_epoch else len(train_stream)
     bar: Any = None
 
     def epoch_batches(epoch: int) -> Iterator[training.Batch]:

@@ -221,6 +221,24 @@ def test_full_search_on_a_hard_scene_beats_the_simple_detector_on_another(tuned)
     assert baseline.tune_threshold(again, val.x, val.label) == result
 
 
+def test_tuning_curves_show_the_score_around_the_choice(tuned, tmp_path):
+    """What tuning.png plots: each setting's grid scored with the others at their chosen values."""
+    import matplotlib.image as mpimg
+    from sarcube.pipelines import runs
+
+    det, result, _ = tuned
+    assert det.tuning == result
+    assert set(result.curves) == set(baseline_tuning.OPERATIONAL_GRID)
+    for name, (grid, scores) in result.curves.items():
+        assert grid == tuple(float(v) for v in baseline_tuning.OPERATIONAL_GRID[name]) and len(scores) == len(grid)
+        chosen = grid.index(result.values[name])
+        # converged: the chosen value is the best of its grid and scores what the search reports
+        assert scores[chosen] == max(scores) == pytest.approx(result.score), name
+    assert any(len(set(scores)) > 1 for _, scores in result.curves.values())  # a curve, not a flat line
+    png = mpimg.imread(runs.plot_tuning(tmp_path, result, "f1", "baseline"))
+    assert png.shape[0] > 400 and png.shape[1] > 1000  # eight readable panels in two rows
+
+
 def test_tuned_settings_survive_a_state_dict_round_trip(tuned):
     det, _, val = tuned
     fresh = models.build_model("baseline", 4, par_channel=PAR)

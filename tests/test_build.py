@@ -235,6 +235,26 @@ def test_build_from_demo_catalog(tmp_path, capsys):
     assert ds[schema.TIME].values.astype("datetime64[s]").astype("datetime64[ns]").tolist() == ds[schema.TIME].values.tolist()
 
 
+def test_demo_catalog_prints_what_build_takes_and_the_build_lands_on_the_scene_grid(tmp_path, capsys):
+    """The printed AOI and --start/--end, pasted into build, give the scene's own size x size grid."""
+    from sarcube.pipelines.cli import main
+
+    assert main(["demo-catalog", str(tmp_path / "ls"), "--size", "128", "--dates", "6", "--hazard", "landslide"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split(" ")[0]: line for line in out.splitlines()}
+    aoi = lines["aoi"].split(" ")[1]
+    dates = lines["dates"].split(" ")[1:]
+    assert dates[0] == "--start" and dates[2] == "--end"
+    manifest = __import__("sarcube.datacube.synthetic", fromlist=["x"]).read_demo_manifest(tmp_path / "ls")
+    assert f"event date {manifest.event_date}" in out and "--event-date" in out
+    assert f"sarcube build --catalog {tmp_path / 'ls'} --aoi {aoi} --start {dates[1]} --end {dates[3]}" in out
+    cube = tmp_path / "ls.zarr"
+    assert main(["-q", "build", "--catalog", str(tmp_path / "ls"), "--aoi", aoi, *dates, "--out", str(cube)]) == 0
+    ds = schema.open_cube(cube)
+    assert (ds.sizes[schema.Y], ds.sizes[schema.X]) == (128, 128)
+    assert ds[schema.X].values[0] - 10.0 == pytest.approx(manifest.bbox[0])  # the scene's own pixel edges
+
+
 def test_assets_are_signed_when_read_not_when_searched(test_catalog, tmp_path, monkeypatch):
     """Signing runs inside the read tasks (tokens expire), and no signed href reaches the cube."""
     from dataclasses import replace

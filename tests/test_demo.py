@@ -34,6 +34,8 @@ def test_demo_runs_every_stage_and_writes_everything(tmp_path):
         assert (result.runs[method] / "best.pt").exists() or method != FCN_PRESET
         assert result.detections[method].exists()
     assert result.quicklooks and all(p.exists() and p.stat().st_size > 10_000 for p in result.quicklooks)
+    # a quicklook of every method on every test pair
+    assert {p.name for p in result.quicklooks} == {f"{m}_pair{p:02d}.png" for m in METHODS for p in result.test_pairs}
     archives = list(result.archive.glob("*.zarr.zip"))
     assert len(archives) == 1 and zipfile.is_zipfile(archives[0])
     assert "OK" in result.verify_summary

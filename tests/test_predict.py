@@ -219,6 +219,24 @@ def test_cli_predict(cube_and_run):
     assert main(["predict", cube, "--run", str(run_dir), "--name", "cli", "--no-tta"]) != 0  # exists
 
 
+def test_predict_shows_progress_on_a_terminal_and_respects_quiet(cube_and_run, capsys, monkeypatch):
+    """A bar over the windows on a terminal; nothing with -q; -v logs each finished pair (for logs, non-TTY)."""
+    import sys
+
+    cube, run_dir = cube_and_run
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert main(["predict", cube, "--run", str(run_dir), "--name", "tty", "--no-tta"]) == 0
+    err = capsys.readouterr().err
+    assert "predict pred_tty" in err and "window" in err  # the tqdm bar
+    assert main(["-q", "predict", cube, "--run", str(run_dir), "--name", "quiet", "--no-tta"]) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert main(["-v", "predict", cube, "--run", str(run_dir), "--name", "logged", "--no-tta"]) == 0
+    err = capsys.readouterr().err
+    n_pairs = schema.open_cube(cube).sizes[schema.PAIR]
+    assert f"pred_logged: pair 0 done (1/{n_pairs}" in err and "predict pred_logged" not in err  # no bar off a terminal
+
+
 def _template(name: str, n_pairs: int, ny: int = 24, nx: int = 32):
     import dask.array as dsa
 

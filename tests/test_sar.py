@@ -228,3 +228,18 @@ def test_event_means_errors():
         sar.event_means(ds, "yesterday-ish", 1)
     with pytest.raises(InputError, match="positive"):
         sar.event_means(ds, "2020-01-10", 0)
+
+
+def test_default_gap_is_twelve_days_or_the_cube_revisit():
+    """A monthly series (glacier demo) gets pairs with the default gap; a 6-day series keeps 12 days."""
+    six = make_cube([0, 6, 12, 18, 3, 9, 15], [15, 15, 15, 15, 66, 66, 66], np.arange(7.0))
+    assert sar.default_max_gap(six) == sar.MAX_GAP_DAYS
+    monthly_days = [0, 30, 60, 90, 120, 2, 32, 62, 92]
+    monthly = make_cube(monthly_days, [15] * 5 + [66] * 4, np.arange(9.0))
+    with pytest.raises(InputError, match="raise --max-gap"):
+        sar.make_pairs(monthly)
+    gap = sar.default_max_gap(monthly)
+    assert gap == 30.0
+    pairs = sar.make_pairs(monthly, gap)
+    assert pairs[schema.PAIR].size == 4 + 3  # every consecutive same-orbit acquisition
+    assert sar.default_max_gap(make_cube([0], [15], [1.0])) == sar.MAX_GAP_DAYS

@@ -172,7 +172,7 @@ def _contract_literals() -> set[str]:
 
 
 def test_no_variable_name_literals_outside_schema():
-    """`schema` alone spells the contract's names (DESIGN.md)."""
+    """`schema` alone spells the contract's names."""
     literals = _contract_literals()
     offenders = []
     for folder in ("sarcube", "datacube", "models", "pipelines", "benchmarks"):

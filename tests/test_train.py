@@ -62,8 +62,11 @@ def test_every_preset_runs_a_step(cube, tmp_path, fcn_run, name):
         out = fcn_run
     else:
         out = train(cube, name, tmp_path / name, profile="cpu-demo", overrides=_overrides(name, "train.steps_per_epoch=1"), device="cpu")
-    for f in (runs.BEST, runs.LAST, runs.PRESET_FILE, runs.METRICS_FILE, runs.LOSS_PNG, runs.SPLIT_FILE):
+    # a network plots its loss, a baseline what it tuned (score against each setting)
+    picture = runs.TUNING_PNG if name.startswith("baseline") else runs.LOSS_PNG
+    for f in (runs.BEST, runs.LAST, runs.PRESET_FILE, runs.METRICS_FILE, picture, runs.SPLIT_FILE):
         assert (out / f).exists(), f
+    assert not (out / (runs.LOSS_PNG if picture == runs.TUNING_PNG else runs.TUNING_PNG)).exists()
     state = torch.load(out / runs.BEST, weights_only=True)
     info = runs.RunInfo.from_dict(state["info"])
     assert info.preset == name and info.cube_id == chips.cube_id(schema.open_cube(cube))
@@ -74,6 +77,17 @@ def test_every_preset_runs_a_step(cube, tmp_path, fcn_run, name):
     assert not loaded.model.training and len(loaded.info.checkpoint_sha256) == 64
     rows = runs.read_metrics(out)
     assert len(rows) == 1 and np.isfinite(rows[0]["val_metric"])
+
+
+def test_epoch_bar_counts_the_steps_that_run(cube, tmp_path, capsys):
+    """steps_per_epoch caps an epoch: a bar never announces steps the training split cannot give."""
+    run = train(cube, "avalanche-fcn-concat", tmp_path / "bar", profile="cpu-demo",
+                overrides=_overrides("avalanche-fcn-concat", "train.steps_per_epoch=500"), device="cpu")
+    err = capsys.readouterr().err.replace("\r", "\n")
+    steps = int(runs.read_metrics(run)[0]["step"])
+    assert 0 < steps < 500
+    totals = {int(m) for m in __import__("re").findall(r"epoch 1/1: .*?\d+/(\d+) ", err)}
+    assert totals == {steps}, (totals, steps)
 
 
 def test_shipped_presets_are_all_exercised():

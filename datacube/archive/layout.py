@@ -1,6 +1,6 @@
 """The files of a published archive folder and their names on a Zenodo record.
 
-A published cube is a folder (see ``shared/DESIGN.md``)::
+A published cube is a folder::
 
     <name>.zarr.zip      the store, zip without compression (chunks already are),
                          root zarr.json first, opens lazily with zarr's ZipStore

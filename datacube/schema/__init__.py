@@ -2,7 +2,7 @@
 
 Every other module reads and writes cubes through the constants and helpers
 here: dimension, coordinate and variable names, dtypes, units, CF attributes,
-fill values and chunking (see ``shared/DESIGN.md``, "The cube contract").
+fill values and chunking (see the README, "The cube").
 A cube is one Zarr v3 store per area of interest.
 
 Dimensions ``time`` (acquisitions), ``pair`` (reference/activity pairs),

@@ -81,7 +81,7 @@ def _soft_mask(
     r1, c1 = min(int(win.row_off + win.height) + 4, shape[0]), min(int(win.col_off + win.width) + 4, shape[1])
     if r1 <= r0 or c1 <= c0:
         return None
-    sub = transform * Affine.translation(c0, r0)
+    sub = transform @ Affine.translation(c0, r0)
     mask = rasterize(
         [(poly, 1.0)], out_shape=(r1 - r0, c1 - c0), transform=sub, fill=0.0, dtype="float32", all_touched=False
     )

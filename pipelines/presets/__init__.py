@@ -67,7 +67,7 @@ class Preset:
     """A whole training configuration, as resolved from YAML, profile and overrides."""
 
     name: str
-    #: the paper in shared/seeds it follows
+    #: the paper it follows (its key in docs/papers.md)
     paper: str
     description: str
     inputs: InputsConfig
