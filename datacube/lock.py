@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 
 from sarcube.datacube import zarrio
 
-from sarcube.errors import CubeLockedError, InputError
+from sarcube.errors import CubeLockedError
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,7 @@ def _try_flock(path: str, owner: dict[str, Any]) -> tuple[Any, dict[str, Any] | 
     import fcntl
 
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise InputError(f"cannot create the writer lock {path!r} ({err.strerror}): make the cube's folder writable") from err
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # a refusal names the lock file (the CLI says the fix)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

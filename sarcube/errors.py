@@ -128,7 +128,7 @@ def os_error_line(err: OSError) -> str | None:
     if not known:
         return None
     found = next((e for e in reversed(known) if os.path.isabs(str(e.filename))), known[0])
-    name = str(found.filename)
+    name = str(found.filename).removesuffix(".lock")  # a cube's writer lock (beside it): name the cube
     store, sep, _ = name.partition(".zarr/")  # a file inside a cube: name the cube
     return f"cannot use {store + '.zarr' if sep else name!r}: {_OS_FIXES[found.errno]}"
 

@@ -408,7 +408,7 @@ CASES = [
         "build-out-under-file",
         (*BUILD, "--out", "{file}/c.zarr"),
         FAIL,
-        "a file stands where a folder is needed",
+        r"a file stands where a folder is needed|a file where a folder goes",
         _existing_file,
     ),
     Case("build-out-exists", (*BUILD, "--out", "{cube}"), FAIL, "exists: pass --overwrite"),
@@ -595,7 +595,7 @@ CASES = [
         "predict-name-exists", ("predict", "{cube}", "--run", "{run}", "--name", "fcn"), FAIL, "pred_fcn.*--overwrite"
     ),
     # evaluate
-    Case("evaluate-pred-missing", ("evaluate", "{cube}", "--pred", "nope"), FAIL, "nope"),
+    Case("evaluate-pred-missing", ("evaluate", "{cube}", "--pred", "nope"), INPUT, "nope"),
     Case(
         "evaluate-split-bogus",
         ("evaluate", "{cube}", "--pred", "fcn", "--split", "bogus"),
@@ -604,7 +604,7 @@ CASES = [
     ),
     Case("evaluate-threshold", ("evaluate", "{cube}", "--pred", "fcn", "--threshold", "2"), INPUT, "--threshold"),
     # export
-    Case("export-pred-missing", ("export", "{cube}", "--pred", "nope", "--out", "{tmp}/d.geojson"), FAIL, "nope"),
+    Case("export-pred-missing", ("export", "{cube}", "--pred", "nope", "--out", "{tmp}/d.geojson"), INPUT, "nope"),
     Case(
         "export-suffix", ("export", "{cube}", "--pred", "fcn", "--out", "{tmp}/d.txt"), INPUT, "use a .geojson or .gpkg"
     ),
@@ -616,9 +616,9 @@ CASES = [
     ),
     # quicklook
     Case("quicklook-pair", ("quicklook", "{cube}", "--pair", "99", "--out", "{tmp}/q.png"), INPUT, "--pair 99"),
-    Case("quicklook-pred-missing", ("quicklook", "{cube}", "--pred", "nope", "--out", "{tmp}/q.png"), FAIL, "nope"),
+    Case("quicklook-pred-missing", ("quicklook", "{cube}", "--pred", "nope", "--out", "{tmp}/q.png"), INPUT, "nope"),
     # report
-    Case("report-pred-missing", ("report", "{cube}", "--pred", "nope", "--out", "{tmp}/r"), FAIL, "nope"),
+    Case("report-pred-missing", ("report", "{cube}", "--pred", "nope", "--out", "{tmp}/r"), INPUT, "nope"),
     Case(
         "report-evaluation-corrupt",
         ("report", "{cube}", "--pred", "fcn", "--out", "{tmp}/r", "--evaluation", "{e_json}"),
@@ -712,6 +712,18 @@ CASES = [
     ),
     Case("verify-md5-mismatch", ("verify", "{bad}"), FAIL, r"README\.md: md5 .* does not match", _bad_md5),
     Case("verify-no-md5sums", ("verify", "{bad}"), FAIL, "has no MD5SUMS", _no_md5sums),
+    # search, export-raster, timeseries
+    Case("search-aoi-malformed", ("search", "--aoi", "1,2,3", "--start", "{start}", "--end", "{end}", "--catalog", "{cat}"),
+         INPUT, "aoi"),
+    Case("search-dates-reversed", ("search", "--aoi", "{aoi}", "--start", "{end}", "--end", "{start}", "--catalog", "{cat}"),
+         INPUT, "start"),
+    Case("export-raster-var-missing", ("export-raster", "{cube}", "--var", "nope", "--out", "{tmp}/r.tif"), INPUT, "nope"),
+    Case("export-raster-pair", ("export-raster", "{cube}", "--var", "vv_diff", "--pair", "99", "--out", "{tmp}/r.tif"),
+         INPUT, "99"),
+    Case("timeseries-point-outside", ("timeseries", "{cube}", "--point", "170,-80", "--out", "{tmp}/t.png"), INPUT,
+         "outside"),
+    Case("timeseries-point-malformed", ("timeseries", "{cube}", "--point", "abc", "--out", "{tmp}/t.png"), INPUT,
+         "--point"),
     # demo
     Case("demo-workdir-file", ("demo", "--workdir", "{file}"), USAGE, "existing", _existing_file),
     Case("demo-size", ("demo", "--workdir", "{tmp}/demo", "--size", "8"), INPUT, "--size"),
