@@ -44,10 +44,18 @@ def clean_staging(path: str | Path, storage_options: Mapping[str, Any] | None = 
     for entry in fs.ls(root, detail=False):
         name = entry.rstrip("/").rsplit("/", 1)[-1]
         if name.startswith(TRASH_PREFIX):
-            fs.rm(f"{root}/{name}", recursive=True)
+            live = f"{root}/{name.removeprefix(TRASH_PREFIX)}"
+            if fs.isdir(f"{root}/{name}") and not fs.exists(f"{live}/zarr.json"):
+                # cut short between setting the old version aside and moving the new one in: roll back
+                if fs.exists(live):
+                    zarrio.remove_tree(fs, live)
+                zarrio.move_tree(fs, f"{root}/{name}", live)
+                removed.append(f"{name} (restored)")
+                continue
+            zarrio.remove_tree(fs, f"{root}/{name}")
             removed.append(name)
     if fs.exists(f"{root}/{STAGING_GROUP}/{ADD_GROUP}"):
-        fs.rm(f"{root}/{STAGING_GROUP}/{ADD_GROUP}", recursive=True)
+        zarrio.remove_tree(fs, f"{root}/{STAGING_GROUP}/{ADD_GROUP}")
         removed.append(f"{STAGING_GROUP}/{ADD_GROUP}")
     _drop_empty_staging_group(fs, root)
     if removed:
@@ -61,7 +69,17 @@ def _drop_empty_staging_group(fs: Any, root: str) -> None:
     if fs.exists(group):
         left = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(group, detail=False)]
         if all(e == "zarr.json" for e in left):
-            fs.rm(group, recursive=True)
+            zarrio.remove_tree(fs, group)
+
+
+def _swap_in(fs: Any, root: str, staged: str, name: str) -> None:
+    """Move ``staged`` to ``root/name``, the old version (if any) set aside as trash until then."""
+    final, trash = f"{root}/{name}", f"{root}/{TRASH_PREFIX}{name}"
+    if fs.exists(final):
+        zarrio.move_tree(fs, final, trash)
+    zarrio.move_tree(fs, staged, final)
+    if fs.exists(trash):
+        zarrio.remove_tree(fs, trash)
 
 
 def promote_added(
@@ -71,19 +89,12 @@ def promote_added(
     remove ``drop``, then the staging group."""
     fs, root = zarrio.fs_and_root(path, storage_options)
     for name in drop:
-        fs.mv(f"{root}/{name}", f"{root}/{TRASH_PREFIX}{name}", recursive=True)
+        zarrio.move_tree(fs, f"{root}/{name}", f"{root}/{TRASH_PREFIX}{name}")
     for name in names:
-        final = f"{root}/{name}"
-        staged = f"{root}/{STAGING_GROUP}/{ADD_GROUP}/{name}"
-        trash = f"{root}/{TRASH_PREFIX}{name}"
-        if fs.exists(final):
-            fs.mv(final, trash, recursive=True)
-        fs.mv(staged, final, recursive=True)
-        if fs.exists(trash):
-            fs.rm(trash, recursive=True)
+        _swap_in(fs, root, f"{root}/{STAGING_GROUP}/{ADD_GROUP}/{name}", name)
     for name in drop:
-        fs.rm(f"{root}/{TRASH_PREFIX}{name}", recursive=True)
-    fs.rm(f"{root}/{STAGING_GROUP}/{ADD_GROUP}", recursive=True)
+        zarrio.remove_tree(fs, f"{root}/{TRASH_PREFIX}{name}")
+    zarrio.remove_tree(fs, f"{root}/{STAGING_GROUP}/{ADD_GROUP}")
     _drop_empty_staging_group(fs, root)
 
 
@@ -141,12 +152,7 @@ class StagedArray:
         with zarrio.quiet_zarr_warnings():
             self._array.attrs.put({k: v for k, v in {**self._array.attrs.asdict(), **dict(attrs)}.items() if k != ATTR_STAGE_STATE})
         fs, root = zarrio.fs_and_root(self.path, self.storage_options)
-        final, trash = f"{root}/{self.name}", f"{root}/{TRASH_PREFIX}{self.name}"
-        if fs.exists(final):
-            fs.mv(final, trash, recursive=True)
-        fs.mv(f"{root}/{_staged_path(self.name)}", final, recursive=True)
-        if fs.exists(trash):
-            fs.rm(trash, recursive=True)
+        _swap_in(fs, root, f"{root}/{_staged_path(self.name)}", self.name)
         discard_staged(self.path, self.name, self.storage_options)
         zarrio.consolidate(self.path, self.storage_options)
         log.info("promoted %s into %s", self.name, self.path)
@@ -180,7 +186,7 @@ def discard_staged(path: str | Path, name: str, storage_options: Mapping[str, An
     fs, root = zarrio.fs_and_root(path, storage_options)
     staged_group = f"{root}/{STAGING_GROUP}/{name}"
     if fs.exists(staged_group):
-        fs.rm(staged_group, recursive=True)
+        zarrio.remove_tree(fs, staged_group)
     _drop_empty_staging_group(fs, root)
 
 
@@ -219,7 +225,7 @@ def stage_array(
         with zarrio.quiet_zarr_warnings():
             zstore = zarrio.zarr_store(path, storage_options)
             zarr.open_group(zstore, path=f"{STAGING_GROUP}/{name}", mode="a", zarr_format=3)
-        fs.copy(live, f"{root}/{_staged_path(name)}", recursive=True)
+        zarrio.copy_tree(fs, live, f"{root}/{_staged_path(name)}")
         array = _open_staged(path, name, storage_options)
         if tuple(array.shape) != tuple(template.shape):
             if tuple(array.shape[1:]) != tuple(template.shape[1:]) or array.shape[0] > template.shape[0]:

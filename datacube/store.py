@@ -172,7 +172,7 @@ def remove_variables(path: str | Path, names: list[str], storage_options: Mappin
     existing = _existing_arrays(path, storage_options)
     for name in names:
         if name in existing:
-            fs.rm(f"{root}/{name}", recursive=True)
+            zarrio.remove_tree(fs, f"{root}/{name}")
     zarrio.consolidate(path, storage_options)
 
 

@@ -327,6 +327,7 @@ def fit(
     device: torch.device,
     start: Progress = Progress(),
     on_batch: Callable[[int, float], None] | None = None,
+    train_model: torch.nn.Module | None = None,
 ) -> Iterator[EpochResult]:
     """Train epochs ``start.epoch`` .. ``train.epochs - 1``, yielding after each one's validation and schedule step.
 
@@ -335,13 +336,15 @@ def fit(
     same run, resumed or not. A NaN score (e.g. AUPRC without positives) never
     counts as an improvement, and a NaN best is replaced by the first finite
     score. Stops after ``train.early_stopping`` epochs without improvement.
+    ``train_model`` is what the training steps run through (``model`` in a DDP
+    wrapper, see :mod:`~sarcube.models.distributed`); validation runs ``model``.
     """
     t = config.train
     step, best, since_best = start.step, start.best, start.epochs_since_best
     for epoch in range(start.epoch, t.epochs):
         started = time.perf_counter()
         torch.manual_seed(epoch_seed(t.seed, epoch))
-        train_loss, steps = train_epoch(model, train_batches(epoch), optimizer, config, device, on_batch)
+        train_loss, steps = train_epoch(train_model or model, train_batches(epoch), optimizer, config, device, on_batch)
         step += steps
         val_loss, value, details = validate(model, val_batches, config, device, t.val_steps)
         step_scheduler(scheduler, val_loss)

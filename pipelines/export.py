@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from sarcube.datacube import schema
+from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.detections import MIN_AREA_M2, detections
 
 from sarcube.errors import InputError
@@ -39,7 +40,7 @@ def export(
     if driver is None:
         raise InputError(f"output {str(out)!r}: use a .geojson or .gpkg file name")
     ds = schema.open_cube(cube, storage_options=storage_options)
-    frame = detections(ds, pred, threshold=threshold, min_area_m2=min_area_m2)
+    frame = detections(ds, pred, threshold=threshold, min_area_m2=min_area_m2, storage_options=storage_options)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
         out.unlink()
@@ -54,7 +55,8 @@ def export(
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output file: .geojson or .gpkg.")
 @click.option("--threshold", type=float, default=None, help="Probability threshold (default: the run's, else 0.5).")
 @click.option("--min-area", "min_area_m2", type=float, default=MIN_AREA_M2, show_default=True, help="Drop objects smaller than this, m2.")
-def command(cube: str, pred: str, out: str, threshold: float | None, min_area_m2: float) -> None:
+@storage_options_option
+def command(cube: str, pred: str, out: str, threshold: float | None, min_area_m2: float, storage_options: dict[str, Any] | None) -> None:
     """Export the detections of prediction NAME in CUBE as polygons (cube CRS) with dates, area, probability and terrain."""
     path = export(cube, pred, out, threshold=threshold, min_area_m2=min_area_m2)
     click.echo(f"wrote {path}")

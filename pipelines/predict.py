@@ -56,6 +56,7 @@ from sarcube.datacube.predictions import (
     predicted_pairs_attr,
     run_name,
 )
+from sarcube.pipelines._storage import storage_options_option
 
 from sarcube.errors import InputError
 
@@ -237,7 +238,10 @@ def predict(
 @click.option("--overwrite", is_flag=True, help="Recompute an existing pred_NAME.")
 @click.option("--scheduler", default=None, help="Dask scheduler address for reading the cube (default: local threads).")
 @click.option("--device", default=None, help="auto (default: CUDA when present), cpu, cuda or cuda:K.")
-def command(cube: str, run_dir: str, name: str | None, pairs: str, tta: bool, batch_size: int, overwrite: bool, scheduler: str | None, device: str | None) -> None:
+@storage_options_option
+def command(cube: str, run_dir: str, name: str | None, pairs: str, tta: bool, batch_size: int, overwrite: bool, scheduler: str | None, device: str | None,
+            storage_options: dict[str, Any] | None) -> None:
     """Slide RUN_DIR's model over CUBE's pairs and write its probabilities as pred_NAME."""
-    var = predict(cube, run_dir, name=name, pairs=pairs, tta=tta, batch_size=batch_size, overwrite=overwrite, scheduler=scheduler, device=device)
+    var = predict(cube, run_dir, name=name, pairs=pairs, tta=tta, batch_size=batch_size, overwrite=overwrite, scheduler=scheduler, device=device,
+                  storage_options=storage_options)
     click.echo(f"wrote {var} into {cube}")

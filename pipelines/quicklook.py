@@ -24,6 +24,7 @@ from sarcube.datacube import schema
 from sarcube.datacube.composite import COMPOSITE_DB_RANGE, change_composite, composite_inputs
 from sarcube.datacube.grid import pixel_size
 from sarcube.datacube.predictions import prediction_threshold, resolve_prediction
+from sarcube.pipelines._storage import storage_options_option
 
 from sarcube.errors import InputError
 
@@ -203,7 +204,8 @@ def quicklook(
 @click.option("--pred", default=None, help="Prediction to contour: NAME or pred_NAME.")
 @click.option("--threshold", type=float, default=None, help="Contour level (default: the run's threshold).")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output PNG.")
-def command(cube: str, pair: int, pred: str | None, threshold: float | None, out: str) -> None:
+@storage_options_option
+def command(cube: str, pair: int, pred: str | None, threshold: float | None, out: str, storage_options: dict[str, Any] | None) -> None:
     """Draw PNG panels of CUBE: change composite with labels and predictions, slope and PAR."""
-    path = quicklook(cube, out, pair=pair, pred=pred, threshold=threshold)
+    path = quicklook(cube, out, pair=pair, pred=pred, threshold=threshold, storage_options=storage_options)
     click.echo(f"wrote {path}")
