@@ -7,7 +7,7 @@ Prints ``RESULT`` lines (ratios against a reference in the same run):
   (launch and import time excluded: chips/s over the epochs' wall time from metrics.csv);
 - ``s3_build_ratio``: build time into an S3 API server on 127.0.0.1 (moto) vs local disk.
 
-Run: ``python benchmarks/scale.py [--size 256] [--dates 8]``. Needs moto[server] (the test extra).
+Run: ``python benchmarks/scale.py [--only dask|ddp|s3]``. Needs moto[server] (the test extra).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import torch
@@ -36,6 +36,8 @@ class Ranks:
     world_size: int = 1
     #: rank on this node (its GPU index on CUDA)
     local_rank: int = 0
+    #: whether :func:`init` started the process group (and :func:`shutdown` ends it)
+    owns_group: bool = False
 
     @property
     def distributed(self) -> bool:
@@ -62,6 +64,7 @@ def init(device: torch.device) -> tuple[Ranks, torch.device]:
 
     On CUDA each rank takes GPU ``LOCAL_RANK``; on the CPU each rank gets its
     share of the node's cores for intra-op threads (ranks would oversubscribe them otherwise).
+    A process group the caller already started is used as it is, and left to the caller to end.
     """
     ranks = ranks_from_env()
     if not ranks.distributed:
@@ -72,15 +75,18 @@ def init(device: torch.device) -> tuple[Ranks, torch.device]:
     else:
         per_node = int(os.environ.get(LOCAL_WORLD_SIZE_ENV, ranks.world_size))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
-    if not dist.is_initialized():
-        dist.init_process_group(backend_for(device), device_id=device if device.type == "cuda" else None)
-    return ranks, device
-
-
-def shutdown() -> None:
-    """Leave the process group (after the last collective)."""
     if dist.is_initialized():
-        dist.barrier()
+        return ranks, device
+    dist.init_process_group(backend_for(device), device_id=device if device.type == "cuda" else None)
+    return replace(ranks, owns_group=True), device
+
+
+def shutdown(ranks: Ranks) -> None:
+    """Wait for every rank (the main rank's files are all written then), and end the group :func:`init` started."""
+    if not ranks.distributed or not dist.is_initialized():
+        return
+    dist.barrier()
+    if ranks.owns_group:
         dist.destroy_process_group()
 
 

@@ -275,7 +275,7 @@ def train(
         _, value, details = training.validate(model, val_loader, p.training, dev, t.val_steps)
         info = _run_info(p, data, cube_id, value, details)
         if not ranks.is_main:
-            distributed.shutdown()
+            distributed.shutdown(ranks)
             return out
         for name in (runs.BEST, runs.LAST):
             runs.save_checkpoint(out / name, model, None, info, 0, 0, value)
@@ -284,7 +284,7 @@ def train(
         runs.append_metrics(out, {**row, "seconds": time.perf_counter() - t0})
         runs.plot_curves(out, t.metric, f"{p.name}: no training, threshold tuned on validation")
         log.info("baseline: validation %s %.3f (%s)", t.metric, value, details)
-        distributed.shutdown()
+        distributed.shutdown(ranks)
         return out
 
     n_train = t.steps_per_epoch or len(train_stream)
@@ -305,7 +305,9 @@ def train(
     epochs = tqdm(desc=f"train {p.name}", unit="epoch", initial=start.epoch, total=t.epochs, disable=not ranks.is_main)
     net = distributed.wrap(model, ranks, dev)
     val_batches = _SyncedValidation(val_loader, ranks, model) if ranks.distributed else val_loader
-    for r in training.fit(model, optimizer, scheduler, epoch_batches, val_batches, p.training, dev, start, show, net):
+    agree = (lambda scores: distributed.from_main(ranks, lambda: scores)) if ranks.distributed else None
+    fitting = training.fit(model, optimizer, scheduler, epoch_batches, val_batches, p.training, dev, start, show, net, agree)
+    for r in fitting:
         bar.close()
         train_loss = distributed.mean_over_ranks(ranks, r.train_loss)
         if not ranks.is_main:
@@ -327,7 +329,7 @@ def train(
     epochs.close()
     if ranks.is_main and not (out / runs.BEST).exists():  # resumed past the last epoch, or zero epochs
         (out / runs.BEST).write_bytes((out / runs.LAST).read_bytes())
-    distributed.shutdown()
+    distributed.shutdown(ranks)
     return out
 
 

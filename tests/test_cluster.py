@@ -33,7 +33,7 @@ def assert_same_cube(a_path, b_path):
 
 
 def test_build_and_features_on_worker_processes(address, tmp_path):
-    cat = write_test_catalog(tmp_path / "catalog")
+    cat = write_test_catalog(tmp_path / "catalog", size=128)  # a 24 x 24 px cube
     local = build(cat.aoi, cat.start, cat.end, tmp_path / "local.zarr", catalog=str(cat.root))
     remote = build(cat.aoi, cat.start, cat.end, tmp_path / "cluster.zarr", catalog=str(cat.root), scheduler=address)
     assert_same_cube(local, remote)
