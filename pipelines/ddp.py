@@ -30,7 +30,8 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> dict[int, 
 
     if int(nproc) < 1:
         raise InputError(f"--nproc {nproc}: give a number of processes >= 1")
-    os.environ.setdefault(OMP_THREADS_ENV, "1")
+    caller_threads = os.environ.get(OMP_THREADS_ENV)
+    os.environ.setdefault(OMP_THREADS_ENV, "1")  # the agent hands it to the ranks
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=int(nproc), run_id=str(uuid.uuid4()),
         rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=0, start_method="spawn",
@@ -41,6 +42,9 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> dict[int, 
         first = next(iter(err.failures.values()), None)
         message = first.message if first is not None and isinstance(first.message, str) else str(err)
         raise SarcubeError(f"a DDP rank failed: {message.splitlines()[0] if message else err}") from err
+    finally:
+        if caller_threads is None:  # the caller's own later subprocesses keep their default
+            os.environ.pop(OMP_THREADS_ENV, None)
 
 
 __all__ = ["launch"]

@@ -40,7 +40,7 @@ def export(
     if driver is None:
         raise InputError(f"output {str(out)!r}: use a .geojson or .gpkg file name")
     ds = schema.open_cube(cube, storage_options=storage_options)
-    frame = detections(ds, pred, threshold=threshold, min_area_m2=min_area_m2, storage_options=storage_options)
+    frame = detections(ds, pred, threshold=threshold, min_area_m2=min_area_m2)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
         out.unlink()

@@ -129,7 +129,14 @@ def _local_copy(cube: str | Path, out_dir: Path, storage_options: Mapping[str, A
     if "://" not in text or text.startswith("file://"):
         yield archive.local_store(cube)
         return
-    if not zarrio.exists(cube, storage_options):
+    try:
+        found = zarrio.exists(cube, storage_options)
+    except Exception as err:  # no credentials, no endpoint, no bucket: botocore's errors are not all OSErrors
+        raise InputError(
+            f"cube {text!r} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}): "
+            "check the URL and the credentials (AWS_* environment, ~/.aws/config or --storage-options)"
+        ) from err
+    if not found:
         raise InputError(f"cube {text!r} has no root zarr.json: build one with `sarcube build` or check the URL")
     fs, root = zarrio.fs_and_root(cube, storage_options)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,7 @@ def cubes(endpoint, test_catalog, tmp_path_factory):
                 mp.delenv(key, raising=False)
             mp.setenv("AWS_CONFIG_FILE", str(tmp / "none"))
             mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp / "none"))
+            _forget_s3_clients()
             assert main(["-v", *_build_argv(test_catalog, url), "--storage-options", json.dumps(options)]) == 0
             assert main(["-v", "features", url, "--no-par", "--storage-options", f"@{opt_file}"]) == 0
     finally:
@@ -98,7 +99,16 @@ def aws(endpoint, monkeypatch):
     """The AWS environment pointing at the loopback server (as a user's shell would)."""
     for key, value in aws_env(endpoint).items():
         monkeypatch.setenv(key, value)
-    return endpoint
+    _forget_s3_clients()
+    yield endpoint
+    _forget_s3_clients()
+
+
+def _forget_s3_clients() -> None:
+    """Drop fsspec's cached S3 filesystems: one made before the environment changed keeps the old credentials."""
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 def assert_same_cube(a_path, b_path, **b_options):
