@@ -45,6 +45,14 @@ def clean_staging(path: str | Path, storage_options: Mapping[str, Any] | None = 
     for entry in fs.ls(root, detail=False):
         name = entry.rstrip("/").rsplit("/", 1)[-1]
         if name.startswith(TRASH_PREFIX):
+            live = f"{root}/{name.removeprefix(TRASH_PREFIX)}"
+            if fs.isdir(f"{root}/{name}") and not fs.exists(f"{live}/zarr.json"):
+                # cut short between setting the old version aside and moving the new one in: roll back
+                if fs.exists(live):
+                    zarrio.remove_tree(fs, live)
+                zarrio.move_tree(fs, f"{root}/{name}", live)
+                removed.append(f"{name} (restored)")
+                continue
             zarrio.remove_tree(fs, f"{root}/{name}")
             removed.append(name)
     if fs.exists(f"{root}/{STAGING_GROUP}/{ADD_GROUP}"):
@@ -65,6 +73,16 @@ def _drop_empty_staging_group(fs: Any, root: str) -> None:
             zarrio.remove_tree(fs, group)
 
 
+def _swap_in(fs: Any, root: str, staged: str, name: str) -> None:
+    """Move ``staged`` to ``root/name``, the old version (if any) set aside as trash until then."""
+    final, trash = f"{root}/{name}", f"{root}/{TRASH_PREFIX}{name}"
+    if fs.exists(final):
+        zarrio.move_tree(fs, final, trash)
+    zarrio.move_tree(fs, staged, final)
+    if fs.exists(trash):
+        zarrio.remove_tree(fs, trash)
+
+
 @lock.locked
 def promote_added(
     path: str | Path, names: list[str], storage_options: Mapping[str, Any] | None, drop: Iterable[str] = ()
@@ -73,16 +91,9 @@ def promote_added(
     remove ``drop``, then the staging group."""
     fs, root = zarrio.fs_and_root(path, storage_options)
     for name in drop:
-        fs.mv(f"{root}/{name}", f"{root}/{TRASH_PREFIX}{name}", recursive=True)
+        zarrio.move_tree(fs, f"{root}/{name}", f"{root}/{TRASH_PREFIX}{name}")
     for name in names:
-        final = f"{root}/{name}"
-        staged = f"{root}/{STAGING_GROUP}/{ADD_GROUP}/{name}"
-        trash = f"{root}/{TRASH_PREFIX}{name}"
-        if fs.exists(final):
-            fs.mv(final, trash, recursive=True)
-        fs.mv(staged, final, recursive=True)
-        if fs.exists(trash):
-            zarrio.remove_tree(fs, trash)
+        _swap_in(fs, root, f"{root}/{STAGING_GROUP}/{ADD_GROUP}/{name}", name)
     for name in drop:
         zarrio.remove_tree(fs, f"{root}/{TRASH_PREFIX}{name}")
     zarrio.remove_tree(fs, f"{root}/{STAGING_GROUP}/{ADD_GROUP}")
@@ -149,12 +160,7 @@ class StagedArray:
         with zarrio.quiet_zarr_warnings():
             self._array.attrs.put({k: v for k, v in {**self._array.attrs.asdict(), **dict(attrs)}.items() if k != ATTR_STAGE_STATE})
         fs, root = zarrio.fs_and_root(self.path, self.storage_options)
-        final, trash = f"{root}/{self.name}", f"{root}/{TRASH_PREFIX}{self.name}"
-        if fs.exists(final):
-            fs.mv(final, trash, recursive=True)
-        fs.mv(f"{root}/{_staged_path(self.name)}", final, recursive=True)
-        if fs.exists(trash):
-            zarrio.remove_tree(fs, trash)
+        _swap_in(fs, root, f"{root}/{_staged_path(self.name)}", self.name)
         discard_staged(self.path, self.name, self.storage_options)
         zarrio.consolidate(self.path, self.storage_options)
         log.info("promoted %s into %s", self.name, self.path)
@@ -229,7 +235,7 @@ def stage_array(
         with zarrio.quiet_zarr_warnings():
             zstore = zarrio.zarr_store(path, storage_options)
             zarr.open_group(zstore, path=f"{STAGING_GROUP}/{name}", mode="a", zarr_format=3)
-        fs.copy(live, f"{root}/{_staged_path(name)}", recursive=True)
+        zarrio.copy_tree(fs, live, f"{root}/{_staged_path(name)}")
         array = _open_staged(path, name, storage_options)
         if tuple(array.shape) != tuple(template.shape):
             if tuple(array.shape[1:]) != tuple(template.shape[1:]) or array.shape[0] > template.shape[0]:

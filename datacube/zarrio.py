@@ -33,7 +33,68 @@ def fs_and_root(path: str | Path, storage_options: Mapping[str, Any] | None = No
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(str(path), **dict(storage_options or {}))
+    if not is_local(fs):
+        # fsspec shares one instance per URL and options; zarr writes through its own, so listings
+        # cached by an earlier call can miss what zarr wrote since.
+        fs.invalidate_cache()
     return fs, root.rstrip("/")
+
+
+def is_local(fs: Any) -> bool:
+    """True for the local filesystem (renames are atomic there), False for object stores and the rest."""
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocols or "local" in protocols
+
+
+def _tree_keys(fs: Any, src: str) -> tuple[list[str], list[str]]:
+    """The objects under ``src``: chunks and other data, then the ``zarr.json`` files (what zarr sees)."""
+    keys = sorted(k for k in fs.find(src, withdirs=False) if k.rstrip("/") != src)
+    meta = [k for k in keys if k.rsplit("/", 1)[-1] == "zarr.json"]
+    return [k for k in keys if k not in set(meta)], meta
+
+
+def copy_tree(fs: Any, src: str, dst: str) -> None:
+    """Copy the zarr node ``src`` (an array or group folder) to ``dst``.
+
+    On object stores key by key (concurrent server-side copies), the
+    ``zarr.json`` files after the chunks they describe, so a copy cut short is
+    no array at ``dst``.
+    """
+    if is_local(fs):
+        fs.copy(src, dst, recursive=True)
+        return
+    for batch in _tree_keys(fs, src):
+        if batch:
+            fs.copy(batch, [dst + k[len(src):] for k in batch])
+    fs.invalidate_cache()
+
+
+def remove_tree(fs: Any, src: str) -> None:
+    """Delete the zarr node ``src``; on object stores its ``zarr.json`` files first, so a cut-short
+    delete leaves chunks no reader sees rather than an array with holes. A local refusal names
+    ``src`` (``rmtree`` names only the bare entry)."""
+    if is_local(fs):
+        try:
+            fs.rm(src, recursive=True)
+        except OSError as err:
+            if err.filename and Path(str(err.filename)).is_absolute():
+                raise
+            raise type(err)(err.errno, err.strerror, src) from err
+        return
+    for batch in reversed(_tree_keys(fs, src)):
+        if batch:
+            fs.rm(batch)
+    fs.invalidate_cache()
+
+
+def move_tree(fs: Any, src: str, dst: str) -> None:
+    """Move the zarr node ``src`` to ``dst``: a rename on local disk; copy, then delete, on object
+    stores, which have no rename (see :func:`copy_tree`, :func:`remove_tree`)."""
+    if is_local(fs):
+        fs.mv(src, dst, recursive=True)
+        return
+    copy_tree(fs, src, dst)
+    remove_tree(fs, src)
 
 
 def zarr_store(path: str | Path, storage_options: Mapping[str, Any] | None = None, *, read_only: bool = False) -> Any:
@@ -41,7 +102,9 @@ def zarr_store(path: str | Path, storage_options: Mapping[str, Any] | None = Non
     from zarr.storage import FsspecStore, LocalStore
 
     if "://" in str(path) and not str(path).startswith("file://"):
-        return FsspecStore.from_url(str(path), storage_options=dict(storage_options or {}), read_only=read_only)
+        zstore = FsspecStore.from_url(str(path), storage_options=dict(storage_options or {}), read_only=read_only)
+        zstore.fs.invalidate_cache()  # a shared instance: drop listings from before other writers' changes
+        return zstore
     return LocalStore(str(path).removeprefix("file://"), read_only=read_only)
 
 
@@ -57,21 +120,16 @@ def root_attrs(path: str | Path, storage_options: Mapping[str, Any] | None = Non
 
     fs, root = fs_and_root(path, storage_options)
     return dict(json.loads(fs.cat_file(f"{root}/zarr.json")).get("attributes", {}))
-def remove_tree(fs: Any, path: str) -> None:
-    """``fs.rm(path, recursive=True)``; a refusal names ``path`` (local ``rmtree`` names only the bare entry)."""
-    try:
-        fs.rm(path, recursive=True)
-    except OSError as err:
-        if err.filename and Path(str(err.filename)).is_absolute():
-            raise
-        raise type(err)(err.errno, err.strerror, path) from err
 
 
 def remove(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> None:
     """Delete a whole store."""
     fs, root = fs_and_root(path, storage_options)
     if fs.exists(root):
-        remove_tree(fs, root)
+        if fs.isfile(root):  # a zip archive
+            fs.rm(root)
+        else:
+            remove_tree(fs, root)
 
 
 def consolidate(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> None:
@@ -108,8 +166,11 @@ def strip_stale_encoding(ds: xr.Dataset) -> xr.Dataset:
 
 __all__ = [
     "consolidate",
+    "copy_tree",
     "exists",
     "fs_and_root",
+    "is_local",
+    "move_tree",
     "quiet_zarr_warnings",
     "remove",
     "root_attrs",

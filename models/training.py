@@ -53,6 +53,8 @@ EPOCH_SEED_STRIDE = 100_003
 
 #: a batch: inputs, labels and chip ids
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+#: what a validation gives: loss, metric and the details it tuned
+Scores = tuple[float, float, dict[str, Any]]
 
 
 def chip_targets(y: torch.Tensor, min_positive_pixels: int) -> torch.Tensor:
@@ -85,7 +87,7 @@ def compute_loss(
 @torch.no_grad()
 def validate(
     model: torch.nn.Module, batches: Iterable[Batch], config: TrainingConfig, device: torch.device, max_steps: int = 0
-) -> tuple[float, float, dict[str, Any]]:
+) -> Scores:
     """Validation loss, metric and details; tunes the operating point where the preset says so.
 
     ``max_steps`` caps the batches (0 = all). The details hold what was tuned:
@@ -342,6 +344,8 @@ def fit(
     device: torch.device,
     start: Progress = Progress(),
     on_batch: Callable[[int, float], None] | None = None,
+    train_model: torch.nn.Module | None = None,
+    agree: Callable[[Scores], Scores] | None = None,
 ) -> Iterator[EpochResult]:
     """Train epochs ``start.epoch`` .. ``train.epochs - 1``, yielding after each one's validation and schedule step.
 
@@ -350,15 +354,21 @@ def fit(
     same run, resumed or not. A NaN score (e.g. AUPRC without positives) never
     counts as an improvement, and a NaN best is replaced by the first finite
     score. Stops after ``train.early_stopping`` epochs without improvement.
+    ``train_model`` is what the training steps run through (``model`` in a DDP
+    wrapper, see :mod:`~sarcube.models.distributed`); validation runs ``model``.
+    ``agree`` maps each validation's (loss, score, details) to the ones all DDP
+    ranks act on (the main rank's), so they step the schedule and stop alike.
     """
     t = config.train
     step, best, since_best = start.step, start.best, start.epochs_since_best
     for epoch in range(start.epoch, t.epochs):
         started = time.perf_counter()
         torch.manual_seed(epoch_seed(t.seed, epoch))
-        train_loss, steps = train_epoch(model, train_batches(epoch), optimizer, config, device, on_batch)
+        train_loss, steps = train_epoch(train_model or model, train_batches(epoch), optimizer, config, device, on_batch)
         step += steps
         val_loss, value, details = validate(model, val_batches, config, device, t.val_steps)
+        if agree is not None:
+            val_loss, value, details = agree((val_loss, value, details))
         step_scheduler(scheduler, val_loss)
         improved = math.isfinite(value) and (value > best or not math.isfinite(best))
         if improved:
@@ -378,6 +388,7 @@ __all__ = [
     "Batch",
     "EpochResult",
     "Progress",
+    "Scores",
     "chip_targets",
     "compute_loss",
     "cosine_restart_factor",

@@ -14,13 +14,15 @@ one is replaced only with ``--overwrite``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 from sarcube.datacube import labels as label_layers
 from sarcube.datacube import lock, schema, store
 from sarcube.pipelines import _dask
+from sarcube.pipelines._storage import storage_options_option
 
 from sarcube.errors import InputError
 
@@ -44,6 +46,7 @@ def add_layer(
     overwrite: bool = False,
     scheduler: str | None = None,
     wait_s: float = 0.0,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Rasterize ``labels`` or warp ``raster_files`` (as ``raster_name``) into ``cube``; returns the names written.
 
@@ -55,7 +58,7 @@ def add_layer(
         raise InputError("--date-field, --id-field, --monitored and --all-touched go with --labels, not --raster")
     if labels is not None and raster_files:
         raise InputError(f"extra files {[str(f) for f in raster_files]} given with --labels: add rasters with --raster NAME FILES...")
-    ds = schema.open_cube(cube)
+    ds = schema.open_cube(cube, storage_options=storage_options)
     if labels is not None:
         name = schema.LABEL
         var, info = label_layers.rasterize_labels(
@@ -76,8 +79,8 @@ def add_layer(
         var = label_layers.reproject_raster(ds, raster_files, raster_name, dim, units, resampling=resampling)
         what = f"--raster {raster_name} ({len(raster_files)} file(s)) --dim {dim}"
     with _dask.scheduler(scheduler) as client, _dask.progress("add-layer", client):
-        written = store.add_variables(cube, {name: var}, overwrite=overwrite)
-    store.append_history(cube, f"sarcube add-layer {what}")
+        written = store.add_variables(cube, {name: var}, overwrite=overwrite, storage_options=storage_options)
+    store.append_history(cube, f"sarcube add-layer {what}", storage_options)
     return written
 
 
@@ -100,13 +103,14 @@ def add_layer(
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (default: local threads).")
 @click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
+@storage_options_option
 def command(cube: str, files: tuple[str, ...], labels: str | None, date_field: str | None, id_field: str | None,
             monitored: str | None, all_touched: bool, raster_name: str | None, dim: str, units: str, resampling: str,
-            overwrite: bool, scheduler: str | None, wait_s: float) -> None:
+            overwrite: bool, scheduler: str | None, wait_s: float, storage_options: dict[str, Any] | None) -> None:
     """Add label polygons or external rasters (FILES, with --raster NAME) to CUBE."""
     written = add_layer(
         cube, labels=labels, date_field=date_field, id_field=id_field, monitored=monitored, all_touched=all_touched,
         raster_name=raster_name, raster_files=files, dim=dim, units=units, resampling=resampling,
-        overwrite=overwrite, scheduler=scheduler, wait_s=wait_s,
+        overwrite=overwrite, scheduler=scheduler, wait_s=wait_s, storage_options=storage_options,
     )
     click.echo(f"wrote {', '.join(written)} into {cube}")

@@ -39,6 +39,7 @@ from sarcube.datacube.catalog import (
 )
 from sarcube.datacube.grid import DEFAULT_RESOLUTION_M, Grid, grid_for, parse_aoi, pyproj_crs
 from sarcube.pipelines import _dask
+from sarcube.pipelines._storage import storage_options_option
 
 from sarcube.errors import CatalogError, CubeExistsError, CubeSchemaError, InputError
 
@@ -396,7 +397,10 @@ def build(
 )
 @click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
-def command(aoi: str, start: str, end: str, out: str, catalog: str, resolution: float, crs: str, orbit: str | None, relative_orbit: int | None, scheduler: str | None, append: bool, overwrite: bool, force: bool, codec: str | None, wait_s: float) -> None:
+@storage_options_option
+def command(aoi: str, start: str, end: str, out: str, catalog: str, resolution: float, crs: str, orbit: str | None, relative_orbit: int | None, scheduler: str | None, append: bool, overwrite: bool, force: bool,
+            codec: str | None, wait_s: float, storage_options: dict[str, Any] | None) -> None:
     """Build a Sentinel-1 + DEM cube for an AOI and a date range (resumable; --append to extend)."""
-    path = build(aoi, start, end, out, catalog=catalog, resolution=resolution, crs=crs, orbit=orbit, relative_orbit=relative_orbit, scheduler=scheduler, append=append, overwrite=overwrite, force=force, codec=codec, wait_s=wait_s)
+    path = build(aoi, start, end, out, catalog=catalog, resolution=resolution, crs=crs, orbit=orbit, relative_orbit=relative_orbit, scheduler=scheduler, append=append, overwrite=overwrite, force=force,
+                 codec=codec, wait_s=wait_s, storage_options=storage_options)
     click.echo(f"wrote {path}")

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from sarcube.datacube import chips
+from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.scoring import (
     BALANCED,
     BALANCED_TEST_SEED,
@@ -61,11 +62,14 @@ def evaluate(
     help="Seed of the negatives drawn into the balanced patch test set.",
 )
 @click.option("--out", "out_json", default="evaluation.json", show_default=True, type=click.Path(dir_okay=False), help="JSON file with every metric.")
+@storage_options_option
 def command(
-    cube: str, preds: tuple[str, ...], split: str, threshold: float | None, balance_seed: int, out_json: str
+    cube: str, preds: tuple[str, ...], split: str, threshold: float | None, balance_seed: int, out_json: str,
+    storage_options: dict[str, Any] | None,
 ) -> None:
     """Score predictions in CUBE on their runs' held-out split; print a table and write JSON."""
-    result = evaluate(cube, preds, split=split, threshold=threshold, out_json=out_json, balance_seed=balance_seed)
+    result = evaluate(cube, preds, split=split, threshold=threshold, out_json=out_json, balance_seed=balance_seed,
+                      storage_options=storage_options)
     click.echo(result["table"])
     click.echo(f"wrote {out_json}")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 from sarcube.datacube import schema
+from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.detections import MIN_AREA_M2, detections
 
 from sarcube.errors import InputError
@@ -100,7 +101,8 @@ def export(
 @click.option("--threshold", type=float, default=None, help="Probability threshold (default: the run's, else 0.5).")
 @click.option("--min-area", "min_area_m2", type=float, default=MIN_AREA_M2, show_default=True, help="Drop objects smaller than this, m2.")
 @click.option("--crs", default=None, help="GeoPackage CRS, e.g. EPSG:3857 (default: the cube's; GeoJSON is always EPSG:4326).")
-def command(cube: str, pred: str, out: str, threshold: float | None, min_area_m2: float, crs: str | None) -> None:
+@storage_options_option
+def command(cube: str, pred: str, out: str, threshold: float | None, min_area_m2: float, crs: str | None, storage_options: dict[str, Any] | None) -> None:
     """Export the detections of prediction NAME in CUBE as polygons with dates, area, probability and terrain."""
-    path = export(cube, pred, out, threshold=threshold, min_area_m2=min_area_m2, crs=crs)
+    path = export(cube, pred, out, threshold=threshold, min_area_m2=min_area_m2, crs=crs, storage_options=storage_options)
     click.echo(f"wrote {path}")

@@ -24,6 +24,7 @@ from sarcube.datacube import terrain as terrain_layers
 from sarcube.datacube.par import PAR_RADIUS_M, potential_angle_of_reach
 from sarcube.datacube.terrain import RELEASE_MAX_DEG, RELEASE_MIN_DEG
 from sarcube.pipelines import _dask
+from sarcube.pipelines._storage import storage_options_option
 
 from sarcube.errors import CubeExistsError, InputError
 
@@ -112,6 +113,7 @@ def features(
     scheduler: str | None = None,
     overwrite: bool = False,
     wait_s: float = 0.0,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Compute the requested layers and write them into ``cube``; returns the names written.
 
@@ -130,7 +132,7 @@ def features(
     writer of the cube (see :mod:`sarcube.datacube.lock`).
     """
     window = _check_options(ratio, summer, k, event_date, orbit_key)
-    ds = schema.open_cube(cube, validate=False)
+    ds = schema.open_cube(cube, validate=False, storage_options=storage_options)
     need = []
     if pairs or ratio or event_date is not None:
         need += list(schema.BACKSCATTER)
@@ -207,12 +209,15 @@ def features(
             new_coords=new_coords or None,
             replace_coords=replace_pairs or replace_orbits,
             drop=orphans,
+            storage_options=storage_options,
         )
     if orphans:
         log.warning("dropped %s: they were on the old pairs", ", ".join(orphans))
     if carried:
         log.info("kept %s on the new pairs (unknown on pairs added now)", ", ".join(carried))
-    store.append_history(cube, "sarcube features " + " ".join(steps) + (f" (dropped {', '.join(orphans)})" if orphans else ""))
+    store.append_history(cube, "sarcube features " + " ".join(steps) + (f" (dropped {', '.join(orphans)})" if orphans else ""),
+        storage_options,
+    )
     return written
 
 
@@ -249,14 +254,15 @@ def features(
 @click.option("--overwrite", is_flag=True, help="Allow dropping labels/predictions left on replaced pairs.")
 @click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
+@storage_options_option
 def command(cube: str, pairs: bool, max_gap_days: float | None, terrain: bool, release_min: float, release_max: float,
             par: bool,
             par_radius_m: float, ratio: bool, summer: str | None, event_date: str | None, k: int, orbit_key: str | None,
-            scheduler: str | None, overwrite: bool, wait_s: float) -> None:
+            scheduler: str | None, overwrite: bool, wait_s: float, storage_options: dict[str, Any] | None) -> None:
     """Compute model inputs for CUBE and write them into it."""
     written = features(
         cube, pairs=pairs, max_gap_days=max_gap_days, terrain=terrain, release_min=release_min, release_max=release_max,
         par=par, par_radius_m=par_radius_m, ratio=ratio, summer=summer, event_date=event_date, k=k,
-        orbit_key=orbit_key, scheduler=scheduler, overwrite=overwrite, wait_s=wait_s,
+        orbit_key=orbit_key, scheduler=scheduler, overwrite=overwrite, wait_s=wait_s, storage_options=storage_options,
     )
     click.echo(f"wrote {', '.join(written)} into {cube}")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 from sarcube.datacube import schema, zarrio
+from sarcube.pipelines._storage import storage_options_option
 
 
 def _human_bytes(n: int) -> str:
@@ -18,12 +21,12 @@ def _human_bytes(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def info(cube: str | Path, *, as_json: bool = False) -> str:
+def info(cube: str | Path, *, as_json: bool = False, storage_options: Mapping[str, Any] | None = None) -> str:
     """Describe a cube: dims, variables with units, time range, pairs, CRS, size, provenance."""
-    ds = schema.open_cube(cube, allow_unfinished=True)
+    ds = schema.open_cube(cube, storage_options=storage_options, allow_unfinished=True)
     s = schema.summarize(ds)
     pending = schema.pending_steps(ds)
-    size = zarrio.size_on_disk(cube)
+    size = zarrio.size_on_disk(cube, storage_options)
     if as_json:
         return json.dumps(
             {
@@ -90,6 +93,7 @@ def info(cube: str | Path, *, as_json: bool = False) -> str:
 @click.command("info")
 @click.argument("cube", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of text.")
-def command(cube: str, as_json: bool) -> None:
+@storage_options_option
+def command(cube: str, as_json: bool, storage_options: dict[str, Any] | None) -> None:
     """Describe CUBE: dims, variables with units, acquisitions, pairs, CRS, size, provenance."""
-    click.echo(info(cube, as_json=as_json))
+    click.echo(info(cube, as_json=as_json, storage_options=storage_options))

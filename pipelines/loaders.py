@@ -16,7 +16,7 @@ own): handy for inspection, slow for training.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +69,9 @@ def keep_block_memory() -> None:
         pass  # not glibc: the allocator keeps its own policy
 
 
-def open_for_reading(cube: str | Path) -> Any:
+def open_for_reading(cube: str | Path, storage_options: Mapping[str, Any] | None = None) -> Any:
     """The cube with lazy backend arrays (no dask): a window read decodes just its chunks."""
-    return schema.open_cube(cube, chunks=None, validate=False)
+    return schema.open_cube(cube, chunks=None, validate=False, storage_options=storage_options)
 
 
 class ChipStream(IterableDataset):
@@ -89,6 +89,11 @@ class ChipStream(IterableDataset):
     augment : augmentation (None = none); with ``train=False`` only the centre crop applies
     seed : base seed; batches depend only on (seed, epoch, number of workers)
     drop_singletons : skip a last batch of one chip (BatchNorm cannot train on it)
+    storage_options : fsspec options of an object-store cube
+
+    Under DDP, :meth:`set_ranks` gives each rank its own blocks (each shuffled
+    epoch's block order dealt out over ranks x loader workers): the ranks' chip
+    sets are disjoint and together cover the epoch.
     """
 
     def __init__(
@@ -107,9 +112,12 @@ class ChipStream(IterableDataset):
         train: bool = True,
         seed: int = 0,
         drop_singletons: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.cube = str(cube)
+        self.storage_options = dict(storage_options) if storage_options else None
+        self.rank, self.world_size = 0, 1
         self.resolved = resolved
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
@@ -145,18 +153,37 @@ class ChipStream(IterableDataset):
         """Reseed shuffling and augmentation for ``epoch`` (call before iterating)."""
         self.epoch = int(epoch)
 
+    def set_ranks(self, rank: int, world_size: int) -> None:
+        """Stream only rank ``rank``'s share of the blocks (of ``world_size`` DDP ranks)."""
+        self.rank, self.world_size = int(rank), int(world_size)
+
     def _dataset(self) -> Any:
         if self._ds is None:
-            self._ds = open_for_reading(self.cube)
+            self._ds = open_for_reading(self.cube, self.storage_options)
         return self._ds
 
-    def _shard(self) -> tuple[list[int], int]:
-        info = get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+    def _block_order(self) -> np.ndarray:
         order = np.arange(len(self.blocks))
         if self.shuffle:
             np.random.default_rng([self.seed, self.epoch]).shuffle(order)
-        return order[wid::nw].tolist(), wid
+        return order
+
+    def _shard(self) -> tuple[list[int], int]:
+        """This loader worker's blocks and its id among all ranks' workers (rank-major)."""
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        shard_id, n_shards = self.rank * nw + wid, self.world_size * nw
+        return self._block_order()[shard_id::n_shards].tolist(), shard_id
+
+    def batches_in_epoch(self, num_workers: int = 0) -> int:
+        """Batches this rank's loader (with ``num_workers`` workers) yields in the current epoch."""
+        nw = max(1, int(num_workers))
+        order, total = self._block_order(), 0
+        for wid in range(nw):
+            shard = order[self.rank * nw + wid :: self.world_size * nw]
+            n = int(sum(self.blocks[b].oy.size for b in shard))
+            total += -(-n // self.batch_size) - int(self.drop_singletons and n % self.batch_size == 1)
+        return total
 
     def _chips(self, shard: list[int]) -> Iterator[Chip]:
         """Chips of the shard's blocks, each block read once (prefetching is the DataLoader workers' job).
@@ -211,8 +238,10 @@ class ChipStream(IterableDataset):
 class ChipDataset(Dataset):
     """Map-style chips: index -> (inputs, labels), each read from the cube on its own."""
 
-    def __init__(self, cube: str | Path, resolved: chips.ResolvedChannels, mean: Sequence[float], std: Sequence[float], table: chips.ChipTable):
+    def __init__(self, cube: str | Path, resolved: chips.ResolvedChannels, mean: Sequence[float], std: Sequence[float], table: chips.ChipTable,
+                 storage_options: Mapping[str, Any] | None = None):
         self.cube = str(cube)
+        self.storage_options = dict(storage_options) if storage_options else None
         self.resolved = resolved
         self.mean, self.std = tuple(mean), tuple(std)
         self.table = table
@@ -226,7 +255,7 @@ class ChipDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._ds is None:
-            self._ds = open_for_reading(self.cube)
+            self._ds = open_for_reading(self.cube, self.storage_options)
         t = self.table
         pair = None if t.pair[i] < 0 else int(t.pair[i])
         window = (int(t.y0[i]), int(t.y0[i]) + t.size, int(t.x0[i]), int(t.x0[i]) + t.size)

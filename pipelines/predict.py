@@ -57,6 +57,7 @@ from sarcube.datacube.predictions import (
     predicted_pairs_attr,
     run_name,
 )
+from sarcube.pipelines._storage import storage_options_option
 
 from sarcube.errors import InputError
 from sarcube.progress import bar_disable
@@ -250,7 +251,10 @@ def predict(
 @click.option("--device", default=None, help="auto (default: CUDA when present), cpu, cuda or cuda:K.")
 @click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
-def command(cube: str, run_dir: str, name: str | None, pairs: str, tta: bool, batch_size: int, overwrite: bool, scheduler: str | None, device: str | None, wait_s: float) -> None:
+@storage_options_option
+def command(cube: str, run_dir: str, name: str | None, pairs: str, tta: bool, batch_size: int, overwrite: bool, scheduler: str | None, device: str | None,
+            wait_s: float, storage_options: dict[str, Any] | None) -> None:
     """Slide RUN_DIR's model over CUBE's pairs and write its probabilities as pred_NAME."""
-    var = predict(cube, run_dir, name=name, pairs=pairs, tta=tta, batch_size=batch_size, overwrite=overwrite, scheduler=scheduler, device=device, wait_s=wait_s)
+    var = predict(cube, run_dir, name=name, pairs=pairs, tta=tta, batch_size=batch_size, overwrite=overwrite, scheduler=scheduler, device=device,
+                  wait_s=wait_s, storage_options=storage_options)
     click.echo(f"wrote {var} into {cube}")

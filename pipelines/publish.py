@@ -15,15 +15,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import click
-from sarcube.datacube import archive, schema
+from sarcube.datacube import archive, schema, zarrio
 from sarcube.datacube.archive import zenodo
 from sarcube.datacube.retry import RetryPolicy
+from sarcube.pipelines._storage import storage_options_option
 
 from sarcube.errors import InputError, PublishError, ZenodoError
 
@@ -118,6 +122,34 @@ def _deposition_for(client: zenodo.ZenodoClient, out_dir: Path, zenodo_url: str,
     return deposition
 
 
+@contextmanager
+def _local_copy(cube: str | Path, out_dir: Path, storage_options: Mapping[str, Any] | None) -> Iterator[Path]:
+    """The cube as a local store: itself, or a download of an object-store cube (beside ``out_dir``, removed after)."""
+    text = str(cube)
+    if "://" not in text or text.startswith("file://"):
+        yield archive.local_store(cube)
+        return
+    try:
+        found = zarrio.exists(cube, storage_options)
+    except Exception as err:  # no credentials, no endpoint, no bucket: botocore's errors are not all OSErrors
+        raise InputError(
+            f"cube {text!r} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}): "
+            "check the URL and the credentials (AWS_* environment, ~/.aws/config or --storage-options)"
+        ) from err
+    if not found:
+        raise InputError(f"cube {text!r} has no root zarr.json: build one with `sarcube build` or check the URL")
+    fs, root = zarrio.fs_and_root(cube, storage_options)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".download-", dir=out_dir))
+    local = scratch / Path(root).name  # same base name: the archive is named after the cube
+    try:
+        log.info("downloading %s to zip it", text)
+        fs.get(root, str(local), recursive=True)
+        yield archive.local_store(local)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def publish(
     cube: str | Path,
     out_dir: str | Path,
@@ -136,16 +168,43 @@ def publish(
     publication_date: str | None = None,
     progress: bool = True,
     retry: RetryPolicy = RetryPolicy(),
+    storage_options: Mapping[str, Any] | None = None,
 ) -> PublishResult:
     """Write the archive of ``cube`` into ``out_dir`` and, with ``upload``, put it on Zenodo.
 
     ``creators`` are ``"Family, Given[;affiliation[;orcid]]"``; ``description``
     a markdown file (or text); ``related`` ``"IDENTIFIER:relation"``. The token
     is read from ``ZENODO_TOKEN``; ``retry`` is how the upload retries
-    429/5xx answers and lost connections.
+    429/5xx answers and lost connections. A cube on object storage is
+    downloaded next to the archive first (the zip is written from local files).
     """
-    cube = archive.local_store(cube)
     out_dir = Path(out_dir)
+    with _local_copy(cube, out_dir, storage_options) as local:
+        return _publish(local, out_dir, title=title, creators=creators, description=description, license=license,
+                        keywords=keywords, version=version, related=related, upload=upload, zenodo_url=zenodo_url,
+                        publish=publish, new_version_of=new_version_of, publication_date=publication_date,
+                        progress=progress, retry=retry)
+
+
+def _publish(
+    cube: Path,
+    out_dir: Path,
+    *,
+    title: str,
+    creators: Sequence[str],
+    description: str | Path | None,
+    license: str,
+    keywords: Sequence[str],
+    version: str | None,
+    related: Sequence[str],
+    upload: bool,
+    zenodo_url: str,
+    publish: bool,
+    new_version_of: int | None,
+    publication_date: str | None,
+    progress: bool,
+    retry: RetryPolicy,
+) -> PublishResult:
     if (publish or new_version_of is not None) and not upload:
         raise InputError(f"--publish and --new-version-of need --upload: add it (with the token in {zenodo.TOKEN_ENV})")
     token = os.environ.get(zenodo.TOKEN_ENV, "") if upload else ""
@@ -239,12 +298,14 @@ def _paths(written: archive.ArchiveFiles) -> tuple[Path, ...]:
 @click.option("--zenodo-url", default=zenodo.ZENODO_URL, show_default=True, help=f"Zenodo instance, e.g. {zenodo.SANDBOX_URL} for tests.")
 @click.option("--publish", "do_publish", is_flag=True, help="Publish the deposition after uploading (mints the DOI; cannot be undone).")
 @click.option("--new-version-of", type=int, default=None, help="Deposition id of a published record: upload as its new version.")
-def command(cube: str, out_dir: str, title: str, creators: tuple[str, ...], description: str | None, license_id: str, keywords: tuple[str, ...], version: str | None, related: tuple[str, ...], upload: bool, zenodo_url: str, do_publish: bool, new_version_of: int | None) -> None:
+@storage_options_option
+def command(cube: str, out_dir: str, title: str, creators: tuple[str, ...], description: str | None, license_id: str, keywords: tuple[str, ...], version: str | None, related: tuple[str, ...], upload: bool, zenodo_url: str, do_publish: bool, new_version_of: int | None,
+            storage_options: dict[str, Any] | None) -> None:
     """Write CUBE as a citable archive (zip, STAC, datasheet, checksums) into --out, optionally uploading it to Zenodo."""
     result = publish(
         cube, out_dir, title=title, creators=list(creators), description=Path(description) if description else None,
         license=license_id, keywords=keywords, version=version, related=related, upload=upload,
-        zenodo_url=zenodo_url, publish=do_publish, new_version_of=new_version_of,
+        zenodo_url=zenodo_url, publish=do_publish, new_version_of=new_version_of, storage_options=storage_options,
     )
     click.echo(f"wrote {len(result.files)} files into {result.out_dir} (archive {result.archive.name})")
     if result.deposition_id is not None:

@@ -34,6 +34,7 @@ from sarcube.datacube.composite import (
 )
 from sarcube.datacube.grid import pixel_size
 from sarcube.datacube.predictions import ATTR_PRESET, prediction_threshold, resolve_prediction
+from sarcube.pipelines._storage import storage_options_option
 
 from sarcube.errors import InputError
 
@@ -380,9 +381,11 @@ def _zoom_inset(
     help="Panels for this hazard [default: the prediction's preset, else what the cube holds].",
 )
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output PNG.")
+@storage_options_option
 def command(
-    cube: str, pair: int | None, pred: str | None, threshold: float | None, hazard: str | None, out: str
+    cube: str, pair: int | None, pred: str | None, threshold: float | None, hazard: str | None, out: str,
+    storage_options: dict[str, Any] | None,
 ) -> None:
     """Draw PNG panels of CUBE: change composite with its key, labels and predictions, terrain for the hazard."""
-    path = quicklook(cube, out, pair=pair, pred=pred, threshold=threshold, hazard=hazard)
+    path = quicklook(cube, out, pair=pair, pred=pred, threshold=threshold, hazard=hazard, storage_options=storage_options)
     click.echo(f"wrote {path}")

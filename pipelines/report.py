@@ -37,6 +37,7 @@ from sarcube.datacube.composite import change_composite, composite_inputs
 from sarcube.datacube.grid import cell_size, pixel_size
 from sarcube.datacube.predictions import resolve_prediction
 from sarcube.datacube.terrain import hillshade
+from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.detections import MIN_AREA_M2, detections
 
 from sarcube import __version__
@@ -419,11 +420,12 @@ def _html_escape(text: str) -> str:
               help="JSON of `sarcube evaluate` to show (default: score now where the cube has labels and a run).")
 @click.option("--max-px", "max_display_px", type=int, default=MAX_DISPLAY_PX, show_default=True,
               help="Longest side of the map images, pixels.")
+@storage_options_option
 def command(
     cube: str, pred: str, out: str, threshold: float | None, min_area_m2: float | None, evaluation: str | None,
-    max_display_px: int,
+    max_display_px: int, storage_options: dict[str, Any] | None,
 ) -> None:
     """Write an offline web map of prediction NAME in CUBE: detections per pair on a hillshade, with tables."""
     path = report(cube, pred, out, threshold=threshold, min_area_m2=min_area_m2, evaluation=evaluation,
-                  max_display_px=max_display_px)
+                  max_display_px=max_display_px, storage_options=storage_options)
     click.echo(f"wrote {path}")

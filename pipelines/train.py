@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,11 @@ import click
 import torch
 from sarcube.datacube import chips, schema
 from sarcube.datacube.label_events import label_events
-from sarcube.models import build_model, load_vgg16_weights, training
+from sarcube.models import build_model, distributed, load_vgg16_weights, training
 from sarcube.models.config import LEVEL_PATCH, TASK_ANOMALY, TASK_BASELINE
 from sarcube.models.device import pick_device
-from sarcube.pipelines import runs
+from sarcube.pipelines import ddp, runs
+from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.loaders import ChipStream, make_loader
 from sarcube.pipelines.presets import Preset, apply_override, load_preset, preset_from_dict
 from tqdm.auto import tqdm
@@ -177,8 +178,11 @@ def _restore(
     )
 
 
-def _streams(cube: str | Path, p: Preset, data: TrainingData) -> tuple[ChipStream, ChipStream]:
+def _streams(
+    cube: str | Path, p: Preset, data: TrainingData, storage_options: Mapping[str, Any] | None
+) -> tuple[ChipStream, ChipStream]:
     common = {"batch_size": p.train.batch_size, "shuffle_buffer": p.train.shuffle_buffer, "seed": p.train.seed}
+    common |= {"storage_options": storage_options}
     args = (cube, data.resolved, data.mean, data.std)
     train_blocks, val_blocks = data.blocks.get(chips.TRAIN, []), data.blocks[chips.VAL]
     train_stream = ChipStream(
@@ -186,6 +190,18 @@ def _streams(cube: str | Path, p: Preset, data: TrainingData) -> tuple[ChipStrea
     )
     val_stream = ChipStream(*args, val_blocks, p.chips.size, shuffle=False, augment=p.augment, train=False, **common)
     return train_stream, val_stream
+
+
+class _SyncedValidation:
+    """Validation batches, read after every rank took the main rank's buffers (BatchNorm statistics drift
+    apart on different shards), so all ranks score the same model alike and agree on schedule and stopping."""
+
+    def __init__(self, loader: Iterable[training.Batch], ranks: distributed.Ranks, model: torch.nn.Module):
+        self.loader, self.ranks, self.model = loader, ranks, model
+
+    def __iter__(self) -> Iterator[training.Batch]:
+        distributed.sync_buffers(self.ranks, self.model)
+        return iter(self.loader)
 
 
 def train(
@@ -198,8 +214,21 @@ def train(
     resume: bool = False,
     device: str | None = None,
     seed: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    nproc: int = 1,
 ) -> Path:
-    """Train ``preset`` on ``cube``; write the run directory ``out`` and return it."""
+    """Train ``preset`` on ``cube``; write the run directory ``out`` and return it.
+
+    ``nproc > 1`` trains with that many DDP ranks on this machine (torch's elastic
+    launcher); under ``torchrun`` each rank calls this with ``nproc=1``. Ranks
+    train on disjoint shares of each epoch's blocks and all-reduce gradients; the
+    main rank alone computes the normalisation and writes the run directory.
+    """
+    if nproc > 1:
+        options = {"profile": profile, "overrides": tuple(overrides), "resume": resume, "device": device,
+                   "seed": seed, "storage_options": dict(storage_options) if storage_options else None}
+        ddp.launch(nproc, _train_rank, str(cube), preset, str(out), options)
+        return Path(out)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {str(out)!r} is a file: the run directory is a folder; choose another --out")
@@ -208,8 +237,8 @@ def train(
     if resume and not (out / runs.LAST).exists():
         raise CheckpointError(f"cannot resume: {str(out / runs.LAST)!r} does not exist; start a new run without --resume")
     p = _resolve_preset(preset, out, profile, overrides, resume, seed)
-    dev = pick_device(device)
-    ds = schema.open_cube(cube)
+    ranks, dev = distributed.init(pick_device(device))
+    ds = schema.open_cube(cube, storage_options=storage_options)
     cube_id = chips.cube_id(ds)
     state = runs.read_checkpoint(out / runs.LAST) if resume else None
     if state is not None:
@@ -220,11 +249,12 @@ def train(
                 "give that cube or start a new run"
             )
         data = prepare_data(ds, p, plan=info0.split_plan, stats=(info0.norm_mean, info0.norm_std))
-    else:
-        data = prepare_data(ds, p)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / runs.PRESET_FILE).write_text(p.to_yaml())
-    (out / runs.SPLIT_FILE).write_text(data.plan.to_json())
+    else:  # the split and its statistics once, on the main rank
+        data = distributed.from_main(ranks, lambda: prepare_data(ds, p))
+    if ranks.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / runs.PRESET_FILE).write_text(p.to_yaml())
+        (out / runs.SPLIT_FILE).write_text(data.plan.to_json())
 
     torch.manual_seed(p.train.seed)
     model = _build_model(p, len(data.resolved.channels)).to(dev)
@@ -233,10 +263,12 @@ def train(
     start = training.Progress()
     if state is not None:
         start = _restore(state, model, optimizer, scheduler)
-        runs.truncate_metrics(out, int(state["epoch"]))
+        if ranks.is_main:
+            runs.truncate_metrics(out, int(state["epoch"]))
         log.info("resuming %s at epoch %d, step %d", out, start.epoch, start.step)
 
-    train_stream, val_stream = _streams(cube, p, data)
+    train_stream, val_stream = _streams(cube, p, data, storage_options)
+    train_stream.set_ranks(ranks.rank, ranks.world_size)
     t = p.train
     workers = t.num_workers if dev.type == "cuda" or t.num_workers <= 1 else min(t.num_workers, 2)
     pin = dev.type == "cuda"  # pinning only helps copies to a GPU this run uses
@@ -247,6 +279,9 @@ def train(
         t0 = time.perf_counter()
         _, value, details = training.validate(model, val_loader, p.training, dev, t.val_steps)
         info = _run_info(p, data, cube_id, value, details)
+        if not ranks.is_main:
+            distributed.shutdown(ranks)
+            return out
         for name in (runs.BEST, runs.LAST):
             runs.save_checkpoint(out / name, model, None, info, 0, 0, value)
         nan = float("nan")
@@ -255,6 +290,7 @@ def train(
         tuned = getattr(model, "tuning", None)
         runs.plot_tuning(out, tuned, t.metric, f"{p.name}: no training, settings tuned on validation")
         log.info("baseline: validation %s %.3f (%s)", t.metric, value, details)
+        distributed.shutdown(ranks)
         return out
 
     # the steps that run: steps_per_epoch caps an epoch, it never adds batches the stream lacks
@@ -269,7 +305,12 @@ def train(
         ``epoch + r * epochs``, which no other epoch's first pass uses.
         """
         nonlocal bar
-        with tqdm(total=n_train, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", leave=False) as bar:
+        train_stream.set_epoch(epoch)
+        # under DDP every rank takes as many steps as the rank with the fewest batches (its all-reduces pair up)
+        one_pass = distributed.min_over_ranks(ranks, train_stream.batches_in_epoch(workers)) if ranks.distributed else None
+        total = n_train if t.steps_per_epoch or one_pass is None else one_pass
+        with tqdm(total=total, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", leave=False,
+                  disable=not ranks.is_main) as bar:
             done = 0
             for repeat in itertools.count():
                 train_stream.set_epoch(epoch + repeat * max(t.epochs, 1))
@@ -278,7 +319,7 @@ def train(
                     yield batch
                     bar.update(1)
                     done += 1
-                    if done >= n_train:
+                    if done >= total:
                         return
                 if done == before:  # an empty stream: nothing to repeat
                     return
@@ -287,29 +328,43 @@ def train(
         bar.set_postfix(loss=f"{loss:.4f}")
 
     title = f"{p.name} ({p.profile or 'paper settings'})"
-    epochs = tqdm(desc=f"train {p.name}", unit="epoch", initial=start.epoch, total=t.epochs)
-    for r in training.fit(model, optimizer, scheduler, epoch_batches, val_loader, p.training, dev, start, show):
+    epochs = tqdm(desc=f"train {p.name}", unit="epoch", initial=start.epoch, total=t.epochs, disable=not ranks.is_main)
+    net = distributed.wrap(model, ranks, dev)
+    val_batches = _SyncedValidation(val_loader, ranks, model) if ranks.distributed else val_loader
+    agree = (lambda scores: distributed.from_main(ranks, lambda: scores)) if ranks.distributed else None
+    fitting = training.fit(model, optimizer, scheduler, epoch_batches, val_batches, p.training, dev, start, show, net, agree)
+    for r in fitting:
         bar.close()
+        train_loss = distributed.mean_over_ranks(ranks, r.train_loss)
+        if not ranks.is_main:
+            continue
         info = _run_info(p, data, cube_id, r.best, r.details)
         for name in ((runs.BEST,) if r.improved else ()) + (runs.LAST,):
             runs.save_checkpoint(
                 out / name, model, optimizer, info, r.epoch, r.step, r.best,
                 scheduler=scheduler, epochs_since_best=r.epochs_since_best,
             )
-        row = {"epoch": r.epoch, "step": r.step, "train_loss": r.train_loss, "val_loss": r.val_loss}
+        row = {"epoch": r.epoch, "step": r.step, "train_loss": train_loss, "val_loss": r.val_loss}
         row |= {"val_metric": r.val_metric, "lr": r.lr}
         runs.append_metrics(out, {**row, "seconds": time.perf_counter() - r.started_s})
         if r.epoch % PLOT_EVERY_EPOCHS == 0:
             runs.plot_curves(out, t.metric, title)
         epochs.update(1)
-        epochs.set_postfix({"loss": f"{r.train_loss:.4f}", f"val_{t.metric}": f"{r.val_metric:.3f}"})
+        epochs.set_postfix({"loss": f"{train_loss:.4f}", f"val_{t.metric}": f"{r.val_metric:.3f}"})
         if r.stop:
             log.info("early stopping after %d epochs without a better validation %s", r.epochs_since_best, t.metric)
     epochs.close()
-    runs.plot_curves(out, t.metric, title)
-    if not (out / runs.BEST).exists():  # resumed past the last epoch, or zero epochs
+    if ranks.is_main:
+        runs.plot_curves(out, t.metric, title)
+    if ranks.is_main and not (out / runs.BEST).exists():  # resumed past the last epoch, or zero epochs
         (out / runs.BEST).write_bytes((out / runs.LAST).read_bytes())
+    distributed.shutdown(ranks)
     return out
+
+
+def _train_rank(cube: str, preset: str, out: str, options: dict[str, Any]) -> str:
+    """One rank of ``train(..., nproc=N)`` (module level: the launcher pickles it)."""
+    return str(train(cube, preset, out, **options))
 
 
 @click.command("train")
@@ -321,9 +376,15 @@ def train(
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:K (default: cuda when present).")
 @click.option("--seed", type=int, default=None, help="Seed of shuffling, augmentation and weights (default: the preset's).")
-def command(cube: str, preset: str, out: str, profile: str | None, overrides: tuple[str, ...], resume: bool, device: str | None, seed: int | None) -> None:
+@click.option("--nproc", type=int, default=1, show_default=True, help="DDP ranks on this machine (gloo on CPU, NCCL on GPUs).")
+@storage_options_option
+def command(cube: str, preset: str, out: str, profile: str | None, overrides: tuple[str, ...], resume: bool, device: str | None, seed: int | None,
+            nproc: int, storage_options: dict[str, Any] | None) -> None:
     """Train a hazard mapper on chips of CUBE with a paper preset; write RUN_DIR."""
-    run_dir = train(cube, preset, out, profile=profile, overrides=overrides, resume=resume, device=device, seed=seed)
+    run_dir = train(cube, preset, out, profile=profile, overrides=overrides, resume=resume, device=device, seed=seed,
+                    storage_options=storage_options, nproc=nproc)
+    if not distributed.ranks_from_env().is_main:  # under torchrun: one report, from the main rank
+        return
     info = runs.RunInfo.from_dict(runs.read_checkpoint(run_dir / runs.BEST)["info"])
     click.echo(f"run {run_dir}: best validation {info.metric} {info.best_metric:.4f} ({info.split_description})")
 

@@ -276,9 +276,15 @@ def test_metadata_errors_are_one_liners(tiny_cube, tmp_path, override, match):
     assert not (tmp_path / "pub").exists()  # validated before anything is written
 
 
-def test_publish_needs_a_finished_local_store(tmp_path):
-    with pytest.raises(InputError, match="not on local disk"):
-        publish("s3://bucket/cube.zarr", tmp_path / "pub", title="T", creators=[CREATOR])
+def test_publish_needs_a_finished_local_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(InputError, match="cannot be read") as info:  # an object-store cube is downloaded first
+        publish("s3://bucket/cube.zarr", tmp_path / "pub", title="T", creators=[CREATOR],
+                storage_options={"config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}})
+    assert "\n" not in str(info.value)
     (tmp_path / "empty.zarr").mkdir()
     with pytest.raises(InputError, match="no root zarr.json"):
         publish(tmp_path / "empty.zarr", tmp_path / "pub", title="T", creators=[CREATOR])

@@ -1,0 +1,87 @@
+"""Torch DDP training: 2 ranks on the CPU with gloo, started by torch's elastic launcher (what ``--nproc`` runs).
+
+One launch does everything (spawning ranks that import torch is the slow part):
+each rank trains an epoch, resumes the run for a second, and reports the chips
+its share of each epoch holds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sarcube.datacube import schema, store
+from sarcube.models import distributed
+from sarcube.pipelines import ddp, runs
+from sarcube.pipelines.loaders import ChipStream
+from sarcube.pipelines.presets import load_preset
+from sarcube.pipelines.train import prepare_data, train
+from test_chips import make_featured_cube
+from test_train import SMALL_NETS, TINY
+
+from sarcube.errors import InputError
+
+PRESET = "avalanche-fcn-concat"
+OVERRIDES = [*TINY, *SMALL_NETS[PRESET], "train.steps_per_epoch=6", "train.val_steps=2", "chips.block_px=32",
+             "optim.lr=0.01"]
+
+
+def _rank(cube: str, out: str) -> dict:
+    """One rank: train an epoch, resume for a second (the same process group), and this rank's chips per epoch."""
+    ranks, device = distributed.init(torch.device("cpu"))
+    train(cube, PRESET, out, profile="cpu-demo", overrides=[*OVERRIDES, "train.epochs=1"], device="cpu")
+    first_step = int(torch.load(f"{out}/{runs.LAST}", weights_only=True)["step"])  # every rank: written before
+    train(cube, PRESET, out, overrides=["train.epochs=2"], resume=True, device="cpu")
+    p = load_preset(PRESET, "cpu-demo", [*OVERRIDES, "chips.policy=all"])
+    data = prepare_data(schema.open_cube(cube), p)
+    stream = ChipStream(cube, data.resolved, data.mean, data.std, data.blocks["train"], 16, batch_size=4, seed=3)
+    stream.set_ranks(ranks.rank, ranks.world_size)
+    chips, batches = [], []
+    for epoch in (0, 1):
+        stream.set_epoch(epoch)
+        got = list(stream)
+        batches.append((len(got), stream.batches_in_epoch()))
+        chips.append(torch.cat([b[2] for b in got]).tolist())
+    distributed.shutdown(ranks)
+    return {"rank": ranks.rank, "world": ranks.world_size, "owns": ranks.owns_group, "first_step": first_step,
+            "chips": chips, "batches": batches, "n_chips": stream.n_chips, "n_blocks": len(data.blocks["train"])}
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ddp") / "featured.zarr"
+    store.write_cube(make_featured_cube(ny=96, nx=96, nt=4, px_per_blob=768), path)
+    return path
+
+
+def test_two_gloo_ranks_train_resume_and_shard_the_epochs(cube, tmp_path):
+    out = tmp_path / "ddp"
+    results = ddp.launch(2, _rank, str(cube), str(out))
+    assert sorted(results) == [0, 1]
+    r0, r1 = results[0], results[1]
+    assert [r0["rank"], r1["rank"]] == [0, 1] and r0["world"] == r1["world"] == 2 and r0["owns"]
+    state = torch.load(out / runs.LAST, weights_only=True)
+    assert state["epoch"] == 1 and state["step"] == 2 * r0["first_step"] > 0  # every rank took the same steps
+    assert not runs.load_run(out, which=runs.LAST).model.training  # the checkpoint loads
+    rows = runs.read_metrics(out)
+    assert [r["epoch"] for r in rows] == [0, 1]  # one row per epoch: only the main rank writes
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]
+    assert r0["n_blocks"] >= 4
+    for epoch in (0, 1):  # each epoch's chips: disjoint between the ranks, all of them together
+        a, b = r0["chips"][epoch], r1["chips"][epoch]
+        assert not set(a) & set(b) and sorted(a + b) == list(range(r0["n_chips"]))
+        assert r0["batches"][epoch][0] == r0["batches"][epoch][1] and r1["batches"][epoch][0] == r1["batches"][epoch][1]
+    assert r0["chips"][0] != r0["chips"][1]  # reshuffled per epoch
+
+
+def test_one_process_is_not_distributed(monkeypatch):
+    for key in (distributed.RANK_ENV, distributed.WORLD_SIZE_ENV):
+        monkeypatch.delenv(key, raising=False)
+    ranks, device = distributed.init(torch.device("cpu"))
+    assert not ranks.distributed and ranks.is_main and device.type == "cpu" and not ranks.owns_group
+    assert distributed.from_main(ranks, lambda: 7) == 7 and distributed.min_over_ranks(ranks, 3) == 3
+    assert distributed.backend_for(torch.device("cuda")) == "nccl"
+    assert np.isclose(distributed.mean_over_ranks(ranks, 0.5), 0.5)
+    distributed.shutdown(ranks)
+    with pytest.raises(InputError, match="--nproc 0"):
+        ddp.launch(0, _rank, "", "")
