@@ -167,12 +167,12 @@ def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: P
         if key not in baselines:
             tag = hashlib.sha1("|".join(c.baseline_overrides).encode()).hexdigest()[:6] if c.baseline_overrides else ""
             bname = f"{c.baseline}{'-' + tag if tag else ''}-s{seed}"
-            if reuse and f"pred_{bname}" in schema.open_cube(cube).data_vars:
-                baselines[key] = f"pred_{bname}"
+            if reuse and schema.PRED_PREFIX + bname in schema.open_cube(cube).data_vars:
+                baselines[key] = schema.PRED_PREFIX + bname
             else:
                 baselines[key] = _train_predict(cube, c.baseline, workdir / "runs" / bname, c.baseline_overrides, seed,
                                                 bname)
-        pred = f"pred_{c.name}-s{seed}"
+        pred = f"{schema.PRED_PREFIX}{c.name}-s{seed}"
         if not (reuse and pred in schema.open_cube(cube).data_vars):  # --reuse: a prediction already made is scored
             pred = _train_predict(cube, c.preset, workdir / "runs" / f"{c.name}-s{seed}", c.overrides, seed,
                                   f"{c.name}-s{seed}")
@@ -221,17 +221,20 @@ def _cell(values: Sequence[float], metric: str) -> str:
 
 def markdown(results: Sequence[SeedResult], comparisons: Sequence[Comparison], size: int) -> str:
     """The README's Results tables: one per hazard, each method and its baseline, mean ± sd over seeds."""
-    out = [f"<!-- written by benchmarks/science.py: {len(results)} seeds, {size} px scenes, profile {PROFILE} -->"]
+    n_seeds = len({r.seed for r in results})
+    out = [f"<!-- written by benchmarks/science.py: {n_seeds} seeds, {size} px scenes, profile {PROFILE} -->"]
     for hazard in dict.fromkeys(c.hazard for c in comparisons):
         rows = [c for c in comparisons if c.hazard == hazard]
         for columns in dict.fromkeys(c.metrics for c in rows):
             group = [c for c in rows if c.metrics == columns]
-            out += ["", f"**{hazard}** ({len(results)} seeds, mean ± sd, %; object counts per test split)", ""]
+            seeds = len({r.seed for r in results if any(c.name in r.scores for c in group)})
+            out += ["", f"**{hazard}** ({seeds} seeds, mean ± sd over seeds, %; object counts per test split)", ""]
             out.append("| method | " + " | ".join(columns) + " | paper (real data) |")
             out.append("|---" * (len(columns) + 2) + "|")
             shown: set[str] = set()
             for c in group:
-                for side, label in (("baseline", c.baseline), ("method", c.name)):
+                base = c.baseline + (f" ({', '.join(c.baseline_overrides)})" if c.baseline_overrides else "")
+                for side, label in (("baseline", base), ("method", c.name)):
                     if label in shown:
                         continue
                     shown.add(label)
@@ -272,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 workdir = (args.workdir or Path(tmp)) / f"seed{seed}"
                 workdir.mkdir(parents=True, exist_ok=True)
                 results.append(run_seed(seed, args.size, chosen, workdir, reuse=args.reuse))
-    print(f"# {len(results)} seeds, {args.size} px scenes, profile {PROFILE}; mean +- sd over seeds")
+    print(f"# {len({r.seed for r in results})} seeds, {args.size} px scenes, profile {PROFILE}; mean +- sd over seeds")
     for c in chosen:
         print(f"# {c.name} vs {c.baseline} on {c.hazard}; paper: {c.paper}")
     for line in summarise(results, chosen):

@@ -176,15 +176,28 @@ def _create(fs: Any, path: str, owner: Mapping[str, Any]) -> bool:
     return True
 
 
+def _dead_here(holder: dict[str, Any]) -> bool:
+    """The holder ran on this host and its process is gone (killed): its lock need not age to be taken."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
+
+
 def _try_object(fs: Any, path: str, owner: dict[str, Any], stale_s: float) -> tuple[Any, dict[str, Any] | None]:
     """Take the lock object: (release, None) when taken, (None, the holder's owner) when busy."""
     if not _create(fs, path, owner):
         holder = _read_object(fs, path)
         if holder is None:  # released meanwhile: try again at the next poll
             return None, None
-        if _age_s(holder) < stale_s:
+        if _age_s(holder) < stale_s and not _dead_here(holder):
             return None, holder
-        # Stale: only the process that creates the takeover object for this holder's token may replace it.
+        # Stale (or its holder, on this host, is gone): only the process that creates the takeover object for this holder's token may replace it.
         takeover = f"{path}.takeover-{holder.get('token', 'unknown')}"
         if not _create(fs, takeover, owner):
             return None, holder

@@ -81,7 +81,7 @@ def search(
 
 def format_table(result: SearchResult) -> str:
     """The result as a plain-text table (one line per time step) with a summary line."""
-    header = f"{'time (UTC)':<21} {'platform':<24} {'orbit':<11} {'rel.orbit':>9}  items"
+    header = f"{'time (UTC)':<21} {schema.PLATFORM:<24} {'orbit':<11} {'rel.orbit':>9}  items"
     lines = [header]
     for a in result.acquisitions:
         lines.append(

@@ -293,8 +293,8 @@ def train(
         distributed.shutdown(ranks)
         return out
 
-    # the steps that run: steps_per_epoch caps an epoch, it never adds batches the stream lacks
-    n_train = min(t.steps_per_epoch, len(train_stream)) if t.steps_per_epoch else len(train_stream)
+    # the steps that run: steps_per_epoch, repeating the chips when one pass holds fewer (epoch_batches)
+    n_train = t.steps_per_epoch or len(train_stream)
     bar: Any = None
 
     def epoch_batches(epoch: int) -> Iterator[training.Batch]:
