@@ -43,6 +43,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 #: the profile every preset trains with here (a few minutes on 2 cores)
 PROFILE = "cpu-demo"
 
@@ -108,6 +110,70 @@ class SeedResult:
     scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     seconds: float = 0.0
     size: int = 0
+    #: comparison name -> per held-out pair: how hard the scene is there and each side's F1 (pixel presets)
+    pairs: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+
+
+#: a 5 x 5 mean VV change this bright (dB) is what an analyst reads as debris (the debris contrast median: 2.8 dB)
+BRIGHT_DB = 3.0
+#: the ring around a labelled deposit its local contrast is measured against: 2..6 pixels out
+RING_PX = (2, 6)
+
+
+def _local_contrast_db(change: np.ndarray, positive: np.ndarray) -> float:
+    """Median over the labelled deposits of (mean change inside) - (mean change in the ring around it), dB."""
+    from scipy import ndimage
+
+    objects, n = ndimage.label(positive)
+    values = []
+    for k, box in enumerate(ndimage.find_objects(objects), start=1):
+        pad = tuple(slice(max(0, b.start - RING_PX[1]), b.stop + RING_PX[1]) for b in box)
+        obj = objects[pad] == k
+        ring = (ndimage.binary_dilation(obj, iterations=RING_PX[1]) & ~ndimage.binary_dilation(obj, iterations=RING_PX[0])
+                & ~positive[pad])
+        inside, around = change[pad][obj], change[pad][ring]
+        inside, around = inside[np.isfinite(inside)], around[np.isfinite(around)]
+        if inside.size and around.size:
+            values.append(float(inside.mean() - around.mean()))
+    return float(np.median(values)) if values else float("nan")
+
+
+def pair_diagnostics(cube: Path, preds: Sequence[str]) -> list[dict[str, float]]:
+    """Per test pair of the first prediction's run: what makes the pair hard and how each prediction did there.
+
+    ``bright_share``: share of the observed pixels outside any deposit whose 5 x 5 mean VV change is at least
+    :data:`BRIGHT_DB` (wet snow refreezing, drifts: debris look-alikes); ``debris_contrast_db``: the labelled
+    deposits' median local contrast; per prediction, ``f1`` at its own (validation-tuned) threshold and
+    ``ceiling``, the best F1 any threshold reaches on this pair (tuned on the test pair itself: a bound, not a
+    result).
+    """
+    from sarcube.datacube import chips, schema
+    from sarcube.datacube.predictions import prediction_threshold
+    from sarcube.models import metrics
+    from sarcube.pipelines import scoring
+    from scipy import ndimage
+
+    ds = schema.open_cube(cube)
+    plan = scoring.read_split(ds[preds[0]])
+    out = []
+    for pair in plan.pairs_of(chips.TEST):
+        label = ds[schema.LABEL].isel({schema.PAIR: pair}).values
+        change = ds[schema.VV_DIFF].isel({schema.PAIR: pair}).values
+        seen = scoring.observed(ds, pair) & (label != schema.LABEL_UNKNOWN)
+        positive = (label == 1) & seen
+        mean5 = ndimage.uniform_filter(np.nan_to_num(change), 5)
+        row = {"pair": int(pair), "positives": int(positive.sum()),
+               "bright_share": float(((mean5 >= BRIGHT_DB) & seen & ~positive).sum() / max(1, (seen & ~positive).sum())),
+               "debris_contrast_db": _local_contrast_db(change, positive)}
+        for name in preds:
+            prob = ds[name].isel({schema.PAIR: pair}).values
+            ok = seen & np.isfinite(prob)
+            thr = prediction_threshold(ds[name], None)
+            row[f"{name}.f1"] = float(metrics.pixel_scores(prob[ok], positive[ok].astype(np.uint8), thr)["f1"])
+            row[f"{name}.ceiling"] = (metrics.best_threshold(prob[ok], positive[ok].astype(np.uint8))[1]
+                                      if positive[ok].any() else float("nan"))
+        out.append(row)
+    return out
 
 
 def _cube_for(hazard: str, seed: int, size: int, workdir: Path) -> Path:
@@ -182,6 +248,13 @@ def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: P
             "method": {m: metric_of(got[pred], m) for m in c.metrics},
             "baseline": {m: metric_of(got[baselines[key]], m) for m in c.metrics},
         }
+        if c.hazard == "avalanche" and c.metrics == PIXEL:
+            out.pairs[c.name] = [{k.replace(pred, "method").replace(baselines[key], "baseline"): v for k, v in row.items()}
+                                 for row in pair_diagnostics(cube, [pred, baselines[key]])]
+            for row in out.pairs[c.name]:
+                print(f"seed {seed} {c.name} pair {row['pair']}: bright {row['bright_share']:.1%}, debris contrast "
+                      f"{row['debris_contrast_db']:+.1f} dB, F1 {row['method.f1']:.3f} vs {row['baseline.f1']:.3f} "
+                      f"(ceilings {row['method.ceiling']:.3f} vs {row['baseline.ceiling']:.3f})", flush=True)
         print(f"seed {seed} {c.name}: " + ", ".join(f"{m} {out.scores[c.name]['method'][m]:.3f} vs "
                                                   f"{out.scores[c.name]['baseline'][m]:.3f}" for m in c.metrics),
               flush=True)
@@ -241,7 +314,27 @@ def markdown(results: Sequence[SeedResult], comparisons: Sequence[Comparison], s
                     cells = [_cell([r.scores[c.name][side][m] for r in results if c.name in r.scores], m)
                              for m in columns]
                     out.append(f"| {label} | " + " | ".join(cells) + f" | {c.paper if side == 'method' else ''} |")
+    out += _pairs_markdown(results, [c.name for c in comparisons])
     return "\n".join(out) + "\n"
+
+
+def _pairs_markdown(results: Sequence[SeedResult], names: Sequence[str]) -> list[str]:
+    """Per seed and held-out pair of the first pixel comparison with diagnostics: why a seed is hard."""
+    name = next((n for n in names if any(r.pairs.get(n) for r in results)), None)
+    if name is None:
+        return []
+    out = ["", f"**{name}, per held-out pair** (bright: share of the pair's observed pixels outside debris whose "
+           f"5 x 5 mean VV change is >= +{BRIGHT_DB:g} dB; contrast: the labelled deposits' median local contrast; "
+           "ceiling: the best F1 any threshold reaches on the pair, tuned on the test pair itself, a bound, not a "
+           "result)", "",
+           "| seed | pair | debris px | bright % | contrast dB | F1 | baseline F1 | ceiling | baseline ceiling |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: r.seed):
+        for row in r.pairs.get(name, []):
+            out.append(f"| {r.seed} | {row['pair']} | {row['positives']} | {100 * row['bright_share']:.1f} | "
+                       f"{row['debris_contrast_db']:+.1f} | {100 * row['method.f1']:.1f} | {100 * row['baseline.f1']:.1f} | "
+                       f"{100 * row['method.ceiling']:.1f} | {100 * row['baseline.ceiling']:.1f} |")
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
