@@ -189,7 +189,8 @@ def par_attention_tta(par_run: str | None, windows: int, repeats: int) -> None:
                 best = min(best, time.thread_time() - start)
             seconds[name] = best
     diff = {k: float((results[k] - results["per transform"]).abs().max()) for k in ("once", "half resolution")}
-    print(f"PAR-attention TTA, {where}, {windows} windows of {CHIP_PX} px x 8, {torch.get_num_threads()} torch threads: "
+    print(f"PAR-attention TTA, {where}, {windows} windows of {CHIP_PX} px x 8, "
+          f"{torch.get_num_threads()} torch threads: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()))
     print(f"RESULT par_attention_once_speedup {seconds['per transform'] / seconds['once']:.3f} x")
     print(f"RESULT par_attention_halfres_speedup {seconds['per transform'] / seconds['half resolution']:.3f} x")
@@ -206,8 +207,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64 if gpu else 16, help="network inputs per forward pass")
     parser.add_argument("--repeat", type=int, default=3, help="alternate reference and predict this often; the fastest of each counts")
     parser.add_argument("--threads", type=int, default=0 if gpu else 1, help="torch CPU threads for both (0: torch's default); one thread keeps a shared CPU's timings steady")
-    parser.add_argument("--par-run", help="a trained par_attention run for the PAR-attention TTA check (default: random weights)")
-    parser.add_argument("--par-windows", type=int, default=4, help="windows in the PAR-attention TTA check (0 skips it)")
+    parser.add_argument("--par-run", help="a trained par_attention run for the PAR-attention TTA check "
+                        "(default: random weights)")
+    parser.add_argument("--par-windows", type=int, default=4,
+                        help="windows in the PAR-attention TTA check (0 skips it)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
