@@ -10,6 +10,15 @@ Makes a cube of random pair features and a run with a default-width U-Net
    mirror-pad, cut windows, 8-fold TTA and its inverse, spline blending,
    staging writes, promotion.
 
+Then item 7 of issue 18, the PAR-attention branch under TTA: a ``par_attention`` FCN
+(random weights, or the trained ones of ``--par-run``) on windows with a smooth PAR
+field, 8-fold TTA three ways: as predict does (the attention net runs on every
+rotated window), the mask computed once per window and rotated with it, and the mask
+computed at half resolution (PAR average-pooled 2x, mask upsampled bilinearly).
+Prints ``RESULT par_attention_once_speedup`` (forward time, thread CPU, best of 3)
+and ``RESULT par_attention_once_max_abs_diff`` / ``par_attention_halfres_max_abs_diff``
+(largest probability difference from predict's TTA).
+
 Prints ``RESULT predict_overhead <predict / reference> x`` (wall time, target
 <= 1.25) and, as a check that is robust to a busy machine, the same ratio of
 process CPU seconds (``predict_overhead_cpu``; on a GPU it counts host work only).
@@ -35,7 +44,7 @@ import torch
 from sarcube.datacube import chips, schema, store
 from sarcube.models import build_model
 from sarcube.models.device import autocast_context, pick_device
-from sarcube.models.inference import DIHEDRAL_TRANSFORMS, TilingPlan
+from sarcube.models.inference import DIHEDRAL_TRANSFORMS, TilingPlan, tta_predict
 from sarcube.pipelines import runs
 from sarcube.pipelines.predict import predict
 
@@ -120,6 +129,75 @@ def bare_forward_seconds(run_dir: Path, cube: Path, n_pairs: int, batch_size: in
     return time.perf_counter() - start, _cpu_seconds() - cpu, n
 
 
+def _smooth_par(n: int, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """Normalised PAR-like fields (N, 1, size, size): noise smoothed over ~16 px, unit variance."""
+    noise = torch.from_numpy(rng.normal(size=(n, 1, size, size)).astype(np.float32))
+    kernel = torch.ones(1, 1, 17, 17) / 17**2
+    field = torch.nn.functional.conv2d(noise, kernel, padding=8)
+    return (field - field.mean()) / field.std()
+
+
+def par_attention_tta(par_run: str | None, windows: int, repeats: int) -> None:
+    """TTA of the PAR-attention FCN with its mask per transform (as predict), once per window, at half resolution."""
+    from torch.nn import functional as F
+
+    device = torch.device("cpu")
+    if par_run:
+        model = runs.load_run(Path(par_run), device).model
+        where = f"trained weights of {par_run}"
+    else:
+        torch.manual_seed(0)
+        model = build_model("par_attention", 5)
+        where = "random weights"
+    model.eval()
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(size=(windows, 5, CHIP_PX, CHIP_PX)).astype(np.float32))
+    x[:, model.par_channel : model.par_channel + 1] = _smooth_par(windows, CHIP_PX, rng)
+    par_index = slice(model.par_channel, model.par_channel + 1)
+
+    def unet_given_mask(xt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        kept = xt.index_select(1, model._kept)
+        return torch.sigmoid(model.unet(torch.where(model._sar_of_kept.view(1, -1, 1, 1), kept * mask, kept)))
+
+    def per_transform() -> torch.Tensor:
+        return tta_predict(lambda b: torch.sigmoid(model(b)), x)
+
+    def once() -> torch.Tensor:
+        mask = model.attention(x[:, par_index])
+        batch = torch.cat([t.apply(x) for t in DIHEDRAL_TRANSFORMS])
+        masks = torch.cat([t.apply(mask) for t in DIHEDRAL_TRANSFORMS])
+        return _mean_inverted(unet_given_mask(batch, masks))
+
+    def half_resolution() -> torch.Tensor:
+        def fn(b: torch.Tensor) -> torch.Tensor:
+            low = model.attention(F.avg_pool2d(b[:, par_index], 2))
+            return unet_given_mask(b, F.interpolate(low, size=b.shape[-2:], mode="bilinear", align_corners=False))
+        return tta_predict(fn, x)
+
+    def _mean_inverted(out: torch.Tensor) -> torch.Tensor:
+        maps = out.reshape(len(DIHEDRAL_TRANSFORMS), windows, CHIP_PX, CHIP_PX)
+        return sum(t.invert(maps[i]) for i, t in enumerate(DIHEDRAL_TRANSFORMS)) / len(DIHEDRAL_TRANSFORMS)
+
+    seconds, results = {}, {}
+    with torch.inference_mode():
+        for name, fn in (("per transform", per_transform), ("once", once), ("half resolution", half_resolution)):
+            fn()
+            best = math.inf
+            for _ in range(repeats):
+                start = time.thread_time()
+                results[name] = fn()
+                best = min(best, time.thread_time() - start)
+            seconds[name] = best
+    diff = {k: float((results[k] - results["per transform"]).abs().max()) for k in ("once", "half resolution")}
+    print(f"PAR-attention TTA, {where}, {windows} windows of {CHIP_PX} px x 8, "
+          f"{torch.get_num_threads()} torch threads: "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()))
+    print(f"RESULT par_attention_once_speedup {seconds['per transform'] / seconds['once']:.3f} x")
+    print(f"RESULT par_attention_halfres_speedup {seconds['per transform'] / seconds['half resolution']:.3f} x")
+    print(f"RESULT par_attention_once_max_abs_diff {diff['once']:.2e}")
+    print(f"RESULT par_attention_halfres_max_abs_diff {diff['half resolution']:.2e}")
+
+
 def main() -> None:
     device = pick_device()
     gpu = device.type == "cuda"
@@ -129,6 +207,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64 if gpu else 16, help="network inputs per forward pass")
     parser.add_argument("--repeat", type=int, default=3, help="alternate reference and predict this often; the fastest of each counts")
     parser.add_argument("--threads", type=int, default=0 if gpu else 1, help="torch CPU threads for both (0: torch's default); one thread keeps a shared CPU's timings steady")
+    parser.add_argument("--par-run", help="a trained par_attention run for the PAR-attention TTA check "
+                        "(default: random weights)")
+    parser.add_argument("--par-windows", type=int, default=4,
+                        help="windows in the PAR-attention TTA check (0 skips it)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -152,6 +234,8 @@ def main() -> None:
     print(f"predict: {wall:.2f} s wall, {min(cpus):.2f} s CPU; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"RESULT predict_overhead {wall / reference:.3f} x")
     print(f"RESULT predict_overhead_cpu {min(cpus) / min(ref_cpus):.3f} x")
+    if args.par_windows:
+        par_attention_tta(args.par_run, args.par_windows, args.repeat)
 
 
 if __name__ == "__main__":

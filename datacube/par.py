@@ -23,12 +23,17 @@ Kernels
   maximises t. A block with highest release elevation Z and distance range
   [dmin, dmax] from c bounds t by (Z - z_c) / dmin when Z >= z_c and by
   (Z - z_c) / min(dmax, radius) when Z < z_c (a negative numerator is largest
-  over the largest distance). Blocks are visited depth first, the child with the
-  largest bound first, and dropped when their bound cannot beat the best t so far,
-  which starts from the best release cells of the left and upper neighbours
-  (a valid lower bound when within reach). IEEE division and square root are
-  monotone, so a bound is never below the t it bounds: the result is the exact
-  maximum, not an azimuth-sampled approximation.
+  over the largest distance). The cells within ``_WINDOW`` cells of c are scanned
+  first, directly, so for Z >= z_c dmin is taken over the block's cells outside
+  that window (at least ``_WINDOW + 1`` cells away along one axis): the blocks
+  around c, which the plain dmin (one cell or zero) never prunes, then are.
+  Blocks are visited depth first, the child with the largest bound first, and
+  dropped when their bound cannot beat the best t so far, which starts from the
+  best release cells of the left and the three upper neighbours (valid lower
+  bounds when within reach). Ratios are (z_r - z_c) times a table of 1/distance
+  per cell offset; IEEE square root and division are monotone, so a bound is
+  never below the t it bounds: the result is the exact maximum of the ratio,
+  not an azimuth-sampled approximation.
 
 Threads: all kernels are ``@njit(nogil=True)`` without ``parallel=True``, so dask's
 threads run them side by side (numba's default workqueue threading layer aborts
@@ -57,6 +62,8 @@ PAR_RADIUS_M = 4000.0
 RADIANS_TO_DEGREES = 180.0 / math.pi
 #: pyramid levels at or below this are scanned cell by cell (blocks of 2**level cells a side)
 _LEAF_LEVEL = 2
+#: cells within this many of the query cell (along both axes) are scanned directly before the search
+_WINDOW = 3
 
 
 # --- shared pieces ------------------------------------------------------------------
@@ -197,30 +204,34 @@ def _build_pyramid(top):
 
 
 @njit(cache=True, nogil=True)
-def _block_bound(level, bi, bj, ic, jc, zc, flat, shape, offset, rows, cols, dx, dy, r2):
-    """Upper bound of t = (z_r - z_c) / dist over release cells of a block; -inf when none can count."""
-    top = flat[offset[level] + bi * shape[level, 1] + bj]
-    if top == -np.inf:
-        return -np.inf
-    size = 1 << level
-    i0 = bi * size
-    i1 = min(i0 + size, rows) - 1
-    j0 = bj * size
-    j1 = min(j0 + size, cols) - 1
-    di = i0 - ic if ic < i0 else (ic - i1 if ic > i1 else 0)
-    dj = j0 - jc if jc < j0 else (jc - j1 if jc > j1 else 0)
-    dmin2 = _dist2(di, dj, dx, dy)
-    if dmin2 > r2:
-        return -np.inf
-    rise = top - zc
-    if rise >= 0.0:
-        if dmin2 == 0.0:
-            return np.inf
-        return rise / math.sqrt(dmin2)
-    dmax2 = min(_dist2(max(ic - i0, i1 - ic), max(jc - j0, j1 - jc), dx, dy), r2)
-    if dmax2 == 0.0:
-        return -np.inf  # the block is the cell itself
-    return rise / math.sqrt(dmax2)
+def _inverse_distances(dx, dy, r2, ny, nx):
+    """1/distance of every cell offset (|di|, |dj|) below (ny, nx); NaN where no candidate lies.
+
+    NaN marks the cell itself and offsets beyond the radius: a ratio times NaN is NaN and never
+    beats the best, so the scans need no test of reach. 1/sqrt is monotone in IEEE arithmetic,
+    so a weight at a block's nearest offset is never below the weight of any of its cells.
+    """
+    inv = np.full((ny, nx), np.nan)
+    for a in range(ny):
+        for b in range(nx):
+            d2 = _dist2(a, b, dx, dy)
+            if 0.0 < d2 <= r2:
+                inv[a, b] = 1.0 / math.sqrt(d2)
+    return inv
+
+
+@njit(cache=True, nogil=True)
+def _scan(top, inv, zc, ic, jc, i_start, i_stop, j_start, j_stop, best, best_cell):
+    """Best slope ratio (and its flat cell index) over a rectangle of cells, every offset in ``inv``."""
+    cols = top.shape[1]
+    for i in range(i_start, i_stop):
+        a = abs(i - ic)
+        for j in range(j_start, j_stop):
+            t = (top[i, j] - zc) * inv[a, abs(j - jc)]
+            if t > best:
+                best = t
+                best_cell = i * cols + j
+    return best, best_cell
 
 
 @njit(cache=True, nogil=True)
@@ -228,6 +239,11 @@ def _fast_kernel(z, release, dx, dy, radius_m, row_start, row_stop, col_start, c
     """PAR (degrees) of cells [row_start, row_stop) x [col_start, col_stop) into ``out``."""
     rows, cols = z.shape
     r2 = radius_m * radius_m
+    reach_y, reach_x = int(math.floor(radius_m / abs(dy))) + 1, int(math.floor(radius_m / abs(dx))) + 1
+    # offsets up to a leaf or the window past the reach (or the DEM) are looked up too (NaN beyond reach)
+    pad = max(1 << _LEAF_LEVEL, _WINDOW + 1) + 1
+    inv = _inverse_distances(dx, dy, r2, min(reach_y, rows) + pad, min(reach_x, cols) + pad)
+    inv_radius = 1.0 / math.sqrt(r2)
     top = _release_elevation(z, release)
     flat, shape, offset = _build_pyramid(top)
     levels = shape.shape[0]
@@ -239,7 +255,8 @@ def _fast_kernel(z, release, dx, dy, radius_m, row_start, row_stop, col_start, c
     child_bound = np.empty(4, dtype=np.float64)
     child_bi = np.empty(4, dtype=np.int64)
     child_bj = np.empty(4, dtype=np.int64)
-    above = np.full(cols, -1, dtype=np.int64)  # best release cell of the row above
+    above = np.full(cols, -1, dtype=np.int64)  # best release cell of each column in the row above
+    outside = _WINDOW + 1  # a cell outside the window is this many cells away along one axis at least
     for ic in range(row_start, row_stop):
         left = -1
         for jc in range(col_start, col_stop):
@@ -248,62 +265,94 @@ def _fast_kernel(z, release, dx, dy, radius_m, row_start, row_stop, col_start, c
                 above[jc] = -1
                 left = -1
                 continue
-            # warm start: the neighbours' best release cells are candidates too
-            best = -np.inf
-            best_cell = -1
-            for cand in (left, above[jc]):
+            # warm start: the best release cells of the left neighbour and the three above are candidates
+            best, best_cell = -np.inf, -1
+            for q in range(4):
+                if q == 0:
+                    cand = left
+                elif col_start <= jc + q - 2 < col_stop:
+                    cand = above[jc + q - 2]
+                else:
+                    continue
                 if cand < 0:
                     continue
-                ci, cj = cand // cols, cand % cols
-                d2 = _dist2(ci - ic, cj - jc, dx, dy)
-                if d2 == 0.0 or d2 > r2:
-                    continue
-                t = (top[ci, cj] - zc) / math.sqrt(d2)
-                if t > best:
-                    best = t
-                    best_cell = cand
+                a, b = abs(cand // cols - ic), abs(cand % cols - jc)
+                if a < inv.shape[0] and b < inv.shape[1]:
+                    t = (top[cand // cols, cand % cols] - zc) * inv[a, b]
+                    if t > best:
+                        best, best_cell = t, cand
+            # the window of nearby cells, scanned directly: the search below skips it
+            wi0, wi1 = max(0, ic - _WINDOW), min(rows, ic + _WINDOW + 1)
+            wj0, wj1 = max(0, jc - _WINDOW), min(cols, jc + _WINDOW + 1)
+            best, best_cell = _scan(top, inv, zc, ic, jc, wi0, wi1, wj0, wj1, best, best_cell)
             stack_level[0], stack_bi[0], stack_bj[0], stack_bound[0] = levels - 1, 0, 0, np.inf  # the root
             sp = 1
             while sp > 0:
                 sp -= 1
-                level = stack_level[sp]
-                bound = stack_bound[sp]
-                if bound <= best:
+                if stack_bound[sp] <= best:
                     continue
-                bi, bj = stack_bi[sp], stack_bj[sp]
+                level, bi, bj = stack_level[sp], stack_bi[sp], stack_bj[sp]
+                size = 1 << level
                 if level <= _LEAF_LEVEL:
-                    size = 1 << level
-                    for i in range(bi * size, min(bi * size + size, rows)):
-                        for j in range(bj * size, min(bj * size + size, cols)):
-                            zr = top[i, j]
-                            if zr == -np.inf:
-                                continue
-                            d2 = _dist2(i - ic, j - jc, dx, dy)
-                            if d2 == 0.0 or d2 > r2:
-                                continue
-                            t = (zr - zc) / math.sqrt(d2)
-                            if t > best:
-                                best = t
-                                best_cell = i * cols + j
+                    i0, j0 = bi * size, bj * size
+                    best, best_cell = _scan(top, inv, zc, ic, jc, i0, min(i0 + size, rows), j0, min(j0 + size, cols),
+                                            best, best_cell)
                     continue
                 child = level - 1
+                size >>= 1
+                width, base = shape[child, 1], offset[child]
                 n = 0
                 for ci in range(2 * bi, min(2 * bi + 2, shape[child, 0])):
+                    i0 = ci * size
+                    i1 = min(i0 + size, rows) - 1
+                    a = i0 - ic if ic < i0 else (ic - i1 if ic > i1 else 0)  # nearest row offset
+                    if a > reach_y:
+                        continue
+                    a_far = max(ic - i0, i1 - ic)
+                    rows_in_window = wi0 <= i0 and i1 < wi1
                     for cj in range(2 * bj, min(2 * bj + 2, shape[child, 1])):
-                        b = _block_bound(child, ci, cj, ic, jc, zc, flat, shape, offset, rows, cols, dx, dy, r2)
-                        if b <= best:
+                        rise = flat[base + ci * width + cj] - zc
+                        if rise == -np.inf:
+                            continue  # no release cell
+                        j0 = cj * size
+                        j1 = min(j0 + size, cols) - 1
+                        b = j0 - jc if jc < j0 else (jc - j1 if jc > j1 else 0)
+                        if b > reach_x:
+                            continue
+                        if rise >= 0.0:
+                            # largest over the nearest cell outside the window: (Z - z_c) / dmin
+                            if rows_in_window and wj0 <= j0 and j1 < wj1:
+                                continue
+                            weight = inv[max(a, outside), b]
+                            other = inv[a, max(b, outside)]
+                            if other > weight or not weight > 0.0:
+                                weight = other
+                            if not weight > 0.0:
+                                continue  # every cell outside the window is beyond the radius
+                            bound = rise * weight
+                        else:
+                            # all below z_c: largest over the farthest distance within the radius
+                            if not (a == 0 and b == 0) and not inv[a, b] > 0.0:
+                                continue  # beyond the radius
+                            b_far = max(jc - j0, j1 - jc)
+                            if a_far == 0 and b_far == 0:
+                                continue  # the block is the cell itself
+                            weight = inv[a_far, b_far] if a_far < inv.shape[0] and b_far < inv.shape[1] else np.nan
+                            bound = rise * (weight if weight > 0.0 else inv_radius)
+                        if bound <= best:
                             continue
                         # insertion sort, ascending: the largest bound is pushed last, popped first
                         k = n
-                        while k > 0 and child_bound[k - 1] > b:
+                        while k > 0 and child_bound[k - 1] > bound:
                             child_bound[k] = child_bound[k - 1]
                             child_bi[k] = child_bi[k - 1]
                             child_bj[k] = child_bj[k - 1]
                             k -= 1
-                        child_bound[k], child_bi[k], child_bj[k] = b, ci, cj
+                        child_bound[k], child_bi[k], child_bj[k] = bound, ci, cj
                         n += 1
                 for k in range(n):
-                    stack_level[sp], stack_bi[sp], stack_bj[sp], stack_bound[sp] = child, child_bi[k], child_bj[k], child_bound[k]
+                    stack_level[sp], stack_bi[sp], stack_bj[sp] = child, child_bi[k], child_bj[k]
+                    stack_bound[sp] = child_bound[k]
                     sp += 1
             if best_cell >= 0:
                 out[ic, jc] = math.atan(best) * RADIANS_TO_DEGREES

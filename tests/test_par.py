@@ -186,3 +186,15 @@ def test_reach_cells_covers_the_radius():
     assert par.reach_cells(4000.0, -20.0) == 201
     assert par.reach_cells(0.3, 0.1) * 0.1 > 0.3 - 1e-12
     assert math.isclose(par.PAR_RADIUS_M, 4000.0)
+
+
+def test_fast_equals_bruteforce_around_the_scanned_window():
+    """Radii from below one cell to past the directly scanned window and the leaf blocks, odd shapes."""
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        shape = tuple(int(v) for v in rng.integers(5, 24, 2))
+        z = rough_dem(shape, int(rng.integers(1000)), relief=float(rng.uniform(5.0, 80.0)))
+        release = (rng.random(shape) < rng.uniform(0.05, 0.9)).astype(np.uint8)
+        dx, dy = float(rng.uniform(8, 12)), -float(rng.uniform(8, 12))
+        radius = float(rng.uniform(5.0, 120.0))
+        assert_same_par(par.par_fast(z, release, dx, dy, radius), par.par_bruteforce(z, release, dx, dy, radius))
