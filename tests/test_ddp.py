@@ -91,6 +91,8 @@ def test_one_process_is_not_distributed(monkeypatch):
     assert distributed.backend_for(torch.device("cuda")) == "nccl"
     assert np.isclose(distributed.mean_over_ranks(ranks, 0.5), 0.5)
     distributed.shutdown(ranks)
+    ones = [distributed.dealt(range(7), distributed.Ranks(r, 3)) for r in range(3)]
+    assert ones == [[0, 3, 6], [1, 4, None], [2, 5, None]]  # disjoint, covering, as many rounds each
     with pytest.raises(InputError, match="--nproc 0"):
         ddp.launch(0, _rank, "", "")
 
