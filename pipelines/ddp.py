@@ -100,7 +100,8 @@ def cube_writer(
             refusal = None
             if ranks.is_main:
                 try:
-                    token = stack.enter_context(lock.writer(cube, verb, wait_s=wait_s, storage_options=storage_options))["token"]
+                    held = lock.writer(cube, verb, wait_s=wait_s, storage_options=storage_options)
+                    token = stack.enter_context(held)["token"]
                 except CubeLockedError as err:
                     refusal = str(err)
             token, refusal = distributed.from_main(ranks, lambda: (token, refusal))

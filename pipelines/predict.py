@@ -31,6 +31,9 @@ Which pairs to compute and what to keep is decided by
   the variable (same checkpoint sha256 and TTA).
 - ``--overwrite`` recomputes the selected pairs; other pairs already
   predicted by the same run are kept, a different run replaces the variable.
+- ``--nproc N`` (or ``torchrun``) deals the pairs out over N DDP ranks, one
+  GPU each; each rank writes only its own pairs under the one writer lock
+  of the cube, and rank 0 alone stages, records and promotes (:func:`_predict`).
 """
 
 from __future__ import annotations
@@ -265,9 +268,8 @@ def _predict_locked(
     )
 
     def stage() -> staging.StagedArray:
-        return staging.stage_array(
-            cube, template, fingerprint=plan.fingerprint, keep_existing=plan.keep_existing, storage_options=storage_options
-        )
+        return staging.stage_array(cube, template, fingerprint=plan.fingerprint, keep_existing=plan.keep_existing,
+                                   storage_options=storage_options)
 
     staged = stage() if ranks.is_main else None
     done = set(distributed.from_main(ranks, lambda: sorted(staged.done)))  # the other ranks open it after this

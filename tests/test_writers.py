@@ -86,7 +86,8 @@ def test_lock_is_reentrant_within_a_process_and_refuses_another(tmp_path):
         # another process joins the held lock only with its holder's token (DDP prediction ranks), then
         # writes under it; without the token it is refused
         other = subprocess.run(
-            [sys.executable, "-c", "import sys; from sarcube.datacube import lock; from sarcube.errors import CubeLockedError\n"
+            [sys.executable, "-c", "import sys; from sarcube.datacube import lock\n"
+             "from sarcube.errors import CubeLockedError\n"
              "with lock.joined(sys.argv[1], sys.argv[2]):\n"
              "    with lock.writer(sys.argv[1], 'rank'): print('joined', lock.holds(sys.argv[1]))\n"
              "try:\n    lock.joined(sys.argv[1], 'not-the-token').__enter__()\n"
