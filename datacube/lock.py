@@ -24,7 +24,8 @@ only while held and holds its owner (host, pid, verb, time) as JSON:
 A second writer stops with :class:`~sarcube.errors.CubeLockedError` naming the
 holder, or waits up to ``wait_s`` seconds for it (``--wait`` in the CLI). The
 lock is per process: nested :func:`writer` calls of one process (threads
-included) share one lock.
+included) share one lock. The DDP ranks of one multi-process ``predict`` write
+under the lock their launcher (or rank 0) holds, through :func:`joined`.
 """
 
 from __future__ import annotations
@@ -292,6 +293,45 @@ def _acquire(fs: Any, where: str, verb: str, wait_s: float, stale_s: float, path
         time.sleep(POLL_S)
 
 
+def _current_owner(fs: Any, where: str) -> dict[str, Any] | None:
+    """The owner record in the lock at ``where`` (None when nobody holds it)."""
+    if _is_local(fs):
+        try:
+            return _parse_owner(Path(where).read_bytes())
+        except FileNotFoundError:
+            return None
+    return _read_object(fs, where)
+
+
+@contextmanager
+def joined(path: str | Path, token: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Write under the writer lock another process of the same run holds (its owner ``token``); yields the owner.
+
+    The DDP ranks of one ``sarcube predict`` write their regions under the lock
+    of the process that launched them (or of rank 0 under ``torchrun``): one
+    writer per cube still, in several processes. The holder must hold the lock
+    for as long as the joined processes write; a lock not held under ``token``
+    raises :class:`CubeLockedError`. Inside, every :func:`writer` on ``path`` is a no-op.
+    """
+    fs, where = lock_path(path, storage_options)
+    key = f"{fs.protocol}:{where}"
+    owner = _current_owner(fs, where)
+    if owner is None or owner.get("token") != token:
+        raise CubeLockedError(
+            f"cube {str(path)!r}: the writer lock this process was to write under is held by "
+            f"{describe_owner(owner) if owner else 'nobody'}, not by its run; rerun the step"
+        )
+    with _registry_lock:
+        if key in _held:
+            raise CubeLockedError(f"cube {str(path)!r}: this process already holds its writer lock")
+        _held[key] = _Held(lambda: None, owner)
+    try:
+        yield owner
+    finally:
+        with _registry_lock:
+            _held.pop(key, None)
+
+
 def locked(func: F) -> F:
     """Run ``func`` (a store write with ``path`` and ``storage_options`` parameters) under :func:`writer`.
 
@@ -339,5 +379,5 @@ def holds(path: str | Path, storage_options: Mapping[str, Any] | None = None) ->
         return f"{fs.protocol}:{where}" in _held
 
 
-__all__ = ["HEARTBEAT_S", "LOCK_SUFFIX", "STALE_S", "describe_owner", "holds", "lock_path", "locked", "writer",
-           "writing_step"]
+__all__ = ["HEARTBEAT_S", "LOCK_SUFFIX", "STALE_S", "describe_owner", "holds", "joined", "lock_path", "locked",
+           "writer", "writing_step"]

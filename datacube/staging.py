@@ -145,9 +145,12 @@ class StagedArray:
         with lock.writer(self.path, storage_options=self.storage_options):
             self._array[region] = values
 
-    def mark_done(self, key: str) -> None:
-        """Record that piece ``key`` is completely written (the resume point)."""
-        self.done.add(key)
+    def mark_done(self, *keys: str) -> None:
+        """Record that pieces ``keys`` are completely written (the resume point).
+
+        One process records for all: the record is one attribute, rewritten whole.
+        """
+        self.done.update(keys)
         with lock.writer(self.path, storage_options=self.storage_options):
             self._array.attrs[ATTR_STAGE_STATE] = {"fingerprint": self.fingerprint, "done": sorted(self.done)}
 

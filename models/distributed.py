@@ -11,7 +11,7 @@ Torch only: nothing here reads files.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -109,6 +109,30 @@ def from_main(ranks: Ranks, compute: Callable[[], T]) -> T:
     return box[0]
 
 
+def gather(ranks: Ranks, value: T) -> list[T]:
+    """Every rank's ``value``, in rank order, on every rank (e.g. the pairs each rank finished)."""
+    if not ranks.distributed:
+        return [value]
+    box: list[Any] = [None] * ranks.world_size
+    dist.all_gather_object(box, value)
+    return box
+
+
+def barrier(ranks: Ranks) -> None:
+    """Wait until every rank is here (e.g. rank 0 made what the others write into)."""
+    if ranks.distributed:
+        dist.barrier()
+
+
+def dealt(items: Sequence[T], ranks: Ranks) -> list[T | None]:
+    """This rank's item in each round of dealing ``items`` out round-robin: item ``r * world_size + rank``
+    in round ``r``, None where the last round runs out. The ranks' items are disjoint and cover ``items``,
+    and every rank takes as many rounds (collectives between rounds pair up)."""
+    rounds = -(-len(items) // ranks.world_size)
+    picks = (r * ranks.world_size + ranks.rank for r in range(rounds))
+    return [items[i] if i < len(items) else None for i in picks]
+
+
 def min_over_ranks(ranks: Ranks, value: int) -> int:
     """The smallest ``value`` of all ranks (e.g. batches each rank can take, so all take as many)."""
     if not ranks.distributed:
@@ -143,7 +167,10 @@ __all__ = [
     "MAIN_RANK",
     "Ranks",
     "backend_for",
+    "barrier",
+    "dealt",
     "from_main",
+    "gather",
     "init",
     "mean_over_ranks",
     "min_over_ranks",

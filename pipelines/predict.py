@@ -31,6 +31,9 @@ Which pairs to compute and what to keep is decided by
   the variable (same checkpoint sha256 and TTA).
 - ``--overwrite`` recomputes the selected pairs; other pairs already
   predicted by the same run are kept, a different run replaces the variable.
+- ``--nproc N`` (or ``torchrun``) deals the pairs out over N DDP ranks, one
+  GPU each; each rank writes only its own pairs under the one writer lock
+  of the cube, and rank 0 alone stages, records and promotes (:func:`_predict`).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -57,10 +60,15 @@ from sarcube.datacube.predictions import (
     predicted_pairs_attr,
     run_name,
 )
+from sarcube.pipelines import ddp
 from sarcube.pipelines._storage import storage_options_option
 
 from sarcube.errors import InputError
 from sarcube.progress import bar_disable
+
+if TYPE_CHECKING:
+    import torch
+    from sarcube.models import distributed
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +100,10 @@ def _probability_fn(model: Any) -> Callable[[Any], Any]:
     return run
 
 
-@lock.writing_step("sarcube predict")
+#: the step named in the cube's writer lock
+VERB = "sarcube predict"
+
+
 def predict(
     cube: str | Path,
     run_dir: str | Path,
@@ -106,6 +117,7 @@ def predict(
     device: str | None = None,
     wait_s: float = 0.0,
     storage_options: Mapping[str, Any] | None = None,
+    nproc: int = 1,
 ) -> str:
     """Predict a run over the cube's pairs and write ``pred_<name>``; returns the variable name.
 
@@ -116,26 +128,101 @@ def predict(
     (CUDA when present), cpu, cuda. ``tta`` does not apply to patch runs: they
     score each chip's centre crop once, as validated. ``wait_s``: how long to wait for
     another writer of the cube (see :mod:`sarcube.datacube.lock`).
+
+    ``nproc > 1`` predicts with that many ranks on this machine (torch's elastic
+    launcher; one GPU each on CUDA); under ``torchrun`` each rank calls this with
+    ``nproc=1``. The pairs are dealt out over the ranks, each writes only its
+    own pairs' regions, rank 0 stages and promotes the variable (see :func:`_predict`).
     """
-    import dask.array as dsa
-    from sarcube.models.config import LEVEL_PATCH
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size} must be at least 1")
+    options = {"name": name, "pairs": pairs if isinstance(pairs, str) else [int(p) for p in pairs], "tta": tta,
+               "batch_size": batch_size, "overwrite": overwrite, "scheduler": scheduler, "device": device,
+               "wait_s": wait_s, "storage_options": dict(storage_options) if storage_options else None}
+    if nproc <= 1:
+        return _predict(cube, run_dir, **options)[0]
+    # this process holds the cube's lock until every rank has exited; the ranks write under it
+    with lock.writer(cube, VERB, wait_s=wait_s, storage_options=storage_options) as owner:
+        results = ddp.launch(nproc, _predict_rank, str(cube), str(run_dir), options, str(owner["token"]))
+    for rank, (var, written) in sorted(results.items()):
+        log.info("%s: rank %d wrote %s", var, rank, ", ".join(written) or "nothing")
+    return results[0][0]
+
+
+def _predict_rank(cube: str, run_dir: str, options: dict[str, Any], lock_token: str) -> tuple[str, list[str]]:
+    """One rank of ``predict(..., nproc=N)`` (module level: the launcher pickles it)."""
+    return _predict(cube, run_dir, lock_token=lock_token, **options)
+
+
+def _predict(
+    cube: str | Path,
+    run_dir: str | Path,
+    *,
+    name: str | None,
+    pairs: str | Sequence[int],
+    tta: bool,
+    batch_size: int,
+    overwrite: bool,
+    scheduler: str | None,
+    device: str | None,
+    wait_s: float,
+    storage_options: Mapping[str, Any] | None,
+    lock_token: str | None = None,
+) -> tuple[str, list[str]]:
+    """:func:`predict` in one process or one DDP rank; the variable and the keys of the pieces this process wrote.
+
+    Under DDP every rank holds the cube's lock with the others
+    (:func:`sarcube.pipelines.ddp.cube_writer`) and plans alike (the plan is
+    pure). Rank 0 stages the variable and sends the pieces already done to the
+    others; the pieces left are dealt out round-robin, each rank writing only
+    its own (a pair is its own chunks: region writes must start on the chunk
+    grid); after each round rank 0 records the round's finished pieces (the
+    resume point, one writer of that record). After the last round rank 0 alone
+    promotes the variable, with its attrs and history; a failed rank leaves it
+    staged, unpromoted, for a rerun to resume.
+    """
+    from sarcube.models import distributed
     from sarcube.models.device import pick_device
+
+    ranks, torch_device = distributed.init(pick_device(device))
+    with ddp.cube_writer(ranks, cube, VERB, token=lock_token, wait_s=wait_s, storage_options=storage_options):
+        result = _predict_locked(cube, run_dir, ranks, torch_device, name=name, pairs=pairs, tta=tta,
+                                 batch_size=batch_size, overwrite=overwrite, scheduler=scheduler,
+                                 storage_options=storage_options)
+    distributed.shutdown(ranks)
+    return result
+
+
+def _predict_locked(
+    cube: str | Path,
+    run_dir: str | Path,
+    ranks: distributed.Ranks,
+    torch_device: torch.device,
+    *,
+    name: str | None,
+    pairs: str | Sequence[int],
+    tta: bool,
+    batch_size: int,
+    overwrite: bool,
+    scheduler: str | None,
+    storage_options: Mapping[str, Any] | None,
+) -> tuple[str, list[str]]:
+    import dask.array as dsa
+    from sarcube.models import distributed
+    from sarcube.models.config import LEVEL_PATCH
     from sarcube.models.inference import DIHEDRAL_TRANSFORMS, TilingPlan, predict_bands
     from sarcube.models.patch_inference import patch_probability, predict_patches
     from sarcube.pipelines import _dask
     from sarcube.pipelines.runs import assemble_inputs, load_run, resolved_channels
     from tqdm.auto import tqdm
 
-    if batch_size < 1:
-        raise InputError(f"--batch-size {batch_size} must be at least 1")
-    torch_device = pick_device(device)
     loaded = load_run(run_dir, torch_device)
     info = loaded.info
     ds = schema.open_cube(cube, storage_options=storage_options)
     resolved_channels(ds, info)  # names the variables the cube lacks
     var_name = schema.prediction_name(name if name is not None else Path(run_dir).resolve().name)
     patches = info.prediction_level == LEVEL_PATCH
-    if patches and tta:
+    if patches and tta and ranks.is_main:
         log.info("%s scores patches as validated (one centre crop each): no test-time augmentation", info.preset)
     tta_count = len(DIHEDRAL_TRANSFORMS) if tta and not patches else 1
     window = int(info.input_size or info.chip_size)  # the side the network saw in training
@@ -151,8 +238,9 @@ def predict(
         overwrite=overwrite,
     )
     if not plan.todo:
-        log.info("%s already holds every selected pair: nothing to predict", var_name)
-        return var_name
+        if ranks.is_main:
+            log.info("%s already holds every selected pair: nothing to predict", var_name)
+        return var_name, []
 
     height, width = ds.sizes[schema.Y], ds.sizes[schema.X]
     dims = tuple(info.label_dims)
@@ -178,10 +266,18 @@ def predict(
         spec=schema.prediction_spec(var_name, dims),
         attrs=attrs,
     )
-    staged = staging.stage_array(
-        cube, template, fingerprint=plan.fingerprint, keep_existing=plan.keep_existing, storage_options=storage_options
-    )
-    todo = [p for p in plan.todo if plan.key_of(p) not in staged.done]
+
+    def stage() -> staging.StagedArray:
+        return staging.stage_array(cube, template, fingerprint=plan.fingerprint, keep_existing=plan.keep_existing,
+                                   storage_options=storage_options)
+
+    staged = stage() if ranks.is_main else None
+    done = set(distributed.from_main(ranks, lambda: sorted(staged.done)))  # the other ranks open it after this
+    if staged is None:
+        staged = staging.StagedArray(cube, var_name, plan.fingerprint, done, storage_options)
+    todo = [p for p in plan.todo if plan.key_of(p) not in done]
+    # this rank's piece (its index in todo) in each round; a (y, x) scene is one piece: rank 0's alone
+    mine = distributed.dealt(range(len(todo)), ranks)
     band_rows = staged.chunks[-2]
     chip = int(info.chip_size)
     per_pair = (height // chip) * (width // chip) if patches else TilingPlan(height, width, window).windows
@@ -196,44 +292,71 @@ def predict(
             return predict_patches(score, read, height, width, chip, window, **common)
         return predict_bands(probability_fn, read, height, width, window, tta=tta, **common)
 
+    written: list[str] = []
+    n_mine = sum(i is not None for i in mine)
     with _dask.scheduler(scheduler), ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
         unit = "patch" if patches else "window"
-        # a bar on a terminal, none with -q or off a terminal (sarcube.progress), where -v logs each finished pair
-        bar = tqdm(total=per_pair * len(todo), desc=f"predict {var_name}", unit=unit, disable=bar_disable())
+        # a bar on a terminal (rank 0's), none with -q or off a terminal (sarcube.progress), where -v logs each pair
+        bar = tqdm(total=per_pair * n_mine, desc=f"predict {var_name}", unit=unit,
+                   disable=bar_disable() or not ranks.is_main)
         started = time.perf_counter()
         try:
-            for done, p in enumerate(todo, start=1):
-                def read(y0: int, y1: int, p: int | None = p) -> np.ndarray:
-                    return assemble_inputs(ds, info, p, (y0, y1, 0, width))
-
-                base = bar.n
-                writes: list[Future] = []
-                def progress(n: int, base: int = base) -> None:
-                    bar.update(base + n - bar.n)
-
-                for y0, band in bands(_Prefetcher(read, height, band_rows, reader), progress):
-                    region = (slice(y0, y0 + band.shape[0]), slice(None))
-                    if p is not None:
-                        region = (p, *region)
-                    writes.append(writer.submit(staged.write, band.numpy(), region))
-                for w in writes:
-                    w.result()
-                staged.mark_done(plan.key_of(p))
-                log.info(
-                    "%s: pair %s done (%d/%d, %.0f s so far)", var_name, "scene" if p is None else p, done, len(todo),
-                    time.perf_counter() - started,
-                )
+            for i in mine:
+                finished: list[str] = []
+                if i is not None:
+                    p = todo[i]
+                    _write_piece(p, staged, bands, bar, band_rows, height,
+                                 lambda y0, y1, p=p: assemble_inputs(ds, info, p, (y0, y1, 0, width)), reader, writer)
+                    finished.append(plan.key_of(p))
+                    written.extend(finished)
+                    log.info(
+                        "%s: pair %s done%s (%d/%d, %.0f s so far)", var_name, "scene" if p is None else p,
+                        f" by rank {ranks.rank}" if ranks.distributed else "", len(written), n_mine,
+                        time.perf_counter() - started,
+                    )
+                every = [key for keys in distributed.gather(ranks, finished) for key in keys]
+                if ranks.is_main and every:
+                    staged.mark_done(*every)
         finally:
             bar.close()
 
+    if not ranks.is_main:
+        return var_name, written
     attrs[schema.ATTR_CREATED] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     attrs[schema.ATTR_PREDICTED_PAIRS] = predicted_pairs_attr(plan.predicted)
     staged.promote({**template.attrs, **attrs})
     pairs_arg = pairs if isinstance(pairs, str) else ",".join(map(str, pairs))
     history = f"sarcube predict --run {Path(run_dir).resolve()} --name {run_name(var_name)} --pairs {pairs_arg}"
     store.append_history(cube, history + ("" if tta else " --no-tta"), storage_options)
-    log.info("wrote %s (%d pair(s) computed) into %s", var_name, len(todo), cube)
-    return var_name
+    log.info("wrote %s (%d pair(s) computed by %d rank(s)) into %s", var_name, len(todo), ranks.world_size, cube)
+    return var_name, written
+
+
+def _write_piece(
+    pair: int | None,
+    staged: staging.StagedArray,
+    bands: Callable[..., Any],
+    bar: Any,
+    band_rows: int,
+    height: int,
+    read: Callable[[int, int], np.ndarray],
+    reader: ThreadPoolExecutor,
+    writer: ThreadPoolExecutor,
+) -> None:
+    """Predict one pair (or the scene) band by band into its region of ``staged``; returns when all is written."""
+    base = bar.n
+    writes: list[Future] = []
+
+    def progress(n: int) -> None:
+        bar.update(base + n - bar.n)
+
+    for y0, band in bands(_Prefetcher(read, height, band_rows, reader), progress):
+        region = (slice(y0, y0 + band.shape[0]), slice(None))
+        if pair is not None:
+            region = (pair, *region)
+        writes.append(writer.submit(staged.write, band.numpy(), region))
+    for w in writes:
+        w.result()
 
 
 @click.command("predict")
@@ -251,10 +374,15 @@ def predict(
 @click.option("--device", default=None, help="auto (default: CUDA when present), cpu, cuda or cuda:K.")
 @click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
+@click.option("--nproc", type=int, default=1, show_default=True,
+              help="Ranks on this machine, the pairs dealt out over them (one GPU each on CUDA, gloo on CPU).")
 @storage_options_option
 def command(cube: str, run_dir: str, name: str | None, pairs: str, tta: bool, batch_size: int, overwrite: bool, scheduler: str | None, device: str | None,
-            wait_s: float, storage_options: dict[str, Any] | None) -> None:
+            wait_s: float, nproc: int, storage_options: dict[str, Any] | None) -> None:
     """Slide RUN_DIR's model over CUBE's pairs and write its probabilities as pred_NAME."""
+    from sarcube.models import distributed
+
     var = predict(cube, run_dir, name=name, pairs=pairs, tta=tta, batch_size=batch_size, overwrite=overwrite, scheduler=scheduler, device=device,
-                  wait_s=wait_s, storage_options=storage_options)
-    click.echo(f"wrote {var} into {cube}")
+                  wait_s=wait_s, storage_options=storage_options, nproc=nproc)
+    if distributed.ranks_from_env().is_main:  # under torchrun: one report, from the main rank
+        click.echo(f"wrote {var} into {cube}")

@@ -76,17 +76,31 @@ def test_attribute_updates_are_read_modify_write_under_the_lock(tmp_path):
 
 def test_lock_is_reentrant_within_a_process_and_refuses_another(tmp_path):
     cube = tmp_path / "c.zarr"
-    with lock.writer(cube, "outer"):
+    with lock.writer(cube, "outer") as owner:
         with lock.writer(cube, "inner"):  # the store's own writes inside a step
             assert lock.holds(cube)
         assert lock.holds(cube)
+        with pytest.raises(CubeLockedError, match="already holds"):
+            with lock.joined(cube, owner["token"]):
+                pass
+        # another process joins the held lock only with its holder's token (DDP prediction ranks), then
+        # writes under it; without the token it is refused
         other = subprocess.run(
             [sys.executable, "-c", "import sys; from sarcube.datacube import lock\n"
-             "with lock.writer(sys.argv[1], 'probe', wait_s=0.5): pass", str(cube)],
+             "from sarcube.errors import CubeLockedError\n"
+             "with lock.joined(sys.argv[1], sys.argv[2]):\n"
+             "    with lock.writer(sys.argv[1], 'rank'): print('joined', lock.holds(sys.argv[1]))\n"
+             "try:\n    lock.joined(sys.argv[1], 'not-the-token').__enter__()\n"
+             "except CubeLockedError as err: print('refused', err)\n"
+             "with lock.writer(sys.argv[1], 'probe', wait_s=0.5): pass", str(cube), owner["token"]],
             capture_output=True, text=True, timeout=60,
         )
+        assert "joined True" in other.stdout and "refused" in other.stdout and "outer" in other.stdout
         assert other.returncode != 0 and "CubeLockedError" in other.stderr and "outer" in other.stderr
     assert not lock.holds(cube) and not (tmp_path / "c.zarr.lock").exists()
+    with pytest.raises(CubeLockedError, match="nobody"):
+        with lock.joined(cube, owner["token"]):
+            pass
 
 
 # --- lock objects on a real S3 API (moto's server on 127.0.0.1, through s3fs) ----------
