@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema, store, zarrio
 from sarcube.datacube.catalog import open_catalog
 from sarcube.pipelines.build import build

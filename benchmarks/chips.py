@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import xarray as xr
 import zarr
+
 from sarcube.datacube import chips, schema, store
 from sarcube.pipelines.loaders import ChipStream, make_loader
 

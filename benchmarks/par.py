@@ -42,6 +42,7 @@ import time
 import numpy as np
 import xarray as xr
 from numba import njit
+
 from sarcube.datacube import par, schema, terrain
 from sarcube.pipelines._dask import compute, scheduler
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from sarcube.datacube import chips, schema, store
 from sarcube.models import build_model
 from sarcube.models.device import autocast_context, pick_device

@@ -30,11 +30,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sarcube.config import YAML_KEY, parse, read_yaml
 from sarcube.datacube import schema
 from sarcube.datacube.redaction import redact, strip_query
 from sarcube.datacube.retry import RETRY_STATUSES, retry_backoff_s
-
-from sarcube.config import YAML_KEY, parse, read_yaml
 from sarcube.errors import AssetReadError, CatalogError, InputError, NoItemsFoundError
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from sarcube.datacube import schema
 
+from sarcube.datacube import schema
 from sarcube.errors import InputError, MissingVariableError
 
 #: the dB range avalanche-fcn-bianchi clips backscatter to before differencing

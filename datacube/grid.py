@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from sarcube.datacube import schema
 
+from sarcube.datacube import schema
 from sarcube.errors import InputError
 
 DEFAULT_RESOLUTION_M = 20.0

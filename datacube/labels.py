@@ -27,6 +27,7 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.dates import parse_time
 from sarcube.datacube.label_events import (
@@ -35,7 +36,6 @@ from sarcube.datacube.label_events import (
     event_id,
     events_of_polygons,
 )
-
 from sarcube.errors import InputError, MissingVariableError
 
 #: vector formats read with geopandas (pyogrio)

@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.catalog import (
     SIGNERS,
@@ -65,7 +66,6 @@ from sarcube.datacube.catalog import (
 from sarcube.datacube.grid import Grid
 from sarcube.datacube.redaction import RedactQueries, redact
 from sarcube.datacube.retry import READ_ATTEMPTS, retry, retry_backoff_s
-
 from sarcube.errors import AssetReadError, CatalogError
 
 log = logging.getLogger(__name__)

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sarcube.datacube import zarrio
-
 from sarcube.errors import CubeLockedError
 
 log = logging.getLogger(__name__)

@@ -47,9 +47,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from numba import njit
+
 from sarcube.datacube import schema
 from sarcube.datacube.grid import as_grid, cell_size
-
 from sarcube.errors import InputError
 
 #: avalanche-fcn-bianchi III-B: release cells within 4 km

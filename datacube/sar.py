@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.dates import parse_time, parse_window, window_mask
-
 from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)

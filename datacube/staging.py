@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import xarray as xr
-from sarcube.datacube import lock, schema, zarrio
 
+from sarcube.datacube import lock, schema, zarrio
 from sarcube.errors import CubeSchemaError, InputError
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import xarray as xr
-from sarcube.datacube import lock, schema, staging, zarrio
 
+from sarcube.datacube import lock, schema, staging, zarrio
 from sarcube.errors import CubeExistsError, CubeSchemaError, InputError
 
 log = logging.getLogger(__name__)

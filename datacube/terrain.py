@@ -25,9 +25,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from numba import njit
+
 from sarcube.datacube import schema
 from sarcube.datacube.grid import as_grid, cell_size
-
 from sarcube.errors import InputError
 
 RADIANS_TO_DEGREES = 180.0 / math.pi

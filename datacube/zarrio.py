@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import xarray as xr
+
 from sarcube.datacube import schema
 
 

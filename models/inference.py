@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from sarcube.models.device import autocast_context
 
 from sarcube.errors import InputError
+from sarcube.models.device import autocast_context
 
 #: a batch of network inputs (N, C, [T,] h, w) -> positive-class probabilities (N, h, w), (N, 1, h, w) or per chip (N,)
 ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from sarcube.datacube import labels as label_layers
 from sarcube.datacube import lock, schema, store
+from sarcube.errors import InputError
 from sarcube.pipelines import _dask
 from sarcube.pipelines._storage import storage_options_option
-
-from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)
 

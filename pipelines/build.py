@@ -28,6 +28,7 @@ import click
 import dask.array as da
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import dates, load, lock, schema, store, zarrio
 from sarcube.datacube.catalog import (
     DEFAULT_CATALOG,
@@ -38,10 +39,9 @@ from sarcube.datacube.catalog import (
     search_dem,
 )
 from sarcube.datacube.grid import DEFAULT_RESOLUTION_M, Grid, grid_for, parse_aoi, pyproj_crs
+from sarcube.errors import CatalogError, CubeExistsError, CubeSchemaError, InputError
 from sarcube.pipelines import _dask
 from sarcube.pipelines._storage import storage_options_option
-
-from sarcube.errors import CatalogError, CubeExistsError, CubeSchemaError, InputError
 
 log = logging.getLogger(__name__)
 

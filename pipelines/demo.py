@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from sarcube.datacube import schema
 from sarcube.datacube.chips import EXCLUDED_NAME, SPLITS, TEST, TRAIN, VAL, VAL_TILES, SplitPlan
 from sarcube.datacube.chips.windows import WINDOW_LAST
 from sarcube.datacube.predictions import run_name
-
 from sarcube.errors import CubeExistsError, InputError
 
 DEFAULT_WORKDIR = "sarcube-demo"

@@ -16,10 +16,10 @@ from typing import Any
 
 import click
 import numpy as np
+
 from sarcube.datacube import schema
 from sarcube.datacube.composite import change_composite
 from sarcube.datacube.synthetic import HAZARDS, DemoManifest, read_demo_manifest, write_demo_catalog
-
 from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.grid import pixel_size
 from sarcube.datacube.predictions import prediction_threshold, resolve_prediction
-
 from sarcube.errors import InputError
 from sarcube.progress import bar_disable
 
@@ -62,8 +62,9 @@ def _object_table(
     terrain: Mapping[str, np.ndarray],
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Connected objects of ``prob >= threshold`` with at least ``min_pixels``: (id image, stats per kept id)."""
-    from sarcube.models.metrics import connected_components  # imports torch: only when exporting
     from scipy import ndimage
+
+    from sarcube.models.metrics import connected_components  # imports torch: only when exporting
 
     positive = np.nan_to_num(prob, nan=0.0) >= threshold
     ids, n = connected_components(positive, CONNECTIVITY)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from sarcube.datacube import chips
 from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.scoring import (

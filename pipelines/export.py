@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from sarcube.datacube import schema
+from sarcube.errors import InputError
 from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.detections import MIN_AREA_M2, detections
-
-from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def _as_multipolygons(frame: Any) -> Any:
 
 def _target_crs(crs: str | None, driver: str) -> Any:
     from pyproj.exceptions import CRSError
+
     from sarcube.datacube.grid import pyproj_crs
 
     if crs is None:

@@ -19,14 +19,14 @@ from typing import Any
 import click
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import lock, sar, schema, store
 from sarcube.datacube import terrain as terrain_layers
 from sarcube.datacube.par import PAR_RADIUS_M, potential_angle_of_reach
 from sarcube.datacube.terrain import RELEASE_MAX_DEG, RELEASE_MIN_DEG
+from sarcube.errors import CubeExistsError, InputError
 from sarcube.pipelines import _dask
 from sarcube.pipelines._storage import storage_options_option
-
-from sarcube.errors import CubeExistsError, InputError
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from sarcube.datacube import schema, zarrio
 from sarcube.pipelines._storage import storage_options_option
 

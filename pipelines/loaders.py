@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
 from sarcube.datacube import chips, schema
 from sarcube.datacube.chips.batches import LoadedBlock, gather_batch, load_block
 from sarcube.models.augment import Augmenter
 from sarcube.models.config import AugmentConfig
-from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 #: a batch: inputs (B, C, [T,] H, W) float32, labels (B, H, W) uint8, chip ids (B,) int64
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

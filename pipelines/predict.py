@@ -45,6 +45,7 @@ from typing import Any
 
 import click
 import numpy as np
+
 from sarcube.datacube import lock, schema, staging, store
 from sarcube.datacube.predictions import (
     ATTR_CHIP,
@@ -57,9 +58,8 @@ from sarcube.datacube.predictions import (
     predicted_pairs_attr,
     run_name,
 )
-from sarcube.pipelines._storage import storage_options_option
-
 from sarcube.errors import InputError
+from sarcube.pipelines._storage import storage_options_option
 from sarcube.progress import bar_disable
 
 log = logging.getLogger(__name__)
@@ -118,13 +118,14 @@ def predict(
     another writer of the cube (see :mod:`sarcube.datacube.lock`).
     """
     import dask.array as dsa
+    from tqdm.auto import tqdm
+
     from sarcube.models.config import LEVEL_PATCH
     from sarcube.models.device import pick_device
     from sarcube.models.inference import DIHEDRAL_TRANSFORMS, TilingPlan, predict_bands
     from sarcube.models.patch_inference import patch_probability, predict_patches
     from sarcube.pipelines import _dask
     from sarcube.pipelines.runs import assemble_inputs, load_run, resolved_channels
-    from tqdm.auto import tqdm
 
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size} must be at least 1")

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from sarcube.datacube import archive, schema, zarrio
 from sarcube.datacube.archive import zenodo
 from sarcube.datacube.retry import RetryPolicy
-from sarcube.pipelines._storage import storage_options_option
-
 from sarcube.errors import InputError, PublishError, ZenodoError
+from sarcube.pipelines._storage import storage_options_option
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from typing import Any
 import click
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.composite import (
     COMPOSITE_DB_RANGE,
@@ -34,9 +35,8 @@ from sarcube.datacube.composite import (
 )
 from sarcube.datacube.grid import pixel_size
 from sarcube.datacube.predictions import ATTR_PRESET, prediction_threshold, resolve_prediction
-from sarcube.pipelines._storage import storage_options_option
-
 from sarcube.errors import InputError
+from sarcube.pipelines._storage import storage_options_option
 
 log = logging.getLogger(__name__)
 

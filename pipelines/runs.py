@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
-from sarcube.datacube import chips, schema
-from sarcube.models.config import prediction_level
 
+from sarcube.datacube import chips, schema
 from sarcube.errors import CheckpointError, InputError, MissingVariableError
+from sarcube.models.config import prediction_level
 
 BEST = "best.pt"
 LAST = "last.pt"

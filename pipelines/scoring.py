@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from sarcube.config import read_yaml
 from sarcube.datacube import chips, schema
 from sarcube.datacube.chips.selection import balanced_subset
 from sarcube.datacube.chips.splits import split_mask
@@ -63,10 +65,8 @@ from sarcube.datacube.predictions import (
     resolve_prediction,
     run_name,
 )
-from sarcube.models.config import LEVEL_PATCH, LEVEL_PIXEL
-
-from sarcube.config import read_yaml
 from sarcube.errors import CheckpointError, InputError, MissingVariableError
+from sarcube.models.config import LEVEL_PATCH, LEVEL_PIXEL
 from sarcube.progress import bar_disable
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,7 @@ def patch_scores(
     the value painted over the patch; a map's is its maximum over the crop.
     """
     import torch
+
     from sarcube.models.augment import center_crop
     from sarcube.models.training import chip_targets
 
@@ -273,8 +274,9 @@ def _score_patches(
 
 
 def _score_pixels(ds: xr.Dataset, var: xr.DataArray, plan: chips.SplitPlan, split: str, thr: float) -> dict[str, Any]:
-    from sarcube.models.metrics import AUPRC_BINS, MetricAccumulator
     from tqdm.auto import tqdm
+
+    from sarcube.models.metrics import AUPRC_BINS, MetricAccumulator
 
     ny, nx = ds.sizes[schema.Y], ds.sizes[schema.X]
     pairs = _scored_pairs(ds, var)

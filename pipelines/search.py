@@ -14,11 +14,11 @@ from typing import Any
 
 import click
 import numpy as np
+
 from sarcube.datacube import dates, schema
 from sarcube.datacube.catalog import DEFAULT_CATALOG, open_catalog, search_backscatter, search_dem
 from sarcube.datacube.grid import DEFAULT_RESOLUTION_M, grid_for, parse_aoi
 from sarcube.datacube.load import group_acquisitions
-
 from sarcube.errors import InputError
 
 

@@ -25,8 +25,13 @@ from typing import Any
 
 import click
 import torch
+from tqdm.auto import tqdm
+
+from sarcube import __version__
+from sarcube.config import read_yaml
 from sarcube.datacube import chips, schema
 from sarcube.datacube.label_events import label_events
+from sarcube.errors import CheckpointError, CubeExistsError, InputError, TrainingDataError
 from sarcube.models import build_model, distributed, load_vgg16_weights, training
 from sarcube.models.config import LEVEL_PATCH, TASK_ANOMALY, TASK_BASELINE
 from sarcube.models.device import pick_device
@@ -34,11 +39,6 @@ from sarcube.pipelines import ddp, runs
 from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.loaders import ChipStream, make_loader
 from sarcube.pipelines.presets import Preset, apply_override, load_preset, preset_from_dict
-from tqdm.auto import tqdm
-
-from sarcube import __version__
-from sarcube.config import read_yaml
-from sarcube.errors import CheckpointError, CubeExistsError, InputError, TrainingDataError
 
 log = logging.getLogger(__name__)
 

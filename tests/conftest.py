@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+
 from sarcube.datacube import schema, store
 
 TINY_CRS = "EPSG:32632"

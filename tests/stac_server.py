@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from sarcube.datacube.cog import write_cog
 
 UTM_EPSG = 32632

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sarcube.models import baseline, baseline_image, baseline_tuning, metrics
-from sarcube.models.inference import DIHEDRAL_TRANSFORMS, predict_scene
 
 from sarcube import models
 from sarcube.errors import InputError
+from sarcube.models import baseline, baseline_image, baseline_tuning, metrics
+from sarcube.models.inference import DIHEDRAL_TRANSFORMS, predict_scene
 
 SIZE = 64
 DEBRIS_DB = 5.0
@@ -224,6 +224,7 @@ def test_full_search_on_a_hard_scene_beats_the_simple_detector_on_another(tuned)
 def test_tuning_curves_show_the_score_around_the_choice(tuned, tmp_path):
     """What tuning.png plots: each setting's grid scored with the others at their chosen values."""
     import matplotlib.image as mpimg
+
     from sarcube.pipelines import runs
 
     det, result, _ = tuned
@@ -251,8 +252,9 @@ def test_tuned_settings_survive_a_state_dict_round_trip(tuned):
 
 def _confounded_cube():
     """The chip tests' featured cube (debris on 10..30 degree slopes) plus bright 34-degree slopes and speckle."""
-    from sarcube.datacube import schema
     from test_chips import make_featured_cube
+
+    from sarcube.datacube import schema
 
     ds = make_featured_cube(ny=128, nx=128, nt=4, seed=3, px_per_blob=200)
     rng = np.random.default_rng(3)

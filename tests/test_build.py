@@ -9,15 +9,15 @@ import shutil
 import numpy as np
 import pytest
 import xarray as xr
+from stac_server import item_collection_files, serve_stac, write_test_catalog
+
 from sarcube.datacube import catalog, schema, store
 from sarcube.datacube.grid import grid_for, parse_aoi
 from sarcube.datacube.retry import RETRY_BACKOFF_ENV
+from sarcube.errors import AssetReadError, CubeExistsError, InputError, UnfinishedCubeError
 from sarcube.pipelines import build as build_mod
 from sarcube.pipelines import cli
 from sarcube.pipelines.build import build
-from stac_server import item_collection_files, serve_stac, write_test_catalog
-
-from sarcube.errors import AssetReadError, CubeExistsError, InputError, UnfinishedCubeError
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 from conftest import make_tiny_cube
-from sarcube.datacube import chips, schema, store
 
+from sarcube.datacube import chips, schema, store
 from sarcube.errors import InputError, MissingVariableError, TrainingDataError
 
 PYX = (schema.PAIR, schema.Y, schema.X)

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from sarcube.datacube import schema
-from sarcube.pipelines import cli
 
 from sarcube import __version__
+from sarcube.datacube import schema
+from sarcube.pipelines import cli
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

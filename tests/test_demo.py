@@ -12,6 +12,7 @@ import zipfile
 
 import geopandas as gpd
 import numpy as np
+
 from sarcube.datacube import schema
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.demo import EVALUATION_FILE, FCN_PRESET, METHODS, RESULTS_FILE, demo

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from conftest import make_pair_cube
+
 from sarcube.datacube import chips, schema, store
 from sarcube.datacube.chips.selection import balanced_subset
 from sarcube.datacube.predictions import (
@@ -18,12 +19,11 @@ from sarcube.datacube.predictions import (
     pair_keys,
     run_name,
 )
+from sarcube.errors import CheckpointError, InputError
 from sarcube.pipelines import runs
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.evaluate import BALANCED, UNBALANCED, evaluate
 from sarcube.pipelines.presets import load_preset
-
-from sarcube.errors import CheckpointError, InputError
 
 NY, NX = 16, 32
 

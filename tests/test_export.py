@@ -6,11 +6,11 @@ import geopandas as gpd
 import numpy as np
 import pytest
 from conftest import TINY_CRS, make_pair_cube
+
 from sarcube.datacube import schema, store
+from sarcube.errors import InputError, MissingVariableError
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.export import export
-
-from sarcube.errors import InputError, MissingVariableError
 
 PIXEL_M2 = 20.0 * 20.0  # the tiny cube's grid
 

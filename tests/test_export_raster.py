@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 from conftest import TINY_CRS, make_pair_cube
+
 from sarcube.datacube import schema, store
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.export_raster import export_raster

@@ -8,14 +8,14 @@ import geopandas as gpd
 import numpy as np
 import pytest
 from conftest import TINY_CRS, make_tiny_cube
+from shapely.geometry import box
+
 from sarcube.datacube import grid, sar, schema, store, terrain
 from sarcube.datacube.par import par_bruteforce
+from sarcube.errors import CubeExistsError, CubeSchemaError, InputError
 from sarcube.pipelines.add_layer import add_layer
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.features import features
-from shapely.geometry import box
-
-from sarcube.errors import CubeExistsError, CubeSchemaError, InputError
 
 PAIR_LAYERS = (schema.VV_DIFF, schema.VH_DIFF, schema.VVVH)
 TERRAIN_LAYERS = (schema.SLOPE, schema.ASPECT, schema.CURVATURE, schema.RELEASE)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
+from sarcube.errors import InputError
 from sarcube.models.inference import (
     DIHEDRAL_TRANSFORMS,
     TilingPlan,
@@ -13,9 +16,6 @@ from sarcube.models.inference import (
     spline_profile,
     tta_predict,
 )
-from torch import nn
-
-from sarcube.errors import InputError
 
 
 def _symmetric_conv(channels: int, seed: int = 0) -> nn.Conv2d:

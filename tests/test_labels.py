@@ -10,12 +10,12 @@ import pytest
 import rasterio
 from conftest import TINY_CRS, make_tiny_cube
 from rasterio.transform import from_origin
-from sarcube.datacube import labels, sar, schema, staging, store
-from sarcube.datacube.label_events import label_events
-from sarcube.pipelines.add_layer import add_layer
 from shapely.geometry import box
 
+from sarcube.datacube import labels, sar, schema, staging, store
+from sarcube.datacube.label_events import label_events
 from sarcube.errors import CubeExistsError, InputError, MissingVariableError
+from sarcube.pipelines.add_layer import add_layer
 
 # tiny cube grid: 20 m cells, corner (600000, 5100000), 24 rows x 32 cols, EPSG:32632
 X0, Y0, CELL = 600_000.0, 5_100_000.0, 20.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sarcube.models import metrics
 from sklearn.metrics import (
     average_precision_score,
     balanced_accuracy_score,
@@ -16,6 +15,7 @@ from sklearn.metrics import (
 )
 
 from sarcube.errors import InputError
+from sarcube.models import metrics
 
 
 def _random_case(seed: int, n: int = 3, h: int = 20, w: int = 30, ties: bool = False):

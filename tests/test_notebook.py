@@ -8,8 +8,9 @@ from pathlib import Path
 import nbformat
 from conftest import make_pair_cube
 from nbclient import NotebookClient
-from sarcube.datacube import store
 from test_export import _write_pred
+
+from sarcube.datacube import store
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "example.ipynb"
 #: seconds per cell (kernel start included in the first)

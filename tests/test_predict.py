@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_pair_cube
+
 from sarcube.datacube import chips, schema, staging, store, zarrio
 from sarcube.datacube.predictions import pair_keys
+from sarcube.errors import CubeExistsError, InputError, MissingVariableError
 from sarcube.models import build_model
 from sarcube.models.inference import predict_scene
 from sarcube.pipelines import runs
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.predict import predict
-
-from sarcube.errors import CubeExistsError, InputError, MissingVariableError
 
 WINDOW = 16
 CHANNELS = (schema.VV_DIFF, schema.VH_DIFF, schema.SLOPE)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sarcube.datacube import chips
-from sarcube.pipelines.presets import available, load_preset, preset_from_dict
 
+from sarcube.datacube import chips
 from sarcube.errors import InputError
+from sarcube.pipelines.presets import available, load_preset, preset_from_dict
 
 SHIPPED = {
     "avalanche-fcn",

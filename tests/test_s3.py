@@ -25,7 +25,12 @@ import numpy as np
 import pytest
 import xarray as xr
 from s3_server import BUCKET, SECRET_KEY, aws_env, serve_s3
+from stac_server import write_test_catalog
+from test_chips import make_featured_cube
+from test_train import SMALL_NETS, TINY
+
 from sarcube.datacube import schema, store, zarrio
+from sarcube.errors import InputError
 from sarcube.pipelines import build as build_mod
 from sarcube.pipelines._storage import parse_storage_options
 from sarcube.pipelines.build import build
@@ -35,11 +40,6 @@ from sarcube.pipelines.predict import predict
 from sarcube.pipelines.publish import publish
 from sarcube.pipelines.train import train
 from sarcube.pipelines.verify import verify
-from stac_server import write_test_catalog
-from test_chips import make_featured_cube
-from test_train import SMALL_NETS, TINY
-
-from sarcube.errors import InputError
 
 #: frame side of the test scenes (px at 10 m): the cube is its middle, 24 x 24 px at 20 m
 SCENE_PX = 128

@@ -8,8 +8,8 @@ import dask.array as da
 import numpy as np
 import pytest
 from conftest import TINY_CRS
-from sarcube.datacube import sar, schema
 
+from sarcube.datacube import sar, schema
 from sarcube.errors import InputError
 
 T0 = np.datetime64("2020-01-01T05:00", "ns")

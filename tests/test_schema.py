@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import xarray as xr
 from conftest import make_tiny_cube
-from sarcube.datacube import schema, staging, store, zarrio
 
+from sarcube.datacube import schema, staging, store, zarrio
 from sarcube.errors import CubeExistsError, CubeSchemaError, InputError, MissingVariableError
 
 REPO = Path(__file__).resolve().parents[1]

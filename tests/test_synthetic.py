@@ -16,6 +16,7 @@ import rasterio
 import shapely
 from pyproj import Transformer
 from rasterio.features import rasterize
+
 from sarcube.datacube import schema
 from sarcube.datacube.composite import change_composite
 from sarcube.datacube.synthetic import (
@@ -29,9 +30,8 @@ from sarcube.datacube.synthetic import (
 )
 from sarcube.datacube.synthetic.hazards import LABEL_EVENT_ID
 from sarcube.datacube.synthetic.scene import scene_model
-from sarcube.pipelines import cli
-
 from sarcube.errors import InputError
+from sarcube.pipelines import cli
 
 SIZE = 128
 #: item properties the build step reads, as on PC's sentinel-1-rtc items

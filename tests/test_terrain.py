@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 import xarray as xr
-from sarcube.datacube import schema, terrain
 
+from sarcube.datacube import schema, terrain
 from sarcube.errors import InputError
 
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from sarcube.pipelines.cli import main
 
 from sarcube.errors import InputError
+from sarcube.pipelines.cli import main
 from sarcube.threads import available_cores, set_threads
 
 _PROBE = "import os, sarcube, torch; print(os.environ['OMP_WAIT_POLICY'], torch.get_num_threads())"

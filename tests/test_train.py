@@ -7,7 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from test_chips import make_featured_cube
+
 from sarcube.datacube import chips, schema, store
+from sarcube.errors import CheckpointError, CubeExistsError, MissingVariableError, TrainingDataError
 from sarcube.models.augment import Augmenter
 from sarcube.models.config import AugmentConfig
 from sarcube.models.inference import DIHEDRAL_TRANSFORMS
@@ -17,9 +20,6 @@ from sarcube.pipelines.cli import main
 from sarcube.pipelines.loaders import ChipStream, make_loader
 from sarcube.pipelines.presets import available, load_preset
 from sarcube.pipelines.train import prepare_data, train
-from test_chips import make_featured_cube
-
-from sarcube.errors import CheckpointError, CubeExistsError, MissingVariableError, TrainingDataError
 
 #: shrink the cpu-demo profile further: 16 px chips on 16 px (320 m) tiles, one worker-less epoch
 TINY = ["chips.size=16", "split.tile_size_m=320", "train.num_workers=0", "train.epochs=1", "train.steps_per_epoch=3", "train.val_steps=2", "train.batch_size=8"]

@@ -12,10 +12,10 @@ import time
 import numpy as np
 import pytest
 from conftest import make_pair_cube
-from sarcube.datacube import lock, schema, store
-from sarcube.datacube.predictions import predicted_keys
 from test_predict import make_run
 
+from sarcube.datacube import lock, schema, store
+from sarcube.datacube.predictions import predicted_keys
 from sarcube.errors import CubeLockedError
 
 SARCUBE = [sys.executable, "-m", "sarcube.pipelines.cli"]
@@ -145,11 +145,11 @@ def test_object_lock_takes_over_a_stale_holder_and_heartbeats(s3, monkeypatch):
 def test_a_nan_training_loss_stops_training():
     """Chips from a cube with gaps (e.g. an unfinished one) give NaN inputs: training stops, weights untouched."""
     import torch
+
+    from sarcube.errors import TrainingDataError
     from sarcube.models import build_model
     from sarcube.models.training import train_epoch
     from sarcube.pipelines.presets import load_preset
-
-    from sarcube.errors import TrainingDataError
 
     config = load_preset("avalanche-fcn-concat", "cpu-demo").training
     model = build_model("unet", 3, base_channels=4, depth=2, dropout=0.0)

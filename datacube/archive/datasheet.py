@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.archive.citation import Citation
 from sarcube.datacube.archive.layout import MD5SUMS, METADATA_JSON, STAC_DIR, flat_name

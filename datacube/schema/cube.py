@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube.schema.names import (
     ACTIVITY_TIME,
     ASPECT,
@@ -58,7 +59,6 @@ from sarcube.datacube.schema.names import (
     Y,
 )
 from sarcube.datacube.schema.variables import spec_for, typed_cf_attrs
-
 from sarcube.errors import CubeSchemaError, InputError, MissingVariableError, UnfinishedCubeError
 
 # --- reading and checking ------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube.schema.names import (
     ACTIVITY_TIME,
     ASPECT,
@@ -72,7 +73,6 @@ from sarcube.datacube.schema.names import (
     X,
     Y,
 )
-
 from sarcube.errors import CubeSchemaError, InputError
 
 

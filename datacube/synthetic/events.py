@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
+from shapely.geometry import LineString, Polygon
+
 from sarcube.datacube.synthetic.terrain import (
     fill_depressions,
     slope_aspect,
     steepest_descent_path,
 )
-from shapely.geometry import LineString, Polygon
 
 #: slope range of avalanche release cells, degrees (avalanche-fcn-bianchi III-B)
 RELEASE_SLOPE_MIN_DEG = 30.0

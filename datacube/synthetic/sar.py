@@ -15,9 +15,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
+
 from sarcube.datacube import schema
 from sarcube.datacube.synthetic.terrain import fractal_noise
-from scipy import ndimage
 
 # --- speckle -----------------------------------------------------------------------
 # Sentinel-1 IW GRDH (ESA Sentinel-1 User Handbook / product specification): 10 m

@@ -50,6 +50,8 @@ from typing import Any
 import numpy as np
 import shapely
 from affine import Affine
+from tqdm.auto import tqdm
+
 from sarcube.datacube import schema
 from sarcube.datacube.cog import write_cog
 from sarcube.datacube.synthetic import backscatter, hazards, sar, snow, stac
@@ -61,8 +63,6 @@ from sarcube.datacube.synthetic.manifest import (
     write_demo_manifest,
 )
 from sarcube.datacube.synthetic.terrain import alpine_dem, radar_geometry, slope_aspect
-from tqdm.auto import tqdm
-
 from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)

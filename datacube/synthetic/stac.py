@@ -23,6 +23,7 @@ from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension, Sampling
 from pystac.extensions.sar import FrequencyBand, ObservationDirection, Polarization, SarExtension
 from pystac.extensions.sat import OrbitState, SatExtension
+
 from sarcube.datacube import schema
 from sarcube.datacube.cog import COG_MEDIA_TYPE
 from sarcube.datacube.synthetic.sar import Acquisition, speckle_enl
