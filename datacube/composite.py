@@ -57,7 +57,9 @@ def _time_index(ds: xr.Dataset, when: np.datetime64) -> int:
     times = ds[schema.TIME].values
     i = int(np.argmin(np.abs(times - when)))
     if abs(times[i] - when) > TIME_TOLERANCE:
-        raise InputError(f"no acquisition on 'time' matches {when} (nearest {times[i]}): rebuild the cube's pairs with `sarcube features --pairs`")
+        raise InputError(
+            f"no acquisition on 'time' matches {when} (nearest {times[i]}): rebuild the cube's pairs with `sarcube features --pairs`"
+        )
     return i
 
 

@@ -52,9 +52,13 @@ def parse_aoi(aoi: str | Path | Sequence[float]) -> Any:
         try:
             w, s, e, n = (float(v) for v in values)
         except (TypeError, ValueError) as err:
-            raise InputError(f"--aoi {aoi!r} is not W,S,E,N in degrees (e.g. --aoi 7.9,45.9,8.1,46.1) nor a GeoJSON file") from err
+            raise InputError(
+                f"--aoi {aoi!r} is not W,S,E,N in degrees (e.g. --aoi 7.9,45.9,8.1,46.1) nor a GeoJSON file"
+            ) from err
         if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
-            raise InputError(f"--aoi {aoi!r}: longitudes must lie in [-180, 180] and latitudes in [-90, 90] (order W,S,E,N)")
+            raise InputError(
+                f"--aoi {aoi!r}: longitudes must lie in [-180, 180] and latitudes in [-90, 90] (order W,S,E,N)"
+            )
         if w > e and s < n and w > 0 > e and (e + 360.0 - w) < 180.0:
             raise InputError(_antimeridian_message(aoi, w, s, e, n))
         if w >= e or s >= n:
@@ -65,7 +69,9 @@ def parse_aoi(aoi: str | Path | Sequence[float]) -> Any:
     if geom.is_empty:
         raise InputError(f"--aoi {aoi!s} is empty")
     if not geom.is_valid:
-        raise InputError(f"--aoi {aoi!s} is not a valid polygon ({explain_validity(geom)}); fix its ring (e.g. shapely make_valid or QGIS 'Fix geometries')")
+        raise InputError(
+            f"--aoi {aoi!s} is not a valid polygon ({explain_validity(geom)}); fix its ring (e.g. shapely make_valid or QGIS 'Fix geometries')"
+        )
     if geom.area == 0:
         raise InputError(f"--aoi {aoi!s} is empty (zero area)")
     w, s, e, n = geom.bounds
@@ -217,11 +223,15 @@ def cell_size(arr: xr.DataArray) -> tuple[float, float]:
     steps = []
     for dim in (schema.X, schema.Y):
         if dim not in arr.coords or arr.sizes[dim] < 2:
-            raise InputError(f"{arr.name or 'array'}: needs a {dim!r} coordinate with at least 2 values to know the cell size")
+            raise InputError(
+                f"{arr.name or 'array'}: needs a {dim!r} coordinate with at least 2 values to know the cell size"
+            )
         values = np.asarray(arr[dim].values, dtype=np.float64)
         step = np.diff(values)
         if not (np.all(np.isfinite(step)) and np.allclose(step, step[0], rtol=1e-9, atol=1e-6) and step[0] != 0):
-            raise InputError(f"{arr.name or 'array'}: coordinate {dim!r} is not regularly spaced; terrain needs a regular projected grid")
+            raise InputError(
+                f"{arr.name or 'array'}: coordinate {dim!r} is not regularly spaced; terrain needs a regular projected grid"
+            )
         steps.append(float(step[0]))
     return steps[0], steps[1]
 

@@ -88,11 +88,15 @@ def read_polygons(path: str | Path, crs: Any, what: str = "--labels") -> Any:
     if not path.exists():
         raise InputError(f"{what} {str(path)!r} does not exist: check the path")
     if path.suffix.lower() not in VECTOR_SUFFIXES:
-        raise InputError(f"{what} {str(path)!r}: unsupported format {path.suffix!r}, use one of {', '.join(VECTOR_SUFFIXES)}")
+        raise InputError(
+            f"{what} {str(path)!r}: unsupported format {path.suffix!r}, use one of {', '.join(VECTOR_SUFFIXES)}"
+        )
     try:
         gdf = gpd.read_file(path)
     except Exception as err:  # pyogrio raises its own DataSourceError family
-        raise InputError(f"{what} {str(path)!r} cannot be read as vector data ({err}): is it a complete GeoJSON, GeoPackage or shapefile (with its .shx/.dbf)?") from err
+        raise InputError(
+            f"{what} {str(path)!r} cannot be read as vector data ({err}): is it a complete GeoJSON, GeoPackage or shapefile (with its .shx/.dbf)?"
+        ) from err
     if gdf.crs is None:
         raise InputError(
             f"{what} {str(path)!r} has no CRS: add one (e.g. the .prj of a shapefile, or "
@@ -121,7 +125,9 @@ def _date_span(dates: np.ndarray) -> str:
 def _dates_of(gdf: Any, path: Path, field: str) -> np.ndarray:
     if field not in gdf.columns:
         fields = [c for c in gdf.columns if c != gdf.geometry.name]
-        raise InputError(f"--labels {str(path)!r} has no field {field!r} (fields: {', '.join(map(str, fields)) or 'none'}): pass --date-field NAME")
+        raise InputError(
+            f"--labels {str(path)!r} has no field {field!r} (fields: {', '.join(map(str, fields)) or 'none'}): pass --date-field NAME"
+        )
     out = []
     for i, value in enumerate(gdf[field]):
         if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -129,7 +135,9 @@ def _dates_of(gdf: Any, path: Path, field: str) -> np.ndarray:
         try:
             out.append(parse_time(value, f"field {field!r}"))
         except InputError as err:
-            raise InputError(f"--labels {str(path)!r}: feature {i} {field!r}={value!r} is not a date (use ISO 8601, e.g. 2020-01-31)") from err
+            raise InputError(
+                f"--labels {str(path)!r}: feature {i} {field!r}={value!r} is not a date (use ISO 8601, e.g. 2020-01-31)"
+            ) from err
     return np.asarray(out, dtype="datetime64[ns]")
 
 
@@ -168,7 +176,9 @@ def _burn(
     from shapely.geometry import box
 
     everything = [g for layer in layers for g in layer]
-    owner = np.concatenate([np.full(len(layer), i) for i, layer in enumerate(layers)]) if everything else np.zeros(0, int)
+    owner = (
+        np.concatenate([np.full(len(layer), i) for i, layer in enumerate(layers)]) if everything else np.zeros(0, int)
+    )
     tree = STRtree(everything) if everything else None
     mon_tree = STRtree(monitored) if monitored else None
     stacked = template.ndim == 3
@@ -187,12 +197,26 @@ def _burn(
         for j, layer in enumerate(layer_ids):
             geoms = [everything[h] for h in hits if owner[h] == layer]
             if geoms:
-                out[j] = rasterize(((g, schema.LABEL_YES) for g in geoms), out_shape=shape, transform=t, fill=schema.LABEL_NO, all_touched=all_touched, dtype="uint8")
+                out[j] = rasterize(
+                    ((g, schema.LABEL_YES) for g in geoms),
+                    out_shape=shape,
+                    transform=t,
+                    fill=schema.LABEL_NO,
+                    all_touched=all_touched,
+                    dtype="uint8",
+                )
         if mon_tree is not None:
             near = mon_tree.query(bbox, predicate="intersects")
             inside = np.zeros(shape, dtype="uint8")
             if len(near):
-                inside = rasterize(((monitored[h], 1) for h in near), out_shape=shape, transform=t, fill=0, all_touched=all_touched, dtype="uint8")
+                inside = rasterize(
+                    ((monitored[h], 1) for h in near),
+                    out_shape=shape,
+                    transform=t,
+                    fill=0,
+                    all_touched=all_touched,
+                    dtype="uint8",
+                )
             out[:, inside == 0] = schema.LABEL_UNKNOWN
         return out if stacked else out[0]
 
@@ -239,7 +263,9 @@ def rasterize_labels(
     if monitored is not None:
         mon = read_polygons(monitored, crs, what="--monitored")
         if not mon.intersects(_cube_box(cube)).any():
-            raise InputError(f"--monitored {str(monitored)!r}: no polygon lies inside the cube: is it the right file or area?")
+            raise InputError(
+                f"--monitored {str(monitored)!r}: no polygon lies inside the cube: is it the right file or area?"
+            )
         mon_geoms = list(mon.geometry.to_numpy())
     params: dict[str, Any] = {
         "source": path.name,
@@ -311,24 +337,38 @@ def _match_files(cube: xr.Dataset, files: Sequence[Path], dim: str) -> list[int]
     else:
         if schema.PAIR not in cube.dims:
             raise MissingVariableError("--dim pair needs the cube's pairs: run `sarcube features --pairs` first")
-        keys = list(zip(cube[schema.REFERENCE_TIME].values.astype("datetime64[D]"), cube[schema.ACTIVITY_TIME].values.astype("datetime64[D]"), strict=True))
+        keys = list(
+            zip(
+                cube[schema.REFERENCE_TIME].values.astype("datetime64[D]"),
+                cube[schema.ACTIVITY_TIME].values.astype("datetime64[D]"),
+                strict=True,
+            )
+        )
         need, example = 2, "coherence_20200101_20200107.tif (reference, then activity date)"
         labels = [f"{np.datetime_as_string(r, unit='D')}/{np.datetime_as_string(a, unit='D')}" for r, a in keys]
     positions = []
     for path in files:
         dates = dates_in_name(path)
         if len(dates) != need:
-            raise InputError(f"raster {str(path)!r}: its name must hold exactly {need} date(s) to match --dim {dim}, e.g. {example}")
+            raise InputError(
+                f"raster {str(path)!r}: its name must hold exactly {need} date(s) to match --dim {dim}, e.g. {example}"
+            )
         hits = [i for i, key in enumerate(keys) if tuple(key) == tuple(dates)]
         if not hits:
-            raise InputError(f"raster {str(path)!r}: no {dim} of the cube is on {'/'.join(map(str, dates))} (cube has: {', '.join(labels)})")
+            raise InputError(
+                f"raster {str(path)!r}: no {dim} of the cube is on {'/'.join(map(str, dates))} (cube has: {', '.join(labels)})"
+            )
         if len(hits) > 1:
-            raise InputError(f"raster {str(path)!r}: {'/'.join(map(str, dates))} matches {len(hits)} {dim} steps (several orbits that day); add them one orbit per cube")
+            raise InputError(
+                f"raster {str(path)!r}: {'/'.join(map(str, dates))} matches {len(hits)} {dim} steps (several orbits that day); add them one orbit per cube"
+            )
         positions.append(hits[0])
     seen: dict[int, Path] = {}
     for path, pos in zip(files, positions, strict=True):
         if pos in seen:
-            raise InputError(f"rasters {str(seen[pos])!r} and {str(path)!r} both match {dim} {labels[pos]}: pass one file per step")
+            raise InputError(
+                f"rasters {str(seen[pos])!r} and {str(path)!r} both match {dim} {labels[pos]}: pass one file per step"
+            )
         seen[pos] = path
     return positions
 
@@ -343,7 +383,9 @@ def _check_raster(path: Path, crs: Any, cube_box: Any) -> None:
     try:
         with rasterio.open(path) as src:
             if src.crs is None:
-                raise InputError(f"raster {str(path)!r} has no CRS: georeference it (e.g. `gdal_edit.py -a_srs EPSG:4326`) first")
+                raise InputError(
+                    f"raster {str(path)!r} has no CRS: georeference it (e.g. `gdal_edit.py -a_srs EPSG:4326`) first"
+                )
             bounds = transform_bounds(src.crs, crs, *src.bounds, densify_pts=21)
     except rasterio.errors.RasterioIOError as err:
         raise InputError(f"raster {str(path)!r} cannot be read ({err}): give a GeoTIFF (or any GDAL raster)") from err
@@ -374,7 +416,9 @@ def _warp(path: str, crs_wkt: str, transform: Any, shape: tuple[int, int], resam
     return out
 
 
-def _warp_blocks(path: str, crs_wkt: str, transform: Any, shape: tuple[int, int], chunks: tuple[int, int], resampling: str) -> da.Array:
+def _warp_blocks(
+    path: str, crs_wkt: str, transform: Any, shape: tuple[int, int], chunks: tuple[int, int], resampling: str
+) -> da.Array:
     """``path`` warped onto the grid lazily, one output chunk per task (memory bounded by the chunk)."""
     from affine import Affine
 
@@ -383,7 +427,11 @@ def _warp_blocks(path: str, crs_wkt: str, transform: Any, shape: tuple[int, int]
         return _warp(path, crs_wkt, transform @ Affine.translation(c0, r0), (r1 - r0, c1 - c0), resampling)
 
     template = da.zeros(shape, chunks=chunks, dtype="float32")
-    return template.map_blocks(warp_block, dtype="float32", name=f"warp-{dask.base.tokenize(path, crs_wkt, transform, shape, chunks, resampling)}")
+    return template.map_blocks(
+        warp_block,
+        dtype="float32",
+        name=f"warp-{dask.base.tokenize(path, crs_wkt, transform, shape, chunks, resampling)}",
+    )
 
 
 def reproject_raster(
@@ -414,9 +462,13 @@ def reproject_raster(
     spec = schema.external_spec(name, dims, units)
     paths = [Path(f) for f in files]
     if not paths:
-        raise InputError(f"--raster {name}: no files given: list the GeoTIFF(s) after the cube, e.g. add-layer CUBE --raster {name} FILE.tif")
+        raise InputError(
+            f"--raster {name}: no files given: list the GeoTIFF(s) after the cube, e.g. add-layer CUBE --raster {name} FILE.tif"
+        )
     if dim == "none" and len(paths) != 1:
-        raise InputError(f"--raster {name} with --dim none takes one file, got {len(paths)}: use --dim time or pair for a series")
+        raise InputError(
+            f"--raster {name} with --dim none takes one file, got {len(paths)}: use --dim time or pair for a series"
+        )
     crs, transform, shape = _grid(cube)
     box = _cube_box(cube)
     for path in paths:
@@ -433,7 +485,10 @@ def reproject_raster(
     else:
         positions = _match_files(cube, paths, dim)
         by_pos = dict(zip(positions, paths, strict=True))
-        steps = [lazy(by_pos[i]) if i in by_pos else da.full(shape, np.nan, dtype="float32", chunks=chunks) for i in range(cube.sizes[dim])]
+        steps = [
+            lazy(by_pos[i]) if i in by_pos else da.full(shape, np.nan, dtype="float32", chunks=chunks)
+            for i in range(cube.sizes[dim])
+        ]
         data = da.stack(steps).rechunk((1, *chunks))
         index_coords = (schema.TIME, *schema.TIME_COORDS) if dim == schema.TIME else (schema.PAIR, *schema.PAIR_COORDS)
         coords.update({c: cube[c] for c in index_coords if c in cube.coords})

@@ -160,7 +160,9 @@ class SigningReader:
         self._ctx = ctx
         self._plan = plan
 
-    def read(self, cfg: Any, dst_geobox: Any, *, dst: np.ndarray | None = None, selection: Any = None) -> tuple[Any, np.ndarray]:
+    def read(
+        self, cfg: Any, dst_geobox: Any, *, dst: np.ndarray | None = None, selection: Any = None
+    ) -> tuple[Any, np.ndarray]:
         import rasterio.errors
         from odc.loader import RioReader
 
@@ -239,7 +241,16 @@ def to_db(linear: np.ndarray) -> np.ndarray:
     return out
 
 
-def _load(groups: Sequence[Sequence[Any]], catalog: Catalog, coll: CollectionSource, variables: Sequence[str], grid: Grid, *, zero_is_nodata: bool, fail_on_error: bool = True) -> xr.Dataset:
+def _load(
+    groups: Sequence[Sequence[Any]],
+    catalog: Catalog,
+    coll: CollectionSource,
+    variables: Sequence[str],
+    grid: Grid,
+    *,
+    zero_is_nodata: bool,
+    fail_on_error: bool = True,
+) -> xr.Dataset:
     """odc-stac load of ``variables`` onto ``grid``: one time step per group of items, each group mosaicked (dask, lazy)."""
     import odc.stac
 
@@ -291,7 +302,12 @@ def _group_position(position: Mapping[str, int], item: Any, parsed: Any, idx: in
     return position[item.id]
 
 
-def load_backscatter(acquisitions: Acquisition | Sequence[Acquisition], catalog: Catalog, grid: Grid, variables: Sequence[str] = schema.BACKSCATTER) -> dict[str, xr.DataArray]:
+def load_backscatter(
+    acquisitions: Acquisition | Sequence[Acquisition],
+    catalog: Catalog,
+    grid: Grid,
+    variables: Sequence[str] = schema.BACKSCATTER,
+) -> dict[str, xr.DataArray]:
     """Backscatter in dB on ``grid`` for one or several acquisitions: lazy (time, y, x) arrays chunked (1, READ_CHUNK, READ_CHUNK)."""
     if isinstance(acquisitions, Acquisition):
         acquisitions = [acquisitions]

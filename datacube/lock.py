@@ -283,7 +283,11 @@ def _acquire(fs: Any, where: str, verb: str, wait_s: float, stale_s: float, path
         if release is not None:
             return _Held(release, owner)
         if time.monotonic() >= deadline:
-            hint = "wait for it to finish, or rerun with --wait SECONDS" if not waited else f"still busy after --wait {wait_s:g}"
+            hint = (
+                "wait for it to finish, or rerun with --wait SECONDS"
+                if not waited
+                else f"still busy after --wait {wait_s:g}"
+            )
             raise CubeLockedError(f"cube {str(path)!r} is being written by {describe_owner(holder)}: {hint}")
         if not waited:
             log.warning("cube %s is being written by %s: waiting up to %g s", path, describe_owner(holder), wait_s)
@@ -323,7 +327,12 @@ def writing_step(verb: str, path: str = "cube") -> Callable[[F], F]:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             arguments = bound.arguments
-            with writer(arguments[path], verb, wait_s=float(arguments["wait_s"]), storage_options=arguments.get("storage_options")):
+            with writer(
+                arguments[path],
+                verb,
+                wait_s=float(arguments["wait_s"]),
+                storage_options=arguments.get("storage_options"),
+            ):
                 return func(*args, **kwargs)
 
         return run  # type: ignore[return-value]

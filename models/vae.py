@@ -51,7 +51,11 @@ class ConvVAE(nn.Module):
             prev = w
         self.encoder = nn.Sequential(*enc)
         self.to_latent = nn.Conv2d(prev, 2 * latent_dim, 4, stride=4)
-        dec: list[nn.Module] = [nn.ConvTranspose2d(latent_dim, prev, 4, stride=4), nn.BatchNorm2d(prev), nn.ReLU(inplace=True)]
+        dec: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, prev, 4, stride=4),
+            nn.BatchNorm2d(prev),
+            nn.ReLU(inplace=True),
+        ]
         for w in reversed(widths[:-1]):
             dec += [nn.ConvTranspose2d(prev, w, 4, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
             prev = w

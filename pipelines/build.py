@@ -121,7 +121,9 @@ def _provenance(
 
 
 def _history_line(request: BuildRequest, append: bool) -> str:
-    parts = [f"sarcube build --start {request.start} --end {request.end} --catalog {request.catalog} --resolution {request.resolution:g} --crs {request.crs}"]
+    parts = [
+        f"sarcube build --start {request.start} --end {request.end} --catalog {request.catalog} --resolution {request.resolution:g} --crs {request.crs}"
+    ]
     if request.orbit:
         parts.append(f"--orbit {request.orbit}")
     if request.relative_orbit is not None:
@@ -176,11 +178,20 @@ def _write_steps(
     from tqdm.auto import tqdm
 
     with zarrio.quiet_zarr_warnings():
-        stored = xr.open_zarr(str(out), zarr_format=3, consolidated=True, storage_options=dict(storage_options) if storage_options else None)
-        index = {_step_key(t): i for i, t in enumerate(stored[schema.TIME].values)} if schema.TIME in stored.dims else {}
+        stored = xr.open_zarr(
+            str(out),
+            zarr_format=3,
+            consolidated=True,
+            storage_options=dict(storage_options) if storage_options else None,
+        )
+        index = (
+            {_step_key(t): i for i, t in enumerate(stored[schema.TIME].values)} if schema.TIME in stored.dims else {}
+        )
     unknown = [key for key in steps if key != DEM_STEP and key not in index]
     if unknown:
-        raise CubeSchemaError(f"cube {str(out)!r} has no time step {unknown[0]}: the interrupted build cannot resume, pass --overwrite")
+        raise CubeSchemaError(
+            f"cube {str(out)!r} has no time step {unknown[0]}: the interrupted build cannot resume, pass --overwrite"
+        )
     full = {schema.Y: slice(0, grid.shape[0]), schema.X: slice(0, grid.shape[1])}
     size = _batch_size(grid)
     batches = [steps[k:k + size] for k in range(0, len(steps), size)]
@@ -189,12 +200,20 @@ def _write_steps(
         writes = []
         if DEM_STEP in batch:
             dem = load.load_dem(dem_items, catalog, grid)
-            writes.append(store.write_region(xr.Dataset({schema.DEM: dem}), out, full, storage_options=storage_options, compute=False))
+            writes.append(
+                store.write_region(
+                    xr.Dataset({schema.DEM: dem}), out, full, storage_options=storage_options, compute=False
+                )
+            )
         times = [index[key] for key in batch if key != DEM_STEP]
         for run in _contiguous_runs(times):
-            layers = load.load_backscatter([acquisitions[key] for key in batch if key != DEM_STEP and index[key] in run], catalog, grid)
+            layers = load.load_backscatter(
+                [acquisitions[key] for key in batch if key != DEM_STEP and index[key] in run], catalog, grid
+            )
             region = {schema.TIME: slice(run.start, run.stop), **full}
-            writes.append(store.write_region(xr.Dataset(layers), out, region, storage_options=storage_options, compute=False))
+            writes.append(
+                store.write_region(xr.Dataset(layers), out, region, storage_options=storage_options, compute=False)
+            )
         return writes
 
     done = 0
@@ -279,14 +298,22 @@ def build(
             replace, exists = True, False
         elif pending_request is not None:
             if pending_request != request.to_json():
-                raise CubeExistsError(f"{str(out)!r} holds an unfinished build with other arguments: run that build again to finish it, or pass --overwrite")
+                raise CubeExistsError(
+                    f"{str(out)!r} holds an unfinished build with other arguments: run that build again to finish it, or pass --overwrite"
+                )
             resuming = True
         elif not append:
-            raise CubeExistsError(f"output {str(out)!r} exists: pass --overwrite to replace it or --append to extend it")
+            raise CubeExistsError(
+                f"output {str(out)!r} exists: pass --overwrite to replace it or --append to extend it"
+            )
         if codec is not None and codec != schema.codec_of(current.attrs):
-            raise InputError(f"--codec {codec}: {str(out)!r} is written with {schema.codec_of(current.attrs)}; drop --codec, or --overwrite")
+            raise InputError(
+                f"--codec {codec}: {str(out)!r} is written with {schema.codec_of(current.attrs)}; drop --codec, or --overwrite"
+            )
     elif append:
-        raise InputError(f"--append needs an existing cube, and {str(out)!r} does not exist: drop --append to create it")
+        raise InputError(
+            f"--append needs an existing cube, and {str(out)!r} does not exist: drop --append to create it"
+        )
 
     items = search_backscatter(
         cat, geometry.bounds, start_dt, end_dt, orbit_state=orbit, relative_orbit=request.relative_orbit
@@ -304,7 +331,9 @@ def build(
             pending = json.loads(current.attrs.get(schema.ATTR_BUILD_PENDING, "[]"))
             missing = [k for k in pending if k != DEM_STEP and k not in by_key]
             if missing:
-                raise CatalogError(f"the catalog no longer lists acquisitions {missing} of the unfinished build in {str(out)!r}: pass --overwrite to start over")
+                raise CatalogError(
+                    f"the catalog no longer lists acquisitions {missing} of the unfinished build in {str(out)!r}: pass --overwrite to start over"
+                )
             if DEM_STEP in pending:
                 dem_items = search_dem(cat, geometry.bounds)
             stored = {_step_key(t) for t in current[schema.TIME].values} if schema.TIME in current.dims else set()
@@ -316,13 +345,31 @@ def build(
         elif exists:  # --append
             cube = schema.open_cube(out, storage_options=storage_options)
             if not grid.same_as(cube[schema.X].values, cube[schema.Y].values) or cube.rio.crs != pyproj_crs(grid.crs):
-                raise InputError(f"--append: this --aoi/--resolution/--crs gives another grid than {str(out)!r}; use the cube's own AOI, resolution and CRS")
-            derived = sorted(str(n) for n, v in cube.data_vars.items() if schema.TIME in v.dims and n not in schema.BACKSCATTER)
+                raise InputError(
+                    f"--append: this --aoi/--resolution/--crs gives another grid than {str(out)!r}; use the cube's own AOI, resolution and CRS"
+                )
+            derived = sorted(
+                str(n) for n, v in cube.data_vars.items() if schema.TIME in v.dims and n not in schema.BACKSCATTER
+            )
             if derived:
-                raise InputError(f"--append: {str(out)!r} holds {derived} computed on its current time steps; remove them (or build a new cube), append, then recompute them")
-            have = {_pass_key(t, o, r, lon) for t, o, r in zip(cube[schema.TIME].values, cube[schema.ORBIT_STATE].values, cube[schema.RELATIVE_ORBIT].values, strict=True)}
+                raise InputError(
+                    f"--append: {str(out)!r} holds {derived} computed on its current time steps; remove them (or build a new cube), append, then recompute them"
+                )
+            have = {
+                _pass_key(t, o, r, lon)
+                for t, o, r in zip(
+                    cube[schema.TIME].values,
+                    cube[schema.ORBIT_STATE].values,
+                    cube[schema.RELATIVE_ORBIT].values,
+                    strict=True,
+                )
+            }
             have_times = {_step_key(t) for t in cube[schema.TIME].values}
-            new = [a for a in acquisitions if a.key not in have_times and _pass_key(a.time, a.orbit_state, a.relative_orbit, lon) not in have]
+            new = [
+                a
+                for a in acquisitions
+                if a.key not in have_times and _pass_key(a.time, a.orbit_state, a.relative_orbit, lon) not in have
+            ]
             if not new:
                 log.info("no new acquisitions for %s", out)
                 store.append_history(out, _history_line(request, append=True) + " (nothing new)", storage_options)
@@ -347,7 +394,9 @@ def build(
                 schema.ATTR_START: str(start),
                 schema.ATTR_END: str(end),
                 schema.ATTR_CATALOG: cat.label,
-                schema.ATTR_COLLECTIONS: schema.encode_json_attr([cat.source.backscatter.collection, cat.source.dem.collection]),
+                schema.ATTR_COLLECTIONS: schema.encode_json_attr(
+                    [cat.source.backscatter.collection, cat.source.dem.collection]
+                ),
                 schema.ATTR_STAC_ITEMS: schema.encode_json_attr(_provenance(acquisitions, dem_items, cat)),
                 schema.ATTR_HISTORY: "",
                 schema.ATTR_CREATED: dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -357,7 +406,9 @@ def build(
             }
             ds = schema.empty_cube(grid.x, grid.y, grid.crs, attrs)
             ds = ds.merge(_time_dataset(acquisitions, grid))
-            ds[schema.DEM] = schema.make_variable(schema.DEM, xr.DataArray(_lazy_nan(grid.shape, schema.SPATIAL_DIMS), dims=schema.SPATIAL_DIMS))
+            ds[schema.DEM] = schema.make_variable(
+                schema.DEM, xr.DataArray(_lazy_nan(grid.shape, schema.SPATIAL_DIMS), dims=schema.SPATIAL_DIMS)
+            )
             ds = schema.with_crs(ds, grid.crs)
             if replace:
                 zarrio.remove(out, storage_options)
@@ -385,9 +436,16 @@ def build(
 )
 @click.option("--resolution", default=DEFAULT_RESOLUTION_M, show_default=True, type=float, help="Pixel size in metres.")
 @click.option("--crs", default="utm", show_default=True, help="utm (the AOI's zone) or EPSG:<code>.")
-@click.option("--orbit", type=click.Choice([schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING]), default=None, help="Only this orbit direction.")
+@click.option(
+    "--orbit",
+    type=click.Choice([schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING]),
+    default=None,
+    help="Only this orbit direction.",
+)
 @click.option("--relative-orbit", type=int, default=None, help="Only this relative orbit (track).")
-@click.option("--scheduler", default=None, help="dask scheduler address (default: local threads, or DASK_SCHEDULER_ADDRESS).")
+@click.option(
+    "--scheduler", default=None, help="dask scheduler address (default: local threads, or DASK_SCHEDULER_ADDRESS)."
+)
 @click.option("--append", is_flag=True, help="Add new acquisitions to an existing cube.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing cube.")
 @click.option("--force", is_flag=True, help="Allow an AOI larger than the pixel limit.")
@@ -398,9 +456,41 @@ def build(
 @click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
 @storage_options_option
-def command(aoi: str, start: str, end: str, out: str, catalog: str, resolution: float, crs: str, orbit: str | None, relative_orbit: int | None, scheduler: str | None, append: bool, overwrite: bool, force: bool,
-            codec: str | None, wait_s: float, storage_options: dict[str, Any] | None) -> None:
+def command(
+    aoi: str,
+    start: str,
+    end: str,
+    out: str,
+    catalog: str,
+    resolution: float,
+    crs: str,
+    orbit: str | None,
+    relative_orbit: int | None,
+    scheduler: str | None,
+    append: bool,
+    overwrite: bool,
+    force: bool,
+    codec: str | None,
+    wait_s: float,
+    storage_options: dict[str, Any] | None,
+) -> None:
     """Build a Sentinel-1 + DEM cube for an AOI and a date range (resumable; --append to extend)."""
-    path = build(aoi, start, end, out, catalog=catalog, resolution=resolution, crs=crs, orbit=orbit, relative_orbit=relative_orbit, scheduler=scheduler, append=append, overwrite=overwrite, force=force,
-                 codec=codec, wait_s=wait_s, storage_options=storage_options)
+    path = build(
+        aoi,
+        start,
+        end,
+        out,
+        catalog=catalog,
+        resolution=resolution,
+        crs=crs,
+        orbit=orbit,
+        relative_orbit=relative_orbit,
+        scheduler=scheduler,
+        append=append,
+        overwrite=overwrite,
+        force=force,
+        codec=codec,
+        wait_s=wait_s,
+        storage_options=storage_options,
+    )
     click.echo(f"wrote {path}")

@@ -153,7 +153,9 @@ class _State:
                 )
             self.data = saved
         elif workdir.exists() and any(workdir.iterdir()):
-            raise CubeExistsError(f"workdir {str(workdir)!r} is not empty and holds no {STATE_FILE}: choose another --workdir (the demo never deletes what it did not write)")
+            raise CubeExistsError(
+                f"workdir {str(workdir)!r} is not empty and holds no {STATE_FILE}: choose another --workdir (the demo never deletes what it did not write)"
+            )
         else:
             workdir.mkdir(parents=True, exist_ok=True)
             self.data = {"version": STATE_VERSION, "settings": wanted, "stages": {}}
@@ -233,15 +235,22 @@ def demo(
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         state.finish(name, outputs, wall, cpu)
         timings[name] = (wall, cpu)
-        echo(f"[{n:2d}/{len(stages)}] {name}: {wall:.1f} s (CPU {cpu:.1f} s)" + (f"  {outputs['summary']}" if "summary" in outputs else ""))
+        echo(
+            f"[{n:2d}/{len(stages)}] {name}: {wall:.1f} s (CPU {cpu:.1f} s)"
+            + (f"  {outputs['summary']}" if "summary" in outputs else "")
+        )
         return outputs
 
-    echo(f"sarcube demo in {wd}: {settings.size} x {settings.size} px scene, seed {settings.seed}, profile {settings.profile}")
+    echo(
+        f"sarcube demo in {wd}: {settings.size} x {settings.size} px scene, seed {settings.seed}, profile {settings.profile}"
+    )
 
     def make_catalog() -> dict[str, Any]:
         if catalog_dir.exists():
             shutil.rmtree(catalog_dir)
-        write_demo_catalog(catalog_dir, seed=settings.seed, size=settings.size, dates=settings.dates, hazard="avalanche")
+        write_demo_catalog(
+            catalog_dir, seed=settings.seed, size=settings.size, dates=settings.dates, hazard="avalanche"
+        )
         m = read_demo_manifest(catalog_dir)
         return {"summary": f"{m.acquisitions} acquisitions, {m.objects} avalanches, {m.start}..{m.end}"}
 
@@ -249,7 +258,15 @@ def demo(
     manifest = read_demo_manifest(catalog_dir)
 
     def make_cube() -> dict[str, Any]:
-        build(manifest.bbox_lonlat, manifest.start, manifest.end, cube, catalog=str(manifest.catalog), resolution=manifest.resolution, overwrite=True)
+        build(
+            manifest.bbox_lonlat,
+            manifest.start,
+            manifest.end,
+            cube,
+            catalog=str(manifest.catalog),
+            resolution=manifest.resolution,
+            overwrite=True,
+        )
         ds = schema.open_cube(cube)
         return {"summary": f"{ds.sizes[schema.TIME]} acquisitions on {ds.sizes[schema.Y]} x {ds.sizes[schema.X]} px"}
 
@@ -278,7 +295,16 @@ def demo(
             run = run_dirs[method]
             extra = list(settings.overrides) if method == FCN_PRESET else split_overrides
             resume = (run / LAST).exists()
-            train(cube, method, run, profile=settings.profile, overrides=extra, resume=resume, device=device, seed=settings.seed)
+            train(
+                cube,
+                method,
+                run,
+                profile=settings.profile,
+                overrides=extra,
+                resume=resume,
+                device=device,
+                seed=settings.seed,
+            )
             return {"run": str(run), "summary": f"run {run}: {_run_split(run)[0].describe()}"}
         return work
 
@@ -297,7 +323,15 @@ def demo(
         names = {}
         for method in METHODS:
             # the baseline thresholds pixels and sizes objects: exactly dihedral-equivariant, TTA would repeat it 8 times
-            names[method] = predict(cube, run_dirs[method], name=method, pairs=test_pairs, tta=method == FCN_PRESET, overwrite=True, device=device)
+            names[method] = predict(
+                cube,
+                run_dirs[method],
+                name=method,
+                pairs=test_pairs,
+                tta=method == FCN_PRESET,
+                overwrite=True,
+                device=device,
+            )
         return {"predictions": names, "summary": "test pairs " + "; ".join(_pair_text(ds, p) for p in test_pairs)}
 
     predictions: dict[str, str] = stage("predict", make_predictions)["predictions"]
@@ -424,11 +458,14 @@ def results_markdown(result: DemoResult, settings: DemoSettings) -> str:
         "",
         _held_out_text(ds, result.split),
         "",
-        header, rule, *rows,
+        header,
+        rule,
+        *rows,
         "",
         "Pixel F1/precision/recall/IoU/AUPRC over the test pairs' labelled pixels; bbox IoU and object TP/FN/FP per scene "
         "(avalanche-fcn-bianchi Tab. I reports F1 66.6 vs 38.1 for the baseline on real data). Thresholds: "
-        + ", ".join(f"{run_name(n)} {r['threshold']:g}" for n, r in ev["predictions"].items()) + ".",
+        + ", ".join(f"{run_name(n)} {r['threshold']:g}" for n, r in ev["predictions"].items())
+        + ".",
         "",
         f"Exported polygons: {result.detection_counts[FCN_PRESET]} avalanche-fcn detections "
         f"(`{result.detections[FCN_PRESET].relative_to(wd)}`), {result.detection_counts[BASELINE_PRESET]} baseline detections.",
@@ -444,17 +481,47 @@ def results_markdown(result: DemoResult, settings: DemoSettings) -> str:
 
 
 @click.command("demo")
-@click.option("--workdir", default=DEFAULT_WORKDIR, show_default=True, type=click.Path(file_okay=False), help="Folder for everything the demo writes; a rerun resumes there.")
+@click.option(
+    "--workdir",
+    default=DEFAULT_WORKDIR,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for everything the demo writes; a rerun resumes there.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic scene and of training.")
 @click.option("--size", type=int, default=DEFAULT_SIZE, show_default=True, help="Scene side in pixels (20 m each).")
 @click.option("--dates", type=int, default=None, help="Acquisitions in all, both orbits (default: 20).")
 @click.option("--profile", default=DEFAULT_PROFILE, show_default=True, help="Preset profile of both methods.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override an avalanche-fcn preset field, e.g. --set train.epochs=5 (repeatable).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override an avalanche-fcn preset field, e.g. --set train.epochs=5 (repeatable).",
+)
 @click.option("--device", default=None, help="cpu, cuda or cuda:K (default: cuda when present).")
 @click.option("--overwrite", is_flag=True, help="Delete a previous demo in --workdir and start afresh.")
-def command(workdir: str, seed: int, size: int, dates: int | None, profile: str, overrides: tuple[str, ...], device: str | None, overwrite: bool) -> None:
+def command(
+    workdir: str,
+    seed: int,
+    size: int,
+    dates: int | None,
+    profile: str,
+    overrides: tuple[str, ...],
+    device: str | None,
+    overwrite: bool,
+) -> None:
     """Run the whole pipeline on the embedded synthetic avalanche scene, offline, and print the FCN vs baseline table."""
-    demo(workdir, seed=seed, size=size, dates=dates, profile=profile, overrides=overrides, device=device, overwrite=overwrite)
+    demo(
+        workdir,
+        seed=seed,
+        size=size,
+        dates=dates,
+        profile=profile,
+        overrides=overrides,
+        device=device,
+        overwrite=overwrite,
+    )
 
 
 __all__ = ["DemoResult", "DemoSettings", "demo", "results_markdown"]

@@ -33,7 +33,9 @@ def info(cube: str | Path, *, as_json: bool = False, storage_options: Mapping[st
             {
                 "path": str(cube),
                 "dims": s.dims,
-                "variables": [dict(zip(("name", "dims", "dtype", "units", "long_name"), v, strict=True)) for v in s.variables],
+                "variables": [
+                    dict(zip(("name", "dims", "dtype", "units", "long_name"), v, strict=True)) for v in s.variables
+                ],
                 "time_range": s.time_range,
                 "acquisitions": s.acquisitions,
                 "pairs": s.pairs,
@@ -78,7 +80,15 @@ def info(cube: str | Path, *, as_json: bool = False, storage_options: Mapping[st
             )
     lines.append("")
     lines.append("provenance")
-    for key in (schema.ATTR_TITLE, schema.ATTR_VERSION, schema.ATTR_CATALOG, schema.ATTR_COLLECTIONS, schema.ATTR_START, schema.ATTR_END, schema.ATTR_CREATED):
+    for key in (
+        schema.ATTR_TITLE,
+        schema.ATTR_VERSION,
+        schema.ATTR_CATALOG,
+        schema.ATTR_COLLECTIONS,
+        schema.ATTR_START,
+        schema.ATTR_END,
+        schema.ATTR_CREATED,
+    ):
         if key in s.attrs:
             lines.append(f"  {key:<16} {s.attrs[key]}")
     items = schema.decode_json_attr(ds, schema.ATTR_STAC_ITEMS, default=[])

@@ -68,7 +68,9 @@ log = logging.getLogger(__name__)
 class _Prefetcher:
     """Reads input blocks one ahead in a background thread (the network runs meanwhile)."""
 
-    def __init__(self, read: Callable[[int, int], np.ndarray], height: int, band_rows: int, pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, read: Callable[[int, int], np.ndarray], height: int, band_rows: int, pool: ThreadPoolExecutor
+    ) -> None:
         self.read, self.height, self.band_rows, self.pool = read, height, band_rows, pool
         self.pending: dict[tuple[int, int], Future] = {}
 
@@ -197,7 +199,11 @@ def predict(
             return predict_patches(score, read, height, width, chip, window, **common)
         return predict_bands(probability_fn, read, height, width, window, tta=tta, **common)
 
-    with _dask.scheduler(scheduler), ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+    with (
+        _dask.scheduler(scheduler),
+        ThreadPoolExecutor(max_workers=1) as reader,
+        ThreadPoolExecutor(max_workers=1) as writer,
+    ):
         unit = "patch" if patches else "window"
         # a bar on a terminal, none with -q or off a terminal (sarcube.progress), where -v logs each finished pair
         bar = tqdm(total=per_pair * len(todo), desc=f"predict {var_name}", unit=unit, disable=bar_disable())
@@ -239,23 +245,62 @@ def predict(
 
 @click.command("predict")
 @click.argument("cube", type=click.Path())
-@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory written by `sarcube train` (best.pt).")
+@click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run directory written by `sarcube train` (best.pt).",
+)
 @click.option("--name", default=None, help="Writes pred_NAME (default: the run directory's name).")
-@click.option("--pairs", default=PAIRS_ALL, show_default=True, help="all, new (pairs without a prediction yet) or START..END activity dates.")
+@click.option(
+    "--pairs",
+    default=PAIRS_ALL,
+    show_default=True,
+    help="all, new (pairs without a prediction yet) or START..END activity dates.",
+)
 @click.option(
     "--tta/--no-tta", default=True, show_default=True,
     help="Average the 8 rotations/flips of every window (maps; patch classifiers score one centre crop).",
 )
-@click.option("--batch-size", default=8, show_default=True, type=int, help="Network inputs per forward pass (windows x TTA transforms).")
+@click.option(
+    "--batch-size",
+    default=8,
+    show_default=True,
+    type=int,
+    help="Network inputs per forward pass (windows x TTA transforms).",
+)
 @click.option("--overwrite", is_flag=True, help="Recompute an existing pred_NAME.")
 @click.option("--scheduler", default=None, help="Dask scheduler address for reading the cube (default: local threads).")
 @click.option("--device", default=None, help="auto (default: CUDA when present), cpu, cuda or cuda:K.")
 @click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
 @storage_options_option
-def command(cube: str, run_dir: str, name: str | None, pairs: str, tta: bool, batch_size: int, overwrite: bool, scheduler: str | None, device: str | None,
-            wait_s: float, storage_options: dict[str, Any] | None) -> None:
+def command(
+    cube: str,
+    run_dir: str,
+    name: str | None,
+    pairs: str,
+    tta: bool,
+    batch_size: int,
+    overwrite: bool,
+    scheduler: str | None,
+    device: str | None,
+    wait_s: float,
+    storage_options: dict[str, Any] | None,
+) -> None:
     """Slide RUN_DIR's model over CUBE's pairs and write its probabilities as pred_NAME."""
-    var = predict(cube, run_dir, name=name, pairs=pairs, tta=tta, batch_size=batch_size, overwrite=overwrite, scheduler=scheduler, device=device,
-                  wait_s=wait_s, storage_options=storage_options)
+    var = predict(
+        cube,
+        run_dir,
+        name=name,
+        pairs=pairs,
+        tta=tta,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        scheduler=scheduler,
+        device=device,
+        wait_s=wait_s,
+        storage_options=storage_options,
+    )
     click.echo(f"wrote {var} into {cube}")

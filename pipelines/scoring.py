@@ -119,12 +119,16 @@ def read_split(var: xr.DataArray, label: xr.DataArray | None = None) -> chips.Sp
     """
     run = var.attrs.get(schema.ATTR_RUN)
     if not run:
-        raise CheckpointError(f"{var.name!r} has no {schema.ATTR_RUN!r} attribute: predict it with `sarcube predict --run RUN_DIR`")
+        raise CheckpointError(
+            f"{var.name!r} has no {schema.ATTR_RUN!r} attribute: predict it with `sarcube predict --run RUN_DIR`"
+        )
     from sarcube.pipelines.runs import SPLIT_FILE
 
     path = Path(run) / SPLIT_FILE
     if not path.exists():
-        raise CheckpointError(f"{var.name!r} was made by run {run!r}, which has no {SPLIT_FILE}: restore the run directory (or re-predict with a run that has one)")
+        raise CheckpointError(
+            f"{var.name!r} was made by run {run!r}, which has no {SPLIT_FILE}: restore the run directory (or re-predict with a run that has one)"
+        )
     plan = chips.SplitPlan.from_json(path.read_text())
     events = label_events(label) if label is not None else None
     fix = "retrain the run with `sarcube train` (it keeps each event in one split) and predict again"

@@ -37,8 +37,24 @@ def test_datacube_lazy_table_lists_every_public_module():
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 #: the steps of pipelines/: a step never imports another (only demo and cli compose them)
-STEPS = ("build", "features", "add_layer", "train", "predict", "evaluate", "export", "export_raster", "search", "quicklook",
-         "publish", "verify", "info", "demo_catalog", "report", "timeseries")
+STEPS = (
+    "build",
+    "features",
+    "add_layer",
+    "train",
+    "predict",
+    "evaluate",
+    "export",
+    "export_raster",
+    "search",
+    "quicklook",
+    "publish",
+    "verify",
+    "info",
+    "demo_catalog",
+    "report",
+    "timeseries",
+)
 
 
 def _imported_modules(path):

@@ -112,8 +112,22 @@ def test_killed_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_pat
     env = {**os.environ, build_mod.BATCH_ENV: "1"}
     for attempt in range(3):
         out = tmp_path / f"killed{attempt}.zarr"
-        argv = [sys.executable, "-m", "sarcube.pipelines.cli", "build", "--aoi", ",".join(map(str, test_catalog.aoi)),
-                "--start", test_catalog.start, "--end", test_catalog.end, "--catalog", str(test_catalog.root), "--out", str(out)]
+        argv = [
+            sys.executable,
+            "-m",
+            "sarcube.pipelines.cli",
+            "build",
+            "--aoi",
+            ",".join(map(str, test_catalog.aoi)),
+            "--start",
+            test_catalog.start,
+            "--end",
+            test_catalog.end,
+            "--catalog",
+            str(test_catalog.root),
+            "--out",
+            str(out),
+        ]
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         pending = None
         deadline = time.monotonic() + 120
@@ -197,7 +211,9 @@ def test_append_adds_only_new_acquisitions(clean_cube, test_catalog, tmp_path):
     ],
 )
 def test_bad_input_gets_one_line(change, message, test_catalog, clean_cube, tmp_path, capsys):
-    (tmp_path / "bowtie.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [[[8, 46], [8.1, 46.1], [8.1, 46], [8, 46.1], [8, 46]]]}))
+    (tmp_path / "bowtie.geojson").write_text(
+        json.dumps({"type": "Polygon", "coordinates": [[[8, 46], [8.1, 46.1], [8.1, 46], [8, 46.1], [8, 46]]]})
+    )
     (tmp_path / "point.geojson").write_text(json.dumps({"type": "Point", "coordinates": [8, 46]}))
     args = {
         "--aoi": ",".join(map(str, test_catalog.aoi)),
@@ -207,7 +223,11 @@ def test_bad_input_gets_one_line(change, message, test_catalog, clean_cube, tmp_
         "--catalog": str(test_catalog.root),
     }
     args.update(change)
-    special = {"@bowtie": str(tmp_path / "bowtie.geojson"), "@point": str(tmp_path / "point.geojson"), "@existing": str(clean_cube)}
+    special = {
+        "@bowtie": str(tmp_path / "bowtie.geojson"),
+        "@point": str(tmp_path / "point.geojson"),
+        "@existing": str(clean_cube),
+    }
     argv = ["build"]
     for key, value in args.items():
         argv += [key] if value is None else [key, special.get(value, value)]
@@ -226,13 +246,18 @@ def test_build_from_demo_catalog(tmp_path, capsys):
 
     synthetic.write_demo_catalog(tmp_path / "demo", size=128, dates=6)
     manifest = synthetic.read_demo_manifest(tmp_path / "demo")
-    out = build(manifest.bbox_lonlat, manifest.start, manifest.end, tmp_path / "demo.zarr", catalog=str(tmp_path / "demo"))
+    out = build(
+        manifest.bbox_lonlat, manifest.start, manifest.end, tmp_path / "demo.zarr", catalog=str(tmp_path / "demo")
+    )
     ds = schema.open_cube(out)
     assert ds.sizes[schema.TIME] == 6 and ds.rio.crs.to_string() == manifest.crs
     assert set(ds[schema.ORBIT_STATE].values) == {schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING}
     assert np.isfinite(ds[schema.DEM].values).all()
     assert np.isfinite(ds[schema.VV].values).mean() > 0.8 and float(ds[schema.VV].mean()) < -5
-    assert ds[schema.TIME].values.astype("datetime64[s]").astype("datetime64[ns]").tolist() == ds[schema.TIME].values.tolist()
+    assert (
+        ds[schema.TIME].values.astype("datetime64[s]").astype("datetime64[ns]").tolist()
+        == ds[schema.TIME].values.tolist()
+    )
 
 
 def test_demo_catalog_prints_what_build_takes_and_the_build_lands_on_the_scene_grid(tmp_path, capsys):
@@ -285,7 +310,9 @@ def test_assets_are_signed_when_read_not_when_searched(test_catalog, tmp_path, m
 
 def test_codec_gzip_builds_a_gzip_cube_that_append_keeps(test_catalog, clean_cube, tmp_path):
     out = tmp_path / "gzip.zarr"
-    build(test_catalog.aoi, test_catalog.start, "2021-01-09", out, catalog=str(test_catalog.root), codec=schema.CODEC_GZIP)
+    build(
+        test_catalog.aoi, test_catalog.start, "2021-01-09", out, catalog=str(test_catalog.root), codec=schema.CODEC_GZIP
+    )
     build(test_catalog.aoi, "2021-01-05", test_catalog.end, out, catalog=str(test_catalog.root), append=True)
     assert schema.open_cube(out).attrs[schema.ATTR_CODEC] == schema.CODEC_GZIP
     for meta in out.glob("*/zarr.json"):
@@ -293,4 +320,12 @@ def test_codec_gzip_builds_a_gzip_cube_that_append_keeps(test_catalog, clean_cub
         assert codecs[-1:] == ["gzip"], (meta, codecs)
     assert_same_cube(out, clean_cube)
     with pytest.raises(InputError, match="--codec"):
-        build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(test_catalog.root), append=True, codec=schema.CODEC_ZSTD)
+        build(
+            test_catalog.aoi,
+            test_catalog.start,
+            test_catalog.end,
+            out,
+            catalog=str(test_catalog.root),
+            append=True,
+            codec=schema.CODEC_ZSTD,
+        )

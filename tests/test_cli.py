@@ -14,7 +14,9 @@ from sarcube.pipelines import cli
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sarcube.pipelines.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sarcube.pipelines.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_lists_commands(capsys):

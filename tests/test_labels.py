@@ -33,7 +33,11 @@ def cube_with_pairs(nt: int = 6):
 
 
 def write_polygons(path, geoms, crs, **fields):
-    gdf = gpd.GeoDataFrame(fields, geometry=list(geoms), crs=TINY_CRS).to_crs(crs) if crs else gpd.GeoDataFrame(fields, geometry=list(geoms))
+    gdf = (
+        gpd.GeoDataFrame(fields, geometry=list(geoms), crs=TINY_CRS).to_crs(crs)
+        if crs
+        else gpd.GeoDataFrame(fields, geometry=list(geoms))
+    )
     gdf.to_file(path)
     return path
 
@@ -126,7 +130,9 @@ def test_monitored_area_and_all_touched(tmp_path):
 
 def test_static_labels_from_shapefile(tmp_path):
     ds = make_tiny_cube()
-    path = write_polygons(tmp_path / "scars.shp", [cells(0, 3, 0, 4), cells(20, 24, 28, 32)], "EPSG:4326", name=["a", "b"])
+    path = write_polygons(
+        tmp_path / "scars.shp", [cells(0, 3, 0, 4), cells(20, 24, 28, 32)], "EPSG:4326", name=["a", "b"]
+    )
     label, info = labels.rasterize_labels(ds, path)
     assert label.dims == (schema.Y, schema.X)
     assert label.values.sum() == 12 + 16 and label.values[21, 30] == 1 and label.values[5, 5] == 0
@@ -144,7 +150,9 @@ def test_label_errors_name_the_file(tmp_path):
     gpd.read_file(away).set_crs("EPSG:4326", allow_override=True).to_file(away)
     with pytest.raises(InputError, match=r"away\.geojson.*no feature lies inside the cube"):
         labels.rasterize_labels(ds, away)
-    good = write_polygons(tmp_path / "good.geojson", [cells(0, 2, 0, 2)], "EPSG:4326", when=["2020-01-03"], bad=["3rd of Jan"])
+    good = write_polygons(
+        tmp_path / "good.geojson", [cells(0, 2, 0, 2)], "EPSG:4326", when=["2020-01-03"], bad=["3rd of Jan"]
+    )
     with pytest.raises(InputError, match=r"good\.geojson.*no field 'date'.*when"):
         labels.rasterize_labels(ds, good, date_field="date")
     with pytest.raises(InputError, match=r"good\.geojson.*'bad'='3rd of Jan' is not a date"):
@@ -176,7 +184,9 @@ def lonlat_ramp(path, scale=1000.0, east_m=900.0, res=2e-5):
     """A WGS84 raster over the tiny cube (to ``east_m`` east of its corner) whose value is ``scale * (lon - 9.0)``."""
     from pyproj import Transformer
 
-    lon, lat = Transformer.from_crs(TINY_CRS, "EPSG:4326", always_xy=True).transform([X0 - 200, X0 + east_m], [Y0 + 200, Y0 - 700])
+    lon, lat = Transformer.from_crs(TINY_CRS, "EPSG:4326", always_xy=True).transform(
+        [X0 - 200, X0 + east_m], [Y0 + 200, Y0 - 700]
+    )
     west, north = min(lon), max(lat)
     w = int((max(lon) - west) / res) + 1
     h = int((north - min(lat)) / res) + 1

@@ -85,7 +85,9 @@ def test_best_threshold_matches_brute_force():
     labels[:5] = 255
     for metric in metrics.THRESHOLD_METRICS:
         t, value = metrics.best_threshold(scores, labels, metric=metric)
-        brute = {c: metrics.score_from_counts(metrics.pixel_counts(scores, labels, c), metric) for c in np.unique(scores[5:])}
+        brute = {
+            c: metrics.score_from_counts(metrics.pixel_counts(scores, labels, c), metric) for c in np.unique(scores[5:])
+        }
         best = max(brute.values())
         assert value == pytest.approx(best)
         lowest_best = min(c for c, v in brute.items() if v == pytest.approx(best))

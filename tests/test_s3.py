@@ -66,7 +66,9 @@ def cubes(endpoint, test_catalog, tmp_path_factory):
     """The local build, and the same build plus features on S3 through the CLI with ``--storage-options`` only
     (no AWS variables); also the local featured copy and every log line of the S3 steps."""
     tmp = tmp_path_factory.mktemp("cubes")
-    local = build(test_catalog.aoi, test_catalog.start, test_catalog.end, tmp / "local.zarr", catalog=str(test_catalog.root))
+    local = build(
+        test_catalog.aoi, test_catalog.start, test_catalog.end, tmp / "local.zarr", catalog=str(test_catalog.root)
+    )
     featured = tmp / "featured.zarr"
     shutil.copytree(local, featured)
     features(featured, par=False)

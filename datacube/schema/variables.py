@@ -135,36 +135,157 @@ _LABEL_FLAGS = ((LABEL_NO, "no"), (LABEL_YES, "yes"), (LABEL_UNKNOWN, "unknown")
 VARIABLES: dict[str, VariableSpec] = {
     spec.name: spec
     for spec in (
-        VariableSpec(VV, _SAR_TYX, "float32", UNIT_DB, "VV backscatter gamma0", "Radiometrically terrain-corrected gamma0, VV, 10 log10 of linear power."),
-        VariableSpec(VH, _SAR_TYX, "float32", UNIT_DB, "VH backscatter gamma0", "Radiometrically terrain-corrected gamma0, VH, 10 log10 of linear power."),
-        VariableSpec(VV_RATIO, _SAR_TYX, "float32", UNIT_DB, "VV relative to snow-free reference", "VV minus the median VV of a snow-free summer window (avalanche-cnn-sinha II-A)."),
-        VariableSpec(VH_RATIO, _SAR_TYX, "float32", UNIT_DB, "VH relative to snow-free reference", "VH minus the median VH of a snow-free summer window (avalanche-cnn-sinha II-A)."),
-        VariableSpec(VV_DIFF, _PAIR_YX, "float32", UNIT_DB, "VV change, activity minus reference", "VV(activity) - VV(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B)."),
-        VariableSpec(VH_DIFF, _PAIR_YX, "float32", UNIT_DB, "VH change, activity minus reference", "VH(activity) - VH(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B)."),
-        VariableSpec(VVVH, _PAIR_YX, "float32", "1", "VVVH change product", "Product of the squared VV and VH differences, each rescaled to [0, 1] first.", valid_range=(0.0, 1.0)),
         VariableSpec(
-            VV_BEFORE, _ORBIT_YX, "float32", UNIT_DB, "mean VV before event, per orbit",
+            VV,
+            _SAR_TYX,
+            "float32",
+            UNIT_DB,
+            "VV backscatter gamma0",
+            "Radiometrically terrain-corrected gamma0, VV, 10 log10 of linear power.",
+        ),
+        VariableSpec(
+            VH,
+            _SAR_TYX,
+            "float32",
+            UNIT_DB,
+            "VH backscatter gamma0",
+            "Radiometrically terrain-corrected gamma0, VH, 10 log10 of linear power.",
+        ),
+        VariableSpec(
+            VV_RATIO,
+            _SAR_TYX,
+            "float32",
+            UNIT_DB,
+            "VV relative to snow-free reference",
+            "VV minus the median VV of a snow-free summer window (avalanche-cnn-sinha II-A).",
+        ),
+        VariableSpec(
+            VH_RATIO,
+            _SAR_TYX,
+            "float32",
+            UNIT_DB,
+            "VH relative to snow-free reference",
+            "VH minus the median VH of a snow-free summer window (avalanche-cnn-sinha II-A).",
+        ),
+        VariableSpec(
+            VV_DIFF,
+            _PAIR_YX,
+            "float32",
+            UNIT_DB,
+            "VV change, activity minus reference",
+            "VV(activity) - VV(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B).",
+        ),
+        VariableSpec(
+            VH_DIFF,
+            _PAIR_YX,
+            "float32",
+            UNIT_DB,
+            "VH change, activity minus reference",
+            "VH(activity) - VH(reference) after clipping both to [-25, -5] dB (avalanche-fcn-bianchi II-B).",
+        ),
+        VariableSpec(
+            VVVH,
+            _PAIR_YX,
+            "float32",
+            "1",
+            "VVVH change product",
+            "Product of the squared VV and VH differences, each rescaled to [0, 1] first.",
+            valid_range=(0.0, 1.0),
+        ),
+        VariableSpec(
+            VV_BEFORE,
+            _ORBIT_YX,
+            "float32",
+            UNIT_DB,
+            "mean VV before event, per orbit",
             "Mean VV of the k acquisitions of one orbit right before the event date (landslide-datacube 3.1).",
         ),
         VariableSpec(
-            VH_BEFORE, _ORBIT_YX, "float32", UNIT_DB, "mean VH before event, per orbit",
+            VH_BEFORE,
+            _ORBIT_YX,
+            "float32",
+            UNIT_DB,
+            "mean VH before event, per orbit",
             "Mean VH of the k acquisitions of one orbit right before the event date (landslide-datacube 3.1).",
         ),
         VariableSpec(
-            VV_AFTER, _ORBIT_YX, "float32", UNIT_DB, "mean VV after event, per orbit",
+            VV_AFTER,
+            _ORBIT_YX,
+            "float32",
+            UNIT_DB,
+            "mean VV after event, per orbit",
             "Mean VV of the k acquisitions of one orbit right after the event date (landslide-datacube 3.1).",
         ),
         VariableSpec(
-            VH_AFTER, _ORBIT_YX, "float32", UNIT_DB, "mean VH after event, per orbit",
+            VH_AFTER,
+            _ORBIT_YX,
+            "float32",
+            UNIT_DB,
+            "mean VH after event, per orbit",
             "Mean VH of the k acquisitions of one orbit right after the event date (landslide-datacube 3.1).",
         ),
-        VariableSpec(DEM, _YX, "float32", "m", "elevation", "Terrain elevation above the geoid, resampled bilinearly onto the cube grid.", standard_name="surface_altitude"),
-        VariableSpec(SLOPE, _YX, "float32", "degree", "slope angle", "Terrain slope (Horn 1981), degrees from horizontal.", valid_range=(0.0, 90.0)),
-        VariableSpec(ASPECT, _YX, "float32", "degree", "slope aspect", "Downslope direction, degrees clockwise from north (Horn); NaN on flat cells.", valid_range=(0.0, 360.0)),
-        VariableSpec(CURVATURE, _YX, "float32", "0.01 m-1", "terrain curvature", "Curvature as gdaldem/xarray-spatial (-2 (d + e) * 100), positive upward-convex."),
-        VariableSpec(RELEASE, _YX, "uint8", "1", "potential release area", "1 where the slope lies in the release range (default 30-50 degrees).", flags=((0, "no"), (1, "yes"))),
-        VariableSpec(PAR, _YX, "float32", "degree", "potential angle of reach", "Largest elevation angle from the cell up to any release cell within the radius (avalanche-fcn-bianchi III-B); NaN where none.", valid_range=(-90.0, 90.0)),
-        VariableSpec(LABEL, _LABEL_DIMS, "uint8", "1", "hazard label", "1 hazard (avalanche debris, landslide, glacier), 0 none, 255 unknown / not monitored (ignored by losses and metrics).", flags=_LABEL_FLAGS),
+        VariableSpec(
+            DEM,
+            _YX,
+            "float32",
+            "m",
+            "elevation",
+            "Terrain elevation above the geoid, resampled bilinearly onto the cube grid.",
+            standard_name="surface_altitude",
+        ),
+        VariableSpec(
+            SLOPE,
+            _YX,
+            "float32",
+            "degree",
+            "slope angle",
+            "Terrain slope (Horn 1981), degrees from horizontal.",
+            valid_range=(0.0, 90.0),
+        ),
+        VariableSpec(
+            ASPECT,
+            _YX,
+            "float32",
+            "degree",
+            "slope aspect",
+            "Downslope direction, degrees clockwise from north (Horn); NaN on flat cells.",
+            valid_range=(0.0, 360.0),
+        ),
+        VariableSpec(
+            CURVATURE,
+            _YX,
+            "float32",
+            "0.01 m-1",
+            "terrain curvature",
+            "Curvature as gdaldem/xarray-spatial (-2 (d + e) * 100), positive upward-convex.",
+        ),
+        VariableSpec(
+            RELEASE,
+            _YX,
+            "uint8",
+            "1",
+            "potential release area",
+            "1 where the slope lies in the release range (default 30-50 degrees).",
+            flags=((0, "no"), (1, "yes")),
+        ),
+        VariableSpec(
+            PAR,
+            _YX,
+            "float32",
+            "degree",
+            "potential angle of reach",
+            "Largest elevation angle from the cell up to any release cell within the radius (avalanche-fcn-bianchi III-B); NaN where none.",
+            valid_range=(-90.0, 90.0),
+        ),
+        VariableSpec(
+            LABEL,
+            _LABEL_DIMS,
+            "uint8",
+            "1",
+            "hazard label",
+            "1 hazard (avalanche debris, landslide, glacier), 0 none, 255 unknown / not monitored (ignored by losses and metrics).",
+            flags=_LABEL_FLAGS,
+        ),
     )
 }
 
@@ -207,7 +328,9 @@ def external_spec(name: str, dims: tuple[str, ...], units: str = "1", long_name:
     allowed = {(Y, X), (TIME, Y, X), (PAIR, Y, X)}
     if tuple(dims) not in allowed:
         raise InputError(f"layer {name!r}: dims {dims} not allowed, use one of {sorted(allowed)}")
-    return VariableSpec(name, (tuple(dims),), "float32", units, long_name or name, "External layer added by `sarcube add-layer`.")
+    return VariableSpec(
+        name, (tuple(dims),), "float32", units, long_name or name, "External layer added by `sarcube add-layer`."
+    )
 
 
 def spec_for(name: str, ds: xr.Dataset | None = None) -> VariableSpec | None:
@@ -239,7 +362,9 @@ def make_variable(
     """
     spec = spec or spec_for(name)
     if spec is None:
-        raise CubeSchemaError(f"{name!r} is not a cube variable: add it to sarcube.datacube.schema or use external_spec()")
+        raise CubeSchemaError(
+            f"{name!r} is not a cube variable: add it to sarcube.datacube.schema or use external_spec()"
+        )
     dims = tuple(dims) if dims is not None else spec.dims[0]
     if dims not in spec.dims:
         raise CubeSchemaError(f"variable {name!r}: dims {dims} not in the contract's {spec.dims}")
@@ -257,8 +382,26 @@ def make_variable(
 def grid_coords(x: np.ndarray, y: np.ndarray) -> dict[str, xr.DataArray]:
     """CF x/y coordinate variables (pixel centres, metres)."""
     return {
-        X: xr.DataArray(np.asarray(x, dtype="float64"), dims=(X,), attrs={"standard_name": "projection_x_coordinate", "long_name": "x coordinate of projection", "units": "m", "axis": "X"}),
-        Y: xr.DataArray(np.asarray(y, dtype="float64"), dims=(Y,), attrs={"standard_name": "projection_y_coordinate", "long_name": "y coordinate of projection", "units": "m", "axis": "Y"}),
+        X: xr.DataArray(
+            np.asarray(x, dtype="float64"),
+            dims=(X,),
+            attrs={
+                "standard_name": "projection_x_coordinate",
+                "long_name": "x coordinate of projection",
+                "units": "m",
+                "axis": "X",
+            },
+        ),
+        Y: xr.DataArray(
+            np.asarray(y, dtype="float64"),
+            dims=(Y,),
+            attrs={
+                "standard_name": "projection_y_coordinate",
+                "long_name": "y coordinate of projection",
+                "units": "m",
+                "axis": "Y",
+            },
+        ),
     }
 
 
@@ -299,25 +442,47 @@ def time_coords(
     """The ``time`` coordinate and its per-acquisition coordinates."""
     t = np.asarray(list(times), dtype="datetime64[ns]")
     return {
-        TIME: xr.DataArray(t, dims=(TIME,), attrs={"standard_name": "time", "long_name": "acquisition start time (UTC)"}),
-        PLATFORM: xr.DataArray(np.asarray(list(platform), dtype=object), dims=(TIME,), attrs={"long_name": "satellite platform"}),
-        ORBIT_STATE: xr.DataArray(np.asarray(list(orbit_state), dtype=object), dims=(TIME,), attrs={"long_name": "orbit direction (ascending/descending)"}),
-        RELATIVE_ORBIT: xr.DataArray(np.asarray(list(relative_orbit), dtype="int32"), dims=(TIME,), attrs={"long_name": "relative orbit number"}),
-        ITEM_ID: xr.DataArray(np.asarray(list(item_id), dtype=object), dims=(TIME,), attrs={"long_name": "STAC item ids mosaicked into this time step (comma-separated)"}),
+        TIME: xr.DataArray(
+            t, dims=(TIME,), attrs={"standard_name": "time", "long_name": "acquisition start time (UTC)"}
+        ),
+        PLATFORM: xr.DataArray(
+            np.asarray(list(platform), dtype=object), dims=(TIME,), attrs={"long_name": "satellite platform"}
+        ),
+        ORBIT_STATE: xr.DataArray(
+            np.asarray(list(orbit_state), dtype=object),
+            dims=(TIME,),
+            attrs={"long_name": "orbit direction (ascending/descending)"},
+        ),
+        RELATIVE_ORBIT: xr.DataArray(
+            np.asarray(list(relative_orbit), dtype="int32"), dims=(TIME,), attrs={"long_name": "relative orbit number"}
+        ),
+        ITEM_ID: xr.DataArray(
+            np.asarray(list(item_id), dtype=object),
+            dims=(TIME,),
+            attrs={"long_name": "STAC item ids mosaicked into this time step (comma-separated)"},
+        ),
     }
 
 
-def pair_coords(reference_time: Iterable[Any], activity_time: Iterable[Any], relative_orbit: Iterable[int]) -> dict[str, xr.DataArray]:
+def pair_coords(
+    reference_time: Iterable[Any], activity_time: Iterable[Any], relative_orbit: Iterable[int]
+) -> dict[str, xr.DataArray]:
     """The ``pair`` index and its reference/activity times and orbit."""
     ref = np.asarray(list(reference_time), dtype="datetime64[ns]")
     act = np.asarray(list(activity_time), dtype="datetime64[ns]")
     if ref.shape != act.shape:
         raise CubeSchemaError("reference_time and activity_time must have one entry per pair")
     return {
-        PAIR: xr.DataArray(np.arange(ref.size, dtype="int32"), dims=(PAIR,), attrs={"long_name": "reference/activity pair index"}),
+        PAIR: xr.DataArray(
+            np.arange(ref.size, dtype="int32"), dims=(PAIR,), attrs={"long_name": "reference/activity pair index"}
+        ),
         REFERENCE_TIME: xr.DataArray(ref, dims=(PAIR,), attrs={"long_name": "reference acquisition time (UTC)"}),
         ACTIVITY_TIME: xr.DataArray(act, dims=(PAIR,), attrs={"long_name": "activity acquisition time (UTC)"}),
-        PAIR_RELATIVE_ORBIT: xr.DataArray(np.asarray(list(relative_orbit), dtype="int32"), dims=(PAIR,), attrs={"long_name": "relative orbit of both acquisitions"}),
+        PAIR_RELATIVE_ORBIT: xr.DataArray(
+            np.asarray(list(relative_orbit), dtype="int32"),
+            dims=(PAIR,),
+            attrs={"long_name": "relative orbit of both acquisitions"},
+        ),
     }
 
 

@@ -168,10 +168,14 @@ def dem_item(
     asset_path: Path,
 ) -> pystac.Item:
     """A ``cop-dem-glo-30`` item in EPSG:4326 with the float32 ``data`` asset (metres)."""
-    item = pystac.Item(id=item_id, geometry=footprint, bbox=list(bbox_lonlat), datetime=DEM_ITEM_DATETIME, properties={"gsd": 30})
+    item = pystac.Item(
+        id=item_id, geometry=footprint, bbox=list(bbox_lonlat), datetime=DEM_ITEM_DATETIME, properties={"gsd": 30}
+    )
     item.common_metadata.platform = "tandem-x"
     height, width = shape
-    ProjectionExtension.ext(item, add_if_missing=True).apply(code="EPSG:4326", shape=[height, width], transform=list(transform)[:6])
+    ProjectionExtension.ext(item, add_if_missing=True).apply(
+        code="EPSG:4326", shape=[height, width], transform=list(transform)[:6]
+    )
     asset = pystac.Asset(href=str(asset_path), media_type=COG_MEDIA_TYPE, roles=["data"], title="Data")
     item.add_asset(schema.ASSET_DEM, asset)
     RasterExtension.ext(asset, add_if_missing=True).bands = [
@@ -184,7 +188,16 @@ def _extent(items: Sequence[pystac.Item]) -> pystac.Extent:
     bboxes = np.array([i.bbox for i in items])
     times = sorted(i.datetime for i in items if i.datetime is not None)
     return pystac.Extent(
-        pystac.SpatialExtent([[float(bboxes[:, 0].min()), float(bboxes[:, 1].min()), float(bboxes[:, 2].max()), float(bboxes[:, 3].max())]]),
+        pystac.SpatialExtent(
+            [
+                [
+                    float(bboxes[:, 0].min()),
+                    float(bboxes[:, 1].min()),
+                    float(bboxes[:, 2].max()),
+                    float(bboxes[:, 3].max()),
+                ]
+            ]
+        ),
         pystac.TemporalExtent([[times[0], times[-1]]]),
     )
 
@@ -238,7 +251,9 @@ def dem_collection(items: Sequence[pystac.Item]) -> pystac.Collection:
         providers=[pystac.Provider("sarcube", roles=[pystac.ProviderRole.PRODUCER])],
     )
     col.item_assets = {
-        schema.ASSET_DEM: pystac.ItemAssetDefinition.create(title="Data", description=None, media_type=COG_MEDIA_TYPE, roles=["data"])
+        schema.ASSET_DEM: pystac.ItemAssetDefinition.create(
+            title="Data", description=None, media_type=COG_MEDIA_TYPE, roles=["data"]
+        )
     }
     col.summaries.add("gsd", [30])
     col.summaries.add(STAC_PLATFORM, ["tandem-x"])
