@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         catalog, aoi, start, end = _demo_catalog(root, args.size, args.dates)
         print(
-            f"demo catalog {args.size}x{args.size}, {args.dates} dates written in {time.perf_counter() - t0:.1f} s; {threads} threads"
+            f"demo catalog {args.size}x{args.size}, {args.dates} dates written in {time.perf_counter() - t0:.1f} s; "
+            f"{threads} threads"
         )
         open_catalog(str(catalog))  # imports and YAML parsing, outside the timings
         build_s, decode_s, encode_s = [], [], []
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"cube {dict(ds.sizes)}; {len(hrefs)} input assets; {2 * pixels / 1e6:.1f} M backscatter pixels")
         print(f"build {b:.2f} s; reference {d + e:.2f} s = decode inputs {d:.2f} s + encode output {e:.2f} s")
         print(
-            f"cpu time (all threads): build {min(cpu_build):.2f} s, reference {min(cpu_reference):.2f} s, ratio {min(cpu_build) / min(cpu_reference):.2f}"
+            f"cpu time (all threads): build {min(cpu_build):.2f} s, reference {min(cpu_reference):.2f} s, ratio "
+            f"{min(cpu_build) / min(cpu_reference):.2f}"
         )
         print(f"RESULT build_overhead {b / (d + e):.2f} x")
         codec_figures(root / "cube0.zarr", args.repeat)

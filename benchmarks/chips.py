@@ -186,7 +186,8 @@ def main() -> None:
         t = time.perf_counter()
         make_cube(path, args.size, args.pairs)
         print(
-            f"cube {args.size}x{args.size} px, {args.pairs} pairs, 4 channels + labels written in {time.perf_counter() - t:.1f} s"
+            f"cube {args.size}x{args.size} px, {args.pairs} pairs, 4 channels + labels written in "
+            f"{time.perf_counter() - t:.1f} s"
         )
         ds = schema.open_cube(path)
         resolved = chips.resolve_channels(ds, [chips.ChannelSpec(v) for v in (*PAIR_VARS, schema.SLOPE)])
@@ -239,7 +240,8 @@ def main() -> None:
         }
         how = f"best of {args.repeat}"
         print(
-            f"raw zarr decode        : {rates['raw']:10.0f} chips/s ({n_all} chips' bytes in {best['raw']:.2f} s, {how})"
+            f"raw zarr decode        : {rates['raw']:10.0f} chips/s ({n_all} chips' bytes in {best['raw']:.2f} s, "
+            f"{how})"
         )
         print(f"sarcube loader         : {rates['ours']:10.0f} chips/s ({n_ours} chips in {best['ours']:.2f} s, {how}; "
               f"first epoch {first_s:.2f} s; {args.workers} workers, batches of {BATCH})")
@@ -251,7 +253,8 @@ def main() -> None:
             "loading the cube not timed)"
         )
         print(
-            f"xbatcher, dask-backed  : {rates['xb_dask']:10.0f} chips/s ({n_xbd} chips in {best['xb_dask']:.2f} s, {how})"
+            f"xbatcher, dask-backed  : {rates['xb_dask']:10.0f} chips/s ({n_xbd} chips in {best['xb_dask']:.2f} s, "
+            f"{how})"
         )
         print(f"RESULT chips_vs_plain_loader {rates['ours'] / rates['plain']:.2f} x")
         print(f"RESULT chips_vs_xbatcher_in_memory {rates['ours'] / rates['xb_mem']:.1f} x")

@@ -172,11 +172,13 @@ def speedup(size: int, cell_m: float, radius_m: float, brute_rows: int | None, s
     release = terrain.release_mask(terrain.slope(dem)).values
     z = dem.values
     print(
-        f"DEM {size}x{size} at {cell_m:g} m: {np.ptp(z):.0f} m relief, {release.mean():.1%} release cells, radius {radius_m:g} m"
+        f"DEM {size}x{size} at {cell_m:g} m: {np.ptp(z):.0f} m relief, {release.mean():.1%} release cells, radius "
+        f"{radius_m:g} m"
     )
     fast_s, fast = best_cpu_seconds(lambda: par.par_fast(z, release, cell_m, -cell_m, radius_m), repeats)
     print(
-        f"par_fast:        {fast_s:8.2f} CPU s for {z.size} cells ({fast_s / z.size * 1e6:.2f} us/cell, one thread, best of {repeats})"
+        f"par_fast:        {fast_s:8.2f} CPU s for {z.size} cells ({fast_s / z.size * 1e6:.2f} us/cell, one thread, "
+        f"best of {repeats})"
     )
     rows = list(range(size)) if brute_rows is None else sample_rows(size, brute_rows)
     how = "all rows" if len(rows) == size else f"{len(rows)} of {size} evenly spaced rows, extrapolated per row"
@@ -208,9 +210,11 @@ def big_run(size: int, cell_m: float, radius_m: float, seed: int) -> float:
     same_nan = np.array_equal(np.isnan(ref), np.isnan(got))
     worst = float(np.nanmax(np.abs(ref - got))) if np.isfinite(ref).any() else 0.0
     print(
-        f"potential_angle_of_reach {size}x{size}, chunks {schema.CHUNK_YX}, {os.cpu_count()} cores, load average {load}: "
+        f"potential_angle_of_reach {size}x{size}, chunks {schema.CHUNK_YX}, {os.cpu_count()} cores, load average "
+        f"{load}: "
         f"{seconds:.2f} s wall, {cpu_s:.2f} CPU s "
-        f"(row {row} vs brute force: max diff {worst:.2e} degrees (float32 output), NaN cells {'agree' if same_nan else 'DIFFER'})"
+        f"(row {row} vs brute force: max diff {worst:.2e} degrees (float32 output), NaN cells "
+        f"{'agree' if same_nan else 'DIFFER'})"
     )
     return seconds
 

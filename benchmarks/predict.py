@@ -154,7 +154,9 @@ def main() -> None:
         make_run(run_dir, cube)
         plan = TilingPlan(args.size, args.size, CHIP_PX)
         print(
-            f"device {device} ({torch.get_num_threads()} torch threads); {args.pairs} pair(s) of {args.size}x{args.size} px; {plan.windows} windows of {CHIP_PX} px per pair x 8 TTA; batch {args.batch_size}"
+            f"device {device} ({torch.get_num_threads()} torch threads); {args.pairs} pair(s) of "
+            f"{args.size}x{args.size} px; {plan.windows} windows of {CHIP_PX} px per pair x 8 TTA; batch "
+            f"{args.batch_size}"
         )
         references, walls, ref_cpus, cpus = [], [], [], []
         for i in range(args.repeat):  # alternated, so a busy machine slows both alike
@@ -169,10 +171,12 @@ def main() -> None:
             cpus.append(_cpu_seconds() - cpu)
     reference, wall = min(references), min(walls)
     print(
-        f"bare forward passes: {reference:.2f} s wall, {min(ref_cpus):.2f} s CPU ({n_batches} batches of {args.batch_size})"
+        f"bare forward passes: {reference:.2f} s wall, {min(ref_cpus):.2f} s CPU ({n_batches} batches of "
+        f"{args.batch_size})"
     )
     print(
-        f"predict: {wall:.2f} s wall, {min(cpus):.2f} s CPU; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        f"predict: {wall:.2f} s wall, {min(cpus):.2f} s CPU; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+        "cores"
     )
     print(f"RESULT predict_overhead {wall / reference:.3f} x")
     print(f"RESULT predict_overhead_cpu {min(cpus) / min(ref_cpus):.3f} x")

@@ -205,7 +205,8 @@ class ApiCatalog(Catalog):
             self.client = Client.open(str(source.url), stac_io=stac_io)
         except Exception as err:  # requests, pystac and API errors alike
             raise CatalogError(
-                f"cannot open STAC API {label!r} ({type(err).__name__}: {redact(str(err))[:200]}); check --catalog and the network"
+                f"cannot open STAC API {label!r} ({type(err).__name__}: {redact(str(err))[:200]}); check --catalog and "
+                "the network"
             ) from err
 
     def search(self, collection: str, request: SearchRequest) -> list[Any]:
@@ -228,7 +229,8 @@ class ApiCatalog(Catalog):
             items = list(self.client.search(**kwargs).items())
         except Exception as err:
             raise CatalogError(
-                f"STAC search of {collection!r} at {self.label!r} failed ({type(err).__name__}: {redact(str(err))[:200]})"
+                f"STAC search of {collection!r} at {self.label!r} failed ({type(err).__name__}: "
+                f"{redact(str(err))[:200]})"
             ) from err
         for item in items:
             _pin_hrefs(item)
@@ -366,7 +368,8 @@ def search_backscatter(
             wanted = ", ".join(f"{k}={v}" for k, v in props.items())
             have = "; ".join(f"{o} orbit {r}" for o, r in seen)
             raise NoItemsFoundError(
-                f"{len(unfiltered)} {coll!r} items cover the AOI and dates in {catalog.label!r}, but none with {wanted} "
+                f"{len(unfiltered)} {coll!r} items cover the AOI and dates in {catalog.label!r}, but none with "
+                f"{wanted} "
                 f"(available: {have}); change --orbit/--relative-orbit"
             )
     extent = catalog.temporal_extent(coll)
@@ -378,7 +381,8 @@ def search_backscatter(
                 f"dates {start:%Y-%m-%d}..{end:%Y-%m-%d} lie outside collection {coll!r} ({span}): change --start/--end"
             )
     raise NoItemsFoundError(
-        f"no {coll!r} items in catalog {catalog.label!r} for {_describe(request)}: check --aoi, --start/--end and --catalog"
+        f"no {coll!r} items in catalog {catalog.label!r} for {_describe(request)}: check --aoi, --start/--end and "
+        "--catalog"
     )
 
 
@@ -388,7 +392,8 @@ def search_dem(catalog: Catalog, bbox: tuple[float, float, float, float]) -> lis
     items = catalog.search(coll, SearchRequest(bbox))
     if not items:
         raise NoItemsFoundError(
-            f"no {coll!r} elevation items in catalog {catalog.label!r} for {_describe(SearchRequest(bbox))}: the AOI is outside the DEM's coverage"
+            f"no {coll!r} elevation items in catalog {catalog.label!r} for {_describe(SearchRequest(bbox))}: the AOI "
+            "is outside the DEM's coverage"
         )
     return sorted(items, key=lambda i: i.id)
 

@@ -58,7 +58,8 @@ def _time_index(ds: xr.Dataset, when: np.datetime64) -> int:
     i = int(np.argmin(np.abs(times - when)))
     if abs(times[i] - when) > TIME_TOLERANCE:
         raise InputError(
-            f"no acquisition on 'time' matches {when} (nearest {times[i]}): rebuild the cube's pairs with `sarcube features --pairs`"
+            f"no acquisition on 'time' matches {when} (nearest {times[i]}): rebuild the cube's pairs with `sarcube "
+            "features --pairs`"
         )
     return i
 
@@ -85,7 +86,8 @@ def composite_inputs(ds: xr.Dataset, pair: int | None) -> tuple[np.ndarray, np.n
             where = f" (orbit {orbit})"
         return before, after, f"R,B: mean VV before   G: mean VV after the event{where}"
     raise MissingVariableError(
-        f"the cube has no pairs and no {schema.VV_BEFORE!r}/{schema.VV_AFTER!r}; {schema.hint_for([schema.VV_DIFF, schema.VV_BEFORE])}"
+        f"the cube has no pairs and no {schema.VV_BEFORE!r}/{schema.VV_AFTER!r}; "
+        f"{schema.hint_for([schema.VV_DIFF, schema.VV_BEFORE])}"
     )
 
 

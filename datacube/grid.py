@@ -70,7 +70,8 @@ def parse_aoi(aoi: str | Path | Sequence[float]) -> Any:
         raise InputError(f"--aoi {aoi!s} is empty")
     if not geom.is_valid:
         raise InputError(
-            f"--aoi {aoi!s} is not a valid polygon ({explain_validity(geom)}); fix its ring (e.g. shapely make_valid or QGIS 'Fix geometries')"
+            f"--aoi {aoi!s} is not a valid polygon ({explain_validity(geom)}); fix its ring (e.g. shapely make_valid "
+            "or QGIS 'Fix geometries')"
         )
     if geom.area == 0:
         raise InputError(f"--aoi {aoi!s} is empty (zero area)")
@@ -230,7 +231,8 @@ def cell_size(arr: xr.DataArray) -> tuple[float, float]:
         step = np.diff(values)
         if not (np.all(np.isfinite(step)) and np.allclose(step, step[0], rtol=1e-9, atol=1e-6) and step[0] != 0):
             raise InputError(
-                f"{arr.name or 'array'}: coordinate {dim!r} is not regularly spaced; terrain needs a regular projected grid"
+                f"{arr.name or 'array'}: coordinate {dim!r} is not regularly spaced; terrain needs a regular projected "
+                "grid"
             )
         steps.append(float(step[0]))
     return steps[0], steps[1]

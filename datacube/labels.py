@@ -95,7 +95,8 @@ def read_polygons(path: str | Path, crs: Any, what: str = "--labels") -> Any:
         gdf = gpd.read_file(path)
     except Exception as err:  # pyogrio raises its own DataSourceError family
         raise InputError(
-            f"{what} {str(path)!r} cannot be read as vector data ({err}): is it a complete GeoJSON, GeoPackage or shapefile (with its .shx/.dbf)?"
+            f"{what} {str(path)!r} cannot be read as vector data ({err}): is it a complete GeoJSON, GeoPackage or "
+            "shapefile (with its .shx/.dbf)?"
         ) from err
     if gdf.crs is None:
         raise InputError(
@@ -126,7 +127,8 @@ def _dates_of(gdf: Any, path: Path, field: str) -> np.ndarray:
     if field not in gdf.columns:
         fields = [c for c in gdf.columns if c != gdf.geometry.name]
         raise InputError(
-            f"--labels {str(path)!r} has no field {field!r} (fields: {', '.join(map(str, fields)) or 'none'}): pass --date-field NAME"
+            f"--labels {str(path)!r} has no field {field!r} (fields: {', '.join(map(str, fields)) or 'none'}): pass "
+            "--date-field NAME"
         )
     out = []
     for i, value in enumerate(gdf[field]):
@@ -254,7 +256,8 @@ def rasterize_labels(
     if not inside.any():
         b = cube.rio.bounds(recalc=True)
         raise InputError(
-            f"--labels {str(path)!r}: no feature lies inside the cube (cube bounds {tuple(round(v, 1) for v in b)} in {crs.to_string()}): "
+            f"--labels {str(path)!r}: no feature lies inside the cube (cube bounds {tuple(round(v, 1) for v in b)} in "
+            f"{crs.to_string()}): "
             "is it the right file or area?"
         )
     geoms = list(gdf.geometry.to_numpy())
@@ -283,7 +286,8 @@ def rasterize_labels(
     else:
         if schema.PAIR not in cube.dims:
             raise MissingVariableError(
-                f"--date-field {date_field!r} puts labels on pairs, but the cube has none: run `sarcube features --pairs` first"
+                f"--date-field {date_field!r} puts labels on pairs, but the cube has none: run `sarcube features "
+                "--pairs` first"
             )
         dates = _dates_of(gdf, path, date_field)
         ref = cube[schema.REFERENCE_TIME].values.astype("datetime64[ns]")
@@ -356,11 +360,13 @@ def _match_files(cube: xr.Dataset, files: Sequence[Path], dim: str) -> list[int]
         hits = [i for i, key in enumerate(keys) if tuple(key) == tuple(dates)]
         if not hits:
             raise InputError(
-                f"raster {str(path)!r}: no {dim} of the cube is on {'/'.join(map(str, dates))} (cube has: {', '.join(labels)})"
+                f"raster {str(path)!r}: no {dim} of the cube is on {'/'.join(map(str, dates))} (cube has: "
+                f"{', '.join(labels)})"
             )
         if len(hits) > 1:
             raise InputError(
-                f"raster {str(path)!r}: {'/'.join(map(str, dates))} matches {len(hits)} {dim} steps (several orbits that day); add them one orbit per cube"
+                f"raster {str(path)!r}: {'/'.join(map(str, dates))} matches {len(hits)} {dim} steps (several orbits "
+                "that day); add them one orbit per cube"
             )
         positions.append(hits[0])
     seen: dict[int, Path] = {}
@@ -463,7 +469,8 @@ def reproject_raster(
     paths = [Path(f) for f in files]
     if not paths:
         raise InputError(
-            f"--raster {name}: no files given: list the GeoTIFF(s) after the cube, e.g. add-layer CUBE --raster {name} FILE.tif"
+            f"--raster {name}: no files given: list the GeoTIFF(s) after the cube, e.g. add-layer CUBE --raster {name} "
+            "FILE.tif"
         )
     if dim == "none" and len(paths) != 1:
         raise InputError(

@@ -254,7 +254,8 @@ def stage_array(
             if tuple(array.shape[1:]) != tuple(template.shape[1:]) or array.shape[0] > template.shape[0]:
                 discard_staged(path, name, storage_options)
                 raise CubeSchemaError(
-                    f"{name!r} has shape {tuple(array.shape)}, the cube needs {tuple(template.shape)}: recompute it with --overwrite"
+                    f"{name!r} has shape {tuple(array.shape)}, the cube needs {tuple(template.shape)}: recompute it "
+                    "with --overwrite"
                 )
             array.resize(tuple(template.shape))
     else:

@@ -127,7 +127,8 @@ def add_variables(
     )
     if stranded:
         raise CubeSchemaError(
-            f"replacing {sorted(replaced_dims)} would strand {stranded} on the old coordinates: rewrite or drop them too"
+            f"replacing {sorted(replaced_dims)} would strand {stranded} on the old coordinates: rewrite or drop them "
+            "too"
         )
     # x/y already live in the cube: keep them out of the staged arrays.
     ds = ds.drop_vars([d for d in schema.SPATIAL_DIMS if d in ds.variables])
@@ -174,7 +175,8 @@ def _check_fits(cube: xr.Dataset, name: str, var: xr.DataArray) -> None:
             raise CubeSchemaError(f"variable {name!r} lacks dimension {dim!r}")
         if var.sizes[dim] != cube.sizes[dim]:
             raise CubeSchemaError(
-                f"variable {name!r} has {dim}={var.sizes[dim]}, the cube has {cube.sizes[dim]}: reproject it onto the cube grid first"
+                f"variable {name!r} has {dim}={var.sizes[dim]}, the cube has {cube.sizes[dim]}: reproject it onto the "
+                "cube grid first"
             )
         if dim in var.coords and not _same_values(var[dim], cube[dim]):
             raise CubeSchemaError(f"variable {name!r} is on another {dim!r} grid than the cube")

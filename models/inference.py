@@ -245,7 +245,8 @@ def predict_bands(
             block = read_rows(next_read, y1).float()
             if block.shape[-2:] != (y1 - next_read, width):
                 raise InputError(
-                    f"input rows {next_read}..{y1} came back as {tuple(block.shape)}, expected (C, [T,] {y1 - next_read}, {width})"
+                    f"input rows {next_read}..{y1} came back as {tuple(block.shape)}, expected (C, [T,] "
+                    f"{y1 - next_read}, {width})"
                 )
             if pinned:
                 block = block.pin_memory()

@@ -41,7 +41,8 @@ class ConvVAE(nn.Module):
         super().__init__()
         if in_channels < 1 or latent_dim < 1 or base_channels < 1:
             raise InputError(
-                f"vae: in_channels={in_channels}, latent_dim={latent_dim}, base_channels={base_channels}: all must be >= 1"
+                f"vae: in_channels={in_channels}, latent_dim={latent_dim}, base_channels={base_channels}: all must be "
+                ">= 1"
             )
         widths = [base_channels * 2**i for i in range(4)]  # 32, 64, 128, 256
         enc: list[nn.Module] = []

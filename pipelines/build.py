@@ -122,7 +122,8 @@ def _provenance(
 
 def _history_line(request: BuildRequest, append: bool) -> str:
     parts = [
-        f"sarcube build --start {request.start} --end {request.end} --catalog {request.catalog} --resolution {request.resolution:g} --crs {request.crs}"
+        f"sarcube build --start {request.start} --end {request.end} --catalog {request.catalog} --resolution "
+        f"{request.resolution:g} --crs {request.crs}"
     ]
     if request.orbit:
         parts.append(f"--orbit {request.orbit}")
@@ -299,7 +300,8 @@ def build(
         elif pending_request is not None:
             if pending_request != request.to_json():
                 raise CubeExistsError(
-                    f"{str(out)!r} holds an unfinished build with other arguments: run that build again to finish it, or pass --overwrite"
+                    f"{str(out)!r} holds an unfinished build with other arguments: run that build again to finish it, "
+                    "or pass --overwrite"
                 )
             resuming = True
         elif not append:
@@ -308,7 +310,8 @@ def build(
             )
         if codec is not None and codec != schema.codec_of(current.attrs):
             raise InputError(
-                f"--codec {codec}: {str(out)!r} is written with {schema.codec_of(current.attrs)}; drop --codec, or --overwrite"
+                f"--codec {codec}: {str(out)!r} is written with {schema.codec_of(current.attrs)}; drop --codec, or "
+                "--overwrite"
             )
     elif append:
         raise InputError(
@@ -332,7 +335,8 @@ def build(
             missing = [k for k in pending if k != DEM_STEP and k not in by_key]
             if missing:
                 raise CatalogError(
-                    f"the catalog no longer lists acquisitions {missing} of the unfinished build in {str(out)!r}: pass --overwrite to start over"
+                    f"the catalog no longer lists acquisitions {missing} of the unfinished build in {str(out)!r}: pass "
+                    "--overwrite to start over"
                 )
             if DEM_STEP in pending:
                 dem_items = search_dem(cat, geometry.bounds)
@@ -346,14 +350,16 @@ def build(
             cube = schema.open_cube(out, storage_options=storage_options)
             if not grid.same_as(cube[schema.X].values, cube[schema.Y].values) or cube.rio.crs != pyproj_crs(grid.crs):
                 raise InputError(
-                    f"--append: this --aoi/--resolution/--crs gives another grid than {str(out)!r}; use the cube's own AOI, resolution and CRS"
+                    f"--append: this --aoi/--resolution/--crs gives another grid than {str(out)!r}; use the cube's own "
+                    "AOI, resolution and CRS"
                 )
             derived = sorted(
                 str(n) for n, v in cube.data_vars.items() if schema.TIME in v.dims and n not in schema.BACKSCATTER
             )
             if derived:
                 raise InputError(
-                    f"--append: {str(out)!r} holds {derived} computed on its current time steps; remove them (or build a new cube), append, then recompute them"
+                    f"--append: {str(out)!r} holds {derived} computed on its current time steps; remove them (or build "
+                    "a new cube), append, then recompute them"
                 )
             have = {
                 _pass_key(t, o, r, lon)
@@ -389,7 +395,8 @@ def build(
             dem_items = search_dem(cat, geometry.bounds)
             w, s, e, n = geometry.bounds
             attrs = {
-                schema.ATTR_TITLE: f"Sentinel-1 backscatter and terrain, lon {w:.3f}..{e:.3f}, lat {s:.3f}..{n:.3f}, {start}..{end}",
+                schema.ATTR_TITLE: f"Sentinel-1 backscatter and terrain, lon {w:.3f}..{e:.3f}, lat {s:.3f}..{n:.3f}, "
+                                   f"{start}..{end}",
                 schema.ATTR_AOI: request.aoi,
                 schema.ATTR_START: str(start),
                 schema.ATTR_END: str(end),

@@ -154,7 +154,8 @@ class _State:
             self.data = saved
         elif workdir.exists() and any(workdir.iterdir()):
             raise CubeExistsError(
-                f"workdir {str(workdir)!r} is not empty and holds no {STATE_FILE}: choose another --workdir (the demo never deletes what it did not write)"
+                f"workdir {str(workdir)!r} is not empty and holds no {STATE_FILE}: choose another --workdir (the demo "
+                "never deletes what it did not write)"
             )
         else:
             workdir.mkdir(parents=True, exist_ok=True)
@@ -242,7 +243,8 @@ def demo(
         return outputs
 
     echo(
-        f"sarcube demo in {wd}: {settings.size} x {settings.size} px scene, seed {settings.seed}, profile {settings.profile}"
+        f"sarcube demo in {wd}: {settings.size} x {settings.size} px scene, seed {settings.seed}, profile "
+        f"{settings.profile}"
     )
 
     def make_catalog() -> dict[str, Any]:
@@ -462,13 +464,15 @@ def results_markdown(result: DemoResult, settings: DemoSettings) -> str:
         rule,
         *rows,
         "",
-        "Pixel F1/precision/recall/IoU/AUPRC over the test pairs' labelled pixels; bbox IoU and object TP/FN/FP per scene "
+        "Pixel F1/precision/recall/IoU/AUPRC over the test pairs' labelled pixels; bbox IoU and object TP/FN/FP per "
+        "scene "
         "(avalanche-fcn-bianchi Tab. I reports F1 66.6 vs 38.1 for the baseline on real data). Thresholds: "
         + ", ".join(f"{run_name(n)} {r['threshold']:g}" for n, r in ev["predictions"].items())
         + ".",
         "",
         f"Exported polygons: {result.detection_counts[FCN_PRESET]} avalanche-fcn detections "
-        f"(`{result.detections[FCN_PRESET].relative_to(wd)}`), {result.detection_counts[BASELINE_PRESET]} baseline detections.",
+        f"(`{result.detections[FCN_PRESET].relative_to(wd)}`), {result.detection_counts[BASELINE_PRESET]} baseline "
+        "detections.",
         "",
         f"Quicklook of `{fcn}` on test pair {result.test_pairs[0]}: `{result.quicklooks[0].relative_to(wd)}`",
         "",

@@ -180,7 +180,8 @@ def preview_pair(catalog_dir: str | Path, png: str | Path) -> Path:
     what = "debris polygons of this pair" if manifest.hazard == "avalanche" else "outlines"
     fig.suptitle(
         f"sarcube demo ({manifest.hazard}, seed {manifest.seed}): R/B reference VV {ref.datetime:%Y-%m-%d}, "
-        f"G activity VV {act.datetime:%Y-%m-%d},{' ' if zoomed else chr(10)}{orbit}; yellow: {len(outlines)} labelled {what}",
+        f"G activity VV {act.datetime:%Y-%m-%d},{' ' if zoomed else chr(10)}{orbit}; yellow: {len(outlines)} labelled "
+        f"{what}",
         fontsize=11,
     )
     fig.tight_layout()

@@ -185,7 +185,8 @@ def features(
             if orphans and not overwrite:
                 raise CubeExistsError(
                     f"cube {str(cube)!r}: the new pairs (--max-gap {max_gap_days:g}) leave out stored pairs that "
-                    f"{orphans} use: pass --overwrite to drop them (re-add labels afterwards), or keep the old --max-gap"
+                    f"{orphans} use: pass --overwrite to drop them (re-add labels afterwards), or keep the old "
+                    "--max-gap"
                 )
         steps.append(f"--pairs --max-gap {max_gap_days:g}")
     if window is not None:

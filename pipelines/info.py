@@ -76,7 +76,8 @@ def info(cube: str | Path, *, as_json: bool = False, storage_options: Mapping[st
         lines.append("pairs (reference -> activity)")
         for row in s.pairs:
             lines.append(
-                f"  {row[schema.PAIR]:>3}  {row.get(schema.REFERENCE_TIME, '')} -> {row.get(schema.ACTIVITY_TIME, '')}  orbit {row.get(schema.PAIR_RELATIVE_ORBIT, '')}"
+                f"  {row[schema.PAIR]:>3}  {row.get(schema.REFERENCE_TIME, '')} -> {row.get(schema.ACTIVITY_TIME, '')} "
+                f" orbit {row.get(schema.PAIR_RELATIVE_ORBIT, '')}"
             )
     lines.append("")
     lines.append("provenance")

@@ -126,7 +126,8 @@ def _deposition_for(
         if zenodo.is_published(deposition):
             raise PublishError(
                 f"deposition {deposition['id']} made from {str(out_dir)!r} is already published "
-                f"(DOI {zenodo.deposition_doi(deposition)}): pass --new-version-of {deposition['id']} to publish a new version"
+                f"(DOI {zenodo.deposition_doi(deposition)}): pass --new-version-of {deposition['id']} to publish a new "
+                "version"
             )
         log.info("resuming deposition %s", deposition["id"])
         return deposition
@@ -228,7 +229,8 @@ def _publish(
     token = os.environ.get(zenodo.TOKEN_ENV, "") if upload else ""
     if upload and not token.strip():
         raise InputError(
-            f"--upload needs a Zenodo token in {zenodo.TOKEN_ENV}: create one at {zenodo_url.rstrip('/')}/account/settings/applications/tokens/new with deposit:write and deposit:actions"
+            f"--upload needs a Zenodo token in {zenodo.TOKEN_ENV}: create one at "
+            f"{zenodo_url.rstrip('/')}/account/settings/applications/tokens/new with deposit:write and deposit:actions"
         )
     if new_version_of is not None and int(new_version_of) <= 0:
         raise InputError(f"--new-version-of {new_version_of!r} is not a deposition id (a positive integer)")
@@ -372,7 +374,8 @@ def command(
     if result.deposition_id is not None:
         state = "published" if result.published else "draft (not published; rerun with --publish)"
         click.echo(
-            f"deposition {result.deposition_id}: {state}; DOI {result.doi}; uploaded {len(result.uploaded)}, unchanged {len(result.skipped)}"
+            f"deposition {result.deposition_id}: {state}; DOI {result.doi}; uploaded {len(result.uploaded)}, unchanged "
+            f"{len(result.skipped)}"
         )
         if result.html_url:
             click.echo(result.html_url)

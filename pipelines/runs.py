@@ -238,7 +238,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", *, which: 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(
-            f"run directory {str(run_dir)!r} does not exist: train one with `sarcube train CUBE --preset NAME --out RUN_DIR`"
+            f"run directory {str(run_dir)!r} does not exist: train one with `sarcube train CUBE --preset NAME --out "
+            "RUN_DIR`"
         )
     path = run_dir / which
     state = read_checkpoint(path, device="cpu")

@@ -127,7 +127,8 @@ def read_split(var: xr.DataArray, label: xr.DataArray | None = None) -> chips.Sp
     path = Path(run) / SPLIT_FILE
     if not path.exists():
         raise CheckpointError(
-            f"{var.name!r} was made by run {run!r}, which has no {SPLIT_FILE}: restore the run directory (or re-predict with a run that has one)"
+            f"{var.name!r} was made by run {run!r}, which has no {SPLIT_FILE}: restore the run directory (or "
+            "re-predict with a run that has one)"
         )
     plan = chips.SplitPlan.from_json(path.read_text())
     events = label_events(label) if label is not None else None

@@ -387,7 +387,8 @@ def _train_rank(cube: str, preset: str, out: str, options: dict[str, Any]) -> st
     "--preset",
     "preset",
     required=True,
-    help="Preset name (avalanche-fcn, avalanche-cnn, avalanche-vae, landslide-unet, glacier-3dconv, glacier-convlstm, baseline, ...) or a YAML path.",
+    help="Preset name (avalanche-fcn, avalanche-cnn, avalanche-vae, landslide-unet, glacier-3dconv, glacier-convlstm, "
+         "baseline, ...) or a YAML path.",
 )
 @click.option(
     "--out",

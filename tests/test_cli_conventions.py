@@ -100,7 +100,8 @@ def test_root_cause_is_appended_when_the_message_lacks_it():
         line = cli.error_line(err)
     assert (
         line
-        == "Error: cannot open catalog 'https://example.invalid/stac' (cause: OSError: could not resolve host: example.invalid)"
+        == "Error: cannot open catalog 'https://example.invalid/stac' (cause: OSError: could not resolve host: "
+           "example.invalid)"
     )
 
 

@@ -359,7 +359,8 @@ def test_no_local_path_survives_whatever_its_characters(tmp_path):
         {
             schema.ATTR_CATALOG: str(catalog_json),
             schema.ATTR_STAC_ITEMS: schema.encode_json_attr(items),
-            schema.ATTR_HISTORY: f"2026-01-01T00:00:00Z sarcube build --catalog {catalog_json} --out {home}/t.zarr --crs utm",
+            schema.ATTR_HISTORY: f"2026-01-01T00:00:00Z sarcube build --catalog {catalog_json} --out {home}/t.zarr "
+                                 "--crs utm",
         }
     )
     cube = home / "tiny.zarr"

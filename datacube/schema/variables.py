@@ -274,7 +274,8 @@ VARIABLES: dict[str, VariableSpec] = {
             "float32",
             "degree",
             "potential angle of reach",
-            "Largest elevation angle from the cell up to any release cell within the radius (avalanche-fcn-bianchi III-B); NaN where none.",
+            "Largest elevation angle from the cell up to any release cell within the radius (avalanche-fcn-bianchi "
+            "III-B); NaN where none.",
             valid_range=(-90.0, 90.0),
         ),
         VariableSpec(
@@ -283,7 +284,8 @@ VARIABLES: dict[str, VariableSpec] = {
             "uint8",
             "1",
             "hazard label",
-            "1 hazard (avalanche debris, landslide, glacier), 0 none, 255 unknown / not monitored (ignored by losses and metrics).",
+            "1 hazard (avalanche debris, landslide, glacier), 0 none, 255 unknown / not monitored (ignored by losses "
+            "and metrics).",
             flags=_LABEL_FLAGS,
         ),
     )

@@ -244,7 +244,8 @@ def dem_collection(items: Sequence[pystac.Item]) -> pystac.Collection:
     col = pystac.Collection(
         id=schema.COLLECTION_DEM,
         title="Copernicus DEM GLO-30 - synthetic",
-        description="Procedural alpine DEM (float32 metres, EPSG:4326, 1 arcsecond) written by `sarcube demo-catalog`; shaped like Planetary Computer's cop-dem-glo-30.",
+        description="Procedural alpine DEM (float32 metres, EPSG:4326, 1 arcsecond) written by `sarcube demo-catalog`; "
+                    "shaped like Planetary Computer's cop-dem-glo-30.",
         extent=_extent(items),
         license="proprietary",
         keywords=["Copernicus", "DEM", "DSM", "Elevation", "synthetic"],
