@@ -251,7 +251,10 @@ def _load(
     zero_is_nodata: bool,
     fail_on_error: bool = True,
 ) -> xr.Dataset:
-    """odc-stac load of ``variables`` onto ``grid``: one time step per group of items, each group mosaicked (dask, lazy)."""
+    """odc-stac load of ``variables`` onto ``grid``.
+
+    One time step per group of items, each group mosaicked (dask, lazy).
+    """
     import odc.stac
 
     _configure_gdal()
@@ -308,7 +311,10 @@ def load_backscatter(
     grid: Grid,
     variables: Sequence[str] = schema.BACKSCATTER,
 ) -> dict[str, xr.DataArray]:
-    """Backscatter in dB on ``grid`` for one or several acquisitions: lazy (time, y, x) arrays chunked (1, READ_CHUNK, READ_CHUNK)."""
+    """Backscatter in dB on ``grid`` for one or several acquisitions.
+
+    Lazy (time, y, x) arrays chunked (1, READ_CHUNK, READ_CHUNK).
+    """
     if isinstance(acquisitions, Acquisition):
         acquisitions = [acquisitions]
     coll = catalog.source.backscatter

@@ -97,7 +97,8 @@ def describe_owner(owner: Mapping[str, Any] | None) -> str:
     """``sarcube predict (pid 123 on host, since 2024-01-01T10:00:00Z)``, or a plain phrase when unknown."""
     if not owner:
         return "another process"
-    return f"{owner.get('verb', DEFAULT_VERB)} (pid {owner.get('pid', '?')} on {owner.get('host', '?')}, since {owner.get('time', '?')})"
+    pid, host, since = (owner.get(key, "?") for key in ("pid", "host", "time"))
+    return f"{owner.get('verb', DEFAULT_VERB)} (pid {pid} on {host}, since {since})"
 
 
 def _parse_owner(raw: bytes | str) -> dict[str, Any] | None:
@@ -196,7 +197,8 @@ def _try_object(fs: Any, path: str, owner: dict[str, Any], stale_s: float) -> tu
             return None, None
         if _age_s(holder) < stale_s and not _dead_here(holder):
             return None, holder
-        # Stale (or its holder, on this host, is gone): only the process that creates the takeover object for this holder's token may replace it.
+        # Stale (or its holder, on this host, is gone): only the process that creates the takeover object for
+        # this holder's token may replace it.
         takeover = f"{path}.takeover-{holder.get('token', 'unknown')}"
         if not _create(fs, takeover, owner):
             return None, holder

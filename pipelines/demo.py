@@ -324,7 +324,8 @@ def demo(
         ds = schema.open_cube(cube)
         names = {}
         for method in METHODS:
-            # the baseline thresholds pixels and sizes objects: exactly dihedral-equivariant, TTA would repeat it 8 times
+            # the baseline thresholds pixels and sizes objects: exactly dihedral-equivariant, so TTA would only
+            # repeat it 8 times
             names[method] = predict(
                 cube,
                 run_dirs[method],
@@ -515,7 +516,7 @@ def command(
     device: str | None,
     overwrite: bool,
 ) -> None:
-    """Run the whole pipeline on the embedded synthetic avalanche scene, offline, and print the FCN vs baseline table."""
+    """Run the whole pipeline on the embedded synthetic avalanche scene, offline; print the FCN vs baseline table."""
     demo(
         workdir,
         seed=seed,

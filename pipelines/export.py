@@ -67,7 +67,7 @@ def export(
     crs: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a prediction's thresholded detections as polygons to ``out`` (.geojson or .gpkg, replaced); returns the path.
+    """Write a prediction's thresholded detections as polygons to ``out`` (.geojson or .gpkg, replaced); return it.
 
     A GeoPackage keeps the cube's CRS unless ``crs`` (e.g. ``EPSG:3857``) says
     otherwise; GeoJSON is always EPSG:4326 (RFC 7946).

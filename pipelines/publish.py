@@ -364,7 +364,7 @@ def command(
     new_version_of: int | None,
     storage_options: dict[str, Any] | None,
 ) -> None:
-    """Write CUBE as a citable archive (zip, STAC, datasheet, checksums) into --out, optionally uploading it to Zenodo."""
+    """Write CUBE as a citable archive (zip, STAC, datasheet, checksums) into --out; optionally upload it to Zenodo."""
     result = publish(
         cube, out_dir, title=title, creators=list(creators), description=Path(description) if description else None,
         license=license_id, keywords=keywords, version=version, related=related, upload=upload,

@@ -5,11 +5,12 @@ Not a step (steps never import each other).
 Each prediction is scored against the cube's ``label`` (255 ignored, NaN
 predictions ignored, and on a pair's maps the pixels that one of its two
 acquisitions did not observe: radar shadow, layover, off-swath, where no method
-can see debris and an analyst labelling that image would not mark any) on the split (``test`` by default) of the run that made
-it: the run directory recorded in the prediction's ``run`` attribute holds
-``split.json`` (tiles and held-out pairs); a split that puts one label event
-in two splits is refused. Only pairs the prediction holds are scored. Two
-kinds of scoring, chosen by the predictions' ``prediction_level``:
+can see debris and an analyst labelling that image would not mark any) on the
+split (``test`` by default) of the run that made it: the run directory recorded
+in the prediction's ``run`` attribute holds ``split.json`` (tiles and held-out
+pairs); a split that puts one label event in two splits is refused. Only pairs
+the prediction holds are scored. Two kinds of scoring, chosen by the
+predictions' ``prediction_level``:
 
 - maps (segmentation, baseline): pixel precision/recall/F1/IoU, AUPRC,
   balanced accuracy over the split's pixels, plus bounding-box IoU and

@@ -186,7 +186,10 @@ def write_test_catalog(root: str | Path, *, seed: int = 0, size: int = SIZE) -> 
 
 
 def item_collection_files(catalog_json: str | Path, out_dir: str | Path) -> list[Path]:
-    """The catalog's collections (without links) and one ItemCollection per collection, with absolute hrefs, for ``rustac serve``."""
+    """The catalog's collections (without links) and one ItemCollection per collection, for ``rustac serve``.
+
+    Hrefs are absolute.
+    """
     import pystac
 
     out_dir = Path(out_dir)

@@ -1,4 +1,4 @@
-"""The CLI behaves like the tools users know: search before build, quiet pipes, one root-cause error line, exit codes."""
+"""The CLI behaves like the tools users know: search before build, quiet pipes, one root-cause error, exit codes."""
 
 from __future__ import annotations
 

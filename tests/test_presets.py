@@ -123,8 +123,8 @@ def test_unknown_names_and_files(tmp_path):
         load_preset("avalanche-fcn", "gpu-huge")
     path = tmp_path / "mine.yaml"
     path.write_text(
-        "inputs: {channels: [vv_diff, {variable: vv_ratio, take: at-activity}]}\nchips: {size: 32}\ntrain: {epochs: "
-        "1}\n"
+        "inputs: {channels: [vv_diff, {variable: vv_ratio, take: at-activity}]}\n"
+        "chips: {size: 32}\ntrain: {epochs: 1}\n"
     )
     p = load_preset(path)
     assert (

@@ -145,8 +145,13 @@ def _restore_cf_types(ds: xr.Dataset) -> None:
     for dim in (X, Y):
         if dim in ds.variables:
             ds[dim].encoding["_FillValue"] = None
+
+
 def pending_steps(ds: xr.Dataset) -> list[str] | None:
-    """The steps an unfinished build has still to write (acquisition times, ISO seconds, or the DEM); None when finished."""
+    """The steps an unfinished build has still to write (acquisition times, ISO seconds, or the DEM).
+
+    None when the build finished.
+    """
     raw = ds.attrs.get(ATTR_BUILD_PENDING)
     if raw is None:
         return None
