@@ -275,12 +275,38 @@ def pixel_at(ds: xr.Dataset, lon: float, lat: float) -> tuple[int, int]:
     return row, col
 
 
+# --- a cube's grid ------------------------------------------------------------------
+
+def cube_grid(cube: xr.Dataset) -> tuple[Any, Any, tuple[int, int]]:
+    """(CRS, affine transform of the pixel corners, (ny, nx)) of the cube grid."""
+    import rioxarray  # noqa: F401  (registers .rio)
+
+    crs = cube.rio.crs
+    if crs is None:
+        raise InputError("the cube has no CRS (spatial_ref): rebuild it with `sarcube build`")
+    return crs, cube.rio.transform(recalc=True), (cube.sizes[schema.Y], cube.sizes[schema.X])
+
+
+def cube_box(cube: xr.Dataset) -> Any:
+    """The cube's bounds as a shapely box in its CRS."""
+    from shapely.geometry import box
+
+    return box(*cube.rio.bounds(recalc=True))
+
+
+def yx_coords(cube: xr.Dataset) -> dict[str, xr.DataArray]:
+    """The cube's ``y`` and ``x`` coordinates, for a layer put onto its grid."""
+    return {schema.Y: cube[schema.Y], schema.X: cube[schema.X]}
+
+
 __all__ = [
     "DEFAULT_RESOLUTION_M",
     "MAX_PIXELS",
     "Grid",
     "as_grid",
     "cell_size",
+    "cube_box",
+    "cube_grid",
     "grid_for",
     "parse_aoi",
     "parse_point",
@@ -288,4 +314,5 @@ __all__ = [
     "pixel_size",
     "pyproj_crs",
     "utm_crs",
+    "yx_coords",
 ]

@@ -5,7 +5,7 @@
   of the events burnt into each pair, or on (y, x) without a date field; 255
   outside the monitored area (:func:`labels.rasterize_labels`).
 - ``--raster NAME FILES... [--dim time|pair|none]``: GeoTIFFs warped onto the
-  grid as a new variable NAME (:func:`labels.reproject_raster`).
+  grid as a new variable NAME (:func:`rasters.reproject_raster`).
 
 The layer appears only once complete (:func:`store.add_variables`); an existing
 one is replaced only with ``--overwrite``.
@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from sarcube.datacube import labels as label_layers
-from sarcube.datacube import lock, schema, store
+from sarcube.datacube import lock, rasters, schema, store
 from sarcube.errors import InputError
 from sarcube.pipelines import _dask
 from sarcube.pipelines._storage import storage_options_option
@@ -42,7 +42,7 @@ def add_layer(
     raster_files: Sequence[str | Path] = (),
     dim: str = "none",
     units: str = "1",
-    resampling: str = label_layers.DEFAULT_RESAMPLING,
+    resampling: str = rasters.DEFAULT_RESAMPLING,
     overwrite: bool = False,
     scheduler: str | None = None,
     wait_s: float = 0.0,
@@ -78,7 +78,7 @@ def add_layer(
         what += f" --monitored {Path(monitored).name}" if monitored else ""
     else:
         name = raster_name
-        var = label_layers.reproject_raster(ds, raster_files, raster_name, dim, units, resampling=resampling)
+        var = rasters.reproject_raster(ds, raster_files, raster_name, dim, units, resampling=resampling)
         what = f"--raster {raster_name} ({len(raster_files)} file(s)) --dim {dim}"
     with _dask.scheduler(scheduler) as client, _dask.progress("add-layer", client):
         written = store.add_variables(cube, {name: var}, overwrite=overwrite, storage_options=storage_options)
@@ -102,7 +102,7 @@ def add_layer(
 @click.option("--raster", "raster_name", metavar="NAME", help="Add FILES (GeoTIFFs) as the new variable NAME.")
 @click.option(
     "--dim",
-    type=click.Choice(label_layers.RASTER_DIMS),
+    type=click.Choice(rasters.RASTER_DIMS),
     default="none",
     show_default=True,
     help="Stack rasters on time or pair by the date(s) in their names.",
@@ -110,7 +110,7 @@ def add_layer(
 @click.option("--units", default="1", show_default=True, help="Units of the raster layer.")
 @click.option(
     "--resampling",
-    default=label_layers.DEFAULT_RESAMPLING,
+    default=rasters.DEFAULT_RESAMPLING,
     show_default=True,
     help="Raster resampling (rasterio name: bilinear, nearest, ...).",
 )

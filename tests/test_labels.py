@@ -12,7 +12,7 @@ from conftest import TINY_CRS, make_tiny_cube
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-from sarcube.datacube import labels, sar, schema, staging, store
+from sarcube.datacube import labels, rasters, sar, schema, staging, store
 from sarcube.datacube.label_events import label_events
 from sarcube.errors import CubeExistsError, InputError, MissingVariableError
 from sarcube.pipelines.add_layer import add_layer
@@ -199,7 +199,7 @@ def test_raster_reprojected_from_wgs84(tmp_path):
 
     ds = make_tiny_cube()
     tif = lonlat_ramp(tmp_path / "ramp.tif")
-    var = labels.reproject_raster(ds, [tif], "ramp", "none", units="m")
+    var = rasters.reproject_raster(ds, [tif], "ramp", "none", units="m")
     assert var.dims == (schema.Y, schema.X) and var.attrs["units"] == "m"
     xx, yy = np.meshgrid(ds[schema.X].values, ds[schema.Y].values)
     lon, _ = Transformer.from_crs(TINY_CRS, "EPSG:4326", always_xy=True).transform(xx, yy)
@@ -211,7 +211,7 @@ def test_raster_warped_chunk_by_chunk_joins_without_seams(tmp_path):
 
     ds = make_tiny_cube(ny=4, nx=schema.CHUNK_YX + 20, nt=1)  # two chunks along x
     tif = lonlat_ramp(tmp_path / "ramp.tif", east_m=CELL * (schema.CHUNK_YX + 30))
-    var = labels.reproject_raster(ds, [tif], "ramp", "none", units="m")
+    var = rasters.reproject_raster(ds, [tif], "ramp", "none", units="m")
     assert var.data.numblocks == (1, 2)
     xx, yy = np.meshgrid(ds[schema.X].values, ds[schema.Y].values)
     lon, _ = Transformer.from_crs(TINY_CRS, "EPSG:4326", always_xy=True).transform(xx, yy)
@@ -223,35 +223,35 @@ def test_rasters_matched_to_times_and_pairs_by_name(tmp_path):
     west, north = X0 - 100, Y0 + 100
     a = write_geotiff(tmp_path / "coh_20200104.tif", TINY_CRS, west, north, 10.0, np.full((80, 90), 0.25))
     b = write_geotiff(tmp_path / "coh_2020-01-10.tif", TINY_CRS, west, north, 10.0, np.full((80, 90), 0.75))
-    var = labels.reproject_raster(ds, [b, a], "coherence", schema.TIME)
+    var = rasters.reproject_raster(ds, [b, a], "coherence", schema.TIME)
     assert var.dims == (schema.TIME, schema.Y, schema.X)
     got = var.values[:, 5, 5]
     np.testing.assert_allclose(got[[1, 3]], [0.25, 0.75])
     assert np.isnan(got[[0, 2, 4, 5]]).all()
     p = write_geotiff(tmp_path / "ifg_20200104_20200110.tif", TINY_CRS, west, north, 10.0, np.full((80, 90), 3.0))
-    var = labels.reproject_raster(ds, [p], "ifg", schema.PAIR)
+    var = rasters.reproject_raster(ds, [p], "ifg", schema.PAIR)
     assert var.values[:, 0, 0].tolist()[1] == 3.0 and np.isnan(var.values[[0, 2, 3], 0, 0]).all()
     with pytest.raises(InputError, match=r"coh_20200104\.tif.*2 date"):
-        labels.reproject_raster(ds, [a], "ifg", schema.PAIR)
+        rasters.reproject_raster(ds, [a], "ifg", schema.PAIR)
     with pytest.raises(InputError, match=r"ifg_20200104_20200110\.tif.*1 date"):
-        labels.reproject_raster(ds, [p], "coherence", schema.TIME)
+        rasters.reproject_raster(ds, [p], "coherence", schema.TIME)
     c = write_geotiff(tmp_path / "coh_20200105.tif", TINY_CRS, west, north, 10.0, np.ones((80, 90)))
     with pytest.raises(InputError, match=r"coh_20200105\.tif.*no time of the cube"):
-        labels.reproject_raster(ds, [c], "coherence", schema.TIME)
+        rasters.reproject_raster(ds, [c], "coherence", schema.TIME)
     with pytest.raises(InputError, match="takes one file"):
-        labels.reproject_raster(ds, [a, b], "coherence", "none")
+        rasters.reproject_raster(ds, [a, b], "coherence", "none")
     with pytest.raises(InputError, match="reserved"):
-        labels.reproject_raster(ds, [a], schema.PAR, "none")
+        rasters.reproject_raster(ds, [a], schema.PAR, "none")
 
 
 def test_raster_of_another_area_or_without_crs(tmp_path):
     ds = make_tiny_cube()
     away = write_geotiff(tmp_path / "alps_east.tif", TINY_CRS, X0 + 50_000, Y0, 10.0, np.ones((10, 10)))
     with pytest.raises(InputError, match=r"alps_east\.tif.*another area"):
-        labels.reproject_raster(ds, [away], "coherence")
+        rasters.reproject_raster(ds, [away], "coherence")
     bare = write_geotiff(tmp_path / "bare.tif", None, 0, 10, 1.0, np.ones((10, 10)))
     with pytest.raises(InputError, match=r"bare\.tif.*no CRS"):
-        labels.reproject_raster(ds, [bare], "coherence")
+        rasters.reproject_raster(ds, [bare], "coherence")
 
 
 def test_add_layer_writes_refuses_and_failed_write_keeps_the_cube(tiny_cube, tmp_path):
