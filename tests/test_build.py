@@ -15,8 +15,7 @@ from sarcube.datacube import catalog, schema, store
 from sarcube.datacube.grid import grid_for, parse_aoi
 from sarcube.datacube.retry import RETRY_BACKOFF_ENV
 from sarcube.errors import AssetReadError, CubeExistsError, InputError, UnfinishedCubeError
-from sarcube.pipelines import build as build_mod
-from sarcube.pipelines import cli
+from sarcube.pipelines import build_writes, cli
 from sarcube.pipelines.build import build
 
 
@@ -78,7 +77,7 @@ def test_api_build_is_identical(clean_cube, test_catalog, tmp_path):
 
 def test_interrupted_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_path, monkeypatch):
     monkeypatch.setenv(RETRY_BACKOFF_ENV, "0")
-    monkeypatch.setenv(build_mod.BATCH_ENV, "1")  # one step per batch: a resume point after each
+    monkeypatch.setenv(build_writes.BATCH_ENV, "1")  # one step per batch: a resume point after each
     root = tmp_path / "catalog"
     shutil.copytree(test_catalog.root, root)
     victim = root / "sentinel-1-rtc" / "S1_20210115_DES_066_full" / "vv.tif"
@@ -109,7 +108,7 @@ def test_killed_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_pat
     import sys
     import time
 
-    env = {**os.environ, build_mod.BATCH_ENV: "1"}
+    env = {**os.environ, build_writes.BATCH_ENV: "1"}
     for attempt in range(3):
         out = tmp_path / f"killed{attempt}.zarr"
         argv = [

@@ -31,7 +31,7 @@ from test_train import SMALL_NETS, TINY
 
 from sarcube.datacube import schema, store, zarrio
 from sarcube.errors import InputError
-from sarcube.pipelines import build as build_mod
+from sarcube.pipelines import build_writes
 from sarcube.pipelines._storage import parse_storage_options
 from sarcube.pipelines.build import build
 from sarcube.pipelines.cli import main
@@ -148,7 +148,7 @@ def test_bad_storage_options_are_one_secret_free_line(capsys):
 
 def test_killed_build_on_s3_resumes(aws, test_catalog, cubes, monkeypatch):
     """SIGKILL a CLI build into S3 once some steps are written; the same build finishes it."""
-    env = {**os.environ, build_mod.BATCH_ENV: "1"}
+    env = {**os.environ, build_writes.BATCH_ENV: "1"}
     fs, _ = zarrio.fs_and_root(f"s3://{BUCKET}")
     for attempt in range(3):
         url = f"s3://{BUCKET}/killed{attempt}.zarr"
@@ -171,7 +171,7 @@ def test_killed_build_on_s3_resumes(aws, test_catalog, cubes, monkeypatch):
     else:
         pytest.skip("the build always finished before it could be killed")
     assert schema.ATTR_BUILD_PENDING in xr.open_zarr(url).attrs
-    monkeypatch.setenv(build_mod.BATCH_ENV, "1")
+    monkeypatch.setenv(build_writes.BATCH_ENV, "1")
     build(test_catalog.aoi, test_catalog.start, test_catalog.end, url, catalog=str(test_catalog.root))
     assert schema.ATTR_BUILD_PENDING not in schema.open_cube(url).attrs
     assert_same_cube(cubes["local"], url)
