@@ -52,12 +52,11 @@ def dask_efficiency(work: Path, catalog, args) -> float:
 
 
 def ddp_ratio(work: Path) -> float:
-    from test_chips import make_featured_cube
-    from test_train import SMALL_NETS, TINY
-
     from sarcube.datacube import store
     from sarcube.pipelines import runs
     from sarcube.pipelines.train import train
+    from test_chips import make_featured_cube
+    from test_train import SMALL_NETS, TINY
 
     cube = work / "ddp.zarr"
     store.write_cube(make_featured_cube(ny=192, nx=192, nt=4, px_per_blob=768), cube)
@@ -75,7 +74,6 @@ def ddp_ratio(work: Path) -> float:
 
 def s3_ratio(work: Path, catalog) -> float:
     from s3_server import aws_env, serve_s3
-
     from sarcube.pipelines.build import build
 
     local = _timed(build, catalog.aoi, catalog.start, catalog.end, work / "local.zarr", catalog=str(catalog.root))

@@ -29,16 +29,16 @@ from typing import Any
 import click
 import pytest
 import torch
-from conftest import make_pair_cube
-from stac_server import write_test_catalog
-from test_predict import make_run
 
+from conftest import make_pair_cube
 from sarcube.datacube import archive, schema, store
 from sarcube.datacube.archive.zipstore import check_member_layout
 from sarcube.errors import InputError, SarcubeError, VerifyError
 from sarcube.pipelines import cli
 from sarcube.pipelines.predict import predict
 from sarcube.pipelines.publish import publish
+from stac_server import write_test_catalog
+from test_predict import make_run
 
 #: exit codes as the error classes define them
 INPUT = InputError.exit_code

@@ -252,9 +252,8 @@ def test_tuned_settings_survive_a_state_dict_round_trip(tuned):
 
 def _confounded_cube():
     """The chip tests' featured cube (debris on 10..30 degree slopes) plus bright 34-degree slopes and speckle."""
-    from test_chips import make_featured_cube
-
     from sarcube.datacube import schema
+    from test_chips import make_featured_cube
 
     ds = make_featured_cube(ny=128, nx=128, nt=4, seed=3, px_per_blob=200)
     rng = np.random.default_rng(3)

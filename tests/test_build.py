@@ -9,7 +9,6 @@ import shutil
 import numpy as np
 import pytest
 import xarray as xr
-from stac_server import item_collection_files, serve_stac, write_test_catalog
 
 from sarcube.datacube import catalog, schema, store
 from sarcube.datacube.grid import grid_for, parse_aoi
@@ -17,6 +16,7 @@ from sarcube.datacube.retry import RETRY_BACKOFF_ENV
 from sarcube.errors import AssetReadError, CubeExistsError, InputError, UnfinishedCubeError
 from sarcube.pipelines import build_writes, cli
 from sarcube.pipelines.build import build
+from stac_server import item_collection_files, serve_stac, write_test_catalog
 
 
 @pytest.fixture(scope="module")

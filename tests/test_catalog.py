@@ -9,13 +9,13 @@ from importlib import resources
 
 import numpy as np
 import pytest
-from stac_server import item_collection_files, serve_stac, write_test_catalog
 
 from sarcube.datacube import catalog, load, schema
 from sarcube.datacube.grid import grid_for, parse_aoi
 from sarcube.datacube.redaction import redact, strip_query
 from sarcube.datacube.retry import RETRY_BACKOFF_ENV, retry
 from sarcube.errors import AssetReadError, CatalogError, InputError, NoItemsFoundError
+from stac_server import item_collection_files, serve_stac, write_test_catalog
 
 START = dt.datetime(2021, 1, 1, tzinfo=dt.UTC)
 END = dt.datetime(2021, 1, 31, 23, 59, 59, tzinfo=dt.UTC)

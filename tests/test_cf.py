@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_pair_cube
 
+from conftest import make_pair_cube
 from sarcube.datacube import schema, store
 
 runner = pytest.importorskip("compliance_checker.runner")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import make_tiny_cube
 
+from conftest import make_tiny_cube
 from sarcube.datacube import chips, schema, store
 from sarcube.errors import InputError, MissingVariableError, TrainingDataError
 

@@ -10,14 +10,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import make_pair_cube
-from stac_server import write_test_catalog
 
+from conftest import make_pair_cube
 from sarcube.datacube import schema, store
 from sarcube.datacube.retry import RETRY_BACKOFF_ENV
 from sarcube.errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_DATA_ERROR
 from sarcube.pipelines import cli
 from sarcube.pipelines.search import search
+from stac_server import write_test_catalog
 
 
 @pytest.fixture(scope="module")

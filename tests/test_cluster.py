@@ -6,17 +6,17 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import make_tiny_cube
 from distributed import LocalCluster
-from stac_server import write_test_catalog
-from test_labels import cells, write_polygons
-from test_predict import make_run
 
+from conftest import make_tiny_cube
 from sarcube.datacube import sar, schema, store
 from sarcube.pipelines.add_layer import add_layer
 from sarcube.pipelines.build import build
 from sarcube.pipelines.features import features
 from sarcube.pipelines.predict import predict
+from stac_server import write_test_catalog
+from test_labels import cells, write_polygons
+from test_predict import make_run
 
 
 @pytest.fixture(scope="module")

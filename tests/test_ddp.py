@@ -10,8 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_chips import make_featured_cube
-from test_train import SMALL_NETS, TINY
 
 from sarcube.datacube import schema, store
 from sarcube.errors import InputError
@@ -20,6 +18,8 @@ from sarcube.pipelines import ddp, runs
 from sarcube.pipelines.loaders import ChipStream
 from sarcube.pipelines.presets import load_preset
 from sarcube.pipelines.train import prepare_data, train
+from test_chips import make_featured_cube
+from test_train import SMALL_NETS, TINY
 
 PRESET = "avalanche-fcn-concat"
 OVERRIDES = [*TINY, *SMALL_NETS[PRESET], "train.steps_per_epoch=6", "train.val_steps=2", "chips.block_px=32",

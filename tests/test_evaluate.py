@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_pair_cube
 
+from conftest import make_pair_cube
 from sarcube.datacube import chips, schema, store
 from sarcube.datacube.chips.selection import balanced_subset
 from sarcube.datacube.predictions import (

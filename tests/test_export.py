@@ -5,8 +5,8 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import pytest
-from conftest import TINY_CRS, make_pair_cube
 
+from conftest import TINY_CRS, make_pair_cube
 from sarcube.datacube import schema, store
 from sarcube.errors import InputError, MissingVariableError
 from sarcube.pipelines.cli import main

@@ -9,8 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 import rasterio
-from conftest import TINY_CRS, make_pair_cube
 
+from conftest import TINY_CRS, make_pair_cube
 from sarcube.datacube import schema, store
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.export_raster import export_raster

@@ -7,9 +7,9 @@ import json
 import geopandas as gpd
 import numpy as np
 import pytest
-from conftest import TINY_CRS, make_tiny_cube
 from shapely.geometry import box
 
+from conftest import TINY_CRS, make_tiny_cube
 from sarcube.datacube import grid, sar, schema, store, terrain
 from sarcube.datacube.par import par_bruteforce
 from sarcube.errors import CubeExistsError, CubeSchemaError, InputError

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+
 from conftest import make_pair_cube
 from gdal_probe import LIB, gdalinfo, version
-
 from sarcube.datacube import schema, store
 
 needs_gdal = pytest.mark.skipif(LIB is None, reason="pyogrio's bundled GDAL is not installed")

@@ -8,10 +8,10 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-from conftest import TINY_CRS, make_tiny_cube
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
+from conftest import TINY_CRS, make_tiny_cube
 from sarcube.datacube import labels, rasters, sar, schema, staging, store
 from sarcube.datacube.label_events import label_events
 from sarcube.errors import CubeExistsError, InputError, MissingVariableError

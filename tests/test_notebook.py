@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import nbformat
-from conftest import make_pair_cube
 from nbclient import NotebookClient
-from test_export import _write_pred
 
+from conftest import make_pair_cube
 from sarcube.datacube import store
+from test_export import _write_pred
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "example.ipynb"
 #: seconds per cell (kernel start included in the first)

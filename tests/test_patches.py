@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_chips import make_featured_cube
 
 from sarcube.datacube import schema, store
 from sarcube.datacube.chips.selection import balanced_subset
@@ -28,6 +27,7 @@ from sarcube.pipelines.loaders import ChipStream
 from sarcube.pipelines.predict import predict
 from sarcube.pipelines.presets import load_preset
 from sarcube.pipelines.train import prepare_data, train
+from test_chips import make_featured_cube
 
 #: the cpu-demo profiles shrunk further: 16 px chips (their 12 px centre) on 16 px tiles, one short epoch
 TINY = [

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_pair_cube
 
+from conftest import make_pair_cube
 from sarcube.datacube import chips, schema, staging, store, zarrio
 from sarcube.datacube.predictions import pair_keys
 from sarcube.errors import CubeExistsError, InputError, MissingVariableError

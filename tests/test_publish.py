@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from conftest import make_pair_cube
 
+from conftest import make_pair_cube
 from sarcube.datacube import archive, schema, staging, store
 from sarcube.errors import InputError, VerifyError
 from sarcube.pipelines import cli
@@ -106,9 +106,8 @@ def test_published_zip_equals_directory_store_and_verifies(featured_cube, tmp_pa
 
 def test_built_cube_publishes_and_reopens(tmp_path):
     """A cube made by `sarcube build` from a local STAC catalog, end to end."""
-    from stac_server import write_test_catalog
-
     from sarcube.pipelines.build import build
+    from stac_server import write_test_catalog
 
     cat = write_test_catalog(tmp_path / "catalog")
     cube = build(cat.aoi, cat.start, cat.end, tmp_path / "built.zarr", catalog=str(cat.root))

@@ -24,11 +24,8 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
-from s3_server import BUCKET, SECRET_KEY, aws_env, serve_s3
-from stac_server import write_test_catalog
-from test_chips import make_featured_cube
-from test_train import SMALL_NETS, TINY
 
+from s3_server import BUCKET, SECRET_KEY, aws_env, serve_s3
 from sarcube.datacube import schema, store, zarrio
 from sarcube.errors import InputError
 from sarcube.pipelines import build_writes
@@ -40,6 +37,9 @@ from sarcube.pipelines.predict import predict
 from sarcube.pipelines.publish import publish
 from sarcube.pipelines.train import train
 from sarcube.pipelines.verify import verify
+from stac_server import write_test_catalog
+from test_chips import make_featured_cube
+from test_train import SMALL_NETS, TINY
 
 #: frame side of the test scenes (px at 10 m): the cube is its middle, 24 x 24 px at 20 m
 SCENE_PX = 128

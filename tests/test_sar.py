@@ -7,8 +7,8 @@ import json
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import TINY_CRS
 
+from conftest import TINY_CRS
 from sarcube.datacube import sar, schema
 from sarcube.errors import InputError
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import make_tiny_cube
 
+from conftest import make_tiny_cube
 from sarcube.datacube import schema, staging, store, zarrio
 from sarcube.errors import CubeExistsError, CubeSchemaError, InputError, MissingVariableError
 

@@ -16,9 +16,9 @@ import numpy as np
 import pystac
 import pytest
 import xarray as xr
-from conftest import make_tiny_cube
 from referencing import Registry, Resource
 
+from conftest import make_tiny_cube
 from sarcube.datacube import schema, store
 from sarcube.datacube.archive.stac import XARRAY_ASSETS_SCHEMA, XARRAY_OPEN_KWARGS
 from sarcube.pipelines.publish import publish

@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from test_chips import make_featured_cube
 
 from sarcube.datacube import chips, schema, store
 from sarcube.errors import CheckpointError, CubeExistsError, MissingVariableError, TrainingDataError
@@ -20,6 +19,7 @@ from sarcube.pipelines.cli import main
 from sarcube.pipelines.loaders import ChipStream, make_loader
 from sarcube.pipelines.presets import available, load_preset
 from sarcube.pipelines.train import prepare_data, train
+from test_chips import make_featured_cube
 
 #: shrink the cpu-demo profile further: 16 px chips on 16 px (320 m) tiles, one worker-less epoch
 TINY = [

@@ -7,7 +7,6 @@ import warnings
 from pathlib import Path
 
 from conftest import make_pair_cube
-
 from sarcube.datacube import schema, store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,10 +33,10 @@ def test_every_filter_targets_a_third_party_module_and_gives_its_reason():
 def test_own_code_draws_quicklooks_and_series_without_warnings(tmp_path):
     """The drawing and burning paths of sarcube (affine `@`, no deprecated calls) warn about nothing."""
     from pyproj import Transformer
-    from test_export import _write_pred
 
     from sarcube.pipelines.quicklook import quicklook_figure
     from sarcube.pipelines.timeseries import plot_timeseries
+    from test_export import _write_pred
 
     path = tmp_path / "c.zarr"
     store.write_cube(make_pair_cube(ny=48, nx=64), path)

@@ -11,12 +11,12 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_pair_cube
-from test_predict import make_run
 
+from conftest import make_pair_cube
 from sarcube.datacube import lock, schema, store
 from sarcube.datacube.predictions import predicted_keys
 from sarcube.errors import CubeLockedError
+from test_predict import make_run
 
 SARCUBE = [sys.executable, "-m", "sarcube.pipelines.cli"]
 

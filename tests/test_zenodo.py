@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-from zenodo_server import ZenodoServer
 
 from sarcube.datacube import archive, schema, store
 from sarcube.datacube.archive import zenodo
@@ -17,6 +16,7 @@ from sarcube.errors import InputError, PublishError, ZenodoError
 from sarcube.pipelines import cli
 from sarcube.pipelines.publish import STATE_FILE, publish
 from sarcube.pipelines.verify import verify
+from zenodo_server import ZenodoServer
 
 TOKEN = "zenodo-secret-token-3f9a7c51e2"
 CREATOR = "Doe, Jane;University of Bern;0000-0002-1825-0097"
