@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema, store, zarrio
 from sarcube.datacube.catalog import open_catalog
 from sarcube.pipelines.build import build
@@ -118,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
         root = Path(tmp)
         t0 = time.perf_counter()
         catalog, aoi, start, end = _demo_catalog(root, args.size, args.dates)
-        print(f"demo catalog {args.size}x{args.size}, {args.dates} dates written in {time.perf_counter() - t0:.1f} s; {threads} threads")
+        print(
+            f"demo catalog {args.size}x{args.size}, {args.dates} dates written in {time.perf_counter() - t0:.1f} s; "
+            f"{threads} threads"
+        )
         open_catalog(str(catalog))  # imports and YAML parsing, outside the timings
         build_s, decode_s, encode_s = [], [], []
         cpu_build, cpu_reference = [], []
@@ -139,7 +143,9 @@ def main(argv: list[str] | None = None) -> None:
             with zarrio.quiet_zarr_warnings():
                 arrays = schema.open_cube(out).load()  # the same output arrays, in memory
             for name in arrays.data_vars:  # dask-chunked as the build writes them (coords stay numpy)
-                arrays[name] = arrays[name].chunk(dict(zip(arrays[name].dims, schema.chunks_for(arrays[name].dims, arrays[name].shape), strict=True)))
+                arrays[name] = arrays[name].chunk(
+                    dict(zip(arrays[name].dims, schema.chunks_for(arrays[name].dims, arrays[name].shape), strict=True))
+                )
             t0, c0 = time.perf_counter(), time.process_time()
             store.write_cube(arrays, root / f"reference{k}.zarr")
             encode_s.append(time.perf_counter() - t0)
@@ -150,7 +156,10 @@ def main(argv: list[str] | None = None) -> None:
         b, d, e = min(build_s), min(decode_s), min(encode_s)
         print(f"cube {dict(ds.sizes)}; {len(hrefs)} input assets; {2 * pixels / 1e6:.1f} M backscatter pixels")
         print(f"build {b:.2f} s; reference {d + e:.2f} s = decode inputs {d:.2f} s + encode output {e:.2f} s")
-        print(f"cpu time (all threads): build {min(cpu_build):.2f} s, reference {min(cpu_reference):.2f} s, ratio {min(cpu_build) / min(cpu_reference):.2f}")
+        print(
+            f"cpu time (all threads): build {min(cpu_build):.2f} s, reference {min(cpu_reference):.2f} s, ratio "
+            f"{min(cpu_build) / min(cpu_reference):.2f}"
+        )
         print(f"RESULT build_overhead {b / (d + e):.2f} x")
         codec_figures(root / "cube0.zarr", args.repeat)
 

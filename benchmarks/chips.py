@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import xarray as xr
 import zarr
+
 from sarcube.datacube import chips, schema, store
 from sarcube.pipelines.loaders import ChipStream, make_loader
 
@@ -51,7 +52,9 @@ def make_cube(path: Path, size: int, n_pairs: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     x = 600_000.0 + 10.0 + 20.0 * np.arange(size)
     y = 5_100_000.0 - 10.0 - 20.0 * np.arange(size)
-    ds = schema.empty_cube(x, y, "EPSG:32632", attrs={schema.ATTR_TITLE: "chip benchmark", schema.ATTR_STAC_ITEMS: "[]"})
+    ds = schema.empty_cube(
+        x, y, "EPSG:32632", attrs={schema.ATTR_TITLE: "chip benchmark", schema.ATTR_STAC_ITEMS: "[]"}
+    )
     t0 = np.datetime64("2020-01-01T05:00")
     ref = t0 + np.arange(n_pairs) * np.timedelta64(6, "D")
     ds = ds.assign_coords(schema.pair_coords(ref, ref + np.timedelta64(6, "D"), [15] * n_pairs))
@@ -170,25 +173,51 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024, help="scene side, pixels")
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--xbatcher-chips", type=int, default=160, help="chips timed for the plain xbatcher loop")
-    parser.add_argument("--repeat", type=int, default=5, help="interleaved repeats of the raw decode and our epoch (best counts)")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of our loader (0 = same process as the other two)")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="interleaved repeats of the raw decode and our epoch (best counts)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="DataLoader workers of our loader (0 = same process as the other two)"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="sarcube-chips-"))
     try:
         path = tmp / "bench.zarr"
         t = time.perf_counter()
         make_cube(path, args.size, args.pairs)
-        print(f"cube {args.size}x{args.size} px, {args.pairs} pairs, 4 channels + labels written in {time.perf_counter() - t:.1f} s")
+        print(
+            f"cube {args.size}x{args.size} px, {args.pairs} pairs, 4 channels + labels written in "
+            f"{time.perf_counter() - t:.1f} s"
+        )
         ds = schema.open_cube(path)
         resolved = chips.resolve_channels(ds, [chips.ChannelSpec(v) for v in (*PAIR_VARS, schema.SLOPE)])
         spec = chips.ChipSpec(size=CHIP_PX, policy="all", min_valid_fraction=0.0)  # blocks of 1024 px (2 x 2 chunks)
         pos, valid = chips.chip_counts(ds[schema.LABEL], spec)
         plan = chips.make_split(ds, chips.SplitSpec(fractions=(1, 0, 0)), spec, valid)
-        table = chips.select(chips.chip_table(list(range(args.pairs)), pos, valid, plan, spec, args.size, args.size), chips.TRAIN, "all", spec)
+        table = chips.select(
+            chips.chip_table(list(range(args.pairs)), pos, valid, plan, spec, args.size, args.size),
+            chips.TRAIN,
+            "all",
+            spec,
+        )
         n_all = len(table)
 
-        mean, std = [-0.6, -0.6, 0.06, 30.0], [5.6, 5.6, 0.05, 10.0]  # realistic statistics: the arithmetic is not skipped
-        stream = ChipStream(path, resolved, mean, std, chips.blocks(table, spec.block_px), CHIP_PX, batch_size=BATCH, shuffle=True, shuffle_buffer=1024, seed=0)
+        mean, std = (
+            [-0.6, -0.6, 0.06, 30.0],
+            [5.6, 5.6, 0.05, 10.0],
+        )  # realistic statistics: the arithmetic is not skipped
+        stream = ChipStream(
+            path,
+            resolved,
+            mean,
+            std,
+            chips.blocks(table, spec.block_px),
+            CHIP_PX,
+            batch_size=BATCH,
+            shuffle=True,
+            shuffle_buffer=1024,
+            seed=0,
+        )
         first_s, _ = ours(stream, args.workers, 0)  # epoch 1 also opens the cube and fills the static cache
         plain = PlainChunkDataset(path, table, mean, std)
         plain_chunks(plain, 0)  # warm the same way
@@ -210,13 +239,23 @@ def main() -> None:
             "xb_mem": n_xb / best["xb_mem"], "xb_dask": n_xbd / best["xb_dask"],
         }
         how = f"best of {args.repeat}"
-        print(f"raw zarr decode        : {rates['raw']:10.0f} chips/s ({n_all} chips' bytes in {best['raw']:.2f} s, {how})")
+        print(
+            f"raw zarr decode        : {rates['raw']:10.0f} chips/s ({n_all} chips' bytes in {best['raw']:.2f} s, "
+            f"{how})"
+        )
         print(f"sarcube loader         : {rates['ours']:10.0f} chips/s ({n_ours} chips in {best['ours']:.2f} s, {how}; "
               f"first epoch {first_s:.2f} s; {args.workers} workers, batches of {BATCH})")
-        print(f"plain chunk loader     : {rates['plain']:10.0f} chips/s ({n_plain} chips in {best['plain']:.2f} s, {how})")
-        print(f"xbatcher, in memory    : {rates['xb_mem']:10.0f} chips/s ({n_xb} chips in {best['xb_mem']:.2f} s, {how}; "
-              "loading the cube not timed)")
-        print(f"xbatcher, dask-backed  : {rates['xb_dask']:10.0f} chips/s ({n_xbd} chips in {best['xb_dask']:.2f} s, {how})")
+        print(
+            f"plain chunk loader     : {rates['plain']:10.0f} chips/s ({n_plain} chips in {best['plain']:.2f} s, {how})"
+        )
+        print(
+            f"xbatcher, in memory    : {rates['xb_mem']:10.0f} chips/s ({n_xb} chips in {best['xb_mem']:.2f} s, {how}; "
+            "loading the cube not timed)"
+        )
+        print(
+            f"xbatcher, dask-backed  : {rates['xb_dask']:10.0f} chips/s ({n_xbd} chips in {best['xb_dask']:.2f} s, "
+            f"{how})"
+        )
         print(f"RESULT chips_vs_plain_loader {rates['ours'] / rates['plain']:.2f} x")
         print(f"RESULT chips_vs_xbatcher_in_memory {rates['ours'] / rates['xb_mem']:.1f} x")
         print(f"RESULT chips_vs_raw_decode {rates['ours'] / rates['raw']:.2f} x")

@@ -42,6 +42,7 @@ import time
 import numpy as np
 import xarray as xr
 from numba import njit
+
 from sarcube.datacube import par, schema, terrain
 from sarcube.pipelines._dask import compute, scheduler
 
@@ -101,7 +102,9 @@ def _fair_kernel(top, z, half, inv_dist, reach_y, reach_x, row_start, row_stop, 
                 out[i, j] = math.atan(best) * par.RADIANS_TO_DEGREES
 
 
-def bruteforce_fair(z, release, dx: float, dy: float, radius_m: float, rows: tuple[int, int] | None = None) -> np.ndarray:
+def bruteforce_fair(
+    z, release, dx: float, dy: float, radius_m: float, rows: tuple[int, int] | None = None
+) -> np.ndarray:
     """PAR by the definition, as fast as a plain scan gets: tables built once, no branch per candidate.
 
     ``inv_dist[di, dj]`` (indexed from the centre) is 1/distance inside the disc, ``half[di]`` the widest
@@ -168,9 +171,15 @@ def speedup(size: int, cell_m: float, radius_m: float, brute_rows: int | None, s
     dem = alpine_dem(size, cell_m, seed)
     release = terrain.release_mask(terrain.slope(dem)).values
     z = dem.values
-    print(f"DEM {size}x{size} at {cell_m:g} m: {np.ptp(z):.0f} m relief, {release.mean():.1%} release cells, radius {radius_m:g} m")
+    print(
+        f"DEM {size}x{size} at {cell_m:g} m: {np.ptp(z):.0f} m relief, {release.mean():.1%} release cells, radius "
+        f"{radius_m:g} m"
+    )
     fast_s, fast = best_cpu_seconds(lambda: par.par_fast(z, release, cell_m, -cell_m, radius_m), repeats)
-    print(f"par_fast:        {fast_s:8.2f} CPU s for {z.size} cells ({fast_s / z.size * 1e6:.2f} us/cell, one thread, best of {repeats})")
+    print(
+        f"par_fast:        {fast_s:8.2f} CPU s for {z.size} cells ({fast_s / z.size * 1e6:.2f} us/cell, one thread, "
+        f"best of {repeats})"
+    )
     rows = list(range(size)) if brute_rows is None else sample_rows(size, brute_rows)
     how = "all rows" if len(rows) == size else f"{len(rows)} of {size} evenly spaced rows, extrapolated per row"
     totals = {}
@@ -200,9 +209,13 @@ def big_run(size: int, cell_m: float, radius_m: float, seed: int) -> float:
     got = result.values[row].astype(np.float64)
     same_nan = np.array_equal(np.isnan(ref), np.isnan(got))
     worst = float(np.nanmax(np.abs(ref - got))) if np.isfinite(ref).any() else 0.0
-    print(f"potential_angle_of_reach {size}x{size}, chunks {schema.CHUNK_YX}, {os.cpu_count()} cores, load average {load}: "
-          f"{seconds:.2f} s wall, {cpu_s:.2f} CPU s "
-          f"(row {row} vs brute force: max diff {worst:.2e} degrees (float32 output), NaN cells {'agree' if same_nan else 'DIFFER'})")
+    print(
+        f"potential_angle_of_reach {size}x{size}, chunks {schema.CHUNK_YX}, {os.cpu_count()} cores, load average "
+        f"{load}: "
+        f"{seconds:.2f} s wall, {cpu_s:.2f} CPU s "
+        f"(row {row} vs brute force: max diff {worst:.2e} degrees (float32 output), NaN cells "
+        f"{'agree' if same_nan else 'DIFFER'})"
+    )
     return seconds
 
 
@@ -235,7 +248,9 @@ def main() -> None:
     parser.add_argument("--radius", type=float, default=par.PAR_RADIUS_M, help="PAR radius, m")
     parser.add_argument("--brute-rows", type=int, default=16, help="rows brute force runs on (extrapolated per row)")
     parser.add_argument("--full-brute", action="store_true", help="run brute force on every row (minutes)")
-    parser.add_argument("--repeats", type=int, default=REPEATS, help="every kernel's time is its best of this many runs")
+    parser.add_argument(
+        "--repeats", type=int, default=REPEATS, help="every kernel's time is its best of this many runs"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--png", help="write DEM, release cells and PAR of the speed-up DEM to this PNG")
     args = parser.parse_args()

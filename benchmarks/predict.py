@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from sarcube.datacube import chips, schema, store
 from sarcube.models import build_model
 from sarcube.models.device import autocast_context, pick_device
@@ -59,7 +60,11 @@ def make_cube(path: Path, size: int, n_pairs: int, seed: int = 0) -> None:
     ds = schema.empty_cube(x, y, "EPSG:32632", attrs={schema.ATTR_TITLE: "predict benchmark"})
     nt = n_pairs + 1
     times = np.datetime64("2021-01-01T05:00") + np.arange(nt) * np.timedelta64(6, "D")
-    ds = ds.assign_coords(schema.time_coords(times, ["SENTINEL-1A"] * nt, [schema.ORBIT_ASCENDING] * nt, [15] * nt, [f"t{i}" for i in range(nt)]))
+    ds = ds.assign_coords(
+        schema.time_coords(
+            times, ["SENTINEL-1A"] * nt, [schema.ORBIT_ASCENDING] * nt, [15] * nt, [f"t{i}" for i in range(nt)]
+        )
+    )
     ds = ds.assign_coords(schema.pair_coords(times[:-1], times[1:], [15] * n_pairs))
     pyx = (schema.PAIR, schema.Y, schema.X)
     for name in (schema.VV_DIFF, schema.VH_DIFF):
@@ -92,7 +97,9 @@ def _cpu_seconds() -> float:
     return time.process_time()
 
 
-def bare_forward_seconds(run_dir: Path, cube: Path, n_pairs: int, batch_size: int, device: torch.device) -> tuple[float, float, int]:
+def bare_forward_seconds(
+    run_dir: Path, cube: Path, n_pairs: int, batch_size: int, device: torch.device
+) -> tuple[float, float, int]:
     """Time of the forward passes predict makes: same batch count and size, TTA applied beforehand."""
     loaded = runs.load_run(run_dir, device)
     ds = schema.open_cube(cube)
@@ -118,7 +125,9 @@ def bare_forward_seconds(run_dir: Path, cube: Path, n_pairs: int, batch_size: in
             torch.cuda.synchronize()
         start, cpu = time.perf_counter(), _cpu_seconds()
         n = 0
-        last = (plan.windows - (batches_per_pair - 1) * per_pass) * len(DIHEDRAL_TRANSFORMS)  # a partial last batch, as in predict
+        last = (plan.windows - (batches_per_pair - 1) * per_pass) * len(
+            DIHEDRAL_TRANSFORMS
+        )  # a partial last batch, as in predict
         for _ in range(n_pairs):
             for b in range(batches_per_pair):
                 batch = prepared[b % len(prepared)]
@@ -205,8 +214,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048 if gpu else 320, help="scene side, pixels")
     parser.add_argument("--pairs", type=int, default=2 if gpu else 1, help="pairs predicted")
     parser.add_argument("--batch-size", type=int, default=64 if gpu else 16, help="network inputs per forward pass")
-    parser.add_argument("--repeat", type=int, default=3, help="alternate reference and predict this often; the fastest of each counts")
-    parser.add_argument("--threads", type=int, default=0 if gpu else 1, help="torch CPU threads for both (0: torch's default); one thread keeps a shared CPU's timings steady")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="alternate reference and predict this often; the fastest of each counts"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0 if gpu else 1,
+        help="torch CPU threads for both (0: torch's default); one thread keeps a shared CPU's timings steady",
+    )
     parser.add_argument("--par-run", help="a trained par_attention run for the PAR-attention TTA check "
                         "(default: random weights)")
     parser.add_argument("--par-windows", type=int, default=4,
@@ -219,19 +235,31 @@ def main() -> None:
         make_cube(cube, args.size, args.pairs)
         make_run(run_dir, cube)
         plan = TilingPlan(args.size, args.size, CHIP_PX)
-        print(f"device {device} ({torch.get_num_threads()} torch threads); {args.pairs} pair(s) of {args.size}x{args.size} px; {plan.windows} windows of {CHIP_PX} px per pair x 8 TTA; batch {args.batch_size}")
+        print(
+            f"device {device} ({torch.get_num_threads()} torch threads); {args.pairs} pair(s) of "
+            f"{args.size}x{args.size} px; {plan.windows} windows of {CHIP_PX} px per pair x 8 TTA; "
+            f"batch {args.batch_size}"
+        )
         references, walls, ref_cpus, cpus = [], [], [], []
         for i in range(args.repeat):  # alternated, so a busy machine slows both alike
             reference, ref_cpu, n_batches = bare_forward_seconds(run_dir, cube, args.pairs, args.batch_size, device)
             references.append(reference)
             ref_cpus.append(ref_cpu)
             start, cpu = time.perf_counter(), _cpu_seconds()
-            predict(cube, run_dir, name="bench", tta=True, batch_size=args.batch_size, device=str(device), overwrite=i > 0)
+            predict(
+                cube, run_dir, name="bench", tta=True, batch_size=args.batch_size, device=str(device), overwrite=i > 0
+            )
             walls.append(time.perf_counter() - start)
             cpus.append(_cpu_seconds() - cpu)
     reference, wall = min(references), min(walls)
-    print(f"bare forward passes: {reference:.2f} s wall, {min(ref_cpus):.2f} s CPU ({n_batches} batches of {args.batch_size})")
-    print(f"predict: {wall:.2f} s wall, {min(cpus):.2f} s CPU; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"bare forward passes: {reference:.2f} s wall, {min(ref_cpus):.2f} s CPU "
+        f"({n_batches} batches of {args.batch_size})"
+    )
+    print(
+        f"predict: {wall:.2f} s wall, {min(cpus):.2f} s CPU; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     print(f"RESULT predict_overhead {wall / reference:.3f} x")
     print(f"RESULT predict_overhead_cpu {min(cpus) / min(ref_cpus):.3f} x")
     if args.par_windows:

@@ -47,12 +47,14 @@ _GROWTH = {f"{verb}_rss_growth": ("<=", 1.3) for verb in (
 
 BENCHMARKS = (
     Benchmark(
-        "par.py", "fastest fair brute force: branch-free numba scan, 1/distance table, one atan per cell (one thread)",
+        "par.py",
+        "fastest fair brute force: branch-free numba scan, 1/distance table, one atan per cell (one thread)",
         {"par_speedup": (">=", 150.0), "par_4096_seconds": ("<=", 60.0)},
         {"par_speedup_vs_atan2_bruteforce": "brute force as the definition reads: atan2 per candidate (secondary)"},
     ),
     Benchmark(
-        "chips.py", "plain chunk-aware zarr IterableDataset (in benchmarks/chips.py), same chips, every side best of N",
+        "chips.py",
+        "plain chunk-aware zarr IterableDataset (in benchmarks/chips.py), same chips, every side best of N",
         {"chips_vs_plain_loader": (">=", 1.5), "chips_vs_raw_decode": (">=", 0.8)},
         {
             "chips_vs_xbatcher_in_memory": "xbatcher BatchGenerator + MapDataset over the cube loaded in memory",
@@ -60,13 +62,21 @@ BENCHMARKS = (
             "chips_vs_xbatcher": "xbatcher over the dask-backed cube (secondary)",
         },
     ),
-    Benchmark("build.py", "decoding the input COGs + encoding the output zarr, nothing else", {"build_overhead": ("<=", 1.5)}),
     Benchmark(
-        "predict.py", "bare network forward passes on the same windows", {"predict_overhead": ("<=", 1.25)},
+        "build.py", "decoding the input COGs + encoding the output zarr, nothing else", {"build_overhead": ("<=", 1.5)}
+    ),
+    Benchmark(
+        "predict.py",
+        "bare network forward passes on the same windows",
+        {"predict_overhead": ("<=", 1.25)},
         {
             name: "PAR-attention FCN's 8-fold TTA with the attention net on every rotated window, as predict runs it"
-            for name in ("par_attention_once_speedup", "par_attention_halfres_speedup",
-                         "par_attention_once_max_abs_diff", "par_attention_halfres_max_abs_diff")
+            for name in (
+                "par_attention_once_speedup",
+                "par_attention_halfres_speedup",
+                "par_attention_once_max_abs_diff",
+                "par_attention_halfres_max_abs_diff",
+            )
         },
     ),
     Benchmark("memory.py", "peak RSS of the same verb on a scene 16x smaller in area (subprocess ru_maxrss)", _GROWTH),
@@ -93,7 +103,11 @@ def machine_description() -> str:
         pass
     mem = ""
     try:
-        kb = int(next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")).split()[1])
+        kb = int(
+            next(
+                line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+            ).split()[1]
+        )
         mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
     except (OSError, StopIteration, ValueError):
         pass
@@ -131,7 +145,11 @@ def run_benchmark(bench: Benchmark, timeout_s: float) -> tuple[list[Result], flo
         m = RESULT_RE.match(line.strip())
         if m:
             results.append(Result(m.group(1), float(m.group(2)), m.group(3), bench.script))
-    error = "" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}"
+    error = (
+        ""
+        if proc.returncode == 0
+        else f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}"
+    )
     return results, wall, error
 
 

@@ -35,6 +35,7 @@ def dask_efficiency(work: Path, catalog, args) -> float:
     import shutil
 
     from distributed import LocalCluster
+
     from sarcube.pipelines.build import build
     from sarcube.pipelines.features import features
 
@@ -78,7 +79,9 @@ def s3_ratio(work: Path, catalog) -> float:
     local = _timed(build, catalog.aoi, catalog.start, catalog.end, work / "local.zarr", catalog=str(catalog.root))
     with serve_s3() as endpoint:
         os.environ.update(aws_env(endpoint))
-        remote = _timed(build, catalog.aoi, catalog.start, catalog.end, "s3://cubes/bench.zarr", catalog=str(catalog.root))
+        remote = _timed(
+            build, catalog.aoi, catalog.start, catalog.end, "s3://cubes/bench.zarr", catalog=str(catalog.root)
+        )
     return remote / local
 
 

@@ -129,8 +129,11 @@ def _local_contrast_db(change: np.ndarray, positive: np.ndarray) -> float:
     for k, box in enumerate(ndimage.find_objects(objects), start=1):
         pad = tuple(slice(max(0, b.start - RING_PX[1]), b.stop + RING_PX[1]) for b in box)
         obj = objects[pad] == k
-        ring = (ndimage.binary_dilation(obj, iterations=RING_PX[1]) & ~ndimage.binary_dilation(obj, iterations=RING_PX[0])
-                & ~positive[pad])
+        ring = (
+            ndimage.binary_dilation(obj, iterations=RING_PX[1])
+            & ~ndimage.binary_dilation(obj, iterations=RING_PX[0])
+            & ~positive[pad]
+        )
         inside, around = change[pad][obj], change[pad][ring]
         inside, around = inside[np.isfinite(inside)], around[np.isfinite(around)]
         if inside.size and around.size:
@@ -147,11 +150,12 @@ def pair_diagnostics(cube: Path, preds: Sequence[str]) -> list[dict[str, float]]
     ``ceiling``, the best F1 any threshold reaches on this pair (tuned on the test pair itself: a bound, not a
     result).
     """
+    from scipy import ndimage
+
     from sarcube.datacube import chips, schema
     from sarcube.datacube.predictions import prediction_threshold
     from sarcube.models import metrics
     from sarcube.pipelines import scoring
-    from scipy import ndimage
 
     ds = schema.open_cube(cube)
     plan = scoring.read_split(ds[preds[0]])
@@ -162,9 +166,12 @@ def pair_diagnostics(cube: Path, preds: Sequence[str]) -> list[dict[str, float]]
         seen = scoring.observed(ds, pair) & (label != schema.LABEL_UNKNOWN)
         positive = (label == 1) & seen
         mean5 = ndimage.uniform_filter(np.nan_to_num(change), 5)
-        row = {"pair": int(pair), "positives": int(positive.sum()),
-               "bright_share": float(((mean5 >= BRIGHT_DB) & seen & ~positive).sum() / max(1, (seen & ~positive).sum())),
-               "debris_contrast_db": _local_contrast_db(change, positive)}
+        row = {
+            "pair": int(pair),
+            "positives": int(positive.sum()),
+            "bright_share": float(((mean5 >= BRIGHT_DB) & seen & ~positive).sum() / max(1, (seen & ~positive).sum())),
+            "debris_contrast_db": _local_contrast_db(change, positive),
+        }
         for name in preds:
             prob = ds[name].isel({schema.PAIR: pair}).values
             ok = seen & np.isfinite(prob)
@@ -249,8 +256,10 @@ def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: P
             "baseline": {m: metric_of(got[baselines[key]], m) for m in c.metrics},
         }
         if c.hazard == "avalanche" and c.metrics == PIXEL:
-            out.pairs[c.name] = [{k.replace(pred, "method").replace(baselines[key], "baseline"): v for k, v in row.items()}
-                                 for row in pair_diagnostics(cube, [pred, baselines[key]])]
+            out.pairs[c.name] = [
+                {k.replace(pred, "method").replace(baselines[key], "baseline"): v for k, v in row.items()}
+                for row in pair_diagnostics(cube, [pred, baselines[key]])
+            ]
             for row in out.pairs[c.name]:
                 print(f"seed {seed} {c.name} pair {row['pair']}: bright {row['bright_share']:.1%}, debris contrast "
                       f"{row['debris_contrast_db']:+.1f} dB, F1 {row['method.f1']:.3f} vs {row['baseline.f1']:.3f} "
@@ -331,9 +340,11 @@ def _pairs_markdown(results: Sequence[SeedResult], names: Sequence[str]) -> list
            "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: r.seed):
         for row in r.pairs.get(name, []):
-            out.append(f"| {r.seed} | {row['pair']} | {row['positives']} | {100 * row['bright_share']:.1f} | "
-                       f"{row['debris_contrast_db']:+.1f} | {100 * row['method.f1']:.1f} | {100 * row['baseline.f1']:.1f} | "
-                       f"{100 * row['method.ceiling']:.1f} | {100 * row['baseline.ceiling']:.1f} |")
+            out.append(
+                f"| {r.seed} | {row['pair']} | {row['positives']} | {100 * row['bright_share']:.1f} | "
+                f"{row['debris_contrast_db']:+.1f} | {100 * row['method.f1']:.1f} | {100 * row['baseline.f1']:.1f} | "
+                f"{100 * row['method.ceiling']:.1f} | {100 * row['baseline.ceiling']:.1f} |"
+            )
     return out
 
 

@@ -13,7 +13,7 @@ Modules, in the order data flows through them:
   signed at read time), ``retry``, ``redaction`` (secrets and local paths)
 - layers: ``sar`` (pairs, change, ratios, event means), ``terrain`` (slope,
   aspect, curvature, release), ``par`` (potential angle of reach), ``labels``
-  (polygons and rasters onto the grid), ``label_events`` (which events each
+  (label polygons onto the grid), ``rasters`` (external rasters onto the grid), ``label_events`` (which events each
   pair's labels hold), ``composite`` (the R/G/B change composite)
 - storage: ``store`` (every write, all-or-nothing), ``staging`` (staged arrays
   and resume), ``lock`` (one writer per cube), ``zarrio`` (stores on disk or fsspec), ``cog`` (GeoTIFF writer)
@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # what the lazy table below resolves, for readers and type ch
         lock,
         par,
         predictions,
+        rasters,
         redaction,
         retry,
         sar,
@@ -58,8 +59,9 @@ if TYPE_CHECKING:  # what the lazy table below resolves, for readers and type ch
     from sarcube.datacube.catalog import open_catalog
     from sarcube.datacube.composite import change_composite
     from sarcube.datacube.grid import grid_for, parse_aoi
-    from sarcube.datacube.labels import rasterize_labels, reproject_raster
+    from sarcube.datacube.labels import rasterize_labels
     from sarcube.datacube.par import potential_angle_of_reach
+    from sarcube.datacube.rasters import reproject_raster
     from sarcube.datacube.sar import change_layers, event_means, make_pairs, ratio_layers
     from sarcube.datacube.synthetic import read_demo_manifest, write_demo_catalog
     from sarcube.datacube.terrain import release_mask
@@ -79,6 +81,7 @@ _MODULES = (
     "lock",
     "par",
     "predictions",
+    "rasters",
     "redaction",
     "retry",
     "sar",
@@ -94,7 +97,7 @@ _FUNCTIONS = {
     "grid_for": "grid",
     "parse_aoi": "grid",
     "rasterize_labels": "labels",
-    "reproject_raster": "labels",
+    "reproject_raster": "rasters",
     "potential_angle_of_reach": "par",
     "change_layers": "sar",
     "event_means": "sar",
@@ -139,6 +142,7 @@ __all__ = [
     "potential_angle_of_reach",
     "predictions",
     "rasterize_labels",
+    "rasters",
     "ratio_layers",
     "read_demo_manifest",
     "redaction",

@@ -30,11 +30,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sarcube.config import YAML_KEY, parse, read_yaml
 from sarcube.datacube import schema
 from sarcube.datacube.redaction import redact, strip_query
 from sarcube.datacube.retry import RETRY_STATUSES, retry_backoff_s
-
-from sarcube.config import YAML_KEY, parse, read_yaml
 from sarcube.errors import AssetReadError, CatalogError, InputError, NoItemsFoundError
 
 log = logging.getLogger(__name__)
@@ -103,7 +102,9 @@ def load_source(path_or_name: str | Path) -> CatalogSource:
 
 def known_sources() -> list[str]:
     """Names of the YAML sources shipped in ``catalogs/``."""
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files("sarcube.catalogs").iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in resources.files("sarcube.catalogs").iterdir() if p.name.endswith(".yaml")
+    )
 
 
 # --- signing -----------------------------------------------------------------------
@@ -203,7 +204,10 @@ class ApiCatalog(Catalog):
         try:
             self.client = Client.open(str(source.url), stac_io=stac_io)
         except Exception as err:  # requests, pystac and API errors alike
-            raise CatalogError(f"cannot open STAC API {label!r} ({type(err).__name__}: {redact(str(err))[:200]}); check --catalog and the network") from err
+            raise CatalogError(
+                f"cannot open STAC API {label!r} ({type(err).__name__}: {redact(str(err))[:200]}); check --catalog and "
+                "the network"
+            ) from err
 
     def search(self, collection: str, request: SearchRequest) -> list[Any]:
         from pystac_client import ConformanceClasses
@@ -224,7 +228,10 @@ class ApiCatalog(Catalog):
         try:
             items = list(self.client.search(**kwargs).items())
         except Exception as err:
-            raise CatalogError(f"STAC search of {collection!r} at {self.label!r} failed ({type(err).__name__}: {redact(str(err))[:200]})") from err
+            raise CatalogError(
+                f"STAC search of {collection!r} at {self.label!r} failed ({type(err).__name__}: "
+                f"{redact(str(err))[:200]})"
+            ) from err
         for item in items:
             _pin_hrefs(item)
         # The same filters in-process: APIs without the filter extension ignore them.
@@ -248,7 +255,9 @@ class StaticCatalog(Catalog):
         try:
             self.catalog = pystac.Catalog.from_file(str(source.url))
         except Exception as err:
-            raise CatalogError(f"cannot read static catalog {label!r} ({type(err).__name__}: {err}); is it a STAC catalog.json?") from err
+            raise CatalogError(
+                f"cannot read static catalog {label!r} ({type(err).__name__}: {err}); is it a STAC catalog.json?"
+            ) from err
         self._items: list[Any] | None = None
 
     def items(self) -> list[Any]:
@@ -346,11 +355,21 @@ def search_backscatter(
     if props:
         unfiltered = catalog.search(coll, replace(request, properties=None))
         if unfiltered:
-            seen = sorted({(str(i.properties.get(src.properties[schema.ORBIT_STATE])), i.properties.get(src.properties[schema.RELATIVE_ORBIT])) for i in unfiltered}, key=str)
+            seen = sorted(
+                {
+                    (
+                        str(i.properties.get(src.properties[schema.ORBIT_STATE])),
+                        i.properties.get(src.properties[schema.RELATIVE_ORBIT]),
+                    )
+                    for i in unfiltered
+                },
+                key=str,
+            )
             wanted = ", ".join(f"{k}={v}" for k, v in props.items())
             have = "; ".join(f"{o} orbit {r}" for o, r in seen)
             raise NoItemsFoundError(
-                f"{len(unfiltered)} {coll!r} items cover the AOI and dates in {catalog.label!r}, but none with {wanted} "
+                f"{len(unfiltered)} {coll!r} items cover the AOI and dates in {catalog.label!r}, but none with "
+                f"{wanted} "
                 f"(available: {have}); change --orbit/--relative-orbit"
             )
     extent = catalog.temporal_extent(coll)
@@ -358,8 +377,13 @@ def search_backscatter(
         lo, hi = extent
         if (hi is not None and start > hi) or (lo is not None and end < lo):
             span = f"{lo:%Y-%m-%d} .. {hi:%Y-%m-%d}" if hi else f"{lo:%Y-%m-%d} .. open"
-            raise InputError(f"dates {start:%Y-%m-%d}..{end:%Y-%m-%d} lie outside collection {coll!r} ({span}): change --start/--end")
-    raise NoItemsFoundError(f"no {coll!r} items in catalog {catalog.label!r} for {_describe(request)}: check --aoi, --start/--end and --catalog")
+            raise InputError(
+                f"dates {start:%Y-%m-%d}..{end:%Y-%m-%d} lie outside collection {coll!r} ({span}): change --start/--end"
+            )
+    raise NoItemsFoundError(
+        f"no {coll!r} items in catalog {catalog.label!r} for {_describe(request)}: check --aoi, --start/--end and "
+        "--catalog"
+    )
 
 
 def search_dem(catalog: Catalog, bbox: tuple[float, float, float, float]) -> list[Any]:
@@ -367,7 +391,10 @@ def search_dem(catalog: Catalog, bbox: tuple[float, float, float, float]) -> lis
     coll = catalog.source.dem.collection
     items = catalog.search(coll, SearchRequest(bbox))
     if not items:
-        raise NoItemsFoundError(f"no {coll!r} elevation items in catalog {catalog.label!r} for {_describe(SearchRequest(bbox))}: the AOI is outside the DEM's coverage")
+        raise NoItemsFoundError(
+            f"no {coll!r} elevation items in catalog {catalog.label!r} for {_describe(SearchRequest(bbox))}: the AOI "
+            "is outside the DEM's coverage"
+        )
     return sorted(items, key=lambda i: i.id)
 
 
@@ -375,7 +402,9 @@ def asset_href(item: Any, key: str) -> str:
     """Absolute href of ``item``'s asset ``key`` (unsigned)."""
     asset = item.assets.get(key)
     if asset is None:
-        raise CatalogError(f"STAC item {item.id!r} has no asset {key!r} (it has {sorted(item.assets)}); check the catalog's asset keys")
+        raise CatalogError(
+            f"STAC item {item.id!r} has no asset {key!r} (it has {sorted(item.assets)}); check the catalog's asset keys"
+        )
     if "://" in asset.href or Path(asset.href).is_absolute():
         return asset.href  # pystac would resolve a local absolute path against an http item's URL
     return asset.get_absolute_href() or asset.href

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from sarcube.datacube import schema
 
+from sarcube.datacube import schema
 from sarcube.errors import InputError, MissingVariableError
 
 #: the dB range avalanche-fcn-bianchi clips backscatter to before differencing
@@ -57,7 +57,10 @@ def _time_index(ds: xr.Dataset, when: np.datetime64) -> int:
     times = ds[schema.TIME].values
     i = int(np.argmin(np.abs(times - when)))
     if abs(times[i] - when) > TIME_TOLERANCE:
-        raise InputError(f"no acquisition on 'time' matches {when} (nearest {times[i]}): rebuild the cube's pairs with `sarcube features --pairs`")
+        raise InputError(
+            f"no acquisition on 'time' matches {when} (nearest {times[i]}): rebuild the cube's pairs with `sarcube "
+            "features --pairs`"
+        )
     return i
 
 
@@ -83,7 +86,8 @@ def composite_inputs(ds: xr.Dataset, pair: int | None) -> tuple[np.ndarray, np.n
             where = f" (orbit {orbit})"
         return before, after, f"R,B: mean VV before   G: mean VV after the event{where}"
     raise MissingVariableError(
-        f"the cube has no pairs and no {schema.VV_BEFORE!r}/{schema.VV_AFTER!r}; {schema.hint_for([schema.VV_DIFF, schema.VV_BEFORE])}"
+        f"the cube has no pairs and no {schema.VV_BEFORE!r}/{schema.VV_AFTER!r}; "
+        f"{schema.hint_for([schema.VV_DIFF, schema.VV_BEFORE])}"
     )
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from sarcube.datacube import schema
 
+from sarcube.datacube import schema
 from sarcube.errors import InputError
 
 DEFAULT_RESOLUTION_M = 20.0
@@ -52,9 +52,13 @@ def parse_aoi(aoi: str | Path | Sequence[float]) -> Any:
         try:
             w, s, e, n = (float(v) for v in values)
         except (TypeError, ValueError) as err:
-            raise InputError(f"--aoi {aoi!r} is not W,S,E,N in degrees (e.g. --aoi 7.9,45.9,8.1,46.1) nor a GeoJSON file") from err
+            raise InputError(
+                f"--aoi {aoi!r} is not W,S,E,N in degrees (e.g. --aoi 7.9,45.9,8.1,46.1) nor a GeoJSON file"
+            ) from err
         if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
-            raise InputError(f"--aoi {aoi!r}: longitudes must lie in [-180, 180] and latitudes in [-90, 90] (order W,S,E,N)")
+            raise InputError(
+                f"--aoi {aoi!r}: longitudes must lie in [-180, 180] and latitudes in [-90, 90] (order W,S,E,N)"
+            )
         if w > e and s < n and w > 0 > e and (e + 360.0 - w) < 180.0:
             raise InputError(_antimeridian_message(aoi, w, s, e, n))
         if w >= e or s >= n:
@@ -65,7 +69,10 @@ def parse_aoi(aoi: str | Path | Sequence[float]) -> Any:
     if geom.is_empty:
         raise InputError(f"--aoi {aoi!s} is empty")
     if not geom.is_valid:
-        raise InputError(f"--aoi {aoi!s} is not a valid polygon ({explain_validity(geom)}); fix its ring (e.g. shapely make_valid or QGIS 'Fix geometries')")
+        raise InputError(
+            f"--aoi {aoi!s} is not a valid polygon ({explain_validity(geom)}); fix its ring (e.g. shapely make_valid "
+            "or QGIS 'Fix geometries')"
+        )
     if geom.area == 0:
         raise InputError(f"--aoi {aoi!s} is empty (zero area)")
     w, s, e, n = geom.bounds
@@ -217,11 +224,16 @@ def cell_size(arr: xr.DataArray) -> tuple[float, float]:
     steps = []
     for dim in (schema.X, schema.Y):
         if dim not in arr.coords or arr.sizes[dim] < 2:
-            raise InputError(f"{arr.name or 'array'}: needs a {dim!r} coordinate with at least 2 values to know the cell size")
+            raise InputError(
+                f"{arr.name or 'array'}: needs a {dim!r} coordinate with at least 2 values to know the cell size"
+            )
         values = np.asarray(arr[dim].values, dtype=np.float64)
         step = np.diff(values)
         if not (np.all(np.isfinite(step)) and np.allclose(step, step[0], rtol=1e-9, atol=1e-6) and step[0] != 0):
-            raise InputError(f"{arr.name or 'array'}: coordinate {dim!r} is not regularly spaced; terrain needs a regular projected grid")
+            raise InputError(
+                f"{arr.name or 'array'}: coordinate {dim!r} is not regularly spaced; terrain needs a regular projected "
+                "grid"
+            )
         steps.append(float(step[0]))
     return steps[0], steps[1]
 
@@ -263,12 +275,38 @@ def pixel_at(ds: xr.Dataset, lon: float, lat: float) -> tuple[int, int]:
     return row, col
 
 
+# --- a cube's grid ------------------------------------------------------------------
+
+def cube_grid(cube: xr.Dataset) -> tuple[Any, Any, tuple[int, int]]:
+    """(CRS, affine transform of the pixel corners, (ny, nx)) of the cube grid."""
+    import rioxarray  # noqa: F401  (registers .rio)
+
+    crs = cube.rio.crs
+    if crs is None:
+        raise InputError("the cube has no CRS (spatial_ref): rebuild it with `sarcube build`")
+    return crs, cube.rio.transform(recalc=True), (cube.sizes[schema.Y], cube.sizes[schema.X])
+
+
+def cube_box(cube: xr.Dataset) -> Any:
+    """The cube's bounds as a shapely box in its CRS."""
+    from shapely.geometry import box
+
+    return box(*cube.rio.bounds(recalc=True))
+
+
+def yx_coords(cube: xr.Dataset) -> dict[str, xr.DataArray]:
+    """The cube's ``y`` and ``x`` coordinates, for a layer put onto its grid."""
+    return {schema.Y: cube[schema.Y], schema.X: cube[schema.X]}
+
+
 __all__ = [
     "DEFAULT_RESOLUTION_M",
     "MAX_PIXELS",
     "Grid",
     "as_grid",
     "cell_size",
+    "cube_box",
+    "cube_grid",
     "grid_for",
     "parse_aoi",
     "parse_point",
@@ -276,4 +314,5 @@ __all__ = [
     "pixel_size",
     "pyproj_crs",
     "utm_crs",
+    "yx_coords",
 ]

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from sarcube.datacube import schema
 
+from sarcube.datacube import schema
 from sarcube.errors import InputError
 
 #: fields ``add-layer`` takes event ids from when ``--id-field`` is not given (else the feature index)

@@ -1,77 +1,48 @@
-"""Layers from outside the cube: label polygons and external rasters, put onto the cube grid.
+"""Label polygons put onto the cube grid: :func:`rasterize_labels`.
 
-- :func:`rasterize_labels`: polygons (.geojson, .gpkg, .shp, any CRS) burnt onto
-  the grid as ``label`` (uint8: 1 inside a polygon, 0 outside, 255 outside the
-  monitored area). Dated polygons (avalanche debris) go to the pair(s) whose
-  (reference_time, activity_time] window holds their date -> (pair, y, x);
-  undated ones (landslide scars, glacier outlines) -> (y, x). Dated polygons
-  are label *events*: the ids burnt into each pair are recorded on ``label``
-  (:mod:`~sarcube.datacube.label_events`) so splits keep each event in one split.
-- :func:`reproject_raster`: GeoTIFFs (e.g. ISCE2 coherence) warped onto the
-  grid as an external layer on (y, x), (time, y, x) or (pair, y, x), matched to
-  acquisitions or pairs by the date(s) in each file name.
+Polygons (.geojson, .gpkg, .shp, any CRS) are burnt onto the grid as ``label``
+(uint8: 1 inside a polygon, 0 outside, 255 outside the monitored area). Dated
+polygons (avalanche debris) go to the pair(s) whose (reference_time,
+activity_time] window holds their date -> (pair, y, x); undated ones
+(landslide scars, glacier outlines) -> (y, x). Dated polygons are label
+*events*: the ids burnt into each pair are recorded on ``label``
+(:mod:`~sarcube.datacube.label_events`) so splits keep each event in one split.
+External rasters go onto the grid in :mod:`~sarcube.datacube.rasters`.
 
-Both are lazy: every (1, 512, 512) output chunk is rasterized or warped on its
-own, so memory is bounded by the chunk size, not the cube.
+Lazy: every (1, 512, 512) output chunk is rasterized on its own, so memory is
+bounded by the chunk size, not the cube.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.dates import parse_time
+from sarcube.datacube.grid import cube_box, cube_grid, yx_coords
 from sarcube.datacube.label_events import (
     DEFAULT_ID_FIELDS,
     FEATURE_INDEX,
     event_id,
     events_of_polygons,
 )
-
 from sarcube.errors import InputError, MissingVariableError
 
 #: vector formats read with geopandas (pyogrio)
 VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp")
-#: resampling of external rasters onto the grid (rasterio.enums.Resampling names)
-DEFAULT_RESAMPLING = "bilinear"
-#: ``--dim`` values of :func:`reproject_raster`
-RASTER_DIMS = (schema.TIME, schema.PAIR, "none")
-#: a date in a file name: 20200107 or 2020-01-07 (not part of a longer number)
-_DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
 
 
 _log = logging.getLogger(__name__)
 
 
 # --- grid helpers ----------------------------------------------------------------
-
-def _grid(cube: xr.Dataset) -> tuple[Any, Any, tuple[int, int]]:
-    """(CRS, affine transform of the pixel corners, (ny, nx)) of the cube grid."""
-    import rioxarray  # noqa: F401  (registers .rio)
-
-    crs = cube.rio.crs
-    if crs is None:
-        raise InputError("the cube has no CRS (spatial_ref): rebuild it with `sarcube build`")
-    return crs, cube.rio.transform(recalc=True), (cube.sizes[schema.Y], cube.sizes[schema.X])
-
-
-def _cube_box(cube: xr.Dataset) -> Any:
-    from shapely.geometry import box
-
-    return box(*cube.rio.bounds(recalc=True))
-
-
-def _yx_coords(cube: xr.Dataset) -> dict[str, xr.DataArray]:
-    return {schema.Y: cube[schema.Y], schema.X: cube[schema.X]}
-
 
 def _storage_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The contract's chunks for a (y, x) or (pair, y, x) shape."""
@@ -88,11 +59,16 @@ def read_polygons(path: str | Path, crs: Any, what: str = "--labels") -> Any:
     if not path.exists():
         raise InputError(f"{what} {str(path)!r} does not exist: check the path")
     if path.suffix.lower() not in VECTOR_SUFFIXES:
-        raise InputError(f"{what} {str(path)!r}: unsupported format {path.suffix!r}, use one of {', '.join(VECTOR_SUFFIXES)}")
+        raise InputError(
+            f"{what} {str(path)!r}: unsupported format {path.suffix!r}, use one of {', '.join(VECTOR_SUFFIXES)}"
+        )
     try:
         gdf = gpd.read_file(path)
     except Exception as err:  # pyogrio raises its own DataSourceError family
-        raise InputError(f"{what} {str(path)!r} cannot be read as vector data ({err}): is it a complete GeoJSON, GeoPackage or shapefile (with its .shx/.dbf)?") from err
+        raise InputError(
+            f"{what} {str(path)!r} cannot be read as vector data ({err}): is it a complete GeoJSON, GeoPackage or "
+            "shapefile (with its .shx/.dbf)?"
+        ) from err
     if gdf.crs is None:
         raise InputError(
             f"{what} {str(path)!r} has no CRS: add one (e.g. the .prj of a shapefile, or "
@@ -121,7 +97,10 @@ def _date_span(dates: np.ndarray) -> str:
 def _dates_of(gdf: Any, path: Path, field: str) -> np.ndarray:
     if field not in gdf.columns:
         fields = [c for c in gdf.columns if c != gdf.geometry.name]
-        raise InputError(f"--labels {str(path)!r} has no field {field!r} (fields: {', '.join(map(str, fields)) or 'none'}): pass --date-field NAME")
+        raise InputError(
+            f"--labels {str(path)!r} has no field {field!r} (fields: {', '.join(map(str, fields)) or 'none'}): pass "
+            "--date-field NAME"
+        )
     out = []
     for i, value in enumerate(gdf[field]):
         if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -129,7 +108,9 @@ def _dates_of(gdf: Any, path: Path, field: str) -> np.ndarray:
         try:
             out.append(parse_time(value, f"field {field!r}"))
         except InputError as err:
-            raise InputError(f"--labels {str(path)!r}: feature {i} {field!r}={value!r} is not a date (use ISO 8601, e.g. 2020-01-31)") from err
+            raise InputError(
+                f"--labels {str(path)!r}: feature {i} {field!r}={value!r} is not a date (use ISO 8601, e.g. 2020-01-31)"
+            ) from err
     return np.asarray(out, dtype="datetime64[ns]")
 
 
@@ -168,7 +149,9 @@ def _burn(
     from shapely.geometry import box
 
     everything = [g for layer in layers for g in layer]
-    owner = np.concatenate([np.full(len(layer), i) for i, layer in enumerate(layers)]) if everything else np.zeros(0, int)
+    owner = (
+        np.concatenate([np.full(len(layer), i) for i, layer in enumerate(layers)]) if everything else np.zeros(0, int)
+    )
     tree = STRtree(everything) if everything else None
     mon_tree = STRtree(monitored) if monitored else None
     stacked = template.ndim == 3
@@ -187,12 +170,26 @@ def _burn(
         for j, layer in enumerate(layer_ids):
             geoms = [everything[h] for h in hits if owner[h] == layer]
             if geoms:
-                out[j] = rasterize(((g, schema.LABEL_YES) for g in geoms), out_shape=shape, transform=t, fill=schema.LABEL_NO, all_touched=all_touched, dtype="uint8")
+                out[j] = rasterize(
+                    ((g, schema.LABEL_YES) for g in geoms),
+                    out_shape=shape,
+                    transform=t,
+                    fill=schema.LABEL_NO,
+                    all_touched=all_touched,
+                    dtype="uint8",
+                )
         if mon_tree is not None:
             near = mon_tree.query(bbox, predicate="intersects")
             inside = np.zeros(shape, dtype="uint8")
             if len(near):
-                inside = rasterize(((monitored[h], 1) for h in near), out_shape=shape, transform=t, fill=0, all_touched=all_touched, dtype="uint8")
+                inside = rasterize(
+                    ((monitored[h], 1) for h in near),
+                    out_shape=shape,
+                    transform=t,
+                    fill=0,
+                    all_touched=all_touched,
+                    dtype="uint8",
+                )
             out[:, inside == 0] = schema.LABEL_UNKNOWN
         return out if stacked else out[0]
 
@@ -224,13 +221,14 @@ def rasterize_labels(
             f"--id-field {id_field!r} names the events of dated labels: add --date-field FIELD "
             "(static labels hold no events)"
         )
-    crs, transform, (ny, nx) = _grid(cube)
+    crs, transform, (ny, nx) = cube_grid(cube)
     gdf = read_polygons(path, crs)
-    inside = gdf.intersects(_cube_box(cube)).to_numpy()
+    inside = gdf.intersects(cube_box(cube)).to_numpy()
     if not inside.any():
         b = cube.rio.bounds(recalc=True)
         raise InputError(
-            f"--labels {str(path)!r}: no feature lies inside the cube (cube bounds {tuple(round(v, 1) for v in b)} in {crs.to_string()}): "
+            f"--labels {str(path)!r}: no feature lies inside the cube (cube bounds {tuple(round(v, 1) for v in b)} in "
+            f"{crs.to_string()}): "
             "is it the right file or area?"
         )
     geoms = list(gdf.geometry.to_numpy())
@@ -238,8 +236,10 @@ def rasterize_labels(
     mon_geoms = None
     if monitored is not None:
         mon = read_polygons(monitored, crs, what="--monitored")
-        if not mon.intersects(_cube_box(cube)).any():
-            raise InputError(f"--monitored {str(monitored)!r}: no polygon lies inside the cube: is it the right file or area?")
+        if not mon.intersects(cube_box(cube)).any():
+            raise InputError(
+                f"--monitored {str(monitored)!r}: no polygon lies inside the cube: is it the right file or area?"
+            )
         mon_geoms = list(mon.geometry.to_numpy())
     params: dict[str, Any] = {
         "source": path.name,
@@ -248,7 +248,7 @@ def rasterize_labels(
         "all_touched": bool(all_touched),
         "rule": "pixel centre inside polygon" if not all_touched else "pixel touched by polygon",
     }
-    coords = _yx_coords(cube)
+    coords = yx_coords(cube)
     attrs: dict[str, Any] = {}
     if date_field is None:
         template = da.zeros((ny, nx), chunks=_storage_chunks((ny, nx)), dtype="uint8")
@@ -257,7 +257,8 @@ def rasterize_labels(
     else:
         if schema.PAIR not in cube.dims:
             raise MissingVariableError(
-                f"--date-field {date_field!r} puts labels on pairs, but the cube has none: run `sarcube features --pairs` first"
+                f"--date-field {date_field!r} puts labels on pairs, but the cube has none: run `sarcube features "
+                "--pairs` first"
             )
         dates = _dates_of(gdf, path, date_field)
         ref = cube[schema.REFERENCE_TIME].values.astype("datetime64[ns]")
@@ -289,164 +290,8 @@ def rasterize_labels(
     return label, info
 
 
-# --- external rasters ----------------------------------------------------------------
-
-def dates_in_name(path: str | Path) -> list[np.datetime64]:
-    """Valid calendar dates (YYYYMMDD or YYYY-MM-DD) in a file name, in order."""
-    out = []
-    for m in _DATE_IN_NAME.finditer(Path(path).name):
-        try:
-            out.append(np.datetime64(f"{m.group(1)}-{m.group(2)}-{m.group(3)}", "D"))
-        except ValueError:
-            continue
-    return out
-
-
-def _match_files(cube: xr.Dataset, files: Sequence[Path], dim: str) -> list[int]:
-    """Index along ``dim`` of each file, from the date(s) in its name."""
-    if dim == schema.TIME:
-        keys = [(d,) for d in cube[schema.TIME].values.astype("datetime64[D]")]
-        need, example = 1, "coherence_20200107.tif"
-        labels = [np.datetime_as_string(t, unit="s") for t in cube[schema.TIME].values]
-    else:
-        if schema.PAIR not in cube.dims:
-            raise MissingVariableError("--dim pair needs the cube's pairs: run `sarcube features --pairs` first")
-        keys = list(zip(cube[schema.REFERENCE_TIME].values.astype("datetime64[D]"), cube[schema.ACTIVITY_TIME].values.astype("datetime64[D]"), strict=True))
-        need, example = 2, "coherence_20200101_20200107.tif (reference, then activity date)"
-        labels = [f"{np.datetime_as_string(r, unit='D')}/{np.datetime_as_string(a, unit='D')}" for r, a in keys]
-    positions = []
-    for path in files:
-        dates = dates_in_name(path)
-        if len(dates) != need:
-            raise InputError(f"raster {str(path)!r}: its name must hold exactly {need} date(s) to match --dim {dim}, e.g. {example}")
-        hits = [i for i, key in enumerate(keys) if tuple(key) == tuple(dates)]
-        if not hits:
-            raise InputError(f"raster {str(path)!r}: no {dim} of the cube is on {'/'.join(map(str, dates))} (cube has: {', '.join(labels)})")
-        if len(hits) > 1:
-            raise InputError(f"raster {str(path)!r}: {'/'.join(map(str, dates))} matches {len(hits)} {dim} steps (several orbits that day); add them one orbit per cube")
-        positions.append(hits[0])
-    seen: dict[int, Path] = {}
-    for path, pos in zip(files, positions, strict=True):
-        if pos in seen:
-            raise InputError(f"rasters {str(seen[pos])!r} and {str(path)!r} both match {dim} {labels[pos]}: pass one file per step")
-        seen[pos] = path
-    return positions
-
-
-def _check_raster(path: Path, crs: Any, cube_box: Any) -> None:
-    import rasterio
-    from rasterio.warp import transform_bounds
-    from shapely.geometry import box
-
-    if not path.exists():
-        raise InputError(f"raster {str(path)!r} does not exist: check the path")
-    try:
-        with rasterio.open(path) as src:
-            if src.crs is None:
-                raise InputError(f"raster {str(path)!r} has no CRS: georeference it (e.g. `gdal_edit.py -a_srs EPSG:4326`) first")
-            bounds = transform_bounds(src.crs, crs, *src.bounds, densify_pts=21)
-    except rasterio.errors.RasterioIOError as err:
-        raise InputError(f"raster {str(path)!r} cannot be read ({err}): give a GeoTIFF (or any GDAL raster)") from err
-    if not box(*bounds).intersects(cube_box) or box(*bounds).intersection(cube_box).area == 0:
-        raise InputError(f"raster {str(path)!r} covers another area than the cube: is it the right file or AOI?")
-
-
-def _warp(path: str, crs_wkt: str, transform: Any, shape: tuple[int, int], resampling: str) -> np.ndarray:
-    """Band 1 of ``path`` on the grid window ``transform``/``shape``, float32, NaN where no data."""
-    import rasterio
-    from rasterio.enums import Resampling
-    from rasterio.warp import reproject
-
-    out = np.full(shape, np.nan, dtype="float32")
-    try:
-        with rasterio.open(path) as src:
-            reproject(
-                source=rasterio.band(src, 1),
-                destination=out,
-                src_nodata=src.nodata,
-                dst_transform=transform,
-                dst_crs=crs_wkt,
-                dst_nodata=np.nan,
-                resampling=Resampling[resampling],
-            )
-    except rasterio.errors.RasterioError as err:
-        raise InputError(f"raster {path!r} cannot be read ({err}): is the file complete?") from err
-    return out
-
-
-def _warp_blocks(path: str, crs_wkt: str, transform: Any, shape: tuple[int, int], chunks: tuple[int, int], resampling: str) -> da.Array:
-    """``path`` warped onto the grid lazily, one output chunk per task (memory bounded by the chunk)."""
-    from affine import Affine
-
-    def warp_block(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
-        (r0, r1), (c0, c1) = block_info[0]["array-location"]
-        return _warp(path, crs_wkt, transform @ Affine.translation(c0, r0), (r1 - r0, c1 - c0), resampling)
-
-    template = da.zeros(shape, chunks=chunks, dtype="float32")
-    return template.map_blocks(warp_block, dtype="float32", name=f"warp-{dask.base.tokenize(path, crs_wkt, transform, shape, chunks, resampling)}")
-
-
-def reproject_raster(
-    cube: xr.Dataset,
-    files: Iterable[str | Path],
-    name: str,
-    dim: str = "none",
-    units: str = "1",
-    *,
-    resampling: str = DEFAULT_RESAMPLING,
-) -> xr.DataArray:
-    """External GeoTIFFs (band 1, any CRS) warped onto the cube grid as layer ``name``.
-
-    ``dim="none"``: one file -> (y, x). ``dim="time"``: each file name holds
-    one date (``YYYYMMDD`` or ``YYYY-MM-DD``) and goes to the acquisition of
-    that day. ``dim="pair"``: each name holds the reference then the activity
-    date (ISCE2 style ``20200101_20200107``) and goes to that pair. Steps with
-    no file are NaN. Resampling is bilinear by default (``nearest`` for
-    categories).
-    """
-    from rasterio.enums import Resampling
-
-    if dim not in RASTER_DIMS:
-        raise InputError(f"--dim {dim!r} must be one of {', '.join(RASTER_DIMS)}")
-    if resampling not in Resampling.__members__:
-        raise InputError(f"resampling {resampling!r} is not a rasterio method (e.g. bilinear, nearest)")
-    dims = (schema.Y, schema.X) if dim == "none" else (dim, schema.Y, schema.X)
-    spec = schema.external_spec(name, dims, units)
-    paths = [Path(f) for f in files]
-    if not paths:
-        raise InputError(f"--raster {name}: no files given: list the GeoTIFF(s) after the cube, e.g. add-layer CUBE --raster {name} FILE.tif")
-    if dim == "none" and len(paths) != 1:
-        raise InputError(f"--raster {name} with --dim none takes one file, got {len(paths)}: use --dim time or pair for a series")
-    crs, transform, shape = _grid(cube)
-    box = _cube_box(cube)
-    for path in paths:
-        _check_raster(path, crs, box)
-    chunks = schema.chunks_for((schema.Y, schema.X), shape)
-
-    def lazy(path: Path) -> da.Array:
-        return _warp_blocks(str(path), crs.to_wkt(), transform, shape, chunks, resampling)
-
-    coords: dict[str, Any] = _yx_coords(cube)
-    params: dict[str, Any] = {"resampling": resampling, "files": [p.name for p in paths]}
-    if dim == "none":
-        data = lazy(paths[0])
-    else:
-        positions = _match_files(cube, paths, dim)
-        by_pos = dict(zip(positions, paths, strict=True))
-        steps = [lazy(by_pos[i]) if i in by_pos else da.full(shape, np.nan, dtype="float32", chunks=chunks) for i in range(cube.sizes[dim])]
-        data = da.stack(steps).rechunk((1, *chunks))
-        index_coords = (schema.TIME, *schema.TIME_COORDS) if dim == schema.TIME else (schema.PAIR, *schema.PAIR_COORDS)
-        coords.update({c: cube[c] for c in index_coords if c in cube.coords})
-        params["matched_by"] = "date(s) in file name"
-    return schema.make_variable(name, xr.DataArray(data, dims=dims, coords=coords), dims, parameters=params, spec=spec)
-
-
 __all__ = [
-    "DEFAULT_RESAMPLING",
-    "RASTER_DIMS",
     "VECTOR_SUFFIXES",
-    "dates_in_name",
     "rasterize_labels",
     "read_polygons",
-    "reproject_raster",
 ]

@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.catalog import (
     SIGNERS,
@@ -65,7 +66,6 @@ from sarcube.datacube.catalog import (
 from sarcube.datacube.grid import Grid
 from sarcube.datacube.redaction import RedactQueries, redact
 from sarcube.datacube.retry import READ_ATTEMPTS, retry, retry_backoff_s
-
 from sarcube.errors import AssetReadError, CatalogError
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,9 @@ class SigningReader:
         self._ctx = ctx
         self._plan = plan
 
-    def read(self, cfg: Any, dst_geobox: Any, *, dst: np.ndarray | None = None, selection: Any = None) -> tuple[Any, np.ndarray]:
+    def read(
+        self, cfg: Any, dst_geobox: Any, *, dst: np.ndarray | None = None, selection: Any = None
+    ) -> tuple[Any, np.ndarray]:
         import rasterio.errors
         from odc.loader import RioReader
 
@@ -239,8 +241,20 @@ def to_db(linear: np.ndarray) -> np.ndarray:
     return out
 
 
-def _load(groups: Sequence[Sequence[Any]], catalog: Catalog, coll: CollectionSource, variables: Sequence[str], grid: Grid, *, zero_is_nodata: bool, fail_on_error: bool = True) -> xr.Dataset:
-    """odc-stac load of ``variables`` onto ``grid``: one time step per group of items, each group mosaicked (dask, lazy)."""
+def _load(
+    groups: Sequence[Sequence[Any]],
+    catalog: Catalog,
+    coll: CollectionSource,
+    variables: Sequence[str],
+    grid: Grid,
+    *,
+    zero_is_nodata: bool,
+    fail_on_error: bool = True,
+) -> xr.Dataset:
+    """odc-stac load of ``variables`` onto ``grid``.
+
+    One time step per group of items, each group mosaicked (dask, lazy).
+    """
     import odc.stac
 
     _configure_gdal()
@@ -291,8 +305,16 @@ def _group_position(position: Mapping[str, int], item: Any, parsed: Any, idx: in
     return position[item.id]
 
 
-def load_backscatter(acquisitions: Acquisition | Sequence[Acquisition], catalog: Catalog, grid: Grid, variables: Sequence[str] = schema.BACKSCATTER) -> dict[str, xr.DataArray]:
-    """Backscatter in dB on ``grid`` for one or several acquisitions: lazy (time, y, x) arrays chunked (1, READ_CHUNK, READ_CHUNK)."""
+def load_backscatter(
+    acquisitions: Acquisition | Sequence[Acquisition],
+    catalog: Catalog,
+    grid: Grid,
+    variables: Sequence[str] = schema.BACKSCATTER,
+) -> dict[str, xr.DataArray]:
+    """Backscatter in dB on ``grid`` for one or several acquisitions.
+
+    Lazy (time, y, x) arrays chunked (1, READ_CHUNK, READ_CHUNK).
+    """
     if isinstance(acquisitions, Acquisition):
         acquisitions = [acquisitions]
     coll = catalog.source.backscatter

@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sarcube.datacube import zarrio
-
 from sarcube.errors import CubeLockedError
 
 log = logging.getLogger(__name__)
@@ -99,7 +98,8 @@ def describe_owner(owner: Mapping[str, Any] | None) -> str:
     """``sarcube predict (pid 123 on host, since 2024-01-01T10:00:00Z)``, or a plain phrase when unknown."""
     if not owner:
         return "another process"
-    return f"{owner.get('verb', DEFAULT_VERB)} (pid {owner.get('pid', '?')} on {owner.get('host', '?')}, since {owner.get('time', '?')})"
+    pid, host, since = (owner.get(key, "?") for key in ("pid", "host", "time"))
+    return f"{owner.get('verb', DEFAULT_VERB)} (pid {pid} on {host}, since {since})"
 
 
 def _parse_owner(raw: bytes | str) -> dict[str, Any] | None:
@@ -198,7 +198,8 @@ def _try_object(fs: Any, path: str, owner: dict[str, Any], stale_s: float) -> tu
             return None, None
         if _age_s(holder) < stale_s and not _dead_here(holder):
             return None, holder
-        # Stale (or its holder, on this host, is gone): only the process that creates the takeover object for this holder's token may replace it.
+        # Stale (or its holder, on this host, is gone): only the process that creates the takeover object for
+        # this holder's token may replace it.
         takeover = f"{path}.takeover-{holder.get('token', 'unknown')}"
         if not _create(fs, takeover, owner):
             return None, holder
@@ -285,7 +286,11 @@ def _acquire(fs: Any, where: str, verb: str, wait_s: float, stale_s: float, path
         if release is not None:
             return _Held(release, owner)
         if time.monotonic() >= deadline:
-            hint = "wait for it to finish, or rerun with --wait SECONDS" if not waited else f"still busy after --wait {wait_s:g}"
+            hint = (
+                "wait for it to finish, or rerun with --wait SECONDS"
+                if not waited
+                else f"still busy after --wait {wait_s:g}"
+            )
             raise CubeLockedError(f"cube {str(path)!r} is being written by {describe_owner(holder)}: {hint}")
         if not waited:
             log.warning("cube %s is being written by %s: waiting up to %g s", path, describe_owner(holder), wait_s)
@@ -364,7 +369,12 @@ def writing_step(verb: str, path: str = "cube") -> Callable[[F], F]:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             arguments = bound.arguments
-            with writer(arguments[path], verb, wait_s=float(arguments["wait_s"]), storage_options=arguments.get("storage_options")):
+            with writer(
+                arguments[path],
+                verb,
+                wait_s=float(arguments["wait_s"]),
+                storage_options=arguments.get("storage_options"),
+            ):
                 return func(*args, **kwargs)
 
         return run  # type: ignore[return-value]

@@ -52,9 +52,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from numba import njit
+
 from sarcube.datacube import schema
 from sarcube.datacube.grid import as_grid, cell_size
-
 from sarcube.errors import InputError
 
 #: avalanche-fcn-bianchi III-B: release cells within 4 km
@@ -81,18 +81,24 @@ def reach_cells(radius_m: float, cell_m: float) -> int:
     return int(math.floor(radius_m / abs(cell_m))) + 1
 
 
-def _check_inputs(z: np.ndarray, release: np.ndarray, dx: float, dy: float, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
+def _check_inputs(
+    z: np.ndarray, release: np.ndarray, dx: float, dy: float, radius_m: float
+) -> tuple[np.ndarray, np.ndarray]:
     z = np.asarray(z)
     release = np.asarray(release)
     if z.ndim != 2:
         raise InputError(f"PAR: the DEM must be 2-D (y, x), got shape {z.shape}")
     if release.shape != z.shape:
-        raise InputError(f"PAR: release mask shape {release.shape} differs from the DEM's {z.shape}; compute it on the same grid")
+        raise InputError(
+            f"PAR: release mask shape {release.shape} differs from the DEM's {z.shape}; compute it on the same grid"
+        )
     for name, value in (("dx", dx), ("dy", dy)):
         if not (math.isfinite(value) and value != 0.0):
             raise InputError(f"PAR: cell size {name}={value} is not valid: give the grid spacing in metres")
     if not (math.isfinite(radius_m) and radius_m > 0.0):
-        raise InputError(f"PAR: radius {radius_m} m is not valid: give a positive distance in metres (default {PAR_RADIUS_M})")
+        raise InputError(
+            f"PAR: radius {radius_m} m is not valid: give a positive distance in metres (default {PAR_RADIUS_M})"
+        )
     return np.ascontiguousarray(z, dtype=np.float64), np.ascontiguousarray(release != 0, dtype=np.uint8)
 
 
@@ -370,7 +376,9 @@ def par_fast(z: np.ndarray, release: np.ndarray, dx: float, dy: float, radius_m:
 
 # --- runners --------------------------------------------------------------------
 
-def _par_block(z: np.ndarray, release: np.ndarray, *, dx: float, dy: float, radius_m: float, halo_y: int, halo_x: int) -> np.ndarray:
+def _par_block(
+    z: np.ndarray, release: np.ndarray, *, dx: float, dy: float, radius_m: float, halo_y: int, halo_x: int
+) -> np.ndarray:
     """One map_overlap block: PAR of the core cells, from the core plus its halo."""
     z = np.ascontiguousarray(z, dtype=np.float64)
     release = np.ascontiguousarray(release, dtype=np.uint8)
@@ -409,14 +417,22 @@ def potential_angle_of_reach(dem: xr.DataArray, release: xr.DataArray, radius_m:
     dem = as_grid(dem, schema.DEM)
     release = as_grid(release, schema.RELEASE)
     if dem.shape != release.shape:
-        raise InputError(f"PAR: release mask shape {release.shape} differs from the DEM's {dem.shape}; compute it from this DEM")
+        raise InputError(
+            f"PAR: release mask shape {release.shape} differs from the DEM's {dem.shape}; compute it from this DEM"
+        )
     radius_m = float(radius_m)
     if not (math.isfinite(radius_m) and radius_m > 0.0):
-        raise InputError(f"PAR: radius {radius_m} m is not valid: give a positive distance in metres (default {PAR_RADIUS_M})")
+        raise InputError(
+            f"PAR: radius {radius_m} m is not valid: give a positive distance in metres (default {PAR_RADIUS_M})"
+        )
     dx, dy = cell_size(dem)
     if isinstance(dem.data, da.Array) or isinstance(release.data, da.Array):
         z = dem.data if isinstance(dem.data, da.Array) else da.from_array(np.asarray(dem.data), chunks=schema.CHUNK_YX)
-        rel = release.data if isinstance(release.data, da.Array) else da.from_array(np.asarray(release.data), chunks=z.chunks)
+        rel = (
+            release.data
+            if isinstance(release.data, da.Array)
+            else da.from_array(np.asarray(release.data), chunks=z.chunks)
+        )
         data = _run_dask(z, rel, dx, dy, radius_m)
     else:
         data = par_fast(np.asarray(dem.data), np.asarray(release.data), dx, dy, radius_m)

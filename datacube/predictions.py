@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from sarcube.datacube import schema
 
+from sarcube.datacube import schema
 from sarcube.errors import CubeExistsError, InputError, MissingVariableError, UnknownVariableError
 
 #: ``--pairs`` choices besides a date range or explicit indices

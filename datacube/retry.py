@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sarcube.datacube.redaction import redact
-
 from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)

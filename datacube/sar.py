@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.dates import parse_time, parse_window, window_mask
-
 from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,9 @@ def make_pairs(ds: xr.Dataset, max_gap_days: float = MAX_GAP_DAYS) -> dict[str, 
     if not max_gap_days > 0:
         raise InputError(f"--max-gap {max_gap_days!r} must be a positive number of days (e.g. 12)")
     if schema.TIME not in ds.dims or ds.sizes[schema.TIME] < 2:
-        raise InputError("the cube has fewer than two acquisitions: pairs need a time series (rebuild over a longer date range)")
+        raise InputError(
+            "the cube has fewer than two acquisitions: pairs need a time series (rebuild over a longer date range)"
+        )
     times = ds[schema.TIME].values.astype("datetime64[ns]")
     orbits = ds[schema.RELATIVE_ORBIT].values.astype("int64")
     limit = pd.Timedelta(days=max_gap_days + GAP_TOLERANCE_DAYS).to_timedelta64()
@@ -104,7 +106,9 @@ def _time_index(ds: xr.Dataset, wanted: np.ndarray, what: str) -> np.ndarray:
     pos = index.get_indexer(pd.DatetimeIndex(np.asarray(wanted, dtype="datetime64[ns]")))
     if (pos < 0).any():
         missing = np.asarray(wanted)[pos < 0][0]
-        raise InputError(f"{what} {np.datetime_as_string(missing, unit='s')} is not an acquisition of the cube: recompute the pairs")
+        raise InputError(
+            f"{what} {np.datetime_as_string(missing, unit='s')} is not an acquisition of the cube: recompute the pairs"
+        )
     return pos
 
 
@@ -138,7 +142,9 @@ def change_layers(
         raise InputError(f"clip range {clip_db!r} must be (low, high) with low < high, in dB")
     ref_pos = _time_index(ds, pairs[schema.REFERENCE_TIME].values, "reference time")
     act_pos = _time_index(ds, pairs[schema.ACTIVITY_TIME].values, "activity time")
-    pair_extra = {name: pairs[name] for name in (schema.REFERENCE_TIME, schema.ACTIVITY_TIME, schema.PAIR_RELATIVE_ORBIT)}
+    pair_extra = {
+        name: pairs[name] for name in (schema.REFERENCE_TIME, schema.ACTIVITY_TIME, schema.PAIR_RELATIVE_ORBIT)
+    }
     r_lo, r_hi = diff_rescale_range((lo, hi))
     diff_params = {"clip_db": [lo, hi], "difference": "activity - reference"}
     out: dict[str, xr.DataArray] = {}
@@ -154,7 +160,11 @@ def change_layers(
         schema.VVVH,
         vvvh,
         (schema.PAIR, schema.Y, schema.X),
-        parameters={**diff_params, "rescale_db": [r_lo, r_hi], "formula": "((vv_diff - lo)/(hi - lo))**2 * ((vh_diff - lo)/(hi - lo))**2"},
+        parameters={
+            **diff_params,
+            "rescale_db": [r_lo, r_hi],
+            "formula": "((vv_diff - lo)/(hi - lo))**2 * ((vh_diff - lo)/(hi - lo))**2",
+        },
     )
     return out
 
@@ -199,7 +209,12 @@ def ratio_layers(ds: xr.Dataset, summer: tuple[str, str]) -> dict[str, xr.DataAr
             name,
             ratio,
             (schema.TIME, schema.Y, schema.X),
-            parameters={"summer": f"{start}/{end}", "statistic": "median", "per": schema.RELATIVE_ORBIT, "acquisitions_per_orbit": window_counts},
+            parameters={
+                "summer": f"{start}/{end}",
+                "statistic": "median",
+                "per": schema.RELATIVE_ORBIT,
+                "acquisitions_per_orbit": window_counts,
+            },
         )
     return out
 

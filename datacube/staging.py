@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import xarray as xr
-from sarcube.datacube import lock, schema, zarrio
 
+from sarcube.datacube import lock, schema, zarrio
 from sarcube.errors import CubeSchemaError, InputError
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,14 @@ ATTR_STAGE_STATE = "sarcube_stage_state"
 class StagedArray:
     """A variable staged for region writes: ``write`` regions, ``mark_done`` pieces, ``promote`` once."""
 
-    def __init__(self, path: str | Path, name: str, fingerprint: str, done: Iterable[str], storage_options: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        name: str,
+        fingerprint: str,
+        done: Iterable[str],
+        storage_options: Mapping[str, Any] | None,
+    ) -> None:
         self.path, self.name, self.fingerprint = path, name, fingerprint
         self.storage_options = storage_options
         self.done: set[str] = set(done)
@@ -141,7 +148,9 @@ class StagedArray:
         for sel, chunk in zip(region, self.chunks, strict=False):
             start = sel if isinstance(sel, int) else (sel.start or 0)
             if start % chunk:
-                raise CubeSchemaError(f"region {region} of {self.name!r} does not start on the chunk grid {self.chunks}")
+                raise CubeSchemaError(
+                    f"region {region} of {self.name!r} does not start on the chunk grid {self.chunks}"
+                )
         with lock.writer(self.path, storage_options=self.storage_options):
             self._array[region] = values
 
@@ -161,7 +170,9 @@ class StagedArray:
 
     def _promote(self, attrs: Mapping[str, Any]) -> None:
         with zarrio.quiet_zarr_warnings():
-            self._array.attrs.put({k: v for k, v in {**self._array.attrs.asdict(), **dict(attrs)}.items() if k != ATTR_STAGE_STATE})
+            self._array.attrs.put(
+                {k: v for k, v in {**self._array.attrs.asdict(), **dict(attrs)}.items() if k != ATTR_STAGE_STATE}
+            )
         fs, root = zarrio.fs_and_root(self.path, self.storage_options)
         _swap_in(fs, root, f"{root}/{_staged_path(self.name)}", self.name)
         discard_staged(self.path, self.name, self.storage_options)
@@ -181,7 +192,9 @@ def _open_staged(path: str | Path, name: str, storage_options: Mapping[str, Any]
         return zarr.open_array(zstore, path=_staged_path(name), mode="r+", zarr_format=3)
 
 
-def staged_state(path: str | Path, name: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+def staged_state(
+    path: str | Path, name: str, storage_options: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The fingerprint and finished keys of a staged ``name``, None when nothing is staged."""
     fs, root = zarrio.fs_and_root(path, storage_options)
     if not fs.exists(f"{root}/{_staged_path(name)}/zarr.json"):
@@ -243,7 +256,10 @@ def stage_array(
         if tuple(array.shape) != tuple(template.shape):
             if tuple(array.shape[1:]) != tuple(template.shape[1:]) or array.shape[0] > template.shape[0]:
                 discard_staged(path, name, storage_options)
-                raise CubeSchemaError(f"{name!r} has shape {tuple(array.shape)}, the cube needs {tuple(template.shape)}: recompute it with --overwrite")
+                raise CubeSchemaError(
+                    f"{name!r} has shape {tuple(array.shape)}, the cube needs {tuple(template.shape)}: recompute it "
+                    "with --overwrite"
+                )
             array.resize(tuple(template.shape))
     else:
         data = dsa.zeros(template.shape, dtype=template.dtype, chunks=schema.chunks_for(template.dims, template.shape))

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import xarray as xr
-from sarcube.datacube import lock, schema, staging, zarrio
 
+from sarcube.datacube import lock, schema, staging, zarrio
 from sarcube.errors import CubeExistsError, CubeSchemaError, InputError
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,9 @@ def write_cube(
     """
     if zarrio.exists(path, storage_options):
         if not overwrite:
-            raise CubeExistsError(f"output {str(path)!r} exists: pass --overwrite to replace it or --append to extend it")
+            raise CubeExistsError(
+                f"output {str(path)!r} exists: pass --overwrite to replace it or --append to extend it"
+            )
         zarrio.remove(path, storage_options)
     ds = zarrio.strip_stale_encoding(ds)
     with zarrio.quiet_zarr_warnings():
@@ -110,7 +112,9 @@ def add_variables(
         if cname in current.coords:
             if not _same_values(coord, current[cname]):
                 if not replace_coords:
-                    raise CubeSchemaError(f"coordinate {cname!r} differs from the cube's; recompute the layers that use it together")
+                    raise CubeSchemaError(
+                        f"coordinate {cname!r} differs from the cube's; recompute the layers that use it together"
+                    )
                 ds = ds.assign_coords({cname: coord})
                 promoted.append(cname)
                 replaced_dims.update(current[cname].dims)
@@ -122,7 +126,10 @@ def add_variables(
         if replaced_dims & set(v.dims) and n not in variables and n not in drop
     )
     if stranded:
-        raise CubeSchemaError(f"replacing {sorted(replaced_dims)} would strand {stranded} on the old coordinates: rewrite or drop them too")
+        raise CubeSchemaError(
+            f"replacing {sorted(replaced_dims)} would strand {stranded} on the old coordinates: rewrite or drop them "
+            "too"
+        )
     # x/y already live in the cube: keep them out of the staged arrays.
     ds = ds.drop_vars([d for d in schema.SPATIAL_DIMS if d in ds.variables])
     ds = zarrio.strip_stale_encoding(ds)
@@ -130,8 +137,12 @@ def add_variables(
     # so they stay coordinates when the variables that named them before are replaced.
     for name in variables:
         linked = sorted(
-            str(c) for c, coord in {**current.coords, **ds.coords}.items()
-            if c not in schema.SPATIAL_DIMS and c not in coord.dims and coord.dims and set(coord.dims) <= set(ds[name].dims)
+            str(c)
+            for c, coord in {**current.coords, **ds.coords}.items()
+            if c not in schema.SPATIAL_DIMS
+            and c not in coord.dims
+            and coord.dims
+            and set(coord.dims) <= set(ds[name].dims)
         )
         if linked:
             ds[name].encoding["coordinates"] = " ".join(linked)
@@ -163,11 +174,16 @@ def _check_fits(cube: xr.Dataset, name: str, var: xr.DataArray) -> None:
         if dim not in var.dims:
             raise CubeSchemaError(f"variable {name!r} lacks dimension {dim!r}")
         if var.sizes[dim] != cube.sizes[dim]:
-            raise CubeSchemaError(f"variable {name!r} has {dim}={var.sizes[dim]}, the cube has {cube.sizes[dim]}: reproject it onto the cube grid first")
+            raise CubeSchemaError(
+                f"variable {name!r} has {dim}={var.sizes[dim]}, the cube has {cube.sizes[dim]}: reproject it onto the "
+                "cube grid first"
+            )
         if dim in var.coords and not _same_values(var[dim], cube[dim]):
             raise CubeSchemaError(f"variable {name!r} is on another {dim!r} grid than the cube")
     if var.attrs.get("grid_mapping") != schema.SPATIAL_REF:
-        raise CubeSchemaError(f"variable {name!r} has no grid_mapping={schema.SPATIAL_REF!r}: build it with schema.make_variable()")
+        raise CubeSchemaError(
+            f"variable {name!r} has no grid_mapping={schema.SPATIAL_REF!r}: build it with schema.make_variable()"
+        )
 
 
 @lock.locked
@@ -266,15 +282,23 @@ def create_template(ds: xr.Dataset, path: str | Path, *, storage_options: Mappin
 
 
 @lock.locked
-def append_template(ds: xr.Dataset, path: str | Path, *, dim: str = schema.TIME, storage_options: Mapping[str, Any] | None = None) -> None:
+def append_template(
+    ds: xr.Dataset, path: str | Path, *, dim: str = schema.TIME, storage_options: Mapping[str, Any] | None = None
+) -> None:
     """Grow ``dim`` of an existing store by ``ds``'s coordinates; its dask variables stay unwritten (NaN)."""
     import numpy as np
 
     ds = zarrio.strip_stale_encoding(ds)
-    encoding = {name: enc for name, enc in schema.encoding_for(ds).items() if np.issubdtype(ds.variables[name].dtype, np.datetime64)}
+    encoding = {
+        name: enc
+        for name, enc in schema.encoding_for(ds).items()
+        if np.issubdtype(ds.variables[name].dtype, np.datetime64)
+    }
     existing = _existing_arrays(path, storage_options)
     encoding = {name: enc for name, enc in encoding.items() if name not in existing}
-    ds.attrs = dict(schema.open_cube(path, validate=False, storage_options=storage_options).attrs)  # append keeps the cube's attrs
+    ds.attrs = dict(
+        schema.open_cube(path, validate=False, storage_options=storage_options).attrs
+    )  # append keeps the cube's attrs
     with zarrio.quiet_zarr_warnings():
         ds.to_zarr(
             str(path),

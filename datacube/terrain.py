@@ -25,9 +25,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from numba import njit
+
 from sarcube.datacube import schema
 from sarcube.datacube.grid import as_grid, cell_size
-
 from sarcube.errors import InputError
 
 RADIANS_TO_DEGREES = 180.0 / math.pi
@@ -184,11 +184,15 @@ def hillshade(
     return _hillshade_kernel(np.ascontiguousarray(z), float(dx), float(dy), *sun)
 
 
-def release_mask(slope: xr.DataArray, min_deg: float = RELEASE_MIN_DEG, max_deg: float = RELEASE_MAX_DEG) -> xr.DataArray:
+def release_mask(
+    slope: xr.DataArray, min_deg: float = RELEASE_MIN_DEG, max_deg: float = RELEASE_MAX_DEG
+) -> xr.DataArray:
     """uint8 mask of potential release areas: 1 where ``min_deg <= slope <= max_deg``, else 0 (NaN -> 0)."""
     min_deg, max_deg = float(min_deg), float(max_deg)
     if not (0.0 <= min_deg < max_deg <= 90.0):
-        raise InputError(f"release slope range {min_deg}-{max_deg} degrees is not valid: need 0 <= min < max <= 90 (e.g. 30-50)")
+        raise InputError(
+            f"release slope range {min_deg}-{max_deg} degrees is not valid: need 0 <= min < max <= 90 (e.g. 30-50)"
+        )
     slope = as_grid(slope, schema.SLOPE)
     mask = ((slope >= min_deg) & (slope <= max_deg)).astype(np.uint8)
     return schema.make_variable(schema.RELEASE, mask, parameters={"min_deg": min_deg, "max_deg": max_deg})

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import xarray as xr
+
 from sarcube.datacube import schema
 
 
@@ -153,7 +154,20 @@ def strip_stale_encoding(ds: xr.Dataset) -> xr.Dataset:
     and align dask chunks with the storage chunks (each zarr chunk written once)."""
     ds = ds.copy()
     for var in ds.variables.values():
-        for key in ("chunks", "preferred_chunks", "compressors", "compressor", "filters", "shards", "serializer", "fill_value", "_FillValue", "dtype", "units", "calendar"):
+        for key in (
+            "chunks",
+            "preferred_chunks",
+            "compressors",
+            "compressor",
+            "filters",
+            "shards",
+            "serializer",
+            "fill_value",
+            "_FillValue",
+            "dtype",
+            "units",
+            "calendar",
+        ):
             var.encoding.pop(key, None)
     for name in list(ds.data_vars):
         var = ds[name]

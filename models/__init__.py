@@ -35,9 +35,9 @@ reconstruction error (>= 0.5 = anomalous), once ``set_threshold`` stored the thr
 tuned on validation data.
 
 Sub-modules: :mod:`~sarcube.models.registry` (the table above), :mod:`~sarcube.models.losses`,
-:mod:`~sarcube.models.metrics`, :mod:`~sarcube.models.baseline`, :mod:`~sarcube.models.baseline_pixel`, :mod:`~sarcube.models.inference`
-(windows, TTA, blending), :mod:`~sarcube.models.training` (the loop), :mod:`~sarcube.models.augment`,
-:mod:`~sarcube.models.config` (the config dataclasses), :mod:`~sarcube.models.device`,
+:mod:`~sarcube.models.metrics`, :mod:`~sarcube.models.baseline`, :mod:`~sarcube.models.baseline_pixel`,
+:mod:`~sarcube.models.inference` (windows, TTA, blending), :mod:`~sarcube.models.training` (the loop),
+:mod:`~sarcube.models.augment`, :mod:`~sarcube.models.config` (the config dataclasses), :mod:`~sarcube.models.device`,
 :mod:`~sarcube.models.distributed` (DDP: process group, ranks, agreeing across ranks).
 """
 

@@ -73,7 +73,10 @@ class ConvBNReLU(nn.Sequential):
 
 
 class ResidualBlock(nn.Module):
-    """Two 3x3 (3x3x3 with ``dims=3``) conv + BN with an identity (or 1x1 projected) shortcut, then ReLU (He et al. 2016)."""
+    """Two 3x3 (3x3x3 with ``dims=3``) conv + BN with an identity (or 1x1 projected) shortcut, then ReLU.
+
+    He et al. 2016.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, dims: int = 2):
         super().__init__()

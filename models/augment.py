@@ -15,6 +15,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+
 from sarcube.models.config import AugmentConfig
 from sarcube.models.inference import DIHEDRAL_TRANSFORMS
 from sarcube.models.losses import IGNORE_INDEX

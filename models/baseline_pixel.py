@@ -88,7 +88,9 @@ class ThresholdBaseline(nn.Module):
         used = list(channels or ()) + list(before_channels) + list(after_channels)
         if any(not 0 <= c < in_channels for c in used):
             raise InputError(f"threshold baseline: channels {used} are not all indices of the {in_channels} inputs")
-        if statistic == STATISTIC_CHANGE_VECTOR and (not before_channels or len(before_channels) != len(after_channels)):
+        if statistic == STATISTIC_CHANGE_VECTOR and (
+            not before_channels or len(before_channels) != len(after_channels)
+        ):
             raise InputError(
                 "threshold baseline: change_vector needs before_channels and after_channels of one length, "
                 "e.g. [0, 1] and [2, 3] for VV/VH before and after"
@@ -130,7 +132,9 @@ class ThresholdBaseline(nn.Module):
         if x.dim() == 5:
             x = x.mean(dim=2)  # a series: the mean of its steps
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise InputError(f"threshold baseline: input has shape {tuple(x.shape)}; give (N, {self.in_channels}, H, W)")
+            raise InputError(
+                f"threshold baseline: input has shape {tuple(x.shape)}; give (N, {self.in_channels}, H, W)"
+            )
         x = x.float()
         if self.statistic == STATISTIC_CHANGE_VECTOR:
             change = x[:, self.after_channels] - x[:, self.before_channels]

@@ -51,7 +51,9 @@ class Ranks:
 
 def ranks_from_env() -> Ranks:
     """The ranks the launcher gave this process (one process when it gave none)."""
-    return Ranks(int(os.environ.get(RANK_ENV, 0)), int(os.environ.get(WORLD_SIZE_ENV, 1)), int(os.environ.get(LOCAL_RANK_ENV, 0)))
+    return Ranks(
+        int(os.environ.get(RANK_ENV, 0)), int(os.environ.get(WORLD_SIZE_ENV, 1)), int(os.environ.get(LOCAL_RANK_ENV, 0))
+    )
 
 
 def backend_for(device: torch.device) -> str:

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from sarcube.models.device import autocast_context
 
 from sarcube.errors import InputError
+from sarcube.models.device import autocast_context
 
 #: a batch of network inputs (N, C, [T,] h, w) -> positive-class probabilities (N, h, w), (N, 1, h, w) or per chip (N,)
 ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]
@@ -154,7 +154,9 @@ def _to_maps(out: torch.Tensor, n: int, window: int) -> torch.Tensor:
         out = out[:, 0]
     if out.dim() == 3:
         if out.shape != (n, window, window):
-            raise InputError(f"probability maps of shape {tuple(out.shape)} do not match the {window} x {window} windows")
+            raise InputError(
+                f"probability maps of shape {tuple(out.shape)} do not match the {window} x {window} windows"
+            )
         return out
     return out.reshape(n, 1, 1).expand(n, window, window)
 
@@ -242,7 +244,10 @@ def predict_bands(
             y1 = min(next_read + band_rows, height)
             block = read_rows(next_read, y1).float()
             if block.shape[-2:] != (y1 - next_read, width):
-                raise InputError(f"input rows {next_read}..{y1} came back as {tuple(block.shape)}, expected (C, [T,] {y1 - next_read}, {width})")
+                raise InputError(
+                    f"input rows {next_read}..{y1} came back as {tuple(block.shape)}, expected (C, [T,] "
+                    f"{y1 - next_read}, {width})"
+                )
             if pinned:
                 block = block.pin_memory()
             block = block.to(device, non_blocking=True)

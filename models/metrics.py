@@ -227,7 +227,9 @@ def _images(pred, label, threshold: float):
     """Yield (positive, label) 2-D pairs of a (H, W), (N, H, W) or (N, 1, H, W) batch."""
     pred, label = _align(as_numpy(pred), as_numpy(label))
     if label.ndim < 2:
-        raise InputError(f"object metrics need 2-D images; got label shape {label.shape} (use objects=False for patches)")
+        raise InputError(
+            f"object metrics need 2-D images; got label shape {label.shape} (use objects=False for patches)"
+        )
     positive, _ = _binarize(pred, threshold)
     h, w = label.shape[-2:]
     yield from zip(positive.reshape(-1, h, w), label.reshape(-1, h, w), strict=True)
@@ -367,7 +369,9 @@ class MetricAccumulator:
         if self.auprc:
             if self.auprc_bins:
                 seen = self._bin_counts.any()
-                out["auprc"] = _binned_average_precision(self._bin_positives, self._bin_counts) if seen else float("nan")
+                out["auprc"] = (
+                    _binned_average_precision(self._bin_positives, self._bin_counts) if seen else float("nan")
+                )
             elif self._scores:
                 scores = np.concatenate(self._scores).astype(np.float64, copy=False)
                 out["auprc"] = _average_precision(scores, np.concatenate(self._truth))

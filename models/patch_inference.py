@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import torch
+
+from sarcube.errors import InputError
 from sarcube.models.augment import center_crop
 from sarcube.models.device import autocast_context
 from sarcube.models.inference import RowReader
-
-from sarcube.errors import InputError
 
 #: a batch of patches (N, C, [T,] h, w) -> one positive-class probability per patch (N,)
 PatchProbabilityFn = Callable[[torch.Tensor], torch.Tensor]

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from sarcube.errors import InputError, TrainingDataError
 from sarcube.models import losses, metrics, probability
 from sarcube.models.baseline import tune_threshold
 from sarcube.models.baseline_pixel import ThresholdBaseline, tune_pixel_threshold
@@ -41,8 +43,6 @@ from sarcube.models.config import (
 )
 from sarcube.models.device import autocast_context
 from sarcube.models.vae import anomaly_score
-
-from sarcube.errors import InputError, TrainingDataError
 
 #: label of a positive pixel (0 = negative, ``losses.IGNORE_INDEX`` = unknown)
 POSITIVE_LABEL = 1

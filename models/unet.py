@@ -148,7 +148,9 @@ class ParAttentionUNet(nn.Module):
         super().__init__()
         sar = [int(c) for c in sar_channels]
         if not 0 <= par_channel < in_channels:
-            raise InputError(f"par_attention: par_channel={par_channel} is not an index of the {in_channels} input channels")
+            raise InputError(
+                f"par_attention: par_channel={par_channel} is not an index of the {in_channels} input channels"
+            )
         if not sar or any(not 0 <= c < in_channels for c in sar) or par_channel in sar or len(set(sar)) != len(sar):
             raise InputError(
                 f"par_attention: sar_channels={sar}: give distinct indices of the {in_channels} input "

@@ -41,7 +41,8 @@ class ConvVAE(nn.Module):
         super().__init__()
         if in_channels < 1 or latent_dim < 1 or base_channels < 1:
             raise InputError(
-                f"vae: in_channels={in_channels}, latent_dim={latent_dim}, base_channels={base_channels}: all must be >= 1"
+                f"vae: in_channels={in_channels}, latent_dim={latent_dim}, base_channels={base_channels}: all must be "
+                ">= 1"
             )
         widths = [base_channels * 2**i for i in range(4)]  # 32, 64, 128, 256
         enc: list[nn.Module] = []
@@ -51,7 +52,11 @@ class ConvVAE(nn.Module):
             prev = w
         self.encoder = nn.Sequential(*enc)
         self.to_latent = nn.Conv2d(prev, 2 * latent_dim, 4, stride=4)
-        dec: list[nn.Module] = [nn.ConvTranspose2d(latent_dim, prev, 4, stride=4), nn.BatchNorm2d(prev), nn.ReLU(inplace=True)]
+        dec: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, prev, 4, stride=4),
+            nn.BatchNorm2d(prev),
+            nn.ReLU(inplace=True),
+        ]
         for w in reversed(widths[:-1]):
             dec += [nn.ConvTranspose2d(prev, w, 4, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
             prev = w

@@ -15,10 +15,12 @@ name and the thin ``sarcube`` CLI command over it.
     from sarcube.pipelines.demo_catalog import demo_catalog  # sarcube demo-catalog
     from sarcube.pipelines.demo import demo              # sarcube demo
 
-Supporting modules (not steps): ``presets`` (paper presets parsed from YAML into
-the config dataclasses of ``sarcube.models.config`` and ``sarcube.datacube.chips``),
-``runs`` (run directories and checkpoints), ``loaders`` (the torch side of chip
-streaming), ``_dask`` (scheduler and progress), ``cli`` (the command registry).
+Supporting modules (not steps): ``presets`` (paper presets parsed from YAML into the
+config dataclasses of ``sarcube.models.config`` and ``sarcube.datacube.chips``),
+``runs`` (run directories and checkpoints), ``build_writes`` (the resumable writes
+of ``build``), ``demo_workdir`` and ``demo_results`` (the demo's workdir state and
+its Results section), ``loaders`` (the torch side of chip streaming), ``_dask``
+(scheduler and progress), ``cli`` (the command registry).
 No step imports another; only ``demo`` and ``cli`` compose them.
 """
 

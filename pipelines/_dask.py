@@ -39,7 +39,9 @@ def scheduler(address: str | None = None, *, timeout: str = "20s") -> Iterator[A
     try:
         client = Client(address, timeout=timeout, set_as_default=True)
     except (OSError, TimeoutError) as err:
-        raise InputError(f"cannot reach dask scheduler {address!r} ({err}): check --scheduler or {SCHEDULER_ENV}") from err
+        raise InputError(
+            f"cannot reach dask scheduler {address!r} ({err}): check --scheduler or {SCHEDULER_ENV}"
+        ) from err
     log.info("using dask scheduler %s (%s)", address, client.dashboard_link)
     try:
         yield client

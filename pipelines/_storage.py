@@ -40,7 +40,9 @@ def parse_storage_options(text: str | None) -> dict[str, Any] | None:
         options = json.loads(text)
     except ValueError as err:
         # the text may hold a secret: name the position, never echo it
-        raise InputError(f"{source} is not valid JSON (at character {err.pos}): pass an object like '{{\"anon\": true}}'") from err
+        raise InputError(
+            f"{source} is not valid JSON (at character {err.pos}): pass an object like '{{\"anon\": true}}'"
+        ) from err
     if not isinstance(options, dict):
         raise InputError(f"{source} must be a JSON object like '{{\"anon\": true}}', not a {type(options).__name__}")
     return options

@@ -5,7 +5,7 @@
   of the events burnt into each pair, or on (y, x) without a date field; 255
   outside the monitored area (:func:`labels.rasterize_labels`).
 - ``--raster NAME FILES... [--dim time|pair|none]``: GeoTIFFs warped onto the
-  grid as a new variable NAME (:func:`labels.reproject_raster`).
+  grid as a new variable NAME (:func:`rasters.reproject_raster`).
 
 The layer appears only once complete (:func:`store.add_variables`); an existing
 one is replaced only with ``--overwrite``.
@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from sarcube.datacube import labels as label_layers
-from sarcube.datacube import lock, schema, store
+from sarcube.datacube import lock, rasters, schema, store
+from sarcube.errors import InputError
 from sarcube.pipelines import _dask
 from sarcube.pipelines._storage import storage_options_option
-
-from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def add_layer(
     raster_files: Sequence[str | Path] = (),
     dim: str = "none",
     units: str = "1",
-    resampling: str = label_layers.DEFAULT_RESAMPLING,
+    resampling: str = rasters.DEFAULT_RESAMPLING,
     overwrite: bool = False,
     scheduler: str | None = None,
     wait_s: float = 0.0,
@@ -57,7 +57,9 @@ def add_layer(
     if labels is None and (date_field is not None or id_field is not None or monitored is not None or all_touched):
         raise InputError("--date-field, --id-field, --monitored and --all-touched go with --labels, not --raster")
     if labels is not None and raster_files:
-        raise InputError(f"extra files {[str(f) for f in raster_files]} given with --labels: add rasters with --raster NAME FILES...")
+        raise InputError(
+            f"extra files {[str(f) for f in raster_files]} given with --labels: add rasters with --raster NAME FILES..."
+        )
     ds = schema.open_cube(cube, storage_options=storage_options)
     if labels is not None:
         name = schema.LABEL
@@ -76,7 +78,7 @@ def add_layer(
         what += f" --monitored {Path(monitored).name}" if monitored else ""
     else:
         name = raster_name
-        var = label_layers.reproject_raster(ds, raster_files, raster_name, dim, units, resampling=resampling)
+        var = rasters.reproject_raster(ds, raster_files, raster_name, dim, units, resampling=resampling)
         what = f"--raster {raster_name} ({len(raster_files)} file(s)) --dim {dim}"
     with _dask.scheduler(scheduler) as client, _dask.progress("add-layer", client):
         written = store.add_variables(cube, {name: var}, overwrite=overwrite, storage_options=storage_options)
@@ -88,7 +90,9 @@ def add_layer(
 @click.argument("cube", type=click.Path())
 @click.argument("files", nargs=-1, type=click.Path())
 @click.option("--labels", type=click.Path(), help="Label polygons (.geojson, .gpkg, .shp; any CRS).")
-@click.option("--date-field", metavar="FIELD", help="Attribute with each polygon's event date: labels go on the pair holding it.")
+@click.option(
+    "--date-field", metavar="FIELD", help="Attribute with each polygon's event date: labels go on the pair holding it."
+)
 @click.option(
     "--id-field", metavar="FIELD",
     help="Attribute with each dated polygon's event id (default: event_id or id if present, else the feature index).",
@@ -96,9 +100,20 @@ def add_layer(
 @click.option("--monitored", type=click.Path(), help="Polygons of the monitored area; label is 255 (unknown) outside.")
 @click.option("--all-touched", is_flag=True, help="Burn every pixel a polygon touches (default: pixel centres inside).")
 @click.option("--raster", "raster_name", metavar="NAME", help="Add FILES (GeoTIFFs) as the new variable NAME.")
-@click.option("--dim", type=click.Choice(label_layers.RASTER_DIMS), default="none", show_default=True, help="Stack rasters on time or pair by the date(s) in their names.")
+@click.option(
+    "--dim",
+    type=click.Choice(rasters.RASTER_DIMS),
+    default="none",
+    show_default=True,
+    help="Stack rasters on time or pair by the date(s) in their names.",
+)
 @click.option("--units", default="1", show_default=True, help="Units of the raster layer.")
-@click.option("--resampling", default=label_layers.DEFAULT_RESAMPLING, show_default=True, help="Raster resampling (rasterio name: bilinear, nearest, ...).")
+@click.option(
+    "--resampling",
+    default=rasters.DEFAULT_RESAMPLING,
+    show_default=True,
+    help="Raster resampling (rasterio name: bilinear, nearest, ...).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing layer of that name.")
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (default: local threads).")
 @click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",

@@ -17,17 +17,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import click
-import dask.array as da
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import dates, load, lock, schema, store, zarrio
 from sarcube.datacube.catalog import (
     DEFAULT_CATALOG,
@@ -37,21 +35,13 @@ from sarcube.datacube.catalog import (
     search_backscatter,
     search_dem,
 )
-from sarcube.datacube.grid import DEFAULT_RESOLUTION_M, Grid, grid_for, parse_aoi, pyproj_crs
+from sarcube.datacube.grid import DEFAULT_RESOLUTION_M, grid_for, parse_aoi, pyproj_crs
+from sarcube.errors import CatalogError, CubeExistsError, InputError
 from sarcube.pipelines import _dask
 from sarcube.pipelines._storage import storage_options_option
-
-from sarcube.errors import CatalogError, CubeExistsError, CubeSchemaError, InputError
+from sarcube.pipelines.build_writes import DEM_STEP, lazy_nan, step_key, time_dataset, write_steps
 
 log = logging.getLogger(__name__)
-
-#: the pending-step key of the elevation layer
-DEM_STEP = "elevation"
-#: dask tasks (chunks) to keep in flight per worker thread in one batch of steps
-TASKS_PER_THREAD = 16
-MAX_STEPS_PER_BATCH = 8
-#: environment variable fixing the steps per batch (resume granularity)
-BATCH_ENV = "SARCUBE_BUILD_BATCH_STEPS"
 
 
 @dataclass(frozen=True)
@@ -80,35 +70,10 @@ def _check_orbit(orbit: str | None) -> str | None:
     return value
 
 
-def _step_key(time: np.datetime64) -> str:
-    return str(np.datetime_as_string(np.datetime64(time, "ns"), unit="s"))
-
-
 def _pass_key(time: np.datetime64, orbit_state: str, relative_orbit: int, lon: float) -> tuple[str, int, dt.date]:
     """(orbit, track, solar day) of a stored time step, as :func:`load.group_acquisitions` keys them."""
-    when = dt.datetime.fromisoformat(_step_key(time)).replace(tzinfo=dt.UTC)
+    when = dt.datetime.fromisoformat(step_key(time)).replace(tzinfo=dt.UTC)
     return str(orbit_state), int(relative_orbit), (when + dt.timedelta(hours=lon / load.DEG_PER_HOUR)).date()
-
-
-def _lazy_nan(shape: tuple[int, ...], dims: tuple[str, ...]) -> da.Array:
-    return da.full(shape, np.nan, dtype="float32", chunks=schema.chunks_for(dims, shape))
-
-
-def _time_dataset(acquisitions: Sequence[load.Acquisition], grid: Grid) -> xr.Dataset:
-    """Per-time coords and unwritten vv/vh for ``acquisitions`` (no grid coords)."""
-    coords = schema.time_coords(
-        [a.time for a in acquisitions],
-        [a.platform for a in acquisitions],
-        [a.orbit_state for a in acquisitions],
-        [a.relative_orbit for a in acquisitions],
-        [a.item_ids for a in acquisitions],
-    )
-    tyx = (schema.TIME, *schema.SPATIAL_DIMS)
-    shape = (len(acquisitions), *grid.shape)
-    ds = xr.Dataset(coords=coords)
-    for name in schema.BACKSCATTER:
-        ds[name] = schema.make_variable(name, xr.DataArray(_lazy_nan(shape, tyx), dims=tyx))
-    return ds
 
 
 def _provenance(
@@ -121,7 +86,10 @@ def _provenance(
 
 
 def _history_line(request: BuildRequest, append: bool) -> str:
-    parts = [f"sarcube build --start {request.start} --end {request.end} --catalog {request.catalog} --resolution {request.resolution:g} --crs {request.crs}"]
+    parts = [
+        f"sarcube build --start {request.start} --end {request.end} --catalog {request.catalog} --resolution "
+        f"{request.resolution:g} --crs {request.crs}"
+    ]
     if request.orbit:
         parts.append(f"--orbit {request.orbit}")
     if request.relative_orbit is not None:
@@ -129,89 +97,6 @@ def _history_line(request: BuildRequest, append: bool) -> str:
     if append:
         parts.append("--append")
     return " ".join(parts)
-
-
-def _batch_size(grid: Grid) -> int:
-    """Steps per batch: enough read tasks to keep every thread busy (``$SARCUBE_BUILD_BATCH_STEPS`` overrides)."""
-    if os.environ.get(BATCH_ENV):
-        try:
-            return max(1, int(os.environ[BATCH_ENV]))
-        except ValueError as err:
-            raise InputError(f"{BATCH_ENV}={os.environ[BATCH_ENV]!r} is not a whole number of time steps") from err
-    ny, nx = grid.shape
-    tasks_per_step = len(schema.BACKSCATTER) * math.ceil(ny / load.READ_CHUNK) * math.ceil(nx / load.READ_CHUNK)
-    threads = os.cpu_count() or 1
-    return max(1, min(MAX_STEPS_PER_BATCH, math.ceil(TASKS_PER_THREAD * threads / tasks_per_step)))
-
-
-def _contiguous_runs(indices: Sequence[int]) -> list[range]:
-    """Sorted ``indices`` cut into runs of consecutive values."""
-    runs: list[range] = []
-    for i in sorted(indices):
-        if runs and runs[-1].stop == i:
-            runs[-1] = range(runs[-1].start, i + 1)
-        else:
-            runs.append(range(i, i + 1))
-    return runs
-
-
-def _write_steps(
-    out: str | Path,
-    steps: list[str],
-    acquisitions: Mapping[str, load.Acquisition],
-    dem_items: Sequence[Any],
-    catalog: Catalog,
-    grid: Grid,
-    storage_options: Mapping[str, Any] | None,
-    client: Any,
-) -> None:
-    """Write the pending ``steps`` by region, a batch at a time, crossing each batch off the pending list.
-
-    The next batch's graph is built while the current one computes (in a
-    helper thread), so the workers are not idle between batches; the pending
-    list is rewritten only in this thread, after a batch is on disk.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm.auto import tqdm
-
-    with zarrio.quiet_zarr_warnings():
-        stored = xr.open_zarr(str(out), zarr_format=3, consolidated=True, storage_options=dict(storage_options) if storage_options else None)
-        index = {_step_key(t): i for i, t in enumerate(stored[schema.TIME].values)} if schema.TIME in stored.dims else {}
-    unknown = [key for key in steps if key != DEM_STEP and key not in index]
-    if unknown:
-        raise CubeSchemaError(f"cube {str(out)!r} has no time step {unknown[0]}: the interrupted build cannot resume, pass --overwrite")
-    full = {schema.Y: slice(0, grid.shape[0]), schema.X: slice(0, grid.shape[1])}
-    size = _batch_size(grid)
-    batches = [steps[k:k + size] for k in range(0, len(steps), size)]
-
-    def graph(batch: list[str]) -> list[Any]:
-        writes = []
-        if DEM_STEP in batch:
-            dem = load.load_dem(dem_items, catalog, grid)
-            writes.append(store.write_region(xr.Dataset({schema.DEM: dem}), out, full, storage_options=storage_options, compute=False))
-        times = [index[key] for key in batch if key != DEM_STEP]
-        for run in _contiguous_runs(times):
-            layers = load.load_backscatter([acquisitions[key] for key in batch if key != DEM_STEP and index[key] in run], catalog, grid)
-            region = {schema.TIME: slice(run.start, run.stop), **full}
-            writes.append(store.write_region(xr.Dataset(layers), out, region, storage_options=storage_options, compute=False))
-        return writes
-
-    done = 0
-    with tqdm(total=len(steps), desc="build", unit="step", leave=False) as bar, ThreadPoolExecutor(1) as runner:
-        running = None
-        for k, batch in enumerate(batches + [None]):
-            writes = graph(batch) if batch is not None else None
-            previous = running
-            if previous is not None:
-                previous.result()  # re-raises a failed batch: it stays pending
-            # Chunk writes never touch the root metadata: the next batch runs
-            # while the finished one is crossed off.
-            running = runner.submit(_dask.compute, *writes, desc="build", client=client, show=False) if writes else None
-            if previous is not None:
-                done += len(batches[k - 1])
-                store.update_attrs(out, {schema.ATTR_BUILD_PENDING: json.dumps(steps[done:])}, storage_options)
-                bar.update(len(batches[k - 1]))
 
 
 @lock.writing_step("sarcube build", path="out")
@@ -279,14 +164,24 @@ def build(
             replace, exists = True, False
         elif pending_request is not None:
             if pending_request != request.to_json():
-                raise CubeExistsError(f"{str(out)!r} holds an unfinished build with other arguments: run that build again to finish it, or pass --overwrite")
+                raise CubeExistsError(
+                    f"{str(out)!r} holds an unfinished build with other arguments: run that build again to finish it, "
+                    "or pass --overwrite"
+                )
             resuming = True
         elif not append:
-            raise CubeExistsError(f"output {str(out)!r} exists: pass --overwrite to replace it or --append to extend it")
+            raise CubeExistsError(
+                f"output {str(out)!r} exists: pass --overwrite to replace it or --append to extend it"
+            )
         if codec is not None and codec != schema.codec_of(current.attrs):
-            raise InputError(f"--codec {codec}: {str(out)!r} is written with {schema.codec_of(current.attrs)}; drop --codec, or --overwrite")
+            raise InputError(
+                f"--codec {codec}: {str(out)!r} is written with {schema.codec_of(current.attrs)}; drop --codec, or "
+                "--overwrite"
+            )
     elif append:
-        raise InputError(f"--append needs an existing cube, and {str(out)!r} does not exist: drop --append to create it")
+        raise InputError(
+            f"--append needs an existing cube, and {str(out)!r} does not exist: drop --append to create it"
+        )
 
     items = search_backscatter(
         cat, geometry.bounds, start_dt, end_dt, orbit_state=orbit, relative_orbit=request.relative_orbit
@@ -304,25 +199,48 @@ def build(
             pending = json.loads(current.attrs.get(schema.ATTR_BUILD_PENDING, "[]"))
             missing = [k for k in pending if k != DEM_STEP and k not in by_key]
             if missing:
-                raise CatalogError(f"the catalog no longer lists acquisitions {missing} of the unfinished build in {str(out)!r}: pass --overwrite to start over")
+                raise CatalogError(
+                    f"the catalog no longer lists acquisitions {missing} of the unfinished build in {str(out)!r}: pass "
+                    "--overwrite to start over"
+                )
             if DEM_STEP in pending:
                 dem_items = search_dem(cat, geometry.bounds)
-            stored = {_step_key(t) for t in current[schema.TIME].values} if schema.TIME in current.dims else set()
+            stored = {step_key(t) for t in current[schema.TIME].values} if schema.TIME in current.dims else set()
             unstored = [by_key[k] for k in pending if k != DEM_STEP and k not in stored]
             if unstored:  # an --append stopped before its time steps were added
-                store.append_template(_time_dataset(unstored, grid), out, storage_options=storage_options)
+                store.append_template(time_dataset(unstored, grid), out, storage_options=storage_options)
             log.info("resuming %s: %d steps left", out, len(pending))
-            _write_steps(out, pending, by_key, dem_items, cat, grid, storage_options, client)
+            write_steps(out, pending, by_key, dem_items, cat, grid, storage_options, client)
         elif exists:  # --append
             cube = schema.open_cube(out, storage_options=storage_options)
             if not grid.same_as(cube[schema.X].values, cube[schema.Y].values) or cube.rio.crs != pyproj_crs(grid.crs):
-                raise InputError(f"--append: this --aoi/--resolution/--crs gives another grid than {str(out)!r}; use the cube's own AOI, resolution and CRS")
-            derived = sorted(str(n) for n, v in cube.data_vars.items() if schema.TIME in v.dims and n not in schema.BACKSCATTER)
+                raise InputError(
+                    f"--append: this --aoi/--resolution/--crs gives another grid than {str(out)!r}; use the cube's own "
+                    "AOI, resolution and CRS"
+                )
+            derived = sorted(
+                str(n) for n, v in cube.data_vars.items() if schema.TIME in v.dims and n not in schema.BACKSCATTER
+            )
             if derived:
-                raise InputError(f"--append: {str(out)!r} holds {derived} computed on its current time steps; remove them (or build a new cube), append, then recompute them")
-            have = {_pass_key(t, o, r, lon) for t, o, r in zip(cube[schema.TIME].values, cube[schema.ORBIT_STATE].values, cube[schema.RELATIVE_ORBIT].values, strict=True)}
-            have_times = {_step_key(t) for t in cube[schema.TIME].values}
-            new = [a for a in acquisitions if a.key not in have_times and _pass_key(a.time, a.orbit_state, a.relative_orbit, lon) not in have]
+                raise InputError(
+                    f"--append: {str(out)!r} holds {derived} computed on its current time steps; remove them (or build "
+                    "a new cube), append, then recompute them"
+                )
+            have = {
+                _pass_key(t, o, r, lon)
+                for t, o, r in zip(
+                    cube[schema.TIME].values,
+                    cube[schema.ORBIT_STATE].values,
+                    cube[schema.RELATIVE_ORBIT].values,
+                    strict=True,
+                )
+            }
+            have_times = {step_key(t) for t in cube[schema.TIME].values}
+            new = [
+                a
+                for a in acquisitions
+                if a.key not in have_times and _pass_key(a.time, a.orbit_state, a.relative_orbit, lon) not in have
+            ]
             if not new:
                 log.info("no new acquisitions for %s", out)
                 store.append_history(out, _history_line(request, append=True) + " (nothing new)", storage_options)
@@ -336,18 +254,21 @@ def build(
                 schema.ATTR_BUILD_PENDING: json.dumps([a.key for a in new]),
             }
             store.update_attrs(out, attrs, storage_options)
-            store.append_template(_time_dataset(new, grid), out, storage_options=storage_options)
-            _write_steps(out, [a.key for a in new], by_key, [], cat, grid, storage_options, client)
+            store.append_template(time_dataset(new, grid), out, storage_options=storage_options)
+            write_steps(out, [a.key for a in new], by_key, [], cat, grid, storage_options, client)
         else:
             dem_items = search_dem(cat, geometry.bounds)
             w, s, e, n = geometry.bounds
             attrs = {
-                schema.ATTR_TITLE: f"Sentinel-1 backscatter and terrain, lon {w:.3f}..{e:.3f}, lat {s:.3f}..{n:.3f}, {start}..{end}",
+                schema.ATTR_TITLE: f"Sentinel-1 backscatter and terrain, lon {w:.3f}..{e:.3f}, lat {s:.3f}..{n:.3f}, "
+                                   f"{start}..{end}",
                 schema.ATTR_AOI: request.aoi,
                 schema.ATTR_START: str(start),
                 schema.ATTR_END: str(end),
                 schema.ATTR_CATALOG: cat.label,
-                schema.ATTR_COLLECTIONS: schema.encode_json_attr([cat.source.backscatter.collection, cat.source.dem.collection]),
+                schema.ATTR_COLLECTIONS: schema.encode_json_attr(
+                    [cat.source.backscatter.collection, cat.source.dem.collection]
+                ),
                 schema.ATTR_STAC_ITEMS: schema.encode_json_attr(_provenance(acquisitions, dem_items, cat)),
                 schema.ATTR_HISTORY: "",
                 schema.ATTR_CREATED: dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -356,15 +277,17 @@ def build(
                 schema.ATTR_BUILD_PENDING: json.dumps([DEM_STEP, *by_key]),
             }
             ds = schema.empty_cube(grid.x, grid.y, grid.crs, attrs)
-            ds = ds.merge(_time_dataset(acquisitions, grid))
-            ds[schema.DEM] = schema.make_variable(schema.DEM, xr.DataArray(_lazy_nan(grid.shape, schema.SPATIAL_DIMS), dims=schema.SPATIAL_DIMS))
+            ds = ds.merge(time_dataset(acquisitions, grid))
+            ds[schema.DEM] = schema.make_variable(
+                schema.DEM, xr.DataArray(lazy_nan(grid.shape, schema.SPATIAL_DIMS), dims=schema.SPATIAL_DIMS)
+            )
             ds = schema.with_crs(ds, grid.crs)
             if replace:
                 zarrio.remove(out, storage_options)
             store.create_template(ds, out, storage_options=storage_options)
             # Only a complete template is resumable: the request comes last.
             store.update_attrs(out, {schema.ATTR_BUILD_REQUEST: request.to_json()}, storage_options)
-            _write_steps(out, [DEM_STEP, *by_key], by_key, dem_items, cat, grid, storage_options, client)
+            write_steps(out, [DEM_STEP, *by_key], by_key, dem_items, cat, grid, storage_options, client)
 
     store.remove_attrs(out, (schema.ATTR_BUILD_PENDING, schema.ATTR_BUILD_REQUEST), storage_options)
     store.append_history(out, _history_line(request, append=append), storage_options)
@@ -385,9 +308,16 @@ def build(
 )
 @click.option("--resolution", default=DEFAULT_RESOLUTION_M, show_default=True, type=float, help="Pixel size in metres.")
 @click.option("--crs", default="utm", show_default=True, help="utm (the AOI's zone) or EPSG:<code>.")
-@click.option("--orbit", type=click.Choice([schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING]), default=None, help="Only this orbit direction.")
+@click.option(
+    "--orbit",
+    type=click.Choice([schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING]),
+    default=None,
+    help="Only this orbit direction.",
+)
 @click.option("--relative-orbit", type=int, default=None, help="Only this relative orbit (track).")
-@click.option("--scheduler", default=None, help="dask scheduler address (default: local threads, or DASK_SCHEDULER_ADDRESS).")
+@click.option(
+    "--scheduler", default=None, help="dask scheduler address (default: local threads, or DASK_SCHEDULER_ADDRESS)."
+)
 @click.option("--append", is_flag=True, help="Add new acquisitions to an existing cube.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing cube.")
 @click.option("--force", is_flag=True, help="Allow an AOI larger than the pixel limit.")
@@ -398,9 +328,41 @@ def build(
 @click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
 @storage_options_option
-def command(aoi: str, start: str, end: str, out: str, catalog: str, resolution: float, crs: str, orbit: str | None, relative_orbit: int | None, scheduler: str | None, append: bool, overwrite: bool, force: bool,
-            codec: str | None, wait_s: float, storage_options: dict[str, Any] | None) -> None:
+def command(
+    aoi: str,
+    start: str,
+    end: str,
+    out: str,
+    catalog: str,
+    resolution: float,
+    crs: str,
+    orbit: str | None,
+    relative_orbit: int | None,
+    scheduler: str | None,
+    append: bool,
+    overwrite: bool,
+    force: bool,
+    codec: str | None,
+    wait_s: float,
+    storage_options: dict[str, Any] | None,
+) -> None:
     """Build a Sentinel-1 + DEM cube for an AOI and a date range (resumable; --append to extend)."""
-    path = build(aoi, start, end, out, catalog=catalog, resolution=resolution, crs=crs, orbit=orbit, relative_orbit=relative_orbit, scheduler=scheduler, append=append, overwrite=overwrite, force=force,
-                 codec=codec, wait_s=wait_s, storage_options=storage_options)
+    path = build(
+        aoi,
+        start,
+        end,
+        out,
+        catalog=catalog,
+        resolution=resolution,
+        crs=crs,
+        orbit=orbit,
+        relative_orbit=relative_orbit,
+        scheduler=scheduler,
+        append=append,
+        overwrite=overwrite,
+        force=force,
+        codec=codec,
+        wait_s=wait_s,
+        storage_options=storage_options,
+    )
     click.echo(f"wrote {path}")

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sarcube.datacube import lock
-
 from sarcube.errors import CubeLockedError, InputError, SarcubeError
 
 if TYPE_CHECKING:

@@ -16,10 +16,10 @@ from typing import Any
 
 import click
 import numpy as np
+
 from sarcube.datacube import schema
 from sarcube.datacube.composite import change_composite
 from sarcube.datacube.synthetic import HAZARDS, DemoManifest, read_demo_manifest, write_demo_catalog
-
 from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -108,14 +108,24 @@ def preview_pair(catalog_dir: str | Path, png: str | Path) -> Path:
     pairs = _pairs(items)
     if manifest.hazard == "glacier":
         # not consecutive: a winter reference against a summer activity image shows the ice
-        seq = [i for i in sorted(items, key=lambda i: i.datetime) if i.properties["sat:relative_orbit"] == items[0].properties["sat:relative_orbit"]]
+        seq = [
+            i
+            for i in sorted(items, key=lambda i: i.datetime)
+            if i.properties["sat:relative_orbit"] == items[0].properties["sat:relative_orbit"]
+        ]
         winter = [i for i in seq if i.datetime.month in (12, 1, 2)] or seq[:1]
         summer = [i for i in seq if i.datetime.month in (7, 8)] or seq[-1:]
         pairs = [(winter[0], summer[-1])]
     if manifest.hazard == "landslide":
         # the pair that spans the trigger date
         event = np.datetime64(manifest.event_date)
-        pairs = [p for p in pairs if np.datetime64(p[0].datetime.replace(tzinfo=None)) < event <= np.datetime64(p[1].datetime.replace(tzinfo=None))] or pairs
+        pairs = [
+            p
+            for p in pairs
+            if np.datetime64(p[0].datetime.replace(tzinfo=None))
+            < event
+            <= np.datetime64(p[1].datetime.replace(tzinfo=None))
+        ] or pairs
     scores = [sum(f["properties"].get("area_m2", 0.0) for f in _labels_in(manifest, a, b)) for a, b in pairs]
     ref, act = pairs[int(np.argmax(scores))]
     ref_db = _read_db(ref.assets[schema.ASSET_VV].get_absolute_href())
@@ -124,7 +134,9 @@ def preview_pair(catalog_dir: str | Path, png: str | Path) -> Path:
     left, bottom, right, top = manifest.bbox
     tr = Transformer.from_crs(4326, manifest.crs, always_xy=True)
     outlines = [
-        shapely.transform(shapely.geometry.shape(f["geometry"]), lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+        shapely.transform(
+            shapely.geometry.shape(f["geometry"]), lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1]))
+        )
         for f in _labels_in(manifest, ref, act)
     ]
     # a second panel zooms on the largest labelled object of the pair (scenes over 4 km)
@@ -153,18 +165,23 @@ def preview_pair(catalog_dir: str | Path, png: str | Path) -> Path:
         bar = 10 ** np.floor(np.log10(width_m / 4))
         bar = bar * 5 if width_m / bar >= 10 else bar
         label = f"{bar / 1000:g} km" if bar >= 1000 else f"{bar:g} m"
-        scale_bar = AnchoredSizeBar(ax.transData, bar, label, "lower right", pad=0.4, color="white", frameon=True, size_vertical=width_m / 200.0)
+        scale_bar = AnchoredSizeBar(
+            ax.transData, bar, label, "lower right", pad=0.4, color="white", frameon=True, size_vertical=width_m / 200.0
+        )
         # a dark box under bar and label: white text alone vanishes on bright terrain
         scale_bar.patch.set(facecolor="black", edgecolor="none", alpha=0.65)
         ax.add_artist(scale_bar)
     if zoomed:
-        axes[0].add_patch(plt.Rectangle((zoom[0], zoom[2]), 2 * half, 2 * half, fill=False, edgecolor="white", lw=1.0, ls="--"))
+        axes[0].add_patch(
+            plt.Rectangle((zoom[0], zoom[2]), 2 * half, 2 * half, fill=False, edgecolor="white", lw=1.0, ls="--")
+        )
         axes[1].set_title("zoom on the largest labelled object (dashed box)", fontsize=10)
     orbit = f"{ref.properties['sat:orbit_state']} orbit {ref.properties['sat:relative_orbit']}"
     what = "debris polygons of this pair" if manifest.hazard == "avalanche" else "outlines"
     fig.suptitle(
         f"sarcube demo ({manifest.hazard}, seed {manifest.seed}): R/B reference VV {ref.datetime:%Y-%m-%d}, "
-        f"G activity VV {act.datetime:%Y-%m-%d},{' ' if zoomed else chr(10)}{orbit}; yellow: {len(outlines)} labelled {what}",
+        f"G activity VV {act.datetime:%Y-%m-%d},{' ' if zoomed else chr(10)}{orbit}; yellow: {len(outlines)} labelled "
+        f"{what}",
         fontsize=11,
     )
     fig.tight_layout()
@@ -177,15 +194,33 @@ def preview_pair(catalog_dir: str | Path, png: str | Path) -> Path:
 
 @click.command("demo-catalog")
 @click.argument("out", type=click.Path())
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: the same seed writes the same bytes.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Random seed: the same seed writes the same bytes."
+)
 @click.option("--size", type=int, default=1024, show_default=True, help="Pixels per side of the scene.")
 @click.option("--resolution", type=float, default=20.0, show_default=True, help="Pixel size, metres.")
-@click.option("--dates", type=int, default=None, help="Acquisitions over both orbits [default: 20 avalanche, 16 landslide, 24 glacier].")
-@click.option("--hazard", default="avalanche", show_default=True, metavar="|".join(HAZARDS), help="What happens in the scene.")
-@click.option("--preview", type=click.Path(), default=None, help="Also write the change-composite PNG of the pair with the most debris.")
-def command(out: str, seed: int, size: int, resolution: float, dates: int | None, hazard: str, preview: str | None) -> None:
+@click.option(
+    "--dates",
+    type=int,
+    default=None,
+    help="Acquisitions over both orbits [default: 20 avalanche, 16 landslide, 24 glacier].",
+)
+@click.option(
+    "--hazard", default="avalanche", show_default=True, metavar="|".join(HAZARDS), help="What happens in the scene."
+)
+@click.option(
+    "--preview",
+    type=click.Path(),
+    default=None,
+    help="Also write the change-composite PNG of the pair with the most debris.",
+)
+def command(
+    out: str, seed: int, size: int, resolution: float, dates: int | None, hazard: str, preview: str | None
+) -> None:
     """Write a synthetic alpine scene as a local STAC catalog in OUT (shaped like Planetary Computer's)."""
-    catalog = demo_catalog(out, seed=seed, size=size, resolution=resolution, dates=dates, hazard=hazard, preview=preview)
+    catalog = demo_catalog(
+        out, seed=seed, size=size, resolution=resolution, dates=dates, hazard=hazard, preview=preview
+    )
     manifest = read_demo_manifest(catalog)
     click.echo(f"wrote {catalog} ({manifest.acquisitions} acquisitions, {manifest.objects} labelled {hazard} objects)")
     for line in next_steps(manifest, out):

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.grid import pixel_size
 from sarcube.datacube.predictions import prediction_threshold, resolve_prediction
-
 from sarcube.errors import InputError
 from sarcube.progress import bar_disable
 
@@ -62,8 +62,9 @@ def _object_table(
     terrain: Mapping[str, np.ndarray],
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Connected objects of ``prob >= threshold`` with at least ``min_pixels``: (id image, stats per kept id)."""
-    from sarcube.models.metrics import connected_components  # imports torch: only when exporting
     from scipy import ndimage
+
+    from sarcube.models.metrics import connected_components  # imports torch: only when exporting
 
     positive = np.nan_to_num(prob, nan=0.0) >= threshold
     ids, n = connected_components(positive, CONNECTIVITY)
@@ -111,7 +112,9 @@ def _polygons(ids: np.ndarray, n: int, transform: Any) -> list[Any]:
     # 4-connected pieces are always valid polygons; an object whose pieces touch only at
     # corners (8-connected) becomes a valid MultiPolygon through the union.
     parts: list[list[Any]] = [[] for _ in range(n)]
-    for geom, value in rasterio.features.shapes(ids.astype(np.int32), mask=ids > 0, connectivity=4, transform=transform):
+    for geom, value in rasterio.features.shapes(
+        ids.astype(np.int32), mask=ids > 0, connectivity=4, transform=transform
+    ):
         parts[int(value) - 1].append(shape(geom))
     return [p[0] if len(p) == 1 else shapely.union_all(p) for p in parts]
 
@@ -136,9 +139,13 @@ def detections(
     area = pixel_area_m2(ds)
     min_pixels = max(1, math.ceil(min_area_m2 / area - 1e-9))
     transform = ds.rio.transform()
-    terrain = {col: np.asarray(ds[v].values, dtype=np.float32) for col, v in TERRAIN_COLUMNS.items() if v in ds.data_vars}
+    terrain = {
+        col: np.asarray(ds[v].values, dtype=np.float32) for col, v in TERRAIN_COLUMNS.items() if v in ds.data_vars
+    }
     per_pair = schema.PAIR in var.dims
-    todo: list[int | None] = (pairs if pairs is not None else list(range(var.sizes[schema.PAIR]))) if per_pair else [None]
+    todo: list[int | None] = (
+        (pairs if pairs is not None else list(range(var.sizes[schema.PAIR]))) if per_pair else [None]
+    )
     records: list[dict[str, Any]] = []
     geometries: list[Any] = []
     for p in tqdm(todo, desc=f"export {name}", leave=False, disable=bar_disable(len(todo) < 2)):
@@ -149,8 +156,16 @@ def detections(
         if not rows:
             continue
         geometries.extend(_polygons(ids, len(rows), transform))
-        ref = _iso_date(ds[schema.REFERENCE_TIME].values[p]) if p is not None and schema.REFERENCE_TIME in ds.coords else None
-        act = _iso_date(ds[schema.ACTIVITY_TIME].values[p]) if p is not None and schema.ACTIVITY_TIME in ds.coords else None
+        ref = (
+            _iso_date(ds[schema.REFERENCE_TIME].values[p])
+            if p is not None and schema.REFERENCE_TIME in ds.coords
+            else None
+        )
+        act = (
+            _iso_date(ds[schema.ACTIVITY_TIME].values[p])
+            if p is not None and schema.ACTIVITY_TIME in ds.coords
+            else None
+        )
         for row in rows:
             records.append(
                 {

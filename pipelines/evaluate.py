@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from sarcube.datacube import chips
 from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.scoring import (
@@ -54,14 +55,35 @@ def evaluate(
 
 @click.command("evaluate")
 @click.argument("cube", type=click.Path())
-@click.option("--pred", "preds", multiple=True, required=True, help="Prediction to score (NAME or pred_NAME); repeat to compare side by side.")
-@click.option("--split", default=chips.TEST, show_default=True, type=click.Choice(list(chips.SPLITS)), help="Split of each prediction's run to score on.")
-@click.option("--threshold", type=float, default=None, help="Probability threshold for all predictions (default: each run's).")
+@click.option(
+    "--pred",
+    "preds",
+    multiple=True,
+    required=True,
+    help="Prediction to score (NAME or pred_NAME); repeat to compare side by side.",
+)
+@click.option(
+    "--split",
+    default=chips.TEST,
+    show_default=True,
+    type=click.Choice(list(chips.SPLITS)),
+    help="Split of each prediction's run to score on.",
+)
+@click.option(
+    "--threshold", type=float, default=None, help="Probability threshold for all predictions (default: each run's)."
+)
 @click.option(
     "--balance-seed", type=int, default=BALANCED_TEST_SEED, show_default=True,
     help="Seed of the negatives drawn into the balanced patch test set.",
 )
-@click.option("--out", "out_json", default="evaluation.json", show_default=True, type=click.Path(dir_okay=False), help="JSON file with every metric.")
+@click.option(
+    "--out",
+    "out_json",
+    default="evaluation.json",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="JSON file with every metric.",
+)
 @storage_options_option
 def command(
     cube: str, preds: tuple[str, ...], split: str, threshold: float | None, balance_seed: int, out_json: str,

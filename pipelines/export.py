@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from sarcube.datacube import schema
+from sarcube.errors import InputError
 from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.detections import MIN_AREA_M2, detections
-
-from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,14 @@ def _as_multipolygons(frame: Any) -> Any:
     """Every geometry a MultiPolygon: one geometry type per layer, as GIS layers and RFC 7946 readers expect."""
     from shapely.geometry import MultiPolygon, Polygon
 
-    return frame.set_geometry([MultiPolygon([g]) if isinstance(g, Polygon) else g for g in frame.geometry], crs=frame.crs)
+    return frame.set_geometry(
+        [MultiPolygon([g]) if isinstance(g, Polygon) else g for g in frame.geometry], crs=frame.crs
+    )
 
 
 def _target_crs(crs: str | None, driver: str) -> Any:
     from pyproj.exceptions import CRSError
+
     from sarcube.datacube.grid import pyproj_crs
 
     if crs is None:
@@ -64,7 +67,7 @@ def export(
     crs: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a prediction's thresholded detections as polygons to ``out`` (.geojson or .gpkg, replaced); returns the path.
+    """Write a prediction's thresholded detections as polygons to ``out`` (.geojson or .gpkg, replaced); return it.
 
     A GeoPackage keeps the cube's CRS unless ``crs`` (e.g. ``EPSG:3857``) says
     otherwise; GeoJSON is always EPSG:4326 (RFC 7946).
@@ -99,10 +102,29 @@ def export(
 @click.option("--pred", "pred", required=True, help="Prediction to export: NAME or pred_NAME.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output file: .geojson or .gpkg.")
 @click.option("--threshold", type=float, default=None, help="Probability threshold (default: the run's, else 0.5).")
-@click.option("--min-area", "min_area_m2", type=float, default=MIN_AREA_M2, show_default=True, help="Drop objects smaller than this, m2.")
-@click.option("--crs", default=None, help="GeoPackage CRS, e.g. EPSG:3857 (default: the cube's; GeoJSON is always EPSG:4326).")
+@click.option(
+    "--min-area",
+    "min_area_m2",
+    type=float,
+    default=MIN_AREA_M2,
+    show_default=True,
+    help="Drop objects smaller than this, m2.",
+)
+@click.option(
+    "--crs", default=None, help="GeoPackage CRS, e.g. EPSG:3857 (default: the cube's; GeoJSON is always EPSG:4326)."
+)
 @storage_options_option
-def command(cube: str, pred: str, out: str, threshold: float | None, min_area_m2: float, crs: str | None, storage_options: dict[str, Any] | None) -> None:
+def command(
+    cube: str,
+    pred: str,
+    out: str,
+    threshold: float | None,
+    min_area_m2: float,
+    crs: str | None,
+    storage_options: dict[str, Any] | None,
+) -> None:
     """Export the detections of prediction NAME in CUBE as polygons with dates, area, probability and terrain."""
-    path = export(cube, pred, out, threshold=threshold, min_area_m2=min_area_m2, crs=crs, storage_options=storage_options)
+    path = export(
+        cube, pred, out, threshold=threshold, min_area_m2=min_area_m2, crs=crs, storage_options=storage_options
+    )
     click.echo(f"wrote {path}")

@@ -17,9 +17,9 @@ from typing import Any
 import click
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import dates, schema
 from sarcube.datacube.cog import write_cog
-
 from sarcube.errors import InputError, UnknownVariableError
 
 log = logging.getLogger(__name__)

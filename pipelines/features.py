@@ -19,14 +19,14 @@ from typing import Any
 import click
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import lock, sar, schema, store
 from sarcube.datacube import terrain as terrain_layers
 from sarcube.datacube.par import PAR_RADIUS_M, potential_angle_of_reach
 from sarcube.datacube.terrain import RELEASE_MAX_DEG, RELEASE_MIN_DEG
+from sarcube.errors import CubeExistsError, InputError
 from sarcube.pipelines import _dask
 from sarcube.pipelines._storage import storage_options_option
-
-from sarcube.errors import CubeExistsError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,11 @@ def _same_coords(ds: xr.Dataset, coords: Mapping[str, xr.DataArray], dim: str) -
 
 
 def _pair_keys(times: Mapping[str, Any]) -> list[tuple[np.datetime64, np.datetime64]]:
-    return list(zip(np.asarray(times[schema.REFERENCE_TIME].values), np.asarray(times[schema.ACTIVITY_TIME].values), strict=True))
+    return list(
+        zip(
+            np.asarray(times[schema.REFERENCE_TIME].values), np.asarray(times[schema.ACTIVITY_TIME].values), strict=True
+        )
+    )
 
 
 def _carry_over(ds: xr.Dataset, var: xr.DataArray, pairs: Mapping[str, xr.DataArray]) -> xr.DataArray | None:
@@ -73,9 +77,18 @@ def _carry_over(ds: xr.Dataset, var: xr.DataArray, pairs: Mapping[str, xr.DataAr
     data = var.data if isinstance(var.data, dsa.Array) else dsa.from_array(var.data)
     fill = schema.LABEL_UNKNOWN if var.dtype.kind in "iu" else np.nan
     blank_shape = tuple(n for d, n in zip(var.dims, var.shape, strict=True) if d != schema.PAIR)
-    blank = dsa.full(blank_shape, fill, dtype=var.dtype, chunks=schema.chunks_for([d for d in var.dims if d != schema.PAIR], blank_shape))
+    blank = dsa.full(
+        blank_shape,
+        fill,
+        dtype=var.dtype,
+        chunks=schema.chunks_for([d for d in var.dims if d != schema.PAIR], blank_shape),
+    )
     pieces = [dsa.take(data, old[key], axis=axis) if key in old else blank for key in new]
-    out = xr.DataArray(dsa.stack(pieces, axis=axis), dims=var.dims, coords={d: var[d] for d in var.dims if d in var.coords and d != schema.PAIR})
+    out = xr.DataArray(
+        dsa.stack(pieces, axis=axis),
+        dims=var.dims,
+        coords={d: var[d] for d in var.dims if d in var.coords and d != schema.PAIR},
+    )
     out.attrs = {**var.attrs, "grid_mapping": schema.SPATIAL_REF}
     return out
 
@@ -86,7 +99,9 @@ def _check_options(
     if summer is not None and not ratio:
         raise InputError(f"--summer {summer} is only used with --ratio: add --ratio (or drop --summer)")
     if ratio and not summer:
-        raise InputError("--ratio needs the snow-free reference window: add --summer START/END, e.g. --summer 2017-07-01/2017-09-30")
+        raise InputError(
+            "--ratio needs the snow-free reference window: add --summer START/END, e.g. --summer 2017-07-01/2017-09-30"
+        )
     if event_date is None and k != 1:
         raise InputError(f"--k {k} is only used with --event-date: add --event-date DATE")
     if event_date is None and orbit_key is not None:
@@ -170,7 +185,8 @@ def features(
             if orphans and not overwrite:
                 raise CubeExistsError(
                     f"cube {str(cube)!r}: the new pairs (--max-gap {max_gap_days:g}) leave out stored pairs that "
-                    f"{orphans} use: pass --overwrite to drop them (re-add labels afterwards), or keep the old --max-gap"
+                    f"{orphans} use: pass --overwrite to drop them (re-add labels afterwards), or keep the old "
+                    "--max-gap"
                 )
         steps.append(f"--pairs --max-gap {max_gap_days:g}")
     if window is not None:
@@ -197,7 +213,10 @@ def features(
             steps.append(f"--terrain --release-min {release_min:g} --release-max {release_max:g}")
         if par:
             layers[schema.PAR] = potential_angle_of_reach(dem, release, par_radius_m)
-            steps.append(f"--par --par-radius {par_radius_m:g}" + ("" if terrain else f" --release-min {release_min:g} --release-max {release_max:g}"))
+            steps.append(
+                f"--par --par-radius {par_radius_m:g}"
+                + ("" if terrain else f" --release-min {release_min:g} --release-max {release_max:g}")
+            )
     if not layers:
         raise InputError("nothing to compute: every layer is switched off (drop a --no-... option)")
 
@@ -215,7 +234,9 @@ def features(
         log.warning("dropped %s: they were on the old pairs", ", ".join(orphans))
     if carried:
         log.info("kept %s on the new pairs (unknown on pairs added now)", ", ".join(carried))
-    store.append_history(cube, "sarcube features " + " ".join(steps) + (f" (dropped {', '.join(orphans)})" if orphans else ""),
+    store.append_history(
+        cube,
+        "sarcube features " + " ".join(steps) + (f" (dropped {', '.join(orphans)})" if orphans else ""),
         storage_options,
     )
     return written
@@ -223,17 +244,45 @@ def features(
 
 @click.command("features")
 @click.argument("cube", type=click.Path())
-@click.option("--pairs/--no-pairs", default=True, show_default=True, help="VV/VH change of reference/activity pairs and VVVH.")
+@click.option(
+    "--pairs/--no-pairs", default=True, show_default=True, help="VV/VH change of reference/activity pairs and VVVH."
+)
 @click.option(
     "--max-gap", "max_gap_days", type=float, default=None,
     help=f"Longest reference-to-activity gap of a pair, days [default: {sar.MAX_GAP_DAYS:g}, or the cube's "
     "same-orbit revisit when longer, e.g. ~30 for a monthly series].",
 )
-@click.option("--terrain/--no-terrain", default=True, show_default=True, help="Slope, aspect, curvature and the release mask from the DEM.")
-@click.option("--release-min", type=float, default=RELEASE_MIN_DEG, show_default=True, help="Release areas: lowest slope, degrees.")
-@click.option("--release-max", type=float, default=RELEASE_MAX_DEG, show_default=True, help="Release areas: steepest slope, degrees.")
-@click.option("--par/--no-par", default=True, show_default=True, help="Potential angle of reach from the release areas.")
-@click.option("--par-radius", "par_radius_m", type=float, default=PAR_RADIUS_M, show_default=True, help="PAR search radius, metres.")
+@click.option(
+    "--terrain/--no-terrain",
+    default=True,
+    show_default=True,
+    help="Slope, aspect, curvature and the release mask from the DEM.",
+)
+@click.option(
+    "--release-min",
+    type=float,
+    default=RELEASE_MIN_DEG,
+    show_default=True,
+    help="Release areas: lowest slope, degrees.",
+)
+@click.option(
+    "--release-max",
+    type=float,
+    default=RELEASE_MAX_DEG,
+    show_default=True,
+    help="Release areas: steepest slope, degrees.",
+)
+@click.option(
+    "--par/--no-par", default=True, show_default=True, help="Potential angle of reach from the release areas."
+)
+@click.option(
+    "--par-radius",
+    "par_radius_m",
+    type=float,
+    default=PAR_RADIUS_M,
+    show_default=True,
+    help="PAR search radius, metres.",
+)
 @click.option("--ratio", is_flag=True, help="VV/VH relative to a snow-free summer median (needs --summer).")
 @click.option("--summer", metavar="START/END", help="Snow-free reference window, e.g. 2017-07-01/2017-09-30.")
 @click.option(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from sarcube.datacube import schema, zarrio
 from sarcube.pipelines._storage import storage_options_option
 
@@ -32,7 +33,9 @@ def info(cube: str | Path, *, as_json: bool = False, storage_options: Mapping[st
             {
                 "path": str(cube),
                 "dims": s.dims,
-                "variables": [dict(zip(("name", "dims", "dtype", "units", "long_name"), v, strict=True)) for v in s.variables],
+                "variables": [
+                    dict(zip(("name", "dims", "dtype", "units", "long_name"), v, strict=True)) for v in s.variables
+                ],
                 "time_range": s.time_range,
                 "acquisitions": s.acquisitions,
                 "pairs": s.pairs,
@@ -73,11 +76,20 @@ def info(cube: str | Path, *, as_json: bool = False, storage_options: Mapping[st
         lines.append("pairs (reference -> activity)")
         for row in s.pairs:
             lines.append(
-                f"  {row[schema.PAIR]:>3}  {row.get(schema.REFERENCE_TIME, '')} -> {row.get(schema.ACTIVITY_TIME, '')}  orbit {row.get(schema.PAIR_RELATIVE_ORBIT, '')}"
+                f"  {row[schema.PAIR]:>3}  {row.get(schema.REFERENCE_TIME, '')} -> {row.get(schema.ACTIVITY_TIME, '')} "
+                f" orbit {row.get(schema.PAIR_RELATIVE_ORBIT, '')}"
             )
     lines.append("")
     lines.append("provenance")
-    for key in (schema.ATTR_TITLE, schema.ATTR_VERSION, schema.ATTR_CATALOG, schema.ATTR_COLLECTIONS, schema.ATTR_START, schema.ATTR_END, schema.ATTR_CREATED):
+    for key in (
+        schema.ATTR_TITLE,
+        schema.ATTR_VERSION,
+        schema.ATTR_CATALOG,
+        schema.ATTR_COLLECTIONS,
+        schema.ATTR_START,
+        schema.ATTR_END,
+        schema.ATTR_CREATED,
+    ):
         if key in s.attrs:
             lines.append(f"  {key:<16} {s.attrs[key]}")
     items = schema.decode_json_attr(ds, schema.ATTR_STAC_ITEMS, default=[])

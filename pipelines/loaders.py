@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
 from sarcube.datacube import chips, schema
 from sarcube.datacube.chips.batches import LoadedBlock, gather_batch, load_block
 from sarcube.models.augment import Augmenter
 from sarcube.models.config import AugmentConfig
-from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 #: a batch: inputs (B, C, [T,] H, W) float32, labels (B, H, W) uint8, chip ids (B,) int64
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -238,8 +239,15 @@ class ChipStream(IterableDataset):
 class ChipDataset(Dataset):
     """Map-style chips: index -> (inputs, labels), each read from the cube on its own."""
 
-    def __init__(self, cube: str | Path, resolved: chips.ResolvedChannels, mean: Sequence[float], std: Sequence[float], table: chips.ChipTable,
-                 storage_options: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        cube: str | Path,
+        resolved: chips.ResolvedChannels,
+        mean: Sequence[float],
+        std: Sequence[float],
+        table: chips.ChipTable,
+        storage_options: Mapping[str, Any] | None = None,
+    ):
         self.cube = str(cube)
         self.storage_options = dict(storage_options) if storage_options else None
         self.resolved = resolved
@@ -264,7 +272,9 @@ class ChipDataset(Dataset):
         return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def make_loader(stream: ChipStream, *, num_workers: int = 0, pin_memory: bool | None = None, prefetch_factor: int = 4) -> DataLoader:
+def make_loader(
+    stream: ChipStream, *, num_workers: int = 0, pin_memory: bool | None = None, prefetch_factor: int = 4
+) -> DataLoader:
     """A DataLoader over a :class:`ChipStream` (batches come ready: ``batch_size=None``)."""
     pin = torch.cuda.is_available() if pin_memory is None else pin_memory
     kwargs: dict[str, Any] = {"batch_size": None, "num_workers": num_workers, "pin_memory": pin}

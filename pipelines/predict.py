@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
+
 from sarcube.datacube import lock, schema, staging, store
 from sarcube.datacube.predictions import (
     ATTR_CHIP,
@@ -60,14 +61,14 @@ from sarcube.datacube.predictions import (
     predicted_pairs_attr,
     run_name,
 )
+from sarcube.errors import InputError
 from sarcube.pipelines import ddp
 from sarcube.pipelines._storage import storage_options_option
-
-from sarcube.errors import InputError
 from sarcube.progress import bar_disable
 
 if TYPE_CHECKING:
     import torch
+
     from sarcube.models import distributed
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,9 @@ log = logging.getLogger(__name__)
 class _Prefetcher:
     """Reads input blocks one ahead in a background thread (the network runs meanwhile)."""
 
-    def __init__(self, read: Callable[[int, int], np.ndarray], height: int, band_rows: int, pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, read: Callable[[int, int], np.ndarray], height: int, band_rows: int, pool: ThreadPoolExecutor
+    ) -> None:
         self.read, self.height, self.band_rows, self.pool = read, height, band_rows, pool
         self.pending: dict[tuple[int, int], Future] = {}
 
@@ -208,13 +211,14 @@ def _predict_locked(
     storage_options: Mapping[str, Any] | None,
 ) -> tuple[str, list[str]]:
     import dask.array as dsa
+    from tqdm.auto import tqdm
+
     from sarcube.models import distributed
     from sarcube.models.config import LEVEL_PATCH
     from sarcube.models.inference import DIHEDRAL_TRANSFORMS, TilingPlan, predict_bands
     from sarcube.models.patch_inference import patch_probability, predict_patches
     from sarcube.pipelines import _dask
     from sarcube.pipelines.runs import assemble_inputs, load_run, resolved_channels
-    from tqdm.auto import tqdm
 
     loaded = load_run(run_dir, torch_device)
     info = loaded.info
@@ -294,7 +298,11 @@ def _predict_locked(
 
     written: list[str] = []
     n_mine = sum(i is not None for i in mine)
-    with _dask.scheduler(scheduler), ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+    with (
+        _dask.scheduler(scheduler),
+        ThreadPoolExecutor(max_workers=1) as reader,
+        ThreadPoolExecutor(max_workers=1) as writer,
+    ):
         unit = "patch" if patches else "window"
         # a bar on a terminal (rank 0's), none with -q or off a terminal (sarcube.progress), where -v logs each pair
         bar = tqdm(total=per_pair * n_mine, desc=f"predict {var_name}", unit=unit,
@@ -361,14 +369,31 @@ def _write_piece(
 
 @click.command("predict")
 @click.argument("cube", type=click.Path())
-@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory written by `sarcube train` (best.pt).")
+@click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run directory written by `sarcube train` (best.pt).",
+)
 @click.option("--name", default=None, help="Writes pred_NAME (default: the run directory's name).")
-@click.option("--pairs", default=PAIRS_ALL, show_default=True, help="all, new (pairs without a prediction yet) or START..END activity dates.")
+@click.option(
+    "--pairs",
+    default=PAIRS_ALL,
+    show_default=True,
+    help="all, new (pairs without a prediction yet) or START..END activity dates.",
+)
 @click.option(
     "--tta/--no-tta", default=True, show_default=True,
     help="Average the 8 rotations/flips of every window (maps; patch classifiers score one centre crop).",
 )
-@click.option("--batch-size", default=8, show_default=True, type=int, help="Network inputs per forward pass (windows x TTA transforms).")
+@click.option(
+    "--batch-size",
+    default=8,
+    show_default=True,
+    type=int,
+    help="Network inputs per forward pass (windows x TTA transforms).",
+)
 @click.option("--overwrite", is_flag=True, help="Recompute an existing pred_NAME.")
 @click.option("--scheduler", default=None, help="Dask scheduler address for reading the cube (default: local threads).")
 @click.option("--device", default=None, help="auto (default: CUDA when present), cpu, cuda or cuda:K.")
@@ -377,12 +402,36 @@ def _write_piece(
 @click.option("--nproc", type=int, default=1, show_default=True,
               help="Ranks on this machine, the pairs dealt out over them (one GPU each on CUDA, gloo on CPU).")
 @storage_options_option
-def command(cube: str, run_dir: str, name: str | None, pairs: str, tta: bool, batch_size: int, overwrite: bool, scheduler: str | None, device: str | None,
-            wait_s: float, nproc: int, storage_options: dict[str, Any] | None) -> None:
+def command(
+    cube: str,
+    run_dir: str,
+    name: str | None,
+    pairs: str,
+    tta: bool,
+    batch_size: int,
+    overwrite: bool,
+    scheduler: str | None,
+    device: str | None,
+    wait_s: float,
+    nproc: int,
+    storage_options: dict[str, Any] | None,
+) -> None:
     """Slide RUN_DIR's model over CUBE's pairs and write its probabilities as pred_NAME."""
     from sarcube.models import distributed
 
-    var = predict(cube, run_dir, name=name, pairs=pairs, tta=tta, batch_size=batch_size, overwrite=overwrite, scheduler=scheduler, device=device,
-                  wait_s=wait_s, storage_options=storage_options, nproc=nproc)
+    var = predict(
+        cube,
+        run_dir,
+        name=name,
+        pairs=pairs,
+        tta=tta,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        scheduler=scheduler,
+        device=device,
+        wait_s=wait_s,
+        storage_options=storage_options,
+        nproc=nproc,
+    )
     if distributed.ranks_from_env().is_main:  # under torchrun: one report, from the main rank
         click.echo(f"wrote {var} into {cube}")

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from sarcube.datacube import archive, schema, zarrio
 from sarcube.datacube.archive import zenodo
 from sarcube.datacube.retry import RetryPolicy
-from sarcube.pipelines._storage import storage_options_option
-
 from sarcube.errors import InputError, PublishError, ZenodoError
+from sarcube.pipelines._storage import storage_options_option
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,11 @@ def _description_text(description: str | Path | None) -> str:
     if description is None:
         return ""
     path = Path(description)
-    if isinstance(description, Path) or (len(str(description)) < 4096 and "\n" not in str(description) and path.suffix.lower() in (".md", ".txt", ".markdown")):
+    if isinstance(description, Path) or (
+        len(str(description)) < 4096
+        and "\n" not in str(description)
+        and path.suffix.lower() in (".md", ".txt", ".markdown")
+    ):
         if not path.is_file():
             raise InputError(f"--description {str(description)!r} does not exist: give a markdown file")
         return path.read_text()
@@ -68,7 +72,11 @@ def _description_text(description: str | Path | None) -> str:
 def _default_description(ds: Any, title: str) -> str:
     s = schema.summarize(ds)
     names = ", ".join(f"`{v[0]}` ({v[3]})" for v in s.variables)
-    period = f"{s.time_range[0][:10]} to {s.time_range[1][:10]}" if s.time_range else f"{ds.attrs.get(schema.ATTR_START, '?')} to {ds.attrs.get(schema.ATTR_END, '?')}"
+    period = (
+        f"{s.time_range[0][:10]} to {s.time_range[1][:10]}"
+        if s.time_range
+        else f"{ds.attrs.get(schema.ATTR_START, '?')} to {ds.attrs.get(schema.ATTR_END, '?')}"
+    )
     return (
         f"{title}: a Sentinel-1 SAR backscatter and terrain datacube (Zarr v3, zipped) on a "
         f"{s.resolution[0]:g} m grid in {s.crs}, {period}, {len(s.acquisitions)} acquisitions.\n\n"
@@ -95,22 +103,31 @@ def _write_state(out_dir: Path, state: dict[str, Any]) -> None:
     partial.replace(out_dir / STATE_FILE)
 
 
-def _deposition_for(client: zenodo.ZenodoClient, out_dir: Path, zenodo_url: str, new_version_of: int | None) -> dict[str, Any]:
+def _deposition_for(
+    client: zenodo.ZenodoClient, out_dir: Path, zenodo_url: str, new_version_of: int | None
+) -> dict[str, Any]:
     """The draft to fill: the one this folder started (resume), a new version's draft, or a new deposition."""
     state = _read_state(out_dir)
     deposition = None
-    if state.get("zenodo_url") == zenodo_url and state.get("new_version_of") == new_version_of and state.get("deposition_id"):
+    if (
+        state.get("zenodo_url") == zenodo_url
+        and state.get("new_version_of") == new_version_of
+        and state.get("deposition_id")
+    ):
         try:
             deposition = client.get_deposition(state["deposition_id"])
         except ZenodoError as err:
             if getattr(err, "status", None) != 404:
                 raise
-            log.warning("deposition %s of %s is gone (deleted draft?); starting a new one", state["deposition_id"], out_dir)
+            log.warning(
+                "deposition %s of %s is gone (deleted draft?); starting a new one", state["deposition_id"], out_dir
+            )
     if deposition is not None:
         if zenodo.is_published(deposition):
             raise PublishError(
                 f"deposition {deposition['id']} made from {str(out_dir)!r} is already published "
-                f"(DOI {zenodo.deposition_doi(deposition)}): pass --new-version-of {deposition['id']} to publish a new version"
+                f"(DOI {zenodo.deposition_doi(deposition)}): pass --new-version-of {deposition['id']} to publish a new "
+                "version"
             )
         log.info("resuming deposition %s", deposition["id"])
         return deposition
@@ -118,7 +135,9 @@ def _deposition_for(client: zenodo.ZenodoClient, out_dir: Path, zenodo_url: str,
         deposition = client.new_version(new_version_of)
     else:
         deposition = client.create_deposition()
-    _write_state(out_dir, {"zenodo_url": zenodo_url, "new_version_of": new_version_of, "deposition_id": deposition["id"]})
+    _write_state(
+        out_dir, {"zenodo_url": zenodo_url, "new_version_of": new_version_of, "deposition_id": deposition["id"]}
+    )
     return deposition
 
 
@@ -209,7 +228,10 @@ def _publish(
         raise InputError(f"--publish and --new-version-of need --upload: add it (with the token in {zenodo.TOKEN_ENV})")
     token = os.environ.get(zenodo.TOKEN_ENV, "") if upload else ""
     if upload and not token.strip():
-        raise InputError(f"--upload needs a Zenodo token in {zenodo.TOKEN_ENV}: create one at {zenodo_url.rstrip('/')}/account/settings/applications/tokens/new with deposit:write and deposit:actions")
+        raise InputError(
+            f"--upload needs a Zenodo token in {zenodo.TOKEN_ENV}: create one at "
+            f"{zenodo_url.rstrip('/')}/account/settings/applications/tokens/new with deposit:write and deposit:actions"
+        )
     if new_version_of is not None and int(new_version_of) <= 0:
         raise InputError(f"--new-version-of {new_version_of!r} is not a deposition id (a positive integer)")
 
@@ -285,23 +307,64 @@ def _paths(written: archive.ArchiveFiles) -> tuple[Path, ...]:
 @click.argument("cube", type=click.Path())
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the archive files.")
 @click.option("--title", required=True, help="Title of the dataset.")
-@click.option("--creator", "creators", multiple=True, required=True, help="'Family, Given[;affiliation[;orcid]]' (repeat for each creator).")
-@click.option("--description", type=click.Path(dir_okay=False), default=None, help="Markdown file describing the dataset (default: generated from the cube).")
+@click.option(
+    "--creator",
+    "creators",
+    multiple=True,
+    required=True,
+    help="'Family, Given[;affiliation[;orcid]]' (repeat for each creator).",
+)
+@click.option(
+    "--description",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Markdown file describing the dataset (default: generated from the cube).",
+)
 @click.option(
     "--license", "license_id", default=archive.DEFAULT_LICENSE, show_default=True,
     help="Licence id as Zenodo spells it.",
 )
 @click.option("--keywords", multiple=True, help="Keywords (repeat, or comma-separated).")
 @click.option("--version", "version", default=None, help="Version of the dataset (e.g. 1.0).")
-@click.option("--related", multiple=True, help="Related work as IDENTIFIER:relation, e.g. 10.5281/zenodo.123:isDerivedFrom (repeat).")
+@click.option(
+    "--related",
+    multiple=True,
+    help="Related work as IDENTIFIER:relation, e.g. 10.5281/zenodo.123:isDerivedFrom (repeat).",
+)
 @click.option("--upload", is_flag=True, help=f"Upload to Zenodo (token from {zenodo.TOKEN_ENV}).")
-@click.option("--zenodo-url", default=zenodo.ZENODO_URL, show_default=True, help=f"Zenodo instance, e.g. {zenodo.SANDBOX_URL} for tests.")
-@click.option("--publish", "do_publish", is_flag=True, help="Publish the deposition after uploading (mints the DOI; cannot be undone).")
-@click.option("--new-version-of", type=int, default=None, help="Deposition id of a published record: upload as its new version.")
+@click.option(
+    "--zenodo-url",
+    default=zenodo.ZENODO_URL,
+    show_default=True,
+    help=f"Zenodo instance, e.g. {zenodo.SANDBOX_URL} for tests.",
+)
+@click.option(
+    "--publish",
+    "do_publish",
+    is_flag=True,
+    help="Publish the deposition after uploading (mints the DOI; cannot be undone).",
+)
+@click.option(
+    "--new-version-of", type=int, default=None, help="Deposition id of a published record: upload as its new version."
+)
 @storage_options_option
-def command(cube: str, out_dir: str, title: str, creators: tuple[str, ...], description: str | None, license_id: str, keywords: tuple[str, ...], version: str | None, related: tuple[str, ...], upload: bool, zenodo_url: str, do_publish: bool, new_version_of: int | None,
-            storage_options: dict[str, Any] | None) -> None:
-    """Write CUBE as a citable archive (zip, STAC, datasheet, checksums) into --out, optionally uploading it to Zenodo."""
+def command(
+    cube: str,
+    out_dir: str,
+    title: str,
+    creators: tuple[str, ...],
+    description: str | None,
+    license_id: str,
+    keywords: tuple[str, ...],
+    version: str | None,
+    related: tuple[str, ...],
+    upload: bool,
+    zenodo_url: str,
+    do_publish: bool,
+    new_version_of: int | None,
+    storage_options: dict[str, Any] | None,
+) -> None:
+    """Write CUBE as a citable archive (zip, STAC, datasheet, checksums) into --out; optionally upload it to Zenodo."""
     result = publish(
         cube, out_dir, title=title, creators=list(creators), description=Path(description) if description else None,
         license=license_id, keywords=keywords, version=version, related=related, upload=upload,
@@ -310,6 +373,9 @@ def command(cube: str, out_dir: str, title: str, creators: tuple[str, ...], desc
     click.echo(f"wrote {len(result.files)} files into {result.out_dir} (archive {result.archive.name})")
     if result.deposition_id is not None:
         state = "published" if result.published else "draft (not published; rerun with --publish)"
-        click.echo(f"deposition {result.deposition_id}: {state}; DOI {result.doi}; uploaded {len(result.uploaded)}, unchanged {len(result.skipped)}")
+        click.echo(
+            f"deposition {result.deposition_id}: {state}; DOI {result.doi}; uploaded {len(result.uploaded)}, unchanged "
+            f"{len(result.skipped)}"
+        )
         if result.html_url:
             click.echo(result.html_url)

@@ -25,6 +25,7 @@ from typing import Any
 import click
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.composite import (
     COMPOSITE_DB_RANGE,
@@ -34,9 +35,8 @@ from sarcube.datacube.composite import (
 )
 from sarcube.datacube.grid import pixel_size
 from sarcube.datacube.predictions import ATTR_PRESET, prediction_threshold, resolve_prediction
-from sarcube.pipelines._storage import storage_options_option
-
 from sarcube.errors import InputError
+from sarcube.pipelines._storage import storage_options_option
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,17 @@ def _scale_bar(ax: Any, extent: tuple[float, float, float, float]) -> None:
     length = _nice_length_m(x1 - x0)
     height = (y1 - y0) * 0.012
     bx, by = x0 + (x1 - x0) * 0.05, y0 + (y1 - y0) * 0.06
-    ax.add_patch(Rectangle((bx - (x1 - x0) * 0.015, by - height * 1.5), length + (x1 - x0) * 0.03, height * 6.5, facecolor="white", alpha=0.75, edgecolor="none", zorder=5))
+    ax.add_patch(
+        Rectangle(
+            (bx - (x1 - x0) * 0.015, by - height * 1.5),
+            length + (x1 - x0) * 0.03,
+            height * 6.5,
+            facecolor="white",
+            alpha=0.75,
+            edgecolor="none",
+            zorder=5,
+        )
+    )
     ax.add_patch(Rectangle((bx, by), length / 2, height, facecolor="black", edgecolor="black", zorder=6))
     ax.add_patch(Rectangle((bx + length / 2, by), length / 2, height, facecolor="white", edgecolor="black", zorder=6))
     text = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
@@ -166,7 +176,11 @@ def _composite_key(hazard: str) -> list[Any]:
 
 
 def _subsample(a: Any, step: int) -> np.ndarray:
-    arr = a.isel({schema.Y: slice(None, None, step), schema.X: slice(None, None, step)}) if isinstance(a, xr.DataArray) else a[::step, ::step]
+    arr = (
+        a.isel({schema.Y: slice(None, None, step), schema.X: slice(None, None, step)})
+        if isinstance(a, xr.DataArray)
+        else a[::step, ::step]
+    )
     return np.asarray(arr.values if isinstance(arr, xr.DataArray) else arr)
 
 
@@ -304,7 +318,9 @@ def quicklook_figure(
             legend(ax, handles)
             ax.set_title("change composite\n" + textwrap.fill(composite_subtitle, width=64), fontsize=10)
         elif what == "prediction":
-            im = ax.imshow(prob, extent=extent, origin=origin, cmap="inferno", vmin=0.0, vmax=1.0, interpolation="nearest")
+            im = ax.imshow(
+                prob, extent=extent, origin=origin, cmap="inferno", vmin=0.0, vmax=1.0, interpolation="nearest"
+            )
             legend(ax, outlines(ax))
             fig.colorbar(im, ax=ax, shrink=0.8, label="probability")
             predicted = np.isfinite(prob).any()
@@ -387,5 +403,7 @@ def command(
     storage_options: dict[str, Any] | None,
 ) -> None:
     """Draw PNG panels of CUBE: change composite with its key, labels and predictions, terrain for the hazard."""
-    path = quicklook(cube, out, pair=pair, pred=pred, threshold=threshold, hazard=hazard, storage_options=storage_options)
+    path = quicklook(
+        cube, out, pair=pair, pred=pred, threshold=threshold, hazard=hazard, storage_options=storage_options
+    )
     click.echo(f"wrote {path}")

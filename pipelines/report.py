@@ -32,16 +32,16 @@ from typing import Any
 import click
 import numpy as np
 import xarray as xr
+
+from sarcube import __version__
 from sarcube.datacube import schema
 from sarcube.datacube.composite import change_composite, composite_inputs
 from sarcube.datacube.grid import cell_size, pixel_size
 from sarcube.datacube.predictions import resolve_prediction
 from sarcube.datacube.terrain import hillshade
+from sarcube.errors import InputError, SarcubeError
 from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.detections import MIN_AREA_M2, detections
-
-from sarcube import __version__
-from sarcube.errors import InputError, SarcubeError
 
 log = logging.getLogger(__name__)
 

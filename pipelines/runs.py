@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
-from sarcube.datacube import chips, schema
-from sarcube.models.config import prediction_level
 
+from sarcube.datacube import chips, schema
 from sarcube.errors import CheckpointError, InputError, MissingVariableError
+from sarcube.models.config import prediction_level
 
 BEST = "best.pt"
 LAST = "last.pt"
@@ -183,7 +183,9 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     """The checkpoint dict (``weights_only=True``); CheckpointError when missing or unreadable."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist: train one with `sarcube train ... --out RUN_DIR`")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not exist: train one with `sarcube train ... --out RUN_DIR`"
+        )
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # corrupt or foreign file
@@ -235,13 +237,18 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", *, which: 
     """Load a run's model (eval mode, on ``device``) and its info, with the checkpoint's sha256."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise CheckpointError(f"run directory {str(run_dir)!r} does not exist: train one with `sarcube train CUBE --preset NAME --out RUN_DIR`")
+        raise CheckpointError(
+            f"run directory {str(run_dir)!r} does not exist: train one with `sarcube train CUBE --preset NAME --out "
+            "RUN_DIR`"
+        )
     path = run_dir / which
     state = read_checkpoint(path, device="cpu")
     try:
         info = RunInfo.from_dict(state["info"])
     except (KeyError, TypeError) as err:
-        raise CheckpointError(f"checkpoint {str(path)!r} has no valid run info ({err}): was it written by `sarcube train`?") from err
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has no valid run info ({err}): was it written by `sarcube train`?"
+        ) from err
     info = dataclasses.replace(info, checkpoint=str(path), checkpoint_sha256=sha256_of(path))
     model = build_from_info(info)
     try:
@@ -256,7 +263,9 @@ def resolved_channels(ds: xr.Dataset, info: RunInfo) -> chips.ResolvedChannels:
     """The run's channels, checked against ``ds`` (a missing variable names how to make it)."""
     missing = [c.variable for c in info.channel_specs if c.variable not in ds.data_vars]
     if missing:
-        raise MissingVariableError(f"run {info.preset!r} needs variable(s) {missing} that the cube lacks; {schema.hint_for(missing)}")
+        raise MissingVariableError(
+            f"run {info.preset!r} needs variable(s) {missing} that the cube lacks; {schema.hint_for(missing)}"
+        )
     return chips.ResolvedChannels(info.channel_specs, info.series_steps, info.orbit)
 
 

@@ -5,11 +5,12 @@ Not a step (steps never import each other).
 Each prediction is scored against the cube's ``label`` (255 ignored, NaN
 predictions ignored, and on a pair's maps the pixels that one of its two
 acquisitions did not observe: radar shadow, layover, off-swath, where no method
-can see debris and an analyst labelling that image would not mark any) on the split (``test`` by default) of the run that made
-it: the run directory recorded in the prediction's ``run`` attribute holds
-``split.json`` (tiles and held-out pairs); a split that puts one label event
-in two splits is refused. Only pairs the prediction holds are scored. Two
-kinds of scoring, chosen by the predictions' ``prediction_level``:
+can see debris and an analyst labelling that image would not mark any) on the
+split (``test`` by default) of the run that made it: the run directory recorded
+in the prediction's ``run`` attribute holds ``split.json`` (tiles and held-out
+pairs); a split that puts one label event in two splits is refused. Only pairs
+the prediction holds are scored. Two kinds of scoring, chosen by the
+predictions' ``prediction_level``:
 
 - maps (segmentation, baseline): pixel precision/recall/F1/IoU, AUPRC,
   balanced accuracy over the split's pixels, plus bounding-box IoU and
@@ -46,6 +47,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from sarcube.config import read_yaml
 from sarcube.datacube import chips, schema
 from sarcube.datacube.chips.selection import balanced_subset
 from sarcube.datacube.chips.splits import split_mask
@@ -63,10 +66,8 @@ from sarcube.datacube.predictions import (
     resolve_prediction,
     run_name,
 )
-from sarcube.models.config import LEVEL_PATCH, LEVEL_PIXEL
-
-from sarcube.config import read_yaml
 from sarcube.errors import CheckpointError, InputError, MissingVariableError
+from sarcube.models.config import LEVEL_PATCH, LEVEL_PIXEL
 from sarcube.progress import bar_disable
 
 log = logging.getLogger(__name__)
@@ -119,12 +120,17 @@ def read_split(var: xr.DataArray, label: xr.DataArray | None = None) -> chips.Sp
     """
     run = var.attrs.get(schema.ATTR_RUN)
     if not run:
-        raise CheckpointError(f"{var.name!r} has no {schema.ATTR_RUN!r} attribute: predict it with `sarcube predict --run RUN_DIR`")
+        raise CheckpointError(
+            f"{var.name!r} has no {schema.ATTR_RUN!r} attribute: predict it with `sarcube predict --run RUN_DIR`"
+        )
     from sarcube.pipelines.runs import SPLIT_FILE
 
     path = Path(run) / SPLIT_FILE
     if not path.exists():
-        raise CheckpointError(f"{var.name!r} was made by run {run!r}, which has no {SPLIT_FILE}: restore the run directory (or re-predict with a run that has one)")
+        raise CheckpointError(
+            f"{var.name!r} was made by run {run!r}, which has no {SPLIT_FILE}: restore the run directory (or "
+            "re-predict with a run that has one)"
+        )
     plan = chips.SplitPlan.from_json(path.read_text())
     events = label_events(label) if label is not None else None
     fix = "retrain the run with `sarcube train` (it keeps each event in one split) and predict again"
@@ -199,6 +205,7 @@ def patch_scores(
     the value painted over the patch; a map's is its maximum over the crop.
     """
     import torch
+
     from sarcube.models.augment import center_crop
     from sarcube.models.training import chip_targets
 
@@ -273,8 +280,9 @@ def _score_patches(
 
 
 def _score_pixels(ds: xr.Dataset, var: xr.DataArray, plan: chips.SplitPlan, split: str, thr: float) -> dict[str, Any]:
-    from sarcube.models.metrics import AUPRC_BINS, MetricAccumulator
     from tqdm.auto import tqdm
+
+    from sarcube.models.metrics import AUPRC_BINS, MetricAccumulator
 
     ny, nx = ds.sizes[schema.Y], ds.sizes[schema.X]
     pairs = _scored_pairs(ds, var)

@@ -14,11 +14,11 @@ from typing import Any
 
 import click
 import numpy as np
+
 from sarcube.datacube import dates, schema
 from sarcube.datacube.catalog import DEFAULT_CATALOG, open_catalog, search_backscatter, search_dem
 from sarcube.datacube.grid import DEFAULT_RESOLUTION_M, grid_for, parse_aoi
 from sarcube.datacube.load import group_acquisitions
-
 from sarcube.errors import InputError
 
 
@@ -58,7 +58,12 @@ def search(
     grid = grid_for(geometry, crs=crs, resolution=resolution, force=force)
     cat = open_catalog(catalog)
     items = search_backscatter(
-        cat, geometry.bounds, start_dt, end_dt, orbit_state=orbit.lower() if orbit else None, relative_orbit=relative_orbit
+        cat,
+        geometry.bounds,
+        start_dt,
+        end_dt,
+        orbit_state=orbit.lower() if orbit else None,
+        relative_orbit=relative_orbit,
     )
     acquisitions = group_acquisitions(items, cat.source.properties, geometry.centroid.x)
     dem = search_dem(cat, geometry.bounds)
@@ -100,10 +105,20 @@ def format_table(result: SearchResult) -> str:
 @click.option("--aoi", required=True, help="W,S,E,N in degrees, or a GeoJSON polygon file.")
 @click.option("--start", required=True, help="First date (YYYY-MM-DD, UTC, inclusive).")
 @click.option("--end", required=True, help="Last date (YYYY-MM-DD, UTC, inclusive).")
-@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help="planetary-computer, a STAC API URL, or a static catalog.")
+@click.option(
+    "--catalog",
+    default=DEFAULT_CATALOG,
+    show_default=True,
+    help="planetary-computer, a STAC API URL, or a static catalog.",
+)
 @click.option("--resolution", default=DEFAULT_RESOLUTION_M, show_default=True, type=float, help="Pixel size in metres.")
 @click.option("--crs", default="utm", show_default=True, help="utm (the AOI's zone) or EPSG:<code>.")
-@click.option("--orbit", type=click.Choice([schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING]), default=None, help="Only this orbit direction.")
+@click.option(
+    "--orbit",
+    type=click.Choice([schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING]),
+    default=None,
+    help="Only this orbit direction.",
+)
 @click.option("--relative-orbit", type=int, default=None, help="Only this relative orbit (track).")
 @click.option("--force", is_flag=True, help="Allow an AOI larger than the pixel limit.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

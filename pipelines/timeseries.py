@@ -20,10 +20,10 @@ from typing import Any
 import click
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.grid import parse_point, pixel_at
 from sarcube.datacube.predictions import prediction_threshold, resolve_prediction
-
 from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)

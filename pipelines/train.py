@@ -25,8 +25,13 @@ from typing import Any
 
 import click
 import torch
+from tqdm.auto import tqdm
+
+from sarcube import __version__
+from sarcube.config import read_yaml
 from sarcube.datacube import chips, schema
 from sarcube.datacube.label_events import label_events
+from sarcube.errors import CheckpointError, CubeExistsError, InputError, TrainingDataError
 from sarcube.models import build_model, distributed, load_vgg16_weights, training
 from sarcube.models.config import LEVEL_PATCH, TASK_ANOMALY, TASK_BASELINE
 from sarcube.models.device import pick_device
@@ -34,11 +39,6 @@ from sarcube.pipelines import ddp, runs
 from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.loaders import ChipStream, make_loader
 from sarcube.pipelines.presets import Preset, apply_override, load_preset, preset_from_dict
-from tqdm.auto import tqdm
-
-from sarcube import __version__
-from sarcube.config import read_yaml
-from sarcube.errors import CheckpointError, CubeExistsError, InputError, TrainingDataError
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,13 @@ class TrainingData:
     label_dims: list[str]
 
 
-def prepare_data(ds: Any, preset: Preset, *, plan: chips.SplitPlan | None = None, stats: tuple[list[float], list[float]] | None = None) -> TrainingData:
+def prepare_data(
+    ds: Any,
+    preset: Preset,
+    *,
+    plan: chips.SplitPlan | None = None,
+    stats: tuple[list[float], list[float]] | None = None,
+) -> TrainingData:
     """Resolve channels, split, select chips and compute train-only statistics (or reuse ``plan``/``stats``).
 
     A split (made or reused) that puts one label event in two splits is refused (InputError).
@@ -233,9 +239,13 @@ def train(
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {str(out)!r} is a file: the run directory is a folder; choose another --out")
     if not resume and (out / runs.LAST).exists():
-        raise CubeExistsError(f"run directory {str(out)!r} already holds a run: pass --resume to continue it or choose another --out")
+        raise CubeExistsError(
+            f"run directory {str(out)!r} already holds a run: pass --resume to continue it or choose another --out"
+        )
     if resume and not (out / runs.LAST).exists():
-        raise CheckpointError(f"cannot resume: {str(out / runs.LAST)!r} does not exist; start a new run without --resume")
+        raise CheckpointError(
+            f"cannot resume: {str(out / runs.LAST)!r} does not exist; start a new run without --resume"
+        )
     p = _resolve_preset(preset, out, profile, overrides, resume, seed)
     ranks, dev = distributed.init(pick_device(device))
     ds = schema.open_cube(cube, storage_options=storage_options)
@@ -307,7 +317,9 @@ def train(
         nonlocal bar
         train_stream.set_epoch(epoch)
         # under DDP every rank takes as many steps as the rank with the fewest batches (its all-reduces pair up)
-        one_pass = distributed.min_over_ranks(ranks, train_stream.batches_in_epoch(workers)) if ranks.distributed else None
+        one_pass = (
+            distributed.min_over_ranks(ranks, train_stream.batches_in_epoch(workers)) if ranks.distributed else None
+        )
         total = n_train if t.steps_per_epoch or one_pass is None else one_pass
         with tqdm(total=total, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", leave=False,
                   disable=not ranks.is_main) as bar:
@@ -332,7 +344,9 @@ def train(
     net = distributed.wrap(model, ranks, dev)
     val_batches = _SyncedValidation(val_loader, ranks, model) if ranks.distributed else val_loader
     agree = (lambda scores: distributed.from_main(ranks, lambda: scores)) if ranks.distributed else None
-    fitting = training.fit(model, optimizer, scheduler, epoch_batches, val_batches, p.training, dev, start, show, net, agree)
+    fitting = training.fit(
+        model, optimizer, scheduler, epoch_batches, val_batches, p.training, dev, start, show, net, agree
+    )
     for r in fitting:
         bar.close()
         train_loss = distributed.mean_over_ranks(ranks, r.train_loss)
@@ -369,17 +383,49 @@ def _train_rank(cube: str, preset: str, out: str, options: dict[str, Any]) -> st
 
 @click.command("train")
 @click.argument("cube", type=click.Path())
-@click.option("--preset", "preset", required=True, help="Preset name (avalanche-fcn, avalanche-cnn, avalanche-vae, landslide-unet, glacier-3dconv, glacier-convlstm, baseline, ...) or a YAML path.")
-@click.option("--out", "out", required=True, type=click.Path(), help="Run directory to write (best.pt, last.pt, metrics.csv, loss.png, ...).")
+@click.option(
+    "--preset",
+    "preset",
+    required=True,
+    help="Preset name (avalanche-fcn, avalanche-cnn, avalanche-vae, landslide-unet, glacier-3dconv, glacier-convlstm, "
+         "baseline, ...) or a YAML path.",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(),
+    help="Run directory to write (best.pt, last.pt, metrics.csv, loss.png, ...).",
+)
 @click.option("--profile", default=None, help="Preset profile, e.g. cpu-demo (narrow nets, small chips, few steps).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a preset field, e.g. --set train.epochs=5 (repeatable).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a preset field, e.g. --set train.epochs=5 (repeatable).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:K (default: cuda when present).")
-@click.option("--seed", type=int, default=None, help="Seed of shuffling, augmentation and weights (default: the preset's).")
-@click.option("--nproc", type=int, default=1, show_default=True, help="DDP ranks on this machine (gloo on CPU, NCCL on GPUs).")
+@click.option(
+    "--seed", type=int, default=None, help="Seed of shuffling, augmentation and weights (default: the preset's)."
+)
+@click.option(
+    "--nproc", type=int, default=1, show_default=True, help="DDP ranks on this machine (gloo on CPU, NCCL on GPUs)."
+)
 @storage_options_option
-def command(cube: str, preset: str, out: str, profile: str | None, overrides: tuple[str, ...], resume: bool, device: str | None, seed: int | None,
-            nproc: int, storage_options: dict[str, Any] | None) -> None:
+def command(
+    cube: str,
+    preset: str,
+    out: str,
+    profile: str | None,
+    overrides: tuple[str, ...],
+    resume: bool,
+    device: str | None,
+    seed: int | None,
+    nproc: int,
+    storage_options: dict[str, Any] | None,
+) -> None:
     """Train a hazard mapper on chips of CUBE with a paper preset; write RUN_DIR."""
     run_dir = train(cube, preset, out, profile=profile, overrides=overrides, resume=resume, device=device, seed=seed,
                     storage_options=storage_options, nproc=nproc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from sarcube.datacube.archive import VerifyReport, verify_archive
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+
 from sarcube.datacube import schema, store
 
 TINY_CRS = "EPSG:32632"
@@ -21,7 +22,9 @@ def make_tiny_cube(ny: int = 24, nx: int = 32, nt: int = 4, seed: int = 0) -> xr
         TINY_CRS,
         attrs={
             schema.ATTR_TITLE: "tiny test cube",
-            schema.ATTR_AOI: schema.encode_json_attr({"type": "Polygon", "coordinates": [[[8.0, 46.0], [8.01, 46.0], [8.01, 46.01], [8.0, 46.0]]]}),
+            schema.ATTR_AOI: schema.encode_json_attr(
+                {"type": "Polygon", "coordinates": [[[8.0, 46.0], [8.01, 46.0], [8.01, 46.01], [8.0, 46.0]]]}
+            ),
             schema.ATTR_START: "2020-01-01",
             schema.ATTR_END: "2020-02-01",
             schema.ATTR_CATALOG: "test",

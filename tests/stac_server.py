@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from sarcube.datacube.cog import write_cog
 
 UTM_EPSG = 32632
@@ -81,12 +82,20 @@ def write_test_catalog(root: str | Path, *, seed: int = 0, size: int = SIZE) -> 
     rng = np.random.default_rng(seed)
     catalog = pystac.Catalog("sarcube-test", "tiny Planetary Computer-shaped catalog for tests")
     s1 = pystac.Collection(
-        "sentinel-1-rtc", "test S1 RTC",
-        pystac.Extent(pystac.SpatialExtent([[7.9, 45.9, 8.2, 46.1]]), pystac.TemporalExtent([[dt.datetime(2021, 1, 1, tzinfo=dt.UTC), dt.datetime(2021, 1, 31, tzinfo=dt.UTC)]])),
+        "sentinel-1-rtc",
+        "test S1 RTC",
+        pystac.Extent(
+            pystac.SpatialExtent([[7.9, 45.9, 8.2, 46.1]]),
+            pystac.TemporalExtent([[dt.datetime(2021, 1, 1, tzinfo=dt.UTC), dt.datetime(2021, 1, 31, tzinfo=dt.UTC)]]),
+        ),
     )
     dem = pystac.Collection(
-        "cop-dem-glo-30", "test DEM",
-        pystac.Extent(pystac.SpatialExtent([[7.9, 45.9, 8.2, 46.1]]), pystac.TemporalExtent([[dt.datetime(2021, 4, 22, tzinfo=dt.UTC), None]])),
+        "cop-dem-glo-30",
+        "test DEM",
+        pystac.Extent(
+            pystac.SpatialExtent([[7.9, 45.9, 8.2, 46.1]]),
+            pystac.TemporalExtent([[dt.datetime(2021, 4, 22, tzinfo=dt.UTC), None]]),
+        ),
     )
     catalog.add_children([s1, dem])
     to_lonlat = Transformer.from_crs(UTM_EPSG, 4326, always_xy=True)
@@ -106,8 +115,12 @@ def write_test_catalog(root: str | Path, *, seed: int = 0, size: int = SIZE) -> 
                 linear[:, :3] = 0.0  # zero-filled border, as in real RTC scenes
                 linear[-2:, :] = S1_NODATA
                 write_cog(folder / f"{key}.tif", linear, transform, f"EPSG:{UTM_EPSG}", S1_NODATA)
-                assets[key] = pystac.Asset(f"./{key}.tif", media_type=pystac.MediaType.COG, roles=["data"],
-                                           extra_fields={"raster:bands": [{"nodata": S1_NODATA, "data_type": "float32"}]})
+                assets[key] = pystac.Asset(
+                    f"./{key}.tif",
+                    media_type=pystac.MediaType.COG,
+                    roles=["data"],
+                    extra_fields={"raster:bands": [{"nodata": S1_NODATA, "data_type": "float32"}]},
+                )
             x0, y1 = ORIGIN_X, ORIGIN_Y - r0 * PIXEL_M
             x1, y0 = ORIGIN_X + size * PIXEL_M, ORIGIN_Y - r1 * PIXEL_M
             ring = [to_lonlat.transform(x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
@@ -137,11 +150,22 @@ def write_test_catalog(root: str | Path, *, seed: int = 0, size: int = SIZE) -> 
     lon = lon0 + (np.arange(n) + 0.5) * step
     lat = lat1 - (np.arange(n) + 0.5) * step
     lo, la = np.meshgrid(lon, lat)
-    elevation = (1500.0 + 4000.0 * (la - 46.0) + 2000.0 * (lo - 8.0) + 200.0 * np.exp(-(((lo - 8.02) / 0.01) ** 2 + ((la - 46.0) / 0.01) ** 2))).astype("float32")
+    elevation = (
+        1500.0
+        + 4000.0 * (la - 46.0)
+        + 2000.0 * (lo - 8.0)
+        + 200.0 * np.exp(-(((lo - 8.02) / 0.01) ** 2 + ((la - 46.0) / 0.01) ** 2))
+    ).astype("float32")
     folder = root / "cop-dem-glo-30" / "dem_tile"
     folder.mkdir(parents=True, exist_ok=True)
     write_cog(folder / "data.tif", elevation, rasterio.transform.from_origin(lon0, lat1, step, step), "EPSG:4326", None)
-    ring = [[lon0, lat1 - n * step], [lon0 + n * step, lat1 - n * step], [lon0 + n * step, lat1], [lon0, lat1], [lon0, lat1 - n * step]]
+    ring = [
+        [lon0, lat1 - n * step],
+        [lon0 + n * step, lat1 - n * step],
+        [lon0 + n * step, lat1],
+        [lon0, lat1],
+        [lon0, lat1 - n * step],
+    ]
     item = pystac.Item(
         "dem_tile", {"type": "Polygon", "coordinates": [ring]}, [lon0, lat1 - n * step, lon0 + n * step, lat1],
         dt.datetime(2021, 4, 22, tzinfo=dt.UTC),
@@ -154,12 +178,18 @@ def write_test_catalog(root: str | Path, *, seed: int = 0, size: int = SIZE) -> 
     catalog.make_all_asset_hrefs_relative()
     catalog.save(pystac.CatalogType.SELF_CONTAINED)
     # AOI: the middle of the frames, away from the borders
-    (w, s), (e, n_) = to_lonlat.transform(ORIGIN_X + 400, ORIGIN_Y - size * PIXEL_M + 400), to_lonlat.transform(ORIGIN_X + size * PIXEL_M - 400, ORIGIN_Y - 400)
+    (w, s), (e, n_) = (
+        to_lonlat.transform(ORIGIN_X + 400, ORIGIN_Y - size * PIXEL_M + 400),
+        to_lonlat.transform(ORIGIN_X + size * PIXEL_M - 400, ORIGIN_Y - 400),
+    )
     return TestCatalog(root, (round(w, 5), round(s, 5), round(e, 5), round(n_, 5)), "2021-01-01", "2021-01-31")
 
 
 def item_collection_files(catalog_json: str | Path, out_dir: str | Path) -> list[Path]:
-    """The catalog's collections (without links) and one ItemCollection per collection, with absolute hrefs, for ``rustac serve``."""
+    """The catalog's collections (without links) and one ItemCollection per collection, for ``rustac serve``.
+
+    Hrefs are absolute.
+    """
     import pystac
 
     out_dir = Path(out_dir)

@@ -37,8 +37,24 @@ def test_datacube_lazy_table_lists_every_public_module():
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 #: the steps of pipelines/: a step never imports another (only demo and cli compose them)
-STEPS = ("build", "features", "add_layer", "train", "predict", "evaluate", "export", "export_raster", "search", "quicklook",
-         "publish", "verify", "info", "demo_catalog", "report", "timeseries")
+STEPS = (
+    "build",
+    "features",
+    "add_layer",
+    "train",
+    "predict",
+    "evaluate",
+    "export",
+    "export_raster",
+    "search",
+    "quicklook",
+    "publish",
+    "verify",
+    "info",
+    "demo_catalog",
+    "report",
+    "timeseries",
+)
 
 
 def _imported_modules(path):
@@ -86,3 +102,11 @@ def test_modules_stay_small():
         if (n := len(p.read_text().splitlines())) > limit
     }
     assert not long, f"modules over {limit} lines: {long}"
+
+
+def test_star_import_of_schema_gives_every_public_name():
+    namespace: dict = {}
+    exec("from sarcube.datacube.schema import *", namespace)  # every name in __all__ must exist
+    import sarcube.datacube.schema as schema
+
+    assert set(schema.__all__) <= set(namespace)

@@ -29,16 +29,16 @@ from typing import Any
 import click
 import pytest
 import torch
+
 from conftest import make_pair_cube
 from sarcube.datacube import archive, schema, store
 from sarcube.datacube.archive.zipstore import check_member_layout
+from sarcube.errors import InputError, SarcubeError, VerifyError
 from sarcube.pipelines import cli
 from sarcube.pipelines.predict import predict
 from sarcube.pipelines.publish import publish
 from stac_server import write_test_catalog
 from test_predict import make_run
-
-from sarcube.errors import InputError, SarcubeError, VerifyError
 
 #: exit codes as the error classes define them
 INPUT = InputError.exit_code
@@ -713,17 +713,39 @@ CASES = [
     Case("verify-md5-mismatch", ("verify", "{bad}"), FAIL, r"README\.md: md5 .* does not match", _bad_md5),
     Case("verify-no-md5sums", ("verify", "{bad}"), FAIL, "has no MD5SUMS", _no_md5sums),
     # search, export-raster, timeseries
-    Case("search-aoi-malformed", ("search", "--aoi", "1,2,3", "--start", "{start}", "--end", "{end}", "--catalog", "{cat}"),
-         INPUT, "aoi"),
-    Case("search-dates-reversed", ("search", "--aoi", "{aoi}", "--start", "{end}", "--end", "{start}", "--catalog", "{cat}"),
-         INPUT, "start"),
-    Case("export-raster-var-missing", ("export-raster", "{cube}", "--var", "nope", "--out", "{tmp}/r.tif"), INPUT, "nope"),
-    Case("export-raster-pair", ("export-raster", "{cube}", "--var", "vv_diff", "--pair", "99", "--out", "{tmp}/r.tif"),
-         INPUT, "99"),
-    Case("timeseries-point-outside", ("timeseries", "{cube}", "--point", "170,-80", "--out", "{tmp}/t.png"), INPUT,
-         "outside"),
-    Case("timeseries-point-malformed", ("timeseries", "{cube}", "--point", "abc", "--out", "{tmp}/t.png"), INPUT,
-         "--point"),
+    Case(
+        "search-aoi-malformed",
+        ("search", "--aoi", "1,2,3", "--start", "{start}", "--end", "{end}", "--catalog", "{cat}"),
+        INPUT,
+        "aoi",
+    ),
+    Case(
+        "search-dates-reversed",
+        ("search", "--aoi", "{aoi}", "--start", "{end}", "--end", "{start}", "--catalog", "{cat}"),
+        INPUT,
+        "start",
+    ),
+    Case(
+        "export-raster-var-missing", ("export-raster", "{cube}", "--var", "nope", "--out", "{tmp}/r.tif"), INPUT, "nope"
+    ),
+    Case(
+        "export-raster-pair",
+        ("export-raster", "{cube}", "--var", "vv_diff", "--pair", "99", "--out", "{tmp}/r.tif"),
+        INPUT,
+        "99",
+    ),
+    Case(
+        "timeseries-point-outside",
+        ("timeseries", "{cube}", "--point", "170,-80", "--out", "{tmp}/t.png"),
+        INPUT,
+        "outside",
+    ),
+    Case(
+        "timeseries-point-malformed",
+        ("timeseries", "{cube}", "--point", "abc", "--out", "{tmp}/t.png"),
+        INPUT,
+        "--point",
+    ),
     # demo
     Case("demo-workdir-file", ("demo", "--workdir", "{file}"), USAGE, "existing", _existing_file),
     Case("demo-size", ("demo", "--workdir", "{tmp}/demo", "--size", "8"), INPUT, "--size"),

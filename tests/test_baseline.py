@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sarcube.models import baseline, baseline_image, baseline_tuning, metrics
-from sarcube.models.inference import DIHEDRAL_TRANSFORMS, predict_scene
 
 from sarcube import models
 from sarcube.errors import InputError
+from sarcube.models import baseline, baseline_image, baseline_tuning, metrics
+from sarcube.models.inference import DIHEDRAL_TRANSFORMS, predict_scene
 
 SIZE = 64
 DEBRIS_DB = 5.0
@@ -224,6 +224,7 @@ def test_full_search_on_a_hard_scene_beats_the_simple_detector_on_another(tuned)
 def test_tuning_curves_show_the_score_around_the_choice(tuned, tmp_path):
     """What tuning.png plots: each setting's grid scored with the others at their chosen values."""
     import matplotlib.image as mpimg
+
     from sarcube.pipelines import runs
 
     det, result, _ = tuned

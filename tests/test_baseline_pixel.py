@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from sarcube.models import build_model
-from sarcube.models.baseline_pixel import ThresholdBaseline, tune_pixel_threshold
 
 from sarcube.errors import InputError
+from sarcube.models import build_model
+from sarcube.models.baseline_pixel import ThresholdBaseline, tune_pixel_threshold
 
 
 def _scars(seed: int = 0, n: int = 6, size: int = 48):

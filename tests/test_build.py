@@ -9,15 +9,14 @@ import shutil
 import numpy as np
 import pytest
 import xarray as xr
+
 from sarcube.datacube import catalog, schema, store
 from sarcube.datacube.grid import grid_for, parse_aoi
 from sarcube.datacube.retry import RETRY_BACKOFF_ENV
-from sarcube.pipelines import build as build_mod
-from sarcube.pipelines import cli
+from sarcube.errors import AssetReadError, CubeExistsError, InputError, UnfinishedCubeError
+from sarcube.pipelines import build_writes, cli
 from sarcube.pipelines.build import build
 from stac_server import item_collection_files, serve_stac, write_test_catalog
-
-from sarcube.errors import AssetReadError, CubeExistsError, InputError, UnfinishedCubeError
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +77,7 @@ def test_api_build_is_identical(clean_cube, test_catalog, tmp_path):
 
 def test_interrupted_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_path, monkeypatch):
     monkeypatch.setenv(RETRY_BACKOFF_ENV, "0")
-    monkeypatch.setenv(build_mod.BATCH_ENV, "1")  # one step per batch: a resume point after each
+    monkeypatch.setenv(build_writes.BATCH_ENV, "1")  # one step per batch: a resume point after each
     root = tmp_path / "catalog"
     shutil.copytree(test_catalog.root, root)
     victim = root / "sentinel-1-rtc" / "S1_20210115_DES_066_full" / "vv.tif"
@@ -109,11 +108,25 @@ def test_killed_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_pat
     import sys
     import time
 
-    env = {**os.environ, build_mod.BATCH_ENV: "1"}
+    env = {**os.environ, build_writes.BATCH_ENV: "1"}
     for attempt in range(3):
         out = tmp_path / f"killed{attempt}.zarr"
-        argv = [sys.executable, "-m", "sarcube.pipelines.cli", "build", "--aoi", ",".join(map(str, test_catalog.aoi)),
-                "--start", test_catalog.start, "--end", test_catalog.end, "--catalog", str(test_catalog.root), "--out", str(out)]
+        argv = [
+            sys.executable,
+            "-m",
+            "sarcube.pipelines.cli",
+            "build",
+            "--aoi",
+            ",".join(map(str, test_catalog.aoi)),
+            "--start",
+            test_catalog.start,
+            "--end",
+            test_catalog.end,
+            "--catalog",
+            str(test_catalog.root),
+            "--out",
+            str(out),
+        ]
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         pending = None
         deadline = time.monotonic() + 120
@@ -197,7 +210,9 @@ def test_append_adds_only_new_acquisitions(clean_cube, test_catalog, tmp_path):
     ],
 )
 def test_bad_input_gets_one_line(change, message, test_catalog, clean_cube, tmp_path, capsys):
-    (tmp_path / "bowtie.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [[[8, 46], [8.1, 46.1], [8.1, 46], [8, 46.1], [8, 46]]]}))
+    (tmp_path / "bowtie.geojson").write_text(
+        json.dumps({"type": "Polygon", "coordinates": [[[8, 46], [8.1, 46.1], [8.1, 46], [8, 46.1], [8, 46]]]})
+    )
     (tmp_path / "point.geojson").write_text(json.dumps({"type": "Point", "coordinates": [8, 46]}))
     args = {
         "--aoi": ",".join(map(str, test_catalog.aoi)),
@@ -207,7 +222,11 @@ def test_bad_input_gets_one_line(change, message, test_catalog, clean_cube, tmp_
         "--catalog": str(test_catalog.root),
     }
     args.update(change)
-    special = {"@bowtie": str(tmp_path / "bowtie.geojson"), "@point": str(tmp_path / "point.geojson"), "@existing": str(clean_cube)}
+    special = {
+        "@bowtie": str(tmp_path / "bowtie.geojson"),
+        "@point": str(tmp_path / "point.geojson"),
+        "@existing": str(clean_cube),
+    }
     argv = ["build"]
     for key, value in args.items():
         argv += [key] if value is None else [key, special.get(value, value)]
@@ -226,13 +245,18 @@ def test_build_from_demo_catalog(tmp_path, capsys):
 
     synthetic.write_demo_catalog(tmp_path / "demo", size=128, dates=6)
     manifest = synthetic.read_demo_manifest(tmp_path / "demo")
-    out = build(manifest.bbox_lonlat, manifest.start, manifest.end, tmp_path / "demo.zarr", catalog=str(tmp_path / "demo"))
+    out = build(
+        manifest.bbox_lonlat, manifest.start, manifest.end, tmp_path / "demo.zarr", catalog=str(tmp_path / "demo")
+    )
     ds = schema.open_cube(out)
     assert ds.sizes[schema.TIME] == 6 and ds.rio.crs.to_string() == manifest.crs
     assert set(ds[schema.ORBIT_STATE].values) == {schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING}
     assert np.isfinite(ds[schema.DEM].values).all()
     assert np.isfinite(ds[schema.VV].values).mean() > 0.8 and float(ds[schema.VV].mean()) < -5
-    assert ds[schema.TIME].values.astype("datetime64[s]").astype("datetime64[ns]").tolist() == ds[schema.TIME].values.tolist()
+    assert (
+        ds[schema.TIME].values.astype("datetime64[s]").astype("datetime64[ns]").tolist()
+        == ds[schema.TIME].values.tolist()
+    )
 
 
 def test_demo_catalog_prints_what_build_takes_and_the_build_lands_on_the_scene_grid(tmp_path, capsys):
@@ -285,7 +309,9 @@ def test_assets_are_signed_when_read_not_when_searched(test_catalog, tmp_path, m
 
 def test_codec_gzip_builds_a_gzip_cube_that_append_keeps(test_catalog, clean_cube, tmp_path):
     out = tmp_path / "gzip.zarr"
-    build(test_catalog.aoi, test_catalog.start, "2021-01-09", out, catalog=str(test_catalog.root), codec=schema.CODEC_GZIP)
+    build(
+        test_catalog.aoi, test_catalog.start, "2021-01-09", out, catalog=str(test_catalog.root), codec=schema.CODEC_GZIP
+    )
     build(test_catalog.aoi, "2021-01-05", test_catalog.end, out, catalog=str(test_catalog.root), append=True)
     assert schema.open_cube(out).attrs[schema.ATTR_CODEC] == schema.CODEC_GZIP
     for meta in out.glob("*/zarr.json"):
@@ -293,4 +319,12 @@ def test_codec_gzip_builds_a_gzip_cube_that_append_keeps(test_catalog, clean_cub
         assert codecs[-1:] == ["gzip"], (meta, codecs)
     assert_same_cube(out, clean_cube)
     with pytest.raises(InputError, match="--codec"):
-        build(test_catalog.aoi, test_catalog.start, test_catalog.end, out, catalog=str(test_catalog.root), append=True, codec=schema.CODEC_ZSTD)
+        build(
+            test_catalog.aoi,
+            test_catalog.start,
+            test_catalog.end,
+            out,
+            catalog=str(test_catalog.root),
+            append=True,
+            codec=schema.CODEC_ZSTD,
+        )

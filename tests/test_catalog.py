@@ -9,13 +9,13 @@ from importlib import resources
 
 import numpy as np
 import pytest
+
 from sarcube.datacube import catalog, load, schema
 from sarcube.datacube.grid import grid_for, parse_aoi
 from sarcube.datacube.redaction import redact, strip_query
 from sarcube.datacube.retry import RETRY_BACKOFF_ENV, retry
-from stac_server import item_collection_files, serve_stac, write_test_catalog
-
 from sarcube.errors import AssetReadError, CatalogError, InputError, NoItemsFoundError
+from stac_server import item_collection_files, serve_stac, write_test_catalog
 
 START = dt.datetime(2021, 1, 1, tzinfo=dt.UTC)
 END = dt.datetime(2021, 1, 31, 23, 59, 59, tzinfo=dt.UTC)
@@ -71,7 +71,10 @@ def test_static_search_filters(test_catalog):
     assert {i.properties["sat:orbit_state"] for i in asc} == {schema.ORBIT_ASCENDING} and len(asc) == 2
     few = catalog.search_backscatter(cat, test_catalog.aoi, START, dt.datetime(2021, 1, 7, tzinfo=dt.UTC))
     assert len(few) == 3
-    with pytest.raises(NoItemsFoundError, match=r"none with sat:relative_orbit=99 \(available: ascending orbit 15; descending orbit 66\)"):
+    with pytest.raises(
+        NoItemsFoundError,
+        match=r"none with sat:relative_orbit=99 \(available: ascending orbit 15; descending orbit 66\)",
+    ):
         catalog.search_backscatter(cat, test_catalog.aoi, START, END, relative_orbit=99)
     with pytest.raises(NoItemsFoundError, match="no 'sentinel-1-rtc' items.*bbox"):
         catalog.search_backscatter(cat, (10.0, 10.0, 10.1, 10.1), START, END)
@@ -114,7 +117,12 @@ def test_retry_backs_off_then_gives_up():
     assert retry(flaky, retry_on=(OSError,), attempts=4, backoff_s=0.0) == "ok" and len(calls) == 3
     calls.clear()
     with pytest.raises(OSError):
-        retry(lambda: flaky() if False else (_ for _ in ()).throw(OSError("down")), retry_on=(OSError,), attempts=2, backoff_s=0.0)
+        retry(
+            lambda: flaky() if False else (_ for _ in ()).throw(OSError("down")),
+            retry_on=(OSError,),
+            attempts=2,
+            backoff_s=0.0,
+        )
 
 
 def test_grouping_mosaics_one_pass_per_day(test_catalog):
@@ -123,7 +131,9 @@ def test_grouping_mosaics_one_pass_per_day(test_catalog):
     groups = load.group_acquisitions(items, cat.source.properties, lon=8.0)
     assert len(groups) == 5
     first = groups[0]
-    assert first.item_ids.count(",") == 1 and first.orbit_state == schema.ORBIT_DESCENDING and first.relative_orbit == 66
+    assert (
+        first.item_ids.count(",") == 1 and first.orbit_state == schema.ORBIT_DESCENDING and first.relative_orbit == 66
+    )
     assert len({g.time for g in groups}) == 5
 
 
@@ -141,11 +151,15 @@ def test_aoi_parsing_and_grid(tmp_path):
         with pytest.raises(InputError, match=match):
             parse_aoi(bad)
     bowtie = tmp_path / "bowtie.geojson"
-    bowtie.write_text(json.dumps({"type": "Polygon", "coordinates": [[[8, 46], [8.1, 46.1], [8.1, 46], [8, 46.1], [8, 46]]]}))
+    bowtie.write_text(
+        json.dumps({"type": "Polygon", "coordinates": [[[8, 46], [8.1, 46.1], [8.1, 46], [8, 46.1], [8, 46]]]})
+    )
     with pytest.raises(InputError, match="not a valid polygon.*Self-intersection"):
         parse_aoi(str(bowtie))
     point = tmp_path / "point.geojson"
-    point.write_text(json.dumps({"type": "Feature", "geometry": {"type": "Point", "coordinates": [8, 46]}, "properties": {}}))
+    point.write_text(
+        json.dumps({"type": "Feature", "geometry": {"type": "Point", "coordinates": [8, 46]}, "properties": {}})
+    )
     with pytest.raises(InputError, match="not a polygon"):
         parse_aoi(str(point))
     with pytest.raises(InputError, match="too large.*--force"):
@@ -195,7 +209,9 @@ def test_third_party_logs_lose_query_strings(caplog):
 
     signed = "https://acct.blob.core.windows.net/c/vv.tif?st=2021&sig=SECRET"
     with caplog.at_level(logging.WARNING, logger="odc.loader._rio"):
-        logging.getLogger("odc.loader._rio").error("Failed to load %s:%d due to rasterio error: '%s'", signed, 1, f"'{signed}' not recognized")
+        logging.getLogger("odc.loader._rio").error(
+            "Failed to load %s:%d due to rasterio error: '%s'", signed, 1, f"'{signed}' not recognized"
+        )
     assert "SECRET" not in caplog.text and "vv.tif" in caplog.text
 
 

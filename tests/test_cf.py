@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from conftest import make_pair_cube
 from sarcube.datacube import schema, store
 
@@ -12,7 +13,9 @@ runner = pytest.importorskip("compliance_checker.runner")
 def _cf_report(path) -> str:
     runner.CheckSuite.load_all_available_checkers()
     report = path.with_suffix(".txt")
-    runner.ComplianceChecker.run_checker(str(path), ["cf:1.10"], 0, "normal", output_filename=str(report), output_format="text")
+    runner.ComplianceChecker.run_checker(
+        str(path), ["cf:1.10"], 0, "normal", output_filename=str(report), output_format="text"
+    )
     return report.read_text()
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+
 from conftest import make_tiny_cube
 from sarcube.datacube import chips, schema, store
-
 from sarcube.errors import InputError, MissingVariableError, TrainingDataError
 
 PYX = (schema.PAIR, schema.Y, schema.X)
 
 
-def make_featured_cube(ny: int = 64, nx: int = 64, nt: int = 6, seed: int = 0, positives: dict | None = None, px_per_blob: int = 256) -> xr.Dataset:
+def make_featured_cube(
+    ny: int = 64, nx: int = 64, nt: int = 6, seed: int = 0, positives: dict | None = None, px_per_blob: int = 256
+) -> xr.Dataset:
     """A featured cube: pairs (t, t+1), pair features, terrain, ratios, event means (orbits 15, 66), per-pair labels.
 
     ``positives`` maps pair -> list of (y0, y1, x0, x1) boxes set to label 1;
@@ -163,7 +165,9 @@ def test_statistics_come_from_train_tiles_only(tmp_path):
     assert mean[0] == pytest.approx(float(ds[schema.SLOPE].values[train].mean()), rel=1e-6)
     # NaN-aware
     nan = ds.copy()
-    nan[schema.SLOPE] = schema.make_variable(schema.SLOPE, np.where(train & (np.arange(64) % 2 == 0), np.nan, ds[schema.SLOPE].values))
+    nan[schema.SLOPE] = schema.make_variable(
+        schema.SLOPE, np.where(train & (np.arange(64) % 2 == 0), np.nan, ds[schema.SLOPE].values)
+    )
     m3, _ = chips.train_statistics(nan.chunk(), resolved, plan, pairs)
     assert np.isfinite(m3[0])
     # per-chunk partial sums with each chunk's window of the tile mask: any chunking, or none, agrees

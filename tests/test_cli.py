@@ -7,14 +7,16 @@ import subprocess
 import sys
 
 import pytest
+
+from sarcube import __version__
 from sarcube.datacube import schema
 from sarcube.pipelines import cli
 
-from sarcube import __version__
-
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sarcube.pipelines.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sarcube.pipelines.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_lists_commands(capsys):

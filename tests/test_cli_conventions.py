@@ -1,4 +1,4 @@
-"""The CLI behaves like the tools users know: search before build, quiet pipes, one root-cause error line, exit codes."""
+"""The CLI behaves like the tools users know: search before build, quiet pipes, one root-cause error, exit codes."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import sys
 
 import numpy as np
 import pytest
+
 from conftest import make_pair_cube
 from sarcube.datacube import schema, store
 from sarcube.datacube.retry import RETRY_BACKOFF_ENV
+from sarcube.errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_DATA_ERROR
 from sarcube.pipelines import cli
 from sarcube.pipelines.search import search
 from stac_server import write_test_catalog
-
-from sarcube.errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_DATA_ERROR
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,11 @@ def test_search_lists_the_build_time_steps_without_reading_any_asset(catalog, tm
         tif.unlink()  # metadata only: a search must not need the assets
     result = search(catalog.aoi, catalog.start, catalog.end, catalog=str(bare))
     assert [a[schema.TIME] for a in result.acquisitions] == [
-        "2021-01-03T05:30:00Z", "2021-01-06T17:20:00Z", "2021-01-09T05:30:00Z", "2021-01-15T05:30:00Z", "2021-01-18T17:20:00Z"
+        "2021-01-03T05:30:00Z",
+        "2021-01-06T17:20:00Z",
+        "2021-01-09T05:30:00Z",
+        "2021-01-15T05:30:00Z",
+        "2021-01-18T17:20:00Z",
     ]
     assert result.acquisitions[0]["items"] == ["S1_20210103_DES_066_north", "S1_20210103_DES_066_south"]
     assert {a[schema.RELATIVE_ORBIT] for a in result.acquisitions} == {15, 66} and len(result.dem_items) == 1
@@ -94,7 +98,11 @@ def test_root_cause_is_appended_when_the_message_lacks_it():
             raise CatalogError("cannot open catalog 'https://example.invalid/stac'") from err
     except CatalogError as err:
         line = cli.error_line(err)
-    assert line == "Error: cannot open catalog 'https://example.invalid/stac' (cause: OSError: could not resolve host: example.invalid)"
+    assert (
+        line
+        == "Error: cannot open catalog 'https://example.invalid/stac' (cause: OSError: could not resolve host: "
+           "example.invalid)"
+    )
 
 
 def test_exit_codes_are_the_documented_ones(tmp_path, capsys, monkeypatch):

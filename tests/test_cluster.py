@@ -6,8 +6,9 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import make_tiny_cube
 from distributed import LocalCluster
+
+from conftest import make_tiny_cube
 from sarcube.datacube import sar, schema, store
 from sarcube.pipelines.add_layer import add_layer
 from sarcube.pipelines.build import build

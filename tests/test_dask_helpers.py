@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dask.array as da
 import pytest
-from sarcube.pipelines import _dask
 
 from sarcube.errors import InputError
+from sarcube.pipelines import _dask
 
 
 def test_local_threads():

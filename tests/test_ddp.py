@@ -15,9 +15,11 @@ import re
 import numpy as np
 import pytest
 import torch
+
 from conftest import make_pair_cube
 from sarcube.datacube import lock, schema, staging, store
 from sarcube.datacube.predictions import pair_keys
+from sarcube.errors import InputError
 from sarcube.models import distributed
 from sarcube.pipelines import ddp, runs
 from sarcube.pipelines.loaders import ChipStream
@@ -27,8 +29,6 @@ from sarcube.pipelines.train import prepare_data, train
 from test_chips import make_featured_cube
 from test_predict import _corrupt_chunk, _restore, make_run
 from test_train import SMALL_NETS, TINY
-
-from sarcube.errors import InputError
 
 PRESET = "avalanche-fcn-concat"
 OVERRIDES = [*TINY, *SMALL_NETS[PRESET], "train.steps_per_epoch=6", "train.val_steps=2", "chips.block_px=32",

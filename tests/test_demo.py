@@ -12,6 +12,7 @@ import zipfile
 
 import geopandas as gpd
 import numpy as np
+
 from sarcube.datacube import schema
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.demo import EVALUATION_FILE, FCN_PRESET, METHODS, RESULTS_FILE, demo
@@ -73,7 +74,18 @@ def test_demo_runs_every_stage_and_writes_everything(tmp_path):
 
     # the log names every stage with its timing, and ends with the table
     text = "\n".join(lines)
-    for stage in ("catalog", "build", "features", "labels", "predict", "evaluate", "export", "quicklook", "publish", "verify"):
+    for stage in (
+        "catalog",
+        "build",
+        "features",
+        "labels",
+        "predict",
+        "evaluate",
+        "export",
+        "quicklook",
+        "publish",
+        "verify",
+    ):
         assert f"] {stage}" in text
     assert "F1 (%)" in text
     assert result.report.exists() and f"open {result.report}" in text  # the offline web map, and where it is

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from conftest import make_pair_cube
 from sarcube.datacube import chips, schema, store
 from sarcube.datacube.chips.selection import balanced_subset
@@ -18,12 +19,11 @@ from sarcube.datacube.predictions import (
     pair_keys,
     run_name,
 )
+from sarcube.errors import CheckpointError, InputError
 from sarcube.pipelines import runs
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.evaluate import BALANCED, UNBALANCED, evaluate
 from sarcube.pipelines.presets import load_preset
-
-from sarcube.errors import CheckpointError, InputError
 
 NY, NX = 16, 32
 
@@ -45,7 +45,9 @@ def cube(tmp_path):
     path = tmp_path / "c.zarr"
     store.write_cube(ds, path)
     # Pair 2 is held out for test; the two 16 px tiles are train and val for the other pairs.
-    plan = chips.SplitPlan(chips.SplitSpec(kind=chips.SPLIT_PAIRS, test=[2]), 16, np.array([[0, 1]], dtype=np.int8), {2: 2})
+    plan = chips.SplitPlan(
+        chips.SplitSpec(kind=chips.SPLIT_PAIRS, test=[2]), 16, np.array([[0, 1]], dtype=np.int8), {2: 2}
+    )
     for run in ("fcn", "baseline", "cnn"):  # the patch tests add their runs' preset.yaml
         (tmp_path / run).mkdir()
         (tmp_path / run / runs.SPLIT_FILE).write_text(plan.to_json())
@@ -69,7 +71,9 @@ def _add(
         **(extra or {}),
     }
     dims = (schema.PAIR, schema.Y, schema.X)
-    store.add_variables(cube, {var_name: schema.make_variable(var_name, prob, dims, spec=schema.prediction_spec(var_name), attrs=attrs)})
+    store.add_variables(
+        cube, {var_name: schema.make_variable(var_name, prob, dims, spec=schema.prediction_spec(var_name), attrs=attrs)}
+    )
 
 
 def _fcn_prediction() -> np.ndarray:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import pytest
+
 from conftest import TINY_CRS, make_pair_cube
 from sarcube.datacube import schema, store
+from sarcube.errors import InputError, MissingVariableError
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.export import export
-
-from sarcube.errors import InputError, MissingVariableError
 
 PIXEL_M2 = 20.0 * 20.0  # the tiny cube's grid
 
@@ -24,7 +24,13 @@ def _write_pred(path, name: str = "hand", threshold: float = 0.5) -> None:
     prob[1, 10:13, 10:13] = 0.6  # 9 pixels
     prob[2] = np.nan  # pair 2 not predicted
     var_name = schema.prediction_name(name)
-    var = schema.make_variable(var_name, prob, (schema.PAIR, schema.Y, schema.X), spec=schema.prediction_spec(var_name), attrs={schema.ATTR_THRESHOLD: threshold})
+    var = schema.make_variable(
+        var_name,
+        prob,
+        (schema.PAIR, schema.Y, schema.X),
+        spec=schema.prediction_spec(var_name),
+        attrs={schema.ATTR_THRESHOLD: threshold},
+    )
     store.add_variables(path, {var_name: var})
 
 
@@ -68,7 +74,10 @@ def test_diagonally_touching_pixels_make_one_valid_object(tmp_path):
     prob[0, 12:14, 12:14] = 0.9
     prob[0, 14:16, 14:16] = 0.9  # two squares meeting at one corner
     name = schema.prediction_name("diag")
-    store.add_variables(path, {name: schema.make_variable(name, prob, (schema.PAIR, schema.Y, schema.X), spec=schema.prediction_spec(name))})
+    store.add_variables(
+        path,
+        {name: schema.make_variable(name, prob, (schema.PAIR, schema.Y, schema.X), spec=schema.prediction_spec(name))},
+    )
     frame = gpd.read_file(export(path, "diag", tmp_path / "diag.gpkg", min_area_m2=0))
     assert sorted(frame["area_m2"]) == [4 * PIXEL_M2, 8 * PIXEL_M2]
     assert frame.is_valid.all()

@@ -9,6 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 import rasterio
+
 from conftest import TINY_CRS, make_pair_cube
 from sarcube.datacube import schema, store
 from sarcube.pipelines.cli import main
@@ -23,7 +24,9 @@ def pair_cube(tmp_path):
 
 
 def _gdalinfo(path) -> dict:
-    out = subprocess.run(["gdalinfo", "-json", "-stats", "-mdd", "all", str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["gdalinfo", "-json", "-stats", "-mdd", "all", str(path)], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout)
 
 
@@ -39,7 +42,9 @@ def test_one_pair_opens_in_debian_gdalinfo_with_crs_nodata_dates_and_values(pair
     band = info["bands"][0]
     assert band["type"] == "Float32" and band["noDataValue"] == "NaN"
     values = ds[schema.VV_DIFF].values[1]
-    np.testing.assert_allclose([band["minimum"], band["maximum"]], [values.min(), values.max()], atol=1e-3)  # GDAL decoded it (prints 3 decimals)
+    np.testing.assert_allclose(
+        [band["minimum"], band["maximum"]], [values.min(), values.max()], atol=1e-3
+    )  # GDAL decoded it (prints 3 decimals)
     ref, act = (str(ds[c].values[1])[:19] for c in (schema.REFERENCE_TIME, schema.ACTIVITY_TIME))
     assert ref in band["description"] and act in band["description"]
     tags = info["metadata"][""]

@@ -7,15 +7,15 @@ import json
 import geopandas as gpd
 import numpy as np
 import pytest
+from shapely.geometry import box
+
 from conftest import TINY_CRS, make_tiny_cube
 from sarcube.datacube import grid, sar, schema, store, terrain
 from sarcube.datacube.par import par_bruteforce
+from sarcube.errors import CubeExistsError, CubeSchemaError, InputError
 from sarcube.pipelines.add_layer import add_layer
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.features import features
-from shapely.geometry import box
-
-from sarcube.errors import CubeExistsError, CubeSchemaError, InputError
 
 PAIR_LAYERS = (schema.VV_DIFF, schema.VH_DIFF, schema.VVVH)
 TERRAIN_LAYERS = (schema.SLOPE, schema.ASPECT, schema.CURVATURE, schema.RELEASE)
@@ -74,7 +74,9 @@ def test_recompute_with_other_parameters_replaces_and_records(alpine_cube):
     features(alpine_cube, pairs=False, par=False, release_min=35.0, release_max=45.0)
     ds = schema.open_cube(alpine_cube)
     assert params(ds, schema.RELEASE) == {"min_deg": 35.0, "max_deg": 45.0}
-    np.testing.assert_array_equal(ds[schema.RELEASE].values, ((slope_before >= 35) & (slope_before <= 45)).astype("uint8"))
+    np.testing.assert_array_equal(
+        ds[schema.RELEASE].values, ((slope_before >= 35) & (slope_before <= 45)).astype("uint8")
+    )
     # pairs with a 6-day limit: orbit 15's 12-day pair goes, every pair layer follows
     written = features(alpine_cube, max_gap_days=6, terrain=False, par=False)
     assert set(written) == set(PAIR_LAYERS)
@@ -203,7 +205,9 @@ def test_store_refuses_to_strand_layers_on_replaced_pairs(alpine_cube):
     features(alpine_cube, terrain=False, par=False)
     ds = schema.open_cube(alpine_cube)
     coherence = schema.make_variable(
-        "coherence", ds[schema.VV_DIFF] * 0 + 0.5, spec=schema.external_spec("coherence", (schema.PAIR, schema.Y, schema.X))
+        "coherence",
+        ds[schema.VV_DIFF] * 0 + 0.5,
+        spec=schema.external_spec("coherence", (schema.PAIR, schema.Y, schema.X)),
     )
     store.add_variables(alpine_cube, {"coherence": coherence})
     six = sar.make_pairs(ds, max_gap_days=6)
@@ -228,7 +232,9 @@ def test_new_pairs_keep_labels_and_predictions_of_the_old_ones(alpine_cube, tmp_
     add_layer(alpine_cube, labels=path, date_field="date")
     before = schema.open_cube(alpine_cube)
     pred_name = schema.prediction_name("fcn")
-    pred = schema.make_variable(pred_name, np.full((2, 24, 32), 0.25), (schema.PAIR, schema.Y, schema.X), spec=schema.prediction_spec(pred_name))
+    pred = schema.make_variable(
+        pred_name, np.full((2, 24, 32), 0.25), (schema.PAIR, schema.Y, schema.X), spec=schema.prediction_spec(pred_name)
+    )
     store.add_variables(alpine_cube, {pred_name: pred})
     old_keys = list(zip(before[schema.REFERENCE_TIME].values, before[schema.ACTIVITY_TIME].values, strict=True))
     old_label = before[schema.LABEL].values

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from conftest import make_pair_cube
 from gdal_probe import LIB, gdalinfo, version
 from sarcube.datacube import schema, store
@@ -54,7 +55,9 @@ def test_newest_gdal_reads_gzip_cube_with_crs_transform_and_values(gzip_cube):
         np.testing.assert_allclose(info["geoTransform"], [600_000.0, 20.0, 0.0, 5_100_000.0, 0.0, -20.0])
         band = info["bands"][0]
         values = ds[name].values[0] if name == schema.VV_DIFF else ds[name].values
-        np.testing.assert_allclose([band["minimum"], band["maximum"]], [np.nanmin(values), np.nanmax(values)], atol=1e-3)
+        np.testing.assert_allclose(
+            [band["minimum"], band["maximum"]], [np.nanmin(values), np.nanmax(values)], atol=1e-3
+        )
         assert band["noDataValue"] == "NaN"
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
+from sarcube.errors import InputError
 from sarcube.models.inference import (
     DIHEDRAL_TRANSFORMS,
     TilingPlan,
@@ -13,9 +16,6 @@ from sarcube.models.inference import (
     spline_profile,
     tta_predict,
 )
-from torch import nn
-
-from sarcube.errors import InputError
 
 
 def _symmetric_conv(channels: int, seed: int = 0) -> nn.Conv2d:
@@ -73,7 +73,9 @@ def test_tta_averages_the_back_transformed_outputs_of_a_directional_network():
     net = nn.Conv2d(1, 1, 3, padding=1).eval()  # not symmetric: TTA changes the output
     chips = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
-        expected = torch.stack([t.invert(torch.sigmoid(net(t.apply(chips)))[:, 0]) for t in DIHEDRAL_TRANSFORMS]).mean(0)
+        expected = torch.stack([t.invert(torch.sigmoid(net(t.apply(chips)))[:, 0]) for t in DIHEDRAL_TRANSFORMS]).mean(
+            0
+        )
         got = tta_predict(_prob(net), chips)
         plain = torch.sigmoid(net(chips))[:, 0]
     torch.testing.assert_close(got, expected)
@@ -89,7 +91,9 @@ def test_spline_profile_is_a_partition_of_unity_at_half_window_shift():
         torch.testing.assert_close(p, p.flip(0))
 
 
-@pytest.mark.parametrize(("height", "width", "window"), [(37, 53, 16), (5, 7, 16), (64, 64, 16), (41, 23, 15), (1, 1, 4)])
+@pytest.mark.parametrize(
+    ("height", "width", "window"), [(37, 53, 16), (5, 7, 16), (64, 64, 16), (41, 23, 15), (1, 1, 4)]
+)
 def test_constant_network_gives_the_constant_everywhere(height, width, window):
     value = 0.37
 

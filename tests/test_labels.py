@@ -8,14 +8,14 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-from conftest import TINY_CRS, make_tiny_cube
 from rasterio.transform import from_origin
-from sarcube.datacube import labels, sar, schema, staging, store
-from sarcube.datacube.label_events import label_events
-from sarcube.pipelines.add_layer import add_layer
 from shapely.geometry import box
 
+from conftest import TINY_CRS, make_tiny_cube
+from sarcube.datacube import labels, rasters, sar, schema, staging, store
+from sarcube.datacube.label_events import label_events
 from sarcube.errors import CubeExistsError, InputError, MissingVariableError
+from sarcube.pipelines.add_layer import add_layer
 
 # tiny cube grid: 20 m cells, corner (600000, 5100000), 24 rows x 32 cols, EPSG:32632
 X0, Y0, CELL = 600_000.0, 5_100_000.0, 20.0
@@ -33,7 +33,11 @@ def cube_with_pairs(nt: int = 6):
 
 
 def write_polygons(path, geoms, crs, **fields):
-    gdf = gpd.GeoDataFrame(fields, geometry=list(geoms), crs=TINY_CRS).to_crs(crs) if crs else gpd.GeoDataFrame(fields, geometry=list(geoms))
+    gdf = (
+        gpd.GeoDataFrame(fields, geometry=list(geoms), crs=TINY_CRS).to_crs(crs)
+        if crs
+        else gpd.GeoDataFrame(fields, geometry=list(geoms))
+    )
     gdf.to_file(path)
     return path
 
@@ -126,7 +130,9 @@ def test_monitored_area_and_all_touched(tmp_path):
 
 def test_static_labels_from_shapefile(tmp_path):
     ds = make_tiny_cube()
-    path = write_polygons(tmp_path / "scars.shp", [cells(0, 3, 0, 4), cells(20, 24, 28, 32)], "EPSG:4326", name=["a", "b"])
+    path = write_polygons(
+        tmp_path / "scars.shp", [cells(0, 3, 0, 4), cells(20, 24, 28, 32)], "EPSG:4326", name=["a", "b"]
+    )
     label, info = labels.rasterize_labels(ds, path)
     assert label.dims == (schema.Y, schema.X)
     assert label.values.sum() == 12 + 16 and label.values[21, 30] == 1 and label.values[5, 5] == 0
@@ -144,7 +150,9 @@ def test_label_errors_name_the_file(tmp_path):
     gpd.read_file(away).set_crs("EPSG:4326", allow_override=True).to_file(away)
     with pytest.raises(InputError, match=r"away\.geojson.*no feature lies inside the cube"):
         labels.rasterize_labels(ds, away)
-    good = write_polygons(tmp_path / "good.geojson", [cells(0, 2, 0, 2)], "EPSG:4326", when=["2020-01-03"], bad=["3rd of Jan"])
+    good = write_polygons(
+        tmp_path / "good.geojson", [cells(0, 2, 0, 2)], "EPSG:4326", when=["2020-01-03"], bad=["3rd of Jan"]
+    )
     with pytest.raises(InputError, match=r"good\.geojson.*no field 'date'.*when"):
         labels.rasterize_labels(ds, good, date_field="date")
     with pytest.raises(InputError, match=r"good\.geojson.*'bad'='3rd of Jan' is not a date"):
@@ -176,7 +184,9 @@ def lonlat_ramp(path, scale=1000.0, east_m=900.0, res=2e-5):
     """A WGS84 raster over the tiny cube (to ``east_m`` east of its corner) whose value is ``scale * (lon - 9.0)``."""
     from pyproj import Transformer
 
-    lon, lat = Transformer.from_crs(TINY_CRS, "EPSG:4326", always_xy=True).transform([X0 - 200, X0 + east_m], [Y0 + 200, Y0 - 700])
+    lon, lat = Transformer.from_crs(TINY_CRS, "EPSG:4326", always_xy=True).transform(
+        [X0 - 200, X0 + east_m], [Y0 + 200, Y0 - 700]
+    )
     west, north = min(lon), max(lat)
     w = int((max(lon) - west) / res) + 1
     h = int((north - min(lat)) / res) + 1
@@ -189,7 +199,7 @@ def test_raster_reprojected_from_wgs84(tmp_path):
 
     ds = make_tiny_cube()
     tif = lonlat_ramp(tmp_path / "ramp.tif")
-    var = labels.reproject_raster(ds, [tif], "ramp", "none", units="m")
+    var = rasters.reproject_raster(ds, [tif], "ramp", "none", units="m")
     assert var.dims == (schema.Y, schema.X) and var.attrs["units"] == "m"
     xx, yy = np.meshgrid(ds[schema.X].values, ds[schema.Y].values)
     lon, _ = Transformer.from_crs(TINY_CRS, "EPSG:4326", always_xy=True).transform(xx, yy)
@@ -201,7 +211,7 @@ def test_raster_warped_chunk_by_chunk_joins_without_seams(tmp_path):
 
     ds = make_tiny_cube(ny=4, nx=schema.CHUNK_YX + 20, nt=1)  # two chunks along x
     tif = lonlat_ramp(tmp_path / "ramp.tif", east_m=CELL * (schema.CHUNK_YX + 30))
-    var = labels.reproject_raster(ds, [tif], "ramp", "none", units="m")
+    var = rasters.reproject_raster(ds, [tif], "ramp", "none", units="m")
     assert var.data.numblocks == (1, 2)
     xx, yy = np.meshgrid(ds[schema.X].values, ds[schema.Y].values)
     lon, _ = Transformer.from_crs(TINY_CRS, "EPSG:4326", always_xy=True).transform(xx, yy)
@@ -213,35 +223,35 @@ def test_rasters_matched_to_times_and_pairs_by_name(tmp_path):
     west, north = X0 - 100, Y0 + 100
     a = write_geotiff(tmp_path / "coh_20200104.tif", TINY_CRS, west, north, 10.0, np.full((80, 90), 0.25))
     b = write_geotiff(tmp_path / "coh_2020-01-10.tif", TINY_CRS, west, north, 10.0, np.full((80, 90), 0.75))
-    var = labels.reproject_raster(ds, [b, a], "coherence", schema.TIME)
+    var = rasters.reproject_raster(ds, [b, a], "coherence", schema.TIME)
     assert var.dims == (schema.TIME, schema.Y, schema.X)
     got = var.values[:, 5, 5]
     np.testing.assert_allclose(got[[1, 3]], [0.25, 0.75])
     assert np.isnan(got[[0, 2, 4, 5]]).all()
     p = write_geotiff(tmp_path / "ifg_20200104_20200110.tif", TINY_CRS, west, north, 10.0, np.full((80, 90), 3.0))
-    var = labels.reproject_raster(ds, [p], "ifg", schema.PAIR)
+    var = rasters.reproject_raster(ds, [p], "ifg", schema.PAIR)
     assert var.values[:, 0, 0].tolist()[1] == 3.0 and np.isnan(var.values[[0, 2, 3], 0, 0]).all()
     with pytest.raises(InputError, match=r"coh_20200104\.tif.*2 date"):
-        labels.reproject_raster(ds, [a], "ifg", schema.PAIR)
+        rasters.reproject_raster(ds, [a], "ifg", schema.PAIR)
     with pytest.raises(InputError, match=r"ifg_20200104_20200110\.tif.*1 date"):
-        labels.reproject_raster(ds, [p], "coherence", schema.TIME)
+        rasters.reproject_raster(ds, [p], "coherence", schema.TIME)
     c = write_geotiff(tmp_path / "coh_20200105.tif", TINY_CRS, west, north, 10.0, np.ones((80, 90)))
     with pytest.raises(InputError, match=r"coh_20200105\.tif.*no time of the cube"):
-        labels.reproject_raster(ds, [c], "coherence", schema.TIME)
+        rasters.reproject_raster(ds, [c], "coherence", schema.TIME)
     with pytest.raises(InputError, match="takes one file"):
-        labels.reproject_raster(ds, [a, b], "coherence", "none")
+        rasters.reproject_raster(ds, [a, b], "coherence", "none")
     with pytest.raises(InputError, match="reserved"):
-        labels.reproject_raster(ds, [a], schema.PAR, "none")
+        rasters.reproject_raster(ds, [a], schema.PAR, "none")
 
 
 def test_raster_of_another_area_or_without_crs(tmp_path):
     ds = make_tiny_cube()
     away = write_geotiff(tmp_path / "alps_east.tif", TINY_CRS, X0 + 50_000, Y0, 10.0, np.ones((10, 10)))
     with pytest.raises(InputError, match=r"alps_east\.tif.*another area"):
-        labels.reproject_raster(ds, [away], "coherence")
+        rasters.reproject_raster(ds, [away], "coherence")
     bare = write_geotiff(tmp_path / "bare.tif", None, 0, 10, 1.0, np.ones((10, 10)))
     with pytest.raises(InputError, match=r"bare\.tif.*no CRS"):
-        labels.reproject_raster(ds, [bare], "coherence")
+        rasters.reproject_raster(ds, [bare], "coherence")
 
 
 def test_add_layer_writes_refuses_and_failed_write_keeps_the_cube(tiny_cube, tmp_path):

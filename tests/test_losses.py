@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from sarcube.models import losses
 
 
@@ -76,7 +77,9 @@ def test_cross_entropy_matches_torch():
     torch.testing.assert_close(losses.cross_entropy(logits, target), expected)
     torch.testing.assert_close(losses.cross_entropy(logits, target.unsqueeze(1)), expected)
     patch = torch.tensor([[2.0, -1.0], [0.0, 3.0]])
-    torch.testing.assert_close(losses.cross_entropy(patch, torch.tensor([1, 1])), F.cross_entropy(patch, torch.tensor([1, 1])))
+    torch.testing.assert_close(
+        losses.cross_entropy(patch, torch.tensor([1, 1])), F.cross_entropy(patch, torch.tensor([1, 1]))
+    )
 
 
 def test_focal_reduces_to_bce_and_hand_value():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sarcube.models import metrics
 from sklearn.metrics import (
     average_precision_score,
     balanced_accuracy_score,
@@ -16,6 +15,7 @@ from sklearn.metrics import (
 )
 
 from sarcube.errors import InputError
+from sarcube.models import metrics
 
 
 def _random_case(seed: int, n: int = 3, h: int = 20, w: int = 30, ties: bool = False):
@@ -85,7 +85,9 @@ def test_best_threshold_matches_brute_force():
     labels[:5] = 255
     for metric in metrics.THRESHOLD_METRICS:
         t, value = metrics.best_threshold(scores, labels, metric=metric)
-        brute = {c: metrics.score_from_counts(metrics.pixel_counts(scores, labels, c), metric) for c in np.unique(scores[5:])}
+        brute = {
+            c: metrics.score_from_counts(metrics.pixel_counts(scores, labels, c), metric) for c in np.unique(scores[5:])
+        }
         best = max(brute.values())
         assert value == pytest.approx(best)
         lowest_best = min(c for c, v in brute.items() if v == pytest.approx(best))

@@ -6,13 +6,13 @@ import inspect
 
 import pytest
 import torch
+
+from sarcube import models
+from sarcube.errors import InputError
 from sarcube.models import losses
 from sarcube.models.patch_cnn import adapt_first_conv
 from sarcube.models.vae import score_to_probability
 from sarcube.pipelines import runs
-
-from sarcube import models
-from sarcube.errors import InputError
 
 # Tiny widths so the heavy nets run in milliseconds; (in_channels, cfg, time steps or None)
 TINY = {

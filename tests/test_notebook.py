@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import nbformat
-from conftest import make_pair_cube
 from nbclient import NotebookClient
+
+from conftest import make_pair_cube
 from sarcube.datacube import store
 from test_export import _write_pred
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 import xarray as xr
-from sarcube.datacube import par, schema, terrain
 
+from sarcube.datacube import par, schema, terrain
 from sarcube.errors import InputError
 
 TOLERANCE_DEG = 1e-4
@@ -152,7 +152,9 @@ def test_dask_dem_smaller_than_the_halo():
     dem = on_grid(z)
     release = (z > np.median(z)).astype(np.uint8)
     lazy = par.potential_angle_of_reach(dem.chunk({schema.X: 8}), on_grid(release), radius_m=4000.0)
-    np.testing.assert_allclose(lazy.values, par.par_bruteforce(z, release, 20.0, -20.0, 4000.0), atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(
+        lazy.values, par.par_bruteforce(z, release, 20.0, -20.0, 4000.0), atol=1e-5, equal_nan=True
+    )
 
 
 def test_public_function_is_a_contract_variable():
@@ -166,7 +168,9 @@ def test_public_function_is_a_contract_variable():
     assert out.attrs["units"] == "degree" and out.rio.crs.to_epsg() == 32633
     params = json.loads(out.attrs[schema.ATTR_PARAMETERS])
     assert params["radius_m"] == 150.0 and params["release"] == {"min_deg": 10.0, "max_deg": 60.0}
-    np.testing.assert_allclose(out.values, par.par_fast(z, release.values, 20.0, -20.0, 150.0), atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(
+        out.values, par.par_fast(z, release.values, 20.0, -20.0, 150.0), atol=1e-5, equal_nan=True
+    )
 
 
 def test_bad_input_is_named():

@@ -11,9 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from sarcube.datacube import schema, store
 from sarcube.datacube.chips.selection import balanced_subset
 from sarcube.datacube.predictions import ATTR_LEVEL
+from sarcube.errors import InputError
 from sarcube.models import build_model, metrics
 from sarcube.models.augment import center_crop
 from sarcube.models.config import LEVEL_PATCH, LEVEL_PIXEL
@@ -26,8 +28,6 @@ from sarcube.pipelines.predict import predict
 from sarcube.pipelines.presets import load_preset
 from sarcube.pipelines.train import prepare_data, train
 from test_chips import make_featured_cube
-
-from sarcube.errors import InputError
 
 #: the cpu-demo profiles shrunk further: 16 px chips (their 12 px centre) on 16 px tiles, one short epoch
 TINY = [

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from conftest import make_pair_cube
 from sarcube.datacube import chips, schema, staging, store, zarrio
 from sarcube.datacube.predictions import pair_keys
+from sarcube.errors import CubeExistsError, InputError, MissingVariableError
 from sarcube.models import build_model
 from sarcube.models.inference import predict_scene
 from sarcube.pipelines import runs
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.predict import predict
-
-from sarcube.errors import CubeExistsError, InputError, MissingVariableError
 
 WINDOW = 16
 CHANNELS = (schema.VV_DIFF, schema.VH_DIFF, schema.SLOPE)
@@ -79,7 +79,13 @@ def _expected(cube, run_dir, pair: int, tta: bool = True) -> np.ndarray:
     from sarcube.models import probability
 
     with torch.no_grad():
-        out = predict_scene(lambda x: probability(loaded.model, loaded.model(x), x), torch.from_numpy(image), WINDOW, tta=tta, batch_size=64)
+        out = predict_scene(
+            lambda x: probability(loaded.model, loaded.model(x), x),
+            torch.from_numpy(image),
+            WINDOW,
+            tta=tta,
+            batch_size=64,
+        )
     return out.numpy()
 
 
@@ -241,7 +247,12 @@ def _template(name: str, n_pairs: int, ny: int = 24, nx: int = 32):
     import dask.array as dsa
 
     dims = (schema.PAIR, schema.Y, schema.X)
-    return schema.make_variable(name, dsa.zeros((n_pairs, ny, nx), dtype="float32", chunks=(1, ny, nx)), dims, spec=schema.prediction_spec(name, dims))
+    return schema.make_variable(
+        name,
+        dsa.zeros((n_pairs, ny, nx), dtype="float32", chunks=(1, ny, nx)),
+        dims,
+        spec=schema.prediction_spec(name, dims),
+    )
 
 
 def test_staging_resumes_restarts_and_extends_a_live_variable(tmp_path):

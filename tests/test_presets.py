@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sarcube.datacube import chips
-from sarcube.pipelines.presets import available, load_preset, preset_from_dict
 
+from sarcube.datacube import chips
 from sarcube.errors import InputError
+from sarcube.pipelines.presets import available, load_preset, preset_from_dict
 
 SHIPPED = {
     "avalanche-fcn",
@@ -56,21 +56,40 @@ def test_paper_numbers():
     assert cnn.model.params["dropout"] == 0.5 and cnn.train.epochs == 250
     assert [c.take for c in cnn.inputs.channels[:2]] == [chips.TAKE_ACTIVITY, chips.TAKE_REFERENCE]
     vae = load_preset("avalanche-vae")
-    assert (vae.chips.size, vae.chips.policy, vae.model.params["latent_dim"], vae.loss.kl_weight) == (64, "negatives", 300, 0.1)
+    assert (vae.chips.size, vae.chips.policy, vae.model.params["latent_dim"], vae.loss.kl_weight) == (
+        64,
+        "negatives",
+        300,
+        0.1,
+    )
     assert vae.train.tune_threshold and vae.chips.eval_policy == "balanced"
     land = load_preset("landslide-unet")
     assert (land.optim.lr, land.optim.weight_decay, land.train.epochs, land.chips.size) == (0.01, 1e-4, 100, 128)
-    assert (land.schedule.name, land.schedule.factor, land.schedule.patience, land.schedule.threshold) == ("plateau", 0.1, 10, 1e-4)
+    assert (land.schedule.name, land.schedule.factor, land.schedule.patience, land.schedule.threshold) == (
+        "plateau",
+        0.1,
+        10,
+        1e-4,
+    )
     assert land.train.metric == "auprc" and land.loss.name == "ce"
     for name in ("glacier-3dconv", "glacier-convlstm"):
         g = load_preset(name)
-        assert (g.chips.size, g.optim.lr, g.schedule.cycles, g.split.fractions) == (384, 5e-4, (10, 20, 40, 80), (0.6, 0.2, 0.2))
+        assert (g.chips.size, g.optim.lr, g.schedule.cycles, g.split.fractions) == (
+            384,
+            5e-4,
+            (10, 20, 40, 80),
+            (0.6, 0.2, 0.2),
+        )
         assert g.split.tile_size_m == 10_000 and g.loss.name == "focal" and g.loss.label_smoothing > 0
         assert g.augment.noise_std > 0 and g.augment.occlusion > 0
 
 
 def test_overrides_are_type_checked():
-    p = load_preset("avalanche-fcn", "cpu-demo", ["train.epochs=7", "model.base_channels=4", "split.fractions=[0.5, 0.25, 0.25]", "split.test=[2018-04-17]"])
+    p = load_preset(
+        "avalanche-fcn",
+        "cpu-demo",
+        ["train.epochs=7", "model.base_channels=4", "split.fractions=[0.5, 0.25, 0.25]", "split.test=[2018-04-17]"],
+    )
     assert p.train.epochs == 7 and p.model.params["base_channels"] == 4
     assert p.split.fractions == (0.5, 0.25, 0.25) and p.split.test == ("2018-04-17",)
     assert load_preset("avalanche-fcn", overrides=["optim.lr=1"]).optim.lr == 1.0
@@ -103,9 +122,16 @@ def test_unknown_names_and_files(tmp_path):
     with pytest.raises(InputError, match="no profile 'gpu-huge'"):
         load_preset("avalanche-fcn", "gpu-huge")
     path = tmp_path / "mine.yaml"
-    path.write_text("inputs: {channels: [vv_diff, {variable: vv_ratio, take: at-activity}]}\nchips: {size: 32}\ntrain: {epochs: 1}\n")
+    path.write_text(
+        "inputs: {channels: [vv_diff, {variable: vv_ratio, take: at-activity}]}\n"
+        "chips: {size: 32}\ntrain: {epochs: 1}\n"
+    )
     p = load_preset(path)
-    assert p.name == "mine" and p.chips.size == 32 and p.inputs.channels[1] == chips.ChannelSpec("vv_ratio", chips.TAKE_ACTIVITY)
+    assert (
+        p.name == "mine"
+        and p.chips.size == 32
+        and p.inputs.channels[1] == chips.ChannelSpec("vv_ratio", chips.TAKE_ACTIVITY)
+    )
     path.write_text("chips: {size: 32, colour: red}\n")
     with pytest.raises(InputError, match="unknown key"):
         load_preset(path)

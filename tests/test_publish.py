@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+
 from conftest import make_pair_cube
 from sarcube.datacube import archive, schema, staging, store
+from sarcube.errors import InputError, VerifyError
 from sarcube.pipelines import cli
 from sarcube.pipelines.publish import publish
 from sarcube.pipelines.verify import verify
-
-from sarcube.errors import InputError, VerifyError
 
 CREATOR = "Doe, Jane;University of Bern;0000-0002-1825-0097"
 
@@ -26,12 +26,16 @@ def _add_features(path: Path) -> None:
     """A terrain layer and one pair of differences, through the store's real write path."""
     ds = schema.open_cube(path)
     ny, nx = ds.sizes[schema.Y], ds.sizes[schema.X]
-    store.add_variables(path, {schema.SLOPE: schema.make_variable(schema.SLOPE, np.linspace(0, 45, ny * nx).reshape(ny, nx))})
+    store.add_variables(
+        path, {schema.SLOPE: schema.make_variable(schema.SLOPE, np.linspace(0, 45, ny * nx).reshape(ny, nx))}
+    )
     times = ds[schema.TIME].values
     coords = schema.pair_coords([times[0]], [times[2]], [15])
     diff = ds[schema.VV].isel({schema.TIME: 2}).values - ds[schema.VV].isel({schema.TIME: 0}).values
     pyx = (schema.PAIR, schema.Y, schema.X)
-    store.add_variables(path, {schema.VV_DIFF: schema.make_variable(schema.VV_DIFF, diff[None], pyx)}, new_coords=coords)
+    store.add_variables(
+        path, {schema.VV_DIFF: schema.make_variable(schema.VV_DIFF, diff[None], pyx)}, new_coords=coords
+    )
 
 
 @pytest.fixture
@@ -41,7 +45,18 @@ def featured_cube(tiny_cube):
 
 
 def _publish(cube: Path, out: Path, **kw):
-    return publish(cube, out, title="Tiny avalanche cube", creators=[CREATOR, "Roe, Richard"], keywords=["SAR", "avalanche"], version="1.0", related=["10.5281/zenodo.123:isDerivedFrom"], publication_date="2026-01-15", progress=False, **kw)
+    return publish(
+        cube,
+        out,
+        title="Tiny avalanche cube",
+        creators=[CREATOR, "Roe, Richard"],
+        keywords=["SAR", "avalanche"],
+        version="1.0",
+        related=["10.5281/zenodo.123:isDerivedFrom"],
+        publication_date="2026-01-15",
+        progress=False,
+        **kw,
+    )
 
 
 def test_published_zip_equals_directory_store_and_verifies(featured_cube, tmp_path):
@@ -73,7 +88,13 @@ def test_published_zip_equals_directory_store_and_verifies(featured_cube, tmp_pa
         np.testing.assert_array_equal(plain[name].values, source[name].values)
 
     report = verify(out)
-    assert set(report.md5_checked) == {"tiny.zarr.zip", "README.md", "metadata.json", "stac/collection.json", "stac/tiny.json"}
+    assert set(report.md5_checked) == {
+        "tiny.zarr.zip",
+        "README.md",
+        "metadata.json",
+        "stac/collection.json",
+        "stac/tiny.json",
+    }
     assert set(report.stac_checked) == {"tiny.zarr.zip", "README.md"}
     assert schema.VV_DIFF in report.variables
 
@@ -127,7 +148,11 @@ def test_stac_item_describes_the_cube(featured_cube, tmp_path):
     collection = json.loads((out / "stac" / "collection.json").read_text())
     props = item["properties"]
     dims = props["cube:dimensions"]
-    assert dims[schema.X]["type"] == "spatial" and dims[schema.X]["step"] == 20.0 and dims[schema.X]["reference_system"] == 32632
+    assert (
+        dims[schema.X]["type"] == "spatial"
+        and dims[schema.X]["step"] == 20.0
+        and dims[schema.X]["reference_system"] == 32632
+    )
     assert dims[schema.Y]["step"] == -20.0
     assert dims[schema.TIME]["type"] == "temporal" and len(dims[schema.TIME]["values"]) == 4
     assert dims[schema.PAIR]["values"] == [0]
@@ -159,7 +184,11 @@ def test_stac_item_describes_the_cube(featured_cube, tmp_path):
 
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["upload_type"] == "dataset" and meta["license"] == "cc-by-4.0"
-    assert meta["creators"][0] == {"name": "Doe, Jane", "affiliation": "University of Bern", "orcid": "0000-0002-1825-0097"}
+    assert meta["creators"][0] == {
+        "name": "Doe, Jane",
+        "affiliation": "University of Bern",
+        "orcid": "0000-0002-1825-0097",
+    }
     assert meta["related_identifiers"] == [{"identifier": "10.5281/zenodo.123", "relation": "isDerivedFrom"}]
     assert meta["publication_date"] == "2026-01-15" and meta["keywords"] == ["SAR", "avalanche"]
     assert meta["description"].startswith("<p>")
@@ -232,11 +261,16 @@ def test_unsafe_zip_member_is_refused_not_extracted(featured_cube, tmp_path):
 def test_archive_has_no_local_paths_or_signed_urls(tiny_cube, tmp_path):
     signed = "https://example.blob.core.windows.net/s1/a/vv.tif?st=2024&se=2025&sig=SECRETSIGNATURE"
     with_credentials = "https://reader:SECRETPASSWORD@stac.example.com/api/items/a/vh.tif"
-    store.update_attrs(tiny_cube, {
-        schema.ATTR_CATALOG: str(tmp_path / "catalogs" / "demo" / "catalog.json"),
-        schema.ATTR_STAC_ITEMS: schema.encode_json_attr([{"id": "item-0", "assets": {"vv": signed, "vh": with_credentials}}]),
-        schema.ATTR_HISTORY: f"2026-01-01T00:00:00Z sarcube build --out {tiny_cube}",
-    })
+    store.update_attrs(
+        tiny_cube,
+        {
+            schema.ATTR_CATALOG: str(tmp_path / "catalogs" / "demo" / "catalog.json"),
+            schema.ATTR_STAC_ITEMS: schema.encode_json_attr(
+                [{"id": "item-0", "assets": {"vv": signed, "vh": with_credentials}}]
+            ),
+            schema.ATTR_HISTORY: f"2026-01-01T00:00:00Z sarcube build --out {tiny_cube}",
+        },
+    )
     out = tmp_path / "pub"
     _publish(tiny_cube, out)
     for path in out.rglob("*"):
@@ -268,7 +302,9 @@ def test_archive_has_no_local_paths_or_signed_urls(tiny_cube, tmp_path):
     ],
 )
 def test_metadata_errors_are_one_liners(tiny_cube, tmp_path, override, match):
-    kw = dict(title="Tiny", creators=[CREATOR], license="cc-by-4.0", related=(), publication_date="2026-01-15", progress=False)
+    kw = dict(
+        title="Tiny", creators=[CREATOR], license="cc-by-4.0", related=(), publication_date="2026-01-15", progress=False
+    )
     kw.update(override)
     with pytest.raises(InputError, match=match) as info:
         publish(tiny_cube, tmp_path / "pub", **kw)
@@ -318,11 +354,14 @@ def test_no_local_path_survives_whatever_its_characters(tmp_path):
     catalog_json = home / secret_dirs[2] / "catalog.json"
     ds = make_tiny_cube()
     items = [{"id": f"item-{i}", "assets": {schema.VV: f"{home}/{secret_dirs[2]}/item-{i}/vv.tif"}} for i in range(4)]
-    ds.attrs.update({
-        schema.ATTR_CATALOG: str(catalog_json),
-        schema.ATTR_STAC_ITEMS: schema.encode_json_attr(items),
-        schema.ATTR_HISTORY: f"2026-01-01T00:00:00Z sarcube build --catalog {catalog_json} --out {home}/t.zarr --crs utm",
-    })
+    ds.attrs.update(
+        {
+            schema.ATTR_CATALOG: str(catalog_json),
+            schema.ATTR_STAC_ITEMS: schema.encode_json_attr(items),
+            schema.ATTR_HISTORY: f"2026-01-01T00:00:00Z sarcube build --catalog {catalog_json} --out {home}/t.zarr "
+                                 "--crs utm",
+        }
+    )
     cube = home / "tiny.zarr"
     store.write_cube(ds, cube)
     _add_features(cube)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+
 from conftest import make_pair_cube
 from sarcube.datacube import schema, store
+from sarcube.errors import InputError, MissingVariableError
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.quicklook import LABEL_COLOUR, PRED_COLOUR, _nice_length_m, quicklook
 from test_export import _write_pred
-
-from sarcube.errors import InputError, MissingVariableError
 
 
 def _has_colour(png: np.ndarray, hex_colour: str, tol: float = 0.06) -> bool:

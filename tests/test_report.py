@@ -23,15 +23,15 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
-from conftest import make_pair_cube
 from PIL import Image
+
+from conftest import make_pair_cube
 from sarcube.datacube import schema, store
+from sarcube.errors import InputError, MissingVariableError
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.export import export
 from sarcube.pipelines.report import ASSET_DIR, DATA_FILE, IMAGE_DIR, INDEX_FILE, report
 from test_export import _write_pred
-
-from sarcube.errors import InputError, MissingVariableError
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 VIEWPORT = (1400, 900)

@@ -24,9 +24,11 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
+
 from s3_server import BUCKET, SECRET_KEY, aws_env, serve_s3
 from sarcube.datacube import schema, store, zarrio
-from sarcube.pipelines import build as build_mod
+from sarcube.errors import InputError
+from sarcube.pipelines import build_writes
 from sarcube.pipelines._storage import parse_storage_options
 from sarcube.pipelines.build import build
 from sarcube.pipelines.cli import main
@@ -38,8 +40,6 @@ from sarcube.pipelines.verify import verify
 from stac_server import write_test_catalog
 from test_chips import make_featured_cube
 from test_train import SMALL_NETS, TINY
-
-from sarcube.errors import InputError
 
 #: frame side of the test scenes (px at 10 m): the cube is its middle, 24 x 24 px at 20 m
 SCENE_PX = 128
@@ -66,7 +66,9 @@ def cubes(endpoint, test_catalog, tmp_path_factory):
     """The local build, and the same build plus features on S3 through the CLI with ``--storage-options`` only
     (no AWS variables); also the local featured copy and every log line of the S3 steps."""
     tmp = tmp_path_factory.mktemp("cubes")
-    local = build(test_catalog.aoi, test_catalog.start, test_catalog.end, tmp / "local.zarr", catalog=str(test_catalog.root))
+    local = build(
+        test_catalog.aoi, test_catalog.start, test_catalog.end, tmp / "local.zarr", catalog=str(test_catalog.root)
+    )
     featured = tmp / "featured.zarr"
     shutil.copytree(local, featured)
     features(featured, par=False)
@@ -146,7 +148,7 @@ def test_bad_storage_options_are_one_secret_free_line(capsys):
 
 def test_killed_build_on_s3_resumes(aws, test_catalog, cubes, monkeypatch):
     """SIGKILL a CLI build into S3 once some steps are written; the same build finishes it."""
-    env = {**os.environ, build_mod.BATCH_ENV: "1"}
+    env = {**os.environ, build_writes.BATCH_ENV: "1"}
     fs, _ = zarrio.fs_and_root(f"s3://{BUCKET}")
     for attempt in range(3):
         url = f"s3://{BUCKET}/killed{attempt}.zarr"
@@ -169,7 +171,7 @@ def test_killed_build_on_s3_resumes(aws, test_catalog, cubes, monkeypatch):
     else:
         pytest.skip("the build always finished before it could be killed")
     assert schema.ATTR_BUILD_PENDING in xr.open_zarr(url).attrs
-    monkeypatch.setenv(build_mod.BATCH_ENV, "1")
+    monkeypatch.setenv(build_writes.BATCH_ENV, "1")
     build(test_catalog.aoi, test_catalog.start, test_catalog.end, url, catalog=str(test_catalog.root))
     assert schema.ATTR_BUILD_PENDING not in schema.open_cube(url).attrs
     assert_same_cube(cubes["local"], url)

@@ -7,9 +7,9 @@ import json
 import dask.array as da
 import numpy as np
 import pytest
+
 from conftest import TINY_CRS
 from sarcube.datacube import sar, schema
-
 from sarcube.errors import InputError
 
 T0 = np.datetime64("2020-01-01T05:00", "ns")
@@ -33,7 +33,10 @@ def make_cube(days, orbits, vv, vh=None, ny: int = 3, nx: int = 4, states=None):
     vh = vv if vh is None else vh
     tyx = (schema.TIME, schema.Y, schema.X)
     for name, values in ((schema.VV, vv), (schema.VH, vh)):
-        data = np.broadcast_to(np.asarray(values, dtype="float32").reshape(nt, *([1, 1] if np.ndim(values) == 1 else [ny, nx])), (nt, ny, nx))
+        data = np.broadcast_to(
+            np.asarray(values, dtype="float32").reshape(nt, *([1, 1] if np.ndim(values) == 1 else [ny, nx])),
+            (nt, ny, nx),
+        )
         ds[name] = schema.make_variable(name, data.copy(), tyx)
     return ds
 
@@ -44,7 +47,14 @@ def test_pairs_stay_within_one_orbit_and_the_max_gap():
     orbits = [15, 66, 15, 66, 15, 66, 15]
     ds = make_cube(days, orbits, np.arange(len(days)))
     pairs = sar.make_pairs(ds, max_gap_days=12)
-    got = list(zip(pairs[schema.REFERENCE_TIME].values, pairs[schema.ACTIVITY_TIME].values, pairs[schema.PAIR_RELATIVE_ORBIT].values, strict=True))
+    got = list(
+        zip(
+            pairs[schema.REFERENCE_TIME].values,
+            pairs[schema.ACTIVITY_TIME].values,
+            pairs[schema.PAIR_RELATIVE_ORBIT].values,
+            strict=True,
+        )
+    )
     assert got == [
         (day(0), day(6), 15),
         (day(3), day(9), 66),

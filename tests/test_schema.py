@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+
 from conftest import make_tiny_cube
 from sarcube.datacube import schema, staging, store, zarrio
-
 from sarcube.errors import CubeExistsError, CubeSchemaError, InputError, MissingVariableError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,7 +91,9 @@ def test_write_refuses_existing(tiny_cube):
     with pytest.raises(CubeExistsError, match="--overwrite"):
         store.write_cube(make_tiny_cube(), tiny_cube)
     store.write_cube(make_tiny_cube(seed=1), tiny_cube, overwrite=True)
-    np.testing.assert_array_equal(schema.open_cube(tiny_cube)[schema.VV].values, make_tiny_cube(seed=1)[schema.VV].values)
+    np.testing.assert_array_equal(
+        schema.open_cube(tiny_cube)[schema.VV].values, make_tiny_cube(seed=1)[schema.VV].values
+    )
 
 
 def test_add_variables_and_recompute(tiny_cube):

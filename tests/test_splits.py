@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from conftest import make_pair_cube, make_tiny_cube
 from sarcube.datacube import chips, sar, schema, store
 from sarcube.datacube.label_events import LabelEvents, label_events
+from sarcube.errors import InputError
 from sarcube.pipelines import runs
 from sarcube.pipelines.evaluate import evaluate
 from sarcube.pipelines.presets import load_preset
@@ -17,8 +19,6 @@ from sarcube.pipelines.train import prepare_data, train
 from test_chips import make_featured_cube
 from test_evaluate import _add
 from test_labels import cells, write_polygons
-
-from sarcube.errors import InputError
 
 CHIPS = chips.ChipSpec(size=8)
 #: 14 acquisitions every 3 days, orbits 15/66 alternating: 12 six-day pairs sorted by activity,

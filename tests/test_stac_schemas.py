@@ -16,8 +16,9 @@ import numpy as np
 import pystac
 import pytest
 import xarray as xr
-from conftest import make_tiny_cube
 from referencing import Registry, Resource
+
+from conftest import make_tiny_cube
 from sarcube.datacube import schema, store
 from sarcube.datacube.archive.stac import XARRAY_ASSETS_SCHEMA, XARRAY_OPEN_KWARGS
 from sarcube.pipelines.publish import publish
@@ -35,7 +36,13 @@ def _registry() -> Registry:
         contents = json.loads(path.read_text())
         resources[contents["$id"].rstrip("#")] = Resource.from_contents(contents)
     for path in (CORE / "stac-spec" / "v1.1.0").glob("*.json"):
-        spec = "collection-spec" if path.stem == "collection" else "catalog-spec" if path.stem == "catalog" else "item-spec"
+        spec = (
+            "collection-spec"
+            if path.stem == "collection"
+            else "catalog-spec"
+            if path.stem == "catalog"
+            else "item-spec"
+        )
         resources[f"{CORE_URL}/{spec}/json-schema/{path.name}"] = Resource.from_contents(json.loads(path.read_text()))
     for path in (CORE / "geojson").glob("*.json"):
         resources[f"https://geojson.org/schema/{path.name}"] = Resource.from_contents(json.loads(path.read_text()))
@@ -54,7 +61,9 @@ def validate(obj: dict, core: str) -> list[str]:
         assert uri.rstrip("#") in REGISTRY, f"no offline schema for declared extension {uri}"
         used.append(uri)
     for uri in used:
-        validator = jsonschema.Draft7Validator({"$ref": uri}, registry=REGISTRY, format_checker=jsonschema.FormatChecker())
+        validator = jsonschema.Draft7Validator(
+            {"$ref": uri}, registry=REGISTRY, format_checker=jsonschema.FormatChecker()
+        )
         errors = sorted(validator.iter_errors(obj), key=str)
         assert not errors, f"{uri}: {errors[0].message}"
     return used
@@ -73,7 +82,9 @@ def _published(tmp_path: Path, ds: xr.Dataset) -> tuple[dict, dict, Path]:
 def test_mixed_orbit_archive_validates_against_every_declared_schema(tmp_path):
     item, collection, out = _published(tmp_path, make_tiny_cube())
     used = validate(item, ITEM_SCHEMA)
-    assert any("datacube" in u for u in used) and any("projection" in u for u in used) and any("file" in u for u in used)
+    assert (
+        any("datacube" in u for u in used) and any("projection" in u for u in used) and any("file" in u for u in used)
+    )
     assert not any("/sat/" in u for u in item["stac_extensions"])  # two orbits, two directions: no single sat value
     assert item["properties"]["sarcube:relative_orbits"] == [15, 66]
     used = validate(collection, COLLECTION_SCHEMA)

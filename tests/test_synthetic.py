@@ -16,6 +16,7 @@ import rasterio
 import shapely
 from pyproj import Transformer
 from rasterio.features import rasterize
+
 from sarcube.datacube import schema
 from sarcube.datacube.composite import change_composite
 from sarcube.datacube.synthetic import (
@@ -29,9 +30,8 @@ from sarcube.datacube.synthetic import (
 )
 from sarcube.datacube.synthetic.hazards import LABEL_EVENT_ID
 from sarcube.datacube.synthetic.scene import scene_model
-from sarcube.pipelines import cli
-
 from sarcube.errors import InputError
+from sarcube.pipelines import cli
 
 SIZE = 128
 #: item properties the build step reads, as on PC's sentinel-1-rtc items
@@ -82,7 +82,11 @@ def _burn(manifest: DemoManifest, geoms: list, value_grid_from: str) -> np.ndarr
         transform, shape = src.transform, src.shape
     tr = Transformer.from_crs(4326, manifest.crs, always_xy=True)
     utm = [shapely.transform(g, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1]))) for g in geoms]
-    return rasterize(((g, 1) for g in utm), out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool) if utm else np.zeros(shape, bool)
+    return (
+        rasterize(((g, 1) for g in utm), out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
+        if utm
+        else np.zeros(shape, bool)
+    )
 
 
 def test_catalog_is_valid_stac_offline(avalanche):
@@ -91,7 +95,11 @@ def test_catalog_is_valid_stac_offline(avalanche):
     from pystac.validation.stac_validator import JsonSchemaSTACValidator
 
     validator = JsonSchemaSTACValidator()
-    kinds = {"Feature": pystac.STACObjectType.ITEM, "Collection": pystac.STACObjectType.COLLECTION, "Catalog": pystac.STACObjectType.CATALOG}
+    kinds = {
+        "Feature": pystac.STACObjectType.ITEM,
+        "Collection": pystac.STACObjectType.COLLECTION,
+        "Catalog": pystac.STACObjectType.CATALOG,
+    }
     files = _stac_files(avalanche.catalog.parent)
     assert len(files) == 1 + 2 + 8 + 1  # catalog, 2 collections, 8 S1 items, 1 DEM item
     for path in files:
@@ -203,17 +211,27 @@ def test_debris_is_brighter_after_the_event(avalanche):
     for seq in by_orbit.values():
         for prev, ref, act in zip(seq[:-2], seq[1:-1], seq[2:], strict=True):
             lo, hi = np.datetime64(ref.datetime.replace(tzinfo=None)), np.datetime64(act.datetime.replace(tzinfo=None))
-            new = [shapely.geometry.shape(f["geometry"]) for f in feats if lo < np.datetime64(f["properties"]["date"]) <= hi]
+            new = [
+                shapely.geometry.shape(f["geometry"])
+                for f in feats
+                if lo < np.datetime64(f["properties"]["date"]) <= hi
+            ]
             # debris of earlier events on the same spot would show in the pair before
-            older = [shapely.geometry.shape(f["geometry"]) for f in feats if np.datetime64(f["properties"]["date"]) <= lo]
+            older = [
+                shapely.geometry.shape(f["geometry"]) for f in feats if np.datetime64(f["properties"]["date"]) <= lo
+            ]
             new = [g for g in new if not any(g.intersects(o) for o in older)]
             if not new:
                 continue
             href = act.assets[schema.ASSET_VV].get_absolute_href()
             inside = _burn(avalanche, new, href)
-            ring = _burn(avalanche, [g.buffer(0.004) for g in new], href) & ~_burn(avalanche, [shapely.geometry.shape(f["geometry"]).buffer(0.0005) for f in feats], href)
+            ring = _burn(avalanche, [g.buffer(0.004) for g in new], href) & ~_burn(
+                avalanche, [shapely.geometry.shape(f["geometry"]).buffer(0.0005) for f in feats], href
+            )
             d_act = _read_db(href) - _read_db(ref.assets[schema.ASSET_VV].get_absolute_href())
-            d_ref = _read_db(ref.assets[schema.ASSET_VV].get_absolute_href()) - _read_db(prev.assets[schema.ASSET_VV].get_absolute_href())
+            d_ref = _read_db(ref.assets[schema.ASSET_VV].get_absolute_href()) - _read_db(
+                prev.assets[schema.ASSET_VV].get_absolute_href()
+            )
             contrasts.append(np.nanmean(d_act[inside]) - np.nanmean(d_act[ring]))
             before.append(np.nanmean(d_ref[inside]) - np.nanmean(d_ref[ring]))
     assert contrasts, "no pair with new debris"
@@ -223,7 +241,11 @@ def test_debris_is_brighter_after_the_event(avalanche):
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     def digest(folder: Path) -> dict[str, str]:
-        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+        return {
+            str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
 
     a = digest(write_demo_catalog(tmp_path / "a", seed=3, size=SIZE, dates=6).parent)
     b = digest(write_demo_catalog(tmp_path / "b", seed=3, size=SIZE, dates=6).parent)
@@ -248,7 +270,11 @@ def test_landslide_scene(tmp_path):
     stack = {i.datetime: _read_db(i.assets[schema.ASSET_VV].get_absolute_href()) for i in items}
     before = np.nanmean([v for t, v in stack.items() if np.datetime64(t.replace(tzinfo=None)) < event], axis=0)
     after = np.nanmean([v for t, v in stack.items() if np.datetime64(t.replace(tzinfo=None)) > event], axis=0)
-    inside = _burn(manifest, [shapely.geometry.shape(f["geometry"]) for f in feats], items[0].assets[schema.ASSET_VV].get_absolute_href())
+    inside = _burn(
+        manifest,
+        [shapely.geometry.shape(f["geometry"]) for f in feats],
+        items[0].assets[schema.ASSET_VV].get_absolute_href(),
+    )
     change = np.abs(after - before)
     assert np.nanmean(change[inside]) > np.nanmean(change[~inside]) + 1.0
 
@@ -260,11 +286,20 @@ def test_glacier_scene(tmp_path):
     assert manifest.event_date is None
     items = [i for i in _s1_items(manifest) if i.properties["sat:relative_orbit"] == 66]
     assert (items[-1].datetime - items[0].datetime).days > 300  # a year of acquisitions
-    inside = _burn(manifest, [shapely.geometry.shape(f["geometry"]) for f in feats], items[0].assets[schema.ASSET_VV].get_absolute_href())
+    inside = _burn(
+        manifest,
+        [shapely.geometry.shape(f["geometry"]) for f in feats],
+        items[0].assets[schema.ASSET_VV].get_absolute_href(),
+    )
     assert inside.mean() > 0.02
     # ice: bright firn in winter, dark melt in summer; rock varies much less
-    winter = np.nanmean([_read_db(i.assets[schema.ASSET_VV].get_absolute_href()) for i in items if i.datetime.month in (12, 1, 2)], axis=0)
-    summer = np.nanmean([_read_db(i.assets[schema.ASSET_VV].get_absolute_href()) for i in items if i.datetime.month in (7, 8)], axis=0)
+    winter = np.nanmean(
+        [_read_db(i.assets[schema.ASSET_VV].get_absolute_href()) for i in items if i.datetime.month in (12, 1, 2)],
+        axis=0,
+    )
+    summer = np.nanmean(
+        [_read_db(i.assets[schema.ASSET_VV].get_absolute_href()) for i in items if i.datetime.month in (7, 8)], axis=0
+    )
     swing = winter - summer
     assert np.nanmean(swing[inside]) > np.nanmean(swing[~inside]) + 3.0
 
@@ -318,7 +353,10 @@ def test_change_composite():
 
 def test_cli_writes_catalog_and_preview(tmp_path, capsys):
     out, png = tmp_path / "cat", tmp_path / "pair.png"
-    assert cli.main(["demo-catalog", str(out), "--size", str(SIZE), "--dates", "8", "--seed", "1", "--preview", str(png)]) == 0
+    assert (
+        cli.main(["demo-catalog", str(out), "--size", str(SIZE), "--dates", "8", "--seed", "1", "--preview", str(png)])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "catalog.json" in text and "aoi" in text
     import matplotlib.image as mpimg

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 import xarray as xr
-from sarcube.datacube import schema, terrain
 
+from sarcube.datacube import schema, terrain
 from sarcube.errors import InputError
 
 
@@ -54,7 +54,9 @@ def test_plane_slope_and_aspect_exact(a, b, dx, dy):
         assert np.isnan(v[0]).all() and np.isnan(v[-1]).all() and np.isnan(v[:, 0]).all() and np.isnan(v[:, -1]).all()
 
 
-@pytest.mark.parametrize(("a", "b", "facing"), [(0.0, -0.5, 0.0), (-0.5, 0.0, 90.0), (0.0, 0.5, 180.0), (0.5, 0.0, 270.0)])
+@pytest.mark.parametrize(
+    ("a", "b", "facing"), [(0.0, -0.5, 0.0), (-0.5, 0.0, 90.0), (0.0, 0.5, 180.0), (0.5, 0.0, 270.0)]
+)
 def test_aspect_compass_directions(a, b, facing):
     """Ground falling to the north faces north (0), to the east faces east (90), ..."""
     asp = terrain.aspect(plane(a, b)).values[1:-1, 1:-1]
@@ -125,7 +127,11 @@ def test_dask_equals_numpy_across_chunk_borders(chunks):
 def test_contract_attrs_coords_and_crs_kept():
     dem = grid(smooth_dem((10, 12)), crs="EPSG:32632")
     before = dem.copy(deep=True)
-    for fn, name in ((terrain.slope, schema.SLOPE), (terrain.aspect, schema.ASPECT), (terrain.curvature, schema.CURVATURE)):
+    for fn, name in (
+        (terrain.slope, schema.SLOPE),
+        (terrain.aspect, schema.ASPECT),
+        (terrain.curvature, schema.CURVATURE),
+    ):
         out = fn(dem)
         spec = schema.VARIABLES[name]
         assert out.name == name and out.dtype == np.float32
@@ -168,7 +174,9 @@ def test_agrees_with_xarray_spatial():
     ours, theirs = terrain.aspect(dem).values, xrspatial.aspect(ref).values
     diff = np.abs((ours - theirs + 180.0) % 360.0 - 180.0)
     assert np.nanmax(diff) < 1e-3 and np.array_equal(np.isnan(ours), np.isnan(theirs))
-    np.testing.assert_allclose(terrain.curvature(dem).values, xrspatial.curvature(ref).values, atol=1e-3, rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(
+        terrain.curvature(dem).values, xrspatial.curvature(ref).values, atol=1e-3, rtol=1e-5, equal_nan=True
+    )
 
 
 def test_hillshade_is_the_cosine_to_the_sun_as_gdaldem():

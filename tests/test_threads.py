@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from sarcube.pipelines.cli import main
 
 from sarcube.errors import InputError
+from sarcube.pipelines.cli import main
 from sarcube.threads import available_cores, set_threads
 
 _PROBE = "import os, sarcube, torch; print(os.environ['OMP_WAIT_POLICY'], torch.get_num_threads())"
@@ -19,7 +19,9 @@ def _probe(**env: str) -> list[str]:
     # a fresh user's environment: no thread settings (dask's worker nannies, for one, export *_NUM_THREADS=1
     # into the test process)
     clean = {k: v for k, v in os.environ.items() if not (k.startswith("OMP_") or k.endswith("_NUM_THREADS"))}
-    out = subprocess.run([sys.executable, "-c", _PROBE], env={**clean, **env}, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], env={**clean, **env}, capture_output=True, text=True, check=True
+    )
     return out.stdout.split()
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
-from conftest import TINY_CRS, make_pair_cube
 from pyproj import Transformer
+
+from conftest import TINY_CRS, make_pair_cube
 from sarcube.datacube import schema, store
 from sarcube.datacube.grid import parse_point, pixel_at
+from sarcube.errors import InputError
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.timeseries import PRED_COLOUR, point_events, timeseries
 from test_export import _write_pred
-
-from sarcube.errors import InputError
 
 
 def _lonlat(ds, row: int, col: int) -> tuple[float, float]:

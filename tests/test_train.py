@@ -7,7 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+
 from sarcube.datacube import chips, schema, store
+from sarcube.errors import CheckpointError, CubeExistsError, MissingVariableError, TrainingDataError
 from sarcube.models.augment import Augmenter
 from sarcube.models.config import AugmentConfig
 from sarcube.models.inference import DIHEDRAL_TRANSFORMS
@@ -19,10 +21,16 @@ from sarcube.pipelines.presets import available, load_preset
 from sarcube.pipelines.train import prepare_data, train
 from test_chips import make_featured_cube
 
-from sarcube.errors import CheckpointError, CubeExistsError, MissingVariableError, TrainingDataError
-
 #: shrink the cpu-demo profile further: 16 px chips on 16 px (320 m) tiles, one worker-less epoch
-TINY = ["chips.size=16", "split.tile_size_m=320", "train.num_workers=0", "train.epochs=1", "train.steps_per_epoch=3", "train.val_steps=2", "train.batch_size=8"]
+TINY = [
+    "chips.size=16",
+    "split.tile_size_m=320",
+    "train.num_workers=0",
+    "train.epochs=1",
+    "train.steps_per_epoch=3",
+    "train.val_steps=2",
+    "train.batch_size=8",
+]
 SMALL_NETS = {
     "avalanche-fcn": ["model.base_channels=4", "model.depth=2"],
     "avalanche-fcn-concat": ["model.base_channels=4", "model.depth=2"],
@@ -53,7 +61,14 @@ def _overrides(name: str, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def fcn_run(cube, tmp_path_factory):
-    return train(cube, "avalanche-fcn", tmp_path_factory.mktemp("runs") / "fcn", profile="cpu-demo", overrides=_overrides("avalanche-fcn"), device="cpu")
+    return train(
+        cube,
+        "avalanche-fcn",
+        tmp_path_factory.mktemp("runs") / "fcn",
+        profile="cpu-demo",
+        overrides=_overrides("avalanche-fcn"),
+        device="cpu",
+    )
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_NETS))
@@ -61,7 +76,14 @@ def test_every_preset_runs_a_step(cube, tmp_path, fcn_run, name):
     if name == "avalanche-fcn":
         out = fcn_run
     else:
-        out = train(cube, name, tmp_path / name, profile="cpu-demo", overrides=_overrides(name, "train.steps_per_epoch=1"), device="cpu")
+        out = train(
+            cube,
+            name,
+            tmp_path / name,
+            profile="cpu-demo",
+            overrides=_overrides(name, "train.steps_per_epoch=1"),
+            device="cpu",
+        )
     # a network plots its loss, a baseline what it tuned (score against each setting)
     picture = runs.TUNING_PNG if name.startswith("baseline") else runs.LOSS_PNG
     for f in (runs.BEST, runs.LAST, runs.PRESET_FILE, runs.METRICS_FILE, picture, runs.SPLIT_FILE):
@@ -72,7 +94,11 @@ def test_every_preset_runs_a_step(cube, tmp_path, fcn_run, name):
     assert info.preset == name and info.cube_id == chips.cube_id(schema.open_cube(cube))
     # series and event means read one orbit per run, recorded with the weights
     assert (info.orbit is not None) == any(c["take"] in chips.ORBITAL_TAKES for c in info.channels)
-    assert len(info.norm_mean) == info.in_channels == len(load_preset(name).inputs.channels) - sum(c.optional for c in load_preset(name).inputs.channels)
+    assert (
+        len(info.norm_mean)
+        == info.in_channels
+        == len(load_preset(name).inputs.channels) - sum(c.optional for c in load_preset(name).inputs.channels)
+    )
     loaded = runs.load_run(out)
     assert not loaded.model.training and len(loaded.info.checkpoint_sha256) == 64
     rows = runs.read_metrics(out)
@@ -96,11 +122,22 @@ def test_shipped_presets_are_all_exercised():
 
 def test_one_epoch_lowers_the_loss(cube, tmp_path):
     name = "avalanche-fcn-concat"
-    over = _overrides(name, "train.steps_per_epoch=12", "optim.lr=0.01", "augment.dihedral=false", "augment.rotate_deg=0", "augment.shift=0", "augment.zoom=0", "augment.shear_deg=0")
+    over = _overrides(
+        name,
+        "train.steps_per_epoch=12",
+        "optim.lr=0.01",
+        "augment.dihedral=false",
+        "augment.rotate_deg=0",
+        "augment.shift=0",
+        "augment.zoom=0",
+        "augment.shear_deg=0",
+    )
     p = load_preset(name, "cpu-demo", over)
     ds = schema.open_cube(cube)
     data = prepare_data(ds, p)
-    stream = ChipStream(cube, data.resolved, data.mean, data.std, data.blocks["train"], 16, batch_size=64, shuffle=False)
+    stream = ChipStream(
+        cube, data.resolved, data.mean, data.std, data.blocks["train"], 16, batch_size=64, shuffle=False
+    )
     batches = list(make_loader(stream))
 
     def mean_loss(model):
@@ -152,7 +189,9 @@ def test_assemble_inputs_matches_the_training_stream(cube, fcn_run):
 def test_workers_shard_blocks_disjointly(cube):
     p = load_preset("avalanche-fcn", "cpu-demo", _overrides("avalanche-fcn", "chips.block_px=32", "chips.policy=all"))
     data = prepare_data(schema.open_cube(cube), p)
-    stream = ChipStream(cube, data.resolved, data.mean, data.std, data.blocks["train"], 16, batch_size=4, shuffle_buffer=8, seed=1)
+    stream = ChipStream(
+        cube, data.resolved, data.mean, data.std, data.blocks["train"], 16, batch_size=4, shuffle_buffer=8, seed=1
+    )
     assert len(data.blocks["train"]) >= 4
     ids = torch.cat([b[2] for b in make_loader(stream, num_workers=2)]).tolist()
     assert sorted(ids) == list(range(stream.n_chips))
@@ -190,7 +229,13 @@ def test_errors(cube, tiny_cube, tmp_path):
     with pytest.raises(MissingVariableError, match=r"vv_diff.*sarcube features --pairs"):
         train(tiny_cube, "avalanche-fcn", tmp_path / "a", profile="cpu-demo", overrides=TINY)
     with pytest.raises(TrainingDataError, match="val split has no chips"):
-        train(cube, "avalanche-fcn-concat", tmp_path / "b", profile="cpu-demo", overrides=[*TINY, "split.kind=tiles", "split.fractions=[1, 0, 0]"])
+        train(
+            cube,
+            "avalanche-fcn-concat",
+            tmp_path / "b",
+            profile="cpu-demo",
+            overrides=[*TINY, "split.kind=tiles", "split.fractions=[1, 0, 0]"],
+        )
     with pytest.raises(CheckpointError, match="cannot resume"):
         train(cube, "baseline", tmp_path / "c", resume=True)
     train(cube, "baseline", tmp_path / "c", profile="cpu-demo", overrides=TINY)
@@ -204,11 +249,28 @@ def test_no_positive_chip_in_training(tmp_path):
     path = tmp_path / "neg.zarr"
     store.write_cube(make_featured_cube(ny=64, nx=64, nt=3, positives={0: [], 1: []}), path)
     with pytest.raises(TrainingDataError, match="training split has no positive chip"):
-        train(path, "avalanche-fcn-concat", tmp_path / "r", profile="cpu-demo", overrides=[*TINY, "chips.policy=all", "chips.eval_policy=all", "split.kind=tiles"])
+        train(
+            path,
+            "avalanche-fcn-concat",
+            tmp_path / "r",
+            profile="cpu-demo",
+            overrides=[*TINY, "chips.policy=all", "chips.eval_policy=all", "split.kind=tiles"],
+        )
 
 
 def test_cli_trains_and_reports_errors(cube, tmp_path, capsys):
-    args = ["train", str(cube), "--preset", "baseline", "--out", str(tmp_path / "cli"), "--profile", "cpu-demo", "--device", "cpu"]
+    args = [
+        "train",
+        str(cube),
+        "--preset",
+        "baseline",
+        "--out",
+        str(tmp_path / "cli"),
+        "--profile",
+        "cpu-demo",
+        "--device",
+        "cpu",
+    ]
     for item in TINY:
         args += ["--set", item]
     assert main(args) == 0

@@ -33,6 +33,7 @@ def test_every_filter_targets_a_third_party_module_and_gives_its_reason():
 def test_own_code_draws_quicklooks_and_series_without_warnings(tmp_path):
     """The drawing and burning paths of sarcube (affine `@`, no deprecated calls) warn about nothing."""
     from pyproj import Transformer
+
     from sarcube.pipelines.quicklook import quicklook_figure
     from sarcube.pipelines.timeseries import plot_timeseries
     from test_export import _write_pred

@@ -11,12 +11,12 @@ import time
 
 import numpy as np
 import pytest
+
 from conftest import make_pair_cube
 from sarcube.datacube import lock, schema, store
 from sarcube.datacube.predictions import predicted_keys
-from test_predict import make_run
-
 from sarcube.errors import CubeLockedError
+from test_predict import make_run
 
 SARCUBE = [sys.executable, "-m", "sarcube.pipelines.cli"]
 
@@ -112,7 +112,11 @@ def s3():
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    options = {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": f"http://{host}:{port}", "region_name": "us-east-1"}}
+    options = {
+        "key": "test",
+        "secret": "test",
+        "client_kwargs": {"endpoint_url": f"http://{host}:{port}", "region_name": "us-east-1"},
+    }
     import s3fs
 
     fs = s3fs.S3FileSystem(**options)
@@ -159,11 +163,11 @@ def test_object_lock_takes_over_a_stale_holder_and_heartbeats(s3, monkeypatch):
 def test_a_nan_training_loss_stops_training():
     """Chips from a cube with gaps (e.g. an unfinished one) give NaN inputs: training stops, weights untouched."""
     import torch
+
+    from sarcube.errors import TrainingDataError
     from sarcube.models import build_model
     from sarcube.models.training import train_epoch
     from sarcube.pipelines.presets import load_preset
-
-    from sarcube.errors import TrainingDataError
 
     config = load_preset("avalanche-fcn-concat", "cpu-demo").training
     model = build_model("unet", 3, base_channels=4, depth=2, dropout=0.0)

@@ -8,15 +8,15 @@ import time
 
 import numpy as np
 import pytest
+
 from sarcube.datacube import archive, schema, store
 from sarcube.datacube.archive import zenodo
 from sarcube.datacube.retry import RetryPolicy
+from sarcube.errors import InputError, PublishError, ZenodoError
 from sarcube.pipelines import cli
 from sarcube.pipelines.publish import STATE_FILE, publish
 from sarcube.pipelines.verify import verify
 from zenodo_server import ZenodoServer
-
-from sarcube.errors import InputError, PublishError, ZenodoError
 
 TOKEN = "zenodo-secret-token-3f9a7c51e2"
 CREATOR = "Doe, Jane;University of Bern;0000-0002-1825-0097"
@@ -38,7 +38,18 @@ def waits():
 
 def _publish(cube, out, server, waits, **kw):
     retry = RetryPolicy(retries=2, backoff_s=0.5, sleep=waits.append)
-    return publish(cube, out, title="Tiny cube", creators=[CREATOR], version=kw.pop("version", "1.0"), upload=True, zenodo_url=server.url, progress=False, retry=retry, **kw)
+    return publish(
+        cube,
+        out,
+        title="Tiny cube",
+        creators=[CREATOR],
+        version=kw.pop("version", "1.0"),
+        upload=True,
+        zenodo_url=server.url,
+        progress=False,
+        retry=retry,
+        **kw,
+    )
 
 
 def _order(server, *needles):
@@ -65,10 +76,16 @@ def test_full_upload_flow(tiny_cube, tmp_path, server, waits):
     assert dep.metadata["title"] == "Tiny cube" and dep.metadata["creators"][0]["orcid"] == "0000-0002-1825-0097"
     assert dep.metadata["upload_type"] == "dataset" and dep.metadata["version"] == "1.0"
     create, first_put, metadata, publish_ = _order(
-        server, ("POST", "/api/deposit/depositions"), ("PUT", "/api/files/"), ("PUT", f"/api/deposit/depositions/{dep.id}"), ("POST", "/actions/publish")
+        server,
+        ("POST", "/api/deposit/depositions"),
+        ("PUT", "/api/files/"),
+        ("PUT", f"/api/deposit/depositions/{dep.id}"),
+        ("POST", "/actions/publish"),
     )
     assert create < first_put < metadata < publish_
-    assert all(not any(r.path.endswith(k) for k in KEYS - {ZIP_KEY}) for r in server.log[: first_put + 1])  # the zip goes first
+    assert all(
+        not any(r.path.endswith(k) for k in KEYS - {ZIP_KEY}) for r in server.log[: first_put + 1]
+    )  # the zip goes first
     assert not waits
     verify(out)  # the DOI rewrite kept the folder consistent
     download = tmp_path / "download"  # what a reader gets from the record: flat names
@@ -153,7 +170,9 @@ def test_new_version_replaces_inherited_files(tiny_cube, tmp_path, server, waits
     slope = schema.make_variable(schema.SLOPE, np.full((24, 32), 20.0))
     store.add_variables(tiny_cube, {schema.SLOPE: slope})
 
-    v2 = _publish(tiny_cube, tmp_path / "v2", server, waits, publish=True, new_version_of=v1.deposition_id, version="2.0")
+    v2 = _publish(
+        tiny_cube, tmp_path / "v2", server, waits, publish=True, new_version_of=v1.deposition_id, version="2.0"
+    )
     assert v2.deposition_id != v1.deposition_id and v2.published
     assert len(server.requests("POST", f"/{v1.deposition_id}/actions/newversion")) == 1
     draft = server.depositions[v2.deposition_id]
@@ -169,7 +188,9 @@ def test_new_version_replaces_inherited_files(tiny_cube, tmp_path, server, waits
 
 
 def _client(server, waits):
-    return zenodo.ZenodoClient(server.url, TOKEN, retry=RetryPolicy(retries=2, backoff_s=0.5, sleep=waits.append), progress=False)
+    return zenodo.ZenodoClient(
+        server.url, TOKEN, retry=RetryPolicy(retries=2, backoff_s=0.5, sleep=waits.append), progress=False
+    )
 
 
 def test_rate_limit_honours_retry_after(server, waits):
@@ -186,7 +207,11 @@ def test_rate_limit_honours_ratelimit_reset(tmp_path, server, waits):
     path = tmp_path / "a.txt"
     path.write_text("hello")
     reset = int(time.time()) + 30
-    server.rate_limit_once[("PUT", "/api/files/")] = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
+    server.rate_limit_once[("PUT", "/api/files/")] = {
+        "X-RateLimit-Limit": "100",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(reset),
+    }
     answer = client.upload_file(deposition, zenodo.LocalFile("a.txt", path, 5, archive.md5_file(path)))
     assert answer["checksum"] == "md5:" + archive.md5_file(path)
     assert len(waits) == 1 and 27.0 <= waits[0] <= 30.0
@@ -208,14 +233,32 @@ def test_limits_checked_before_any_request(tmp_path, server):
     with big.open("wb") as f:  # sparse: 50 GB + 1 byte of size, no disk used
         f.truncate(zenodo.MAX_BYTES + 1)
     huge = [zenodo.LocalFile(big.name, big, big.stat().st_size, "0" * 32)]
-    with pytest.raises(ZenodoError, match=r"50\.0 GB of files exceed Zenodo's 50 GB per record \(largest: big\.zarr\.zip\)"):
+    with pytest.raises(
+        ZenodoError, match=r"50\.0 GB of files exceed Zenodo's 50 GB per record \(largest: big\.zarr\.zip\)"
+    ):
         zenodo.sync_files(client, deposition, huge)
     assert server.log == []
 
 
 def test_token_never_leaks(tiny_cube, tmp_path, server, capsys):
     out = tmp_path / "pub"
-    code = cli.main(["-vv", "publish", str(tiny_cube), "--out", str(out), "--title", "T", "--creator", CREATOR, "--upload", "--zenodo-url", server.url, "--publish"])
+    code = cli.main(
+        [
+            "-vv",
+            "publish",
+            str(tiny_cube),
+            "--out",
+            str(out),
+            "--title",
+            "T",
+            "--creator",
+            CREATOR,
+            "--upload",
+            "--zenodo-url",
+            server.url,
+            "--publish",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "DEBUG" in captured.err  # the log was on
@@ -230,14 +273,30 @@ def test_token_never_leaks(tiny_cube, tmp_path, server, capsys):
     # a refused token: the error names the fix, not the token
     with ZenodoServer("another-token") as other:
         with pytest.raises(ZenodoError, match=r"HTTP 401.*ZENODO_TOKEN") as info:
-            publish(tiny_cube, tmp_path / "pub2", title="T", creators=[CREATOR], upload=True, zenodo_url=other.url, progress=False)
+            publish(
+                tiny_cube,
+                tmp_path / "pub2",
+                title="T",
+                creators=[CREATOR],
+                upload=True,
+                zenodo_url=other.url,
+                progress=False,
+            )
     assert TOKEN not in str(info.value) and TOKEN not in repr(info.value)
 
 
 def test_upload_needs_token_and_safe_url(tiny_cube, tmp_path, server, monkeypatch):
     monkeypatch.delenv(zenodo.TOKEN_ENV)
     with pytest.raises(InputError, match="ZENODO_TOKEN"):
-        publish(tiny_cube, tmp_path / "pub", title="T", creators=[CREATOR], upload=True, zenodo_url=server.url, progress=False)
+        publish(
+            tiny_cube,
+            tmp_path / "pub",
+            title="T",
+            creators=[CREATOR],
+            upload=True,
+            zenodo_url=server.url,
+            progress=False,
+        )
     with pytest.raises(InputError, match="need --upload"):
         publish(tiny_cube, tmp_path / "pub", title="T", creators=[CREATOR], publish=True, progress=False)
     with pytest.raises(InputError, match="https"):
@@ -253,7 +312,10 @@ def test_metadata_parsing():
     r = archive.RelatedIdentifier.parse("https://doi.org/10.5281/zenodo.99:isderivedfrom")
     assert r == archive.RelatedIdentifier("10.5281/zenodo.99", "isDerivedFrom")
     assert archive.RelatedIdentifier.parse("arXiv:2101.00001:cites").identifier == "arXiv:2101.00001"
-    assert archive.markdown_to_html("a <b>\n\n```\nx < 1\n```") == "<p>a &lt;b&gt;</p>\n<pre><code>\nx &lt; 1\n</code></pre>"
+    assert (
+        archive.markdown_to_html("a <b>\n\n```\nx < 1\n```")
+        == "<p>a &lt;b&gt;</p>\n<pre><code>\nx &lt; 1\n</code></pre>"
+    )
 
 
 def test_unreachable_server_retries_then_says_so(tmp_path):
@@ -263,7 +325,9 @@ def test_unreachable_server_retries_then_says_so(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     waits: list[float] = []
-    client = zenodo.ZenodoClient(f"http://127.0.0.1:{port}", TOKEN, retry=RetryPolicy(retries=2, backoff_s=0.25, sleep=waits.append, timeout_s=2))
+    client = zenodo.ZenodoClient(
+        f"http://127.0.0.1:{port}", TOKEN, retry=RetryPolicy(retries=2, backoff_s=0.25, sleep=waits.append, timeout_s=2)
+    )
     with pytest.raises(ZenodoError, match=r"create deposition: cannot reach .* after 3 tries.*rerun to resume") as info:
         client.create_deposition()
     assert waits == [0.25, 0.5] and TOKEN not in str(info.value)
@@ -283,7 +347,12 @@ class _Answer:
 
 def test_error_messages_from_any_answer_body():
     client = zenodo.ZenodoClient("http://127.0.0.1:1", TOKEN)
-    err = client._error("set metadata", _Answer(400, {"message": "Validation error", "errors": [{"field": "metadata.title", "messages": ["Required."]}]}))
+    err = client._error(
+        "set metadata",
+        _Answer(
+            400, {"message": "Validation error", "errors": [{"field": "metadata.title", "messages": ["Required."]}]}
+        ),
+    )
     assert str(err) == "set metadata: HTTP 400 Validation error metadata.title: Required." and err.status == 400
     err = client._error("upload", _Answer(502, ["gateway", TOKEN], f'["gateway", "{TOKEN}"]'))
     assert "HTTP 502" in str(err) and TOKEN not in str(err)

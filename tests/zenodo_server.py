@@ -167,7 +167,9 @@ def _handler(server: ZenodoServer) -> type[BaseHTTPRequestHandler]:
             with server.lock:
                 server.log.append(Logged(self.command, path, parts.query, len(body)))
                 if self.headers.get("Authorization") != f"Bearer {server.token}":
-                    return self._error(401, "The server could not verify that you are authorized to access the URL requested.")
+                    return self._error(
+                        401, "The server could not verify that you are authorized to access the URL requested."
+                    )
                 for (method, prefix), headers in list(server.rate_limit_once.items()):
                     if method == self.command and path.startswith(prefix):
                         del server.rate_limit_once[(method, prefix)]
@@ -191,14 +193,21 @@ def _handler(server: ZenodoServer) -> type[BaseHTTPRequestHandler]:
                     metadata = json.loads(body or b"{}").get("metadata", {})
                     missing = [k for k in REQUIRED_METADATA if not metadata.get(k)]
                     if missing:
-                        return self._error(400, "Validation error.", [{"field": f"metadata.{k}", "message": "Field is required."} for k in missing])
+                        return self._error(
+                            400,
+                            "Validation error.",
+                            [{"field": f"metadata.{k}", "message": "Field is required."} for k in missing],
+                        )
                     metadata.pop("prereserve_doi", None)
                     dep.metadata = metadata
                     return self._send(200, server.as_json(dep))
                 if len(seg) == 6 and seg[4] == "files" and m == "DELETE":
                     key = next((k for k, i in dep.file_ids.items() if i == seg[5]), None)
                     if key is None or dep.submitted:
-                        return self._error(404 if key is None else 403, "File does not exist." if key is None else "Deposition is published.")
+                        return self._error(
+                            404 if key is None else 403,
+                            "File does not exist." if key is None else "Deposition is published.",
+                        )
                     del dep.files[key], dep.file_ids[key]
                     return self._send(204)
                 if len(seg) == 6 and seg[4] == "actions" and m == "POST":
@@ -207,7 +216,16 @@ def _handler(server: ZenodoServer) -> type[BaseHTTPRequestHandler]:
                             return self._error(400, "Deposition is already published.")
                         missing = [k for k in REQUIRED_METADATA if not dep.metadata.get(k)]
                         if missing or not dep.files:
-                            return self._error(400, "Validation error.", [{"field": "metadata" if missing else "files", "message": "Missing metadata or files."}])
+                            return self._error(
+                                400,
+                                "Validation error.",
+                                [
+                                    {
+                                        "field": "metadata" if missing else "files",
+                                        "message": "Missing metadata or files.",
+                                    }
+                                ],
+                            )
                         dep.submitted = True
                         dep.doi = f"10.5072/zenodo.{dep.id}"
                         return self._send(202, server.as_json(dep))
@@ -236,7 +254,9 @@ def _handler(server: ZenodoServer) -> type[BaseHTTPRequestHandler]:
                         return self._error(500, "Internal server error.")
                     dep.files[key] = body
                     dep.file_ids[key] = uuid.uuid4().hex
-                    return self._send(201, {"key": key, "size": len(body), "checksum": "md5:" + hashlib.md5(body).hexdigest()})
+                    return self._send(
+                        201, {"key": key, "size": len(body), "checksum": "md5:" + hashlib.md5(body).hexdigest()}
+                    )
                 if m == "DELETE":
                     if key not in dep.files:
                         return self._error(404, "Object does not exist.")

@@ -11,9 +11,9 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from sarcube.datacube.archive.layout import MD5SUMS
 from tqdm.auto import tqdm
 
+from sarcube.datacube.archive.layout import MD5SUMS
 from sarcube.errors import VerifyError
 from sarcube.progress import bar_disable
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.archive.citation import Citation
 from sarcube.datacube.archive.layout import MD5SUMS, METADATA_JSON, STAC_DIR, flat_name
@@ -50,7 +51,8 @@ def _opening(ds: xr.Dataset, archive_file: str, citation: Citation) -> list[str]
         lines += [citation.description.strip(), ""]
     return lines + [
         f"A Sentinel-1 SAR and terrain datacube in one Zarr v3 store, zipped without compression as "
-        f"`{archive_file}` (chunks are {_CODEC_NAMES[schema.codec_of(ds.attrs)]} compressed inside). It follows the sarcube cube "
+        f"`{archive_file}` (chunks are {_CODEC_NAMES[schema.codec_of(ds.attrs)]} compressed inside). It follows the "
+        "sarcube cube "
         f"contract v{ds.attrs.get(schema.ATTR_CONTRACT, schema.CONTRACT_VERSION)} "
         f"({ds.attrs.get(schema.ATTR_CONVENTIONS, schema.CONVENTIONS)} attributes; NaN is nodata for floats).",
         "",

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.archive.checksums import multihash
 from sarcube.datacube.archive.citation import Citation
 from sarcube.datacube.archive.layout import ARCHIVE_SUFFIX, COLLECTION_JSON, STAC_DIR
 from sarcube.datacube.grid import cell_size
 from sarcube.datacube.redaction import sanitize, sanitize_text
-
 from sarcube.errors import CubeSchemaError
 
 # Sentinel-1 C-band SAR, interferometric wide swath (what the sar extension describes)

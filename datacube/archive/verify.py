@@ -25,7 +25,6 @@ from sarcube.datacube.archive.layout import (
     flat_name,
 )
 from sarcube.datacube.archive.zipstore import check_member_layout, check_member_names
-
 from sarcube.errors import CubeSchemaError, InputError, VerifyError
 
 #: verify shows a checksum progress bar for files larger than this

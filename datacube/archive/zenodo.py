@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from tqdm.auto import tqdm
+
 from sarcube.datacube.archive.layout import flat_name
 from sarcube.datacube.redaction import redact_secret
 from sarcube.datacube.retry import RETRY_STATUSES, RetryPolicy, server_wait_s
-from tqdm.auto import tqdm
-
 from sarcube.errors import InputError, ZenodoError
 from sarcube.progress import bar_disable
 

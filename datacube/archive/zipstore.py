@@ -16,11 +16,11 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
+from tqdm.auto import tqdm
+
 from sarcube.datacube import staging
 from sarcube.datacube.archive.layout import ZARR_JSON
 from sarcube.datacube.redaction import sanitize
-from tqdm.auto import tqdm
-
 from sarcube.errors import InputError, PublishError, VerifyError
 from sarcube.progress import bar_disable
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.chips.channels import (
     ResolvedChannels,

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from sarcube.datacube import schema
 
+from sarcube.datacube import schema
 from sarcube.errors import CubeSchemaError, InputError, MissingVariableError, TrainingDataError
 
 # --- how a channel is taken from the cube ---------------------------------------

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.chips.batches import BLOCK_PX
-
 from sarcube.errors import InputError, TrainingDataError
 
 # --- selection policies ------------------------------------------------------------

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.chips.channels import (
     TAKE_ACTIVITY,
@@ -39,7 +40,6 @@ from sarcube.datacube.chips.chip_grid import (
     chip_origins,
 )
 from sarcube.datacube.chips.splits import EXCLUDED, SPLITS, TRAIN, SplitPlan
-
 from sarcube.errors import InputError, TrainingDataError
 
 

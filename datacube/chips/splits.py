@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube import schema
 from sarcube.datacube.chips.chip_grid import ChipSpec, chip_origins
 from sarcube.datacube.chips.windows import PairTimes, assign_pairs
 from sarcube.datacube.grid import pixel_size
 from sarcube.datacube.label_events import LabelEvents, PixelBox, label_events, natural_order
-
 from sarcube.errors import InputError
 
 TRAIN, VAL, TEST = "train", "val", "test"

@@ -29,13 +29,26 @@ the signal), and a dimension says which orbit each one belongs to:
   the chips (``chips.channels``), not stored separately.
 
 Modules: ``names`` (the names and storage constants), ``variables`` (variable
-specs; building variables, coordinates, encodings and empty cubes), ``cube``
-(opening, validating and summarizing cubes, JSON attrs). Use them through this
+specs), ``arrays`` (building variables, coordinates, empty cubes and their
+encodings), ``cube`` (opening, validating and summarizing cubes, JSON attrs). Use them through this
 package: ``schema.VV``, ``schema.make_variable``, ``schema.open_cube``.
 """
 
 from __future__ import annotations
 
+from sarcube.datacube.schema.arrays import (
+    chunks_for,
+    codec_of,
+    compressors,
+    empty_cube,
+    encoding_for,
+    grid_coords,
+    make_variable,
+    orbit_coords,
+    pair_coords,
+    time_coords,
+    with_crs,
+)
 from sarcube.datacube.schema.cube import (
     MAKERS,
     CubeSummary,
@@ -125,6 +138,7 @@ from sarcube.datacube.schema.names import (
     TIME,
     TIME_COORDS,
     TIME_ENCODING,
+    UNIT_DB,
     VH,
     VH_AFTER,
     VH_BEFORE,
@@ -143,23 +157,12 @@ from sarcube.datacube.schema.names import (
 from sarcube.datacube.schema.variables import (
     VARIABLES,
     VariableSpec,
-    chunks_for,
-    codec_of,
-    compressors,
-    empty_cube,
-    encoding_for,
     external_spec,
-    grid_coords,
     is_prediction,
-    make_variable,
-    orbit_coords,
-    pair_coords,
     prediction_name,
     prediction_spec,
     spec_for,
-    time_coords,
     typed_cf_attrs,
-    with_crs,
 )
 
 __all__ = [

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
 from sarcube.datacube.schema.names import (
     ACTIVITY_TIME,
     ASPECT,
@@ -58,7 +59,6 @@ from sarcube.datacube.schema.names import (
     Y,
 )
 from sarcube.datacube.schema.variables import spec_for, typed_cf_attrs
-
 from sarcube.errors import CubeSchemaError, InputError, MissingVariableError, UnfinishedCubeError
 
 # --- reading and checking ------------------------------------------------------
@@ -118,7 +118,9 @@ def open_cube(
             f"{path_str!r} is not a readable zip ({err}): download or publish the archive again"
         ) from err
     except (FileNotFoundError, KeyError, ValueError) as err:
-        raise CubeSchemaError(f"{path_str!r} is not a readable Zarr v3 cube ({err}); was it written by `sarcube build`?") from err
+        raise CubeSchemaError(
+            f"{path_str!r} is not a readable Zarr v3 cube ({err}); was it written by `sarcube build`?"
+        ) from err
     _check_arrays_present(path_str, ds)
     # Per-time and per-pair coordinates are tiny: load them once, so code that
     # walks them never pays one dask compute per element. Strings as Python str.
@@ -143,8 +145,13 @@ def _restore_cf_types(ds: xr.Dataset) -> None:
     for dim in (X, Y):
         if dim in ds.variables:
             ds[dim].encoding["_FillValue"] = None
+
+
 def pending_steps(ds: xr.Dataset) -> list[str] | None:
-    """The steps an unfinished build has still to write (acquisition times, ISO seconds, or the DEM); None when finished."""
+    """The steps an unfinished build has still to write (acquisition times, ISO seconds, or the DEM).
+
+    None when the build finished.
+    """
     raw = ds.attrs.get(ATTR_BUILD_PENDING)
     if raw is None:
         return None
@@ -220,7 +227,9 @@ def validate_cube(
         spec = None if name in ignore else spec_for(str(name), ds)
         grid_mapping = var.attrs.get("grid_mapping", var.encoding.get("grid_mapping"))
         if grid_mapping != SPATIAL_REF:
-            raise CubeSchemaError(f"{where}: variable {name!r} has grid_mapping {grid_mapping!r}, expected {SPATIAL_REF!r}")
+            raise CubeSchemaError(
+                f"{where}: variable {name!r} has grid_mapping {grid_mapping!r}, expected {SPATIAL_REF!r}"
+            )
         if spec is None:
             continue  # external layers: checked for grid mapping only
         if tuple(var.dims) not in spec.dims:
@@ -327,7 +336,15 @@ def summarize(ds: xr.Dataset) -> CubeSummary:
     for name, var in ds.data_vars.items():
         if name == SPATIAL_REF:
             continue
-        variables.append((str(name), tuple(map(str, var.dims)), str(var.dtype), str(var.attrs.get("units", "")), str(var.attrs.get("long_name", ""))))
+        variables.append(
+            (
+                str(name),
+                tuple(map(str, var.dims)),
+                str(var.dtype),
+                str(var.attrs.get("units", "")),
+                str(var.attrs.get("long_name", "")),
+            )
+        )
     time_range = None
     acquisitions: list[dict[str, Any]] = []
     if TIME in ds.dims and ds.sizes[TIME]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from sarcube.datacube.synthetic import events, snow
 from sarcube.datacube.synthetic.hazards import Hazard
 from sarcube.datacube.synthetic.sar import Acquisition, SceneLayers, Schedule

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
+from shapely.geometry import LineString, Polygon
+
 from sarcube.datacube.synthetic.terrain import (
     fill_depressions,
     slope_aspect,
     steepest_descent_path,
 )
-from shapely.geometry import LineString, Polygon
 
 #: slope range of avalanche release cells, degrees (avalanche-fcn-bianchi III-B)
 RELEASE_SLOPE_MIN_DEG = 30.0
@@ -221,7 +222,9 @@ def debris_polygon(corridor: Corridor, alpha_deg: float, area_m2: float, rng: np
     profile = 0.35 + 0.65 * np.sin(np.pi * phase) ** 0.7
     # irregular edges: the lobe meanders sideways and swells and narrows along its length
     k = rng.uniform(0.0, 2.0 * np.pi, 3)
-    profile = profile * (1.0 + 0.18 * np.sin(2.0 * np.pi * (2.3 * s) + k[0]) + 0.1 * np.sin(2.0 * np.pi * (4.1 * s) + k[1]))
+    profile = profile * (
+        1.0 + 0.18 * np.sin(2.0 * np.pi * (2.3 * s) + k[0]) + 0.1 * np.sin(2.0 * np.pi * (4.1 * s) + k[1])
+    )
     return _tapered_polygon(_meander(pts, 0.12 * width, s, k[2]), 0.5 * width * profile)
 
 

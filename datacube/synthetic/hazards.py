@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import shapely
 from affine import Affine
+
 from sarcube.datacube.synthetic import events
 from sarcube.datacube.synthetic.sar import SceneLayers, Schedule
-
 from sarcube.errors import InputError
 
 HAZARDS = ("avalanche", "landslide", "glacier")

@@ -15,9 +15,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
+
 from sarcube.datacube import schema
 from sarcube.datacube.synthetic.terrain import fractal_noise
-from scipy import ndimage
 
 # --- speckle -----------------------------------------------------------------------
 # Sentinel-1 IW GRDH (ESA Sentinel-1 User Handbook / product specification): 10 m
@@ -122,13 +123,17 @@ def _per_orbit(n_dates: int) -> list[int]:
 _PLATFORM_EPOCH = np.datetime64("2020-01-01")
 
 
-def _series(orbit: Orbit, first_day: np.datetime64, count: int, step_days: int, start_index: int = 0) -> list[Acquisition]:
+def _series(
+    orbit: Orbit, first_day: np.datetime64, count: int, step_days: int, start_index: int = 0
+) -> list[Acquisition]:
     day0 = first_day + np.timedelta64(orbit.day_offset, "D")
     out = []
     for k in range(count):
         day = day0 + np.timedelta64(k * step_days, "D")
         t = np.datetime64(f"{np.datetime_as_string(day, unit='D')}T{orbit.time_of_day}", "s")
-        slot = int((day - _PLATFORM_EPOCH - np.timedelta64(orbit.day_offset, "D")) / np.timedelta64(1, "D")) // REPEAT_DAYS
+        slot = (
+            int((day - _PLATFORM_EPOCH - np.timedelta64(orbit.day_offset, "D")) / np.timedelta64(1, "D")) // REPEAT_DAYS
+        )
         out.append(Acquisition(t, orbit, PLATFORMS[slot % 2], start_index + k))
     return out
 
@@ -148,7 +153,9 @@ def acquisition_schedule(hazard: str, n_dates: int) -> Schedule:
         summer_day = np.datetime64("2020-08-09")
         n_winter = [c - s for c, s in zip(counts, n_summer, strict=True)]
         last_winter_day = np.datetime64("2021-04-12")
-        winter_day = max(np.datetime64("2020-12-01"), last_winter_day - np.timedelta64(REPEAT_DAYS * (max(n_winter) - 1), "D"))
+        winter_day = max(
+            np.datetime64("2020-12-01"), last_winter_day - np.timedelta64(REPEAT_DAYS * (max(n_winter) - 1), "D")
+        )
         for orbit, s, w in zip(ORBITS, n_summer, n_winter, strict=True):
             acqs += _series(orbit, summer_day, s, REPEAT_DAYS)
             acqs += _series(orbit, winter_day, w, REPEAT_DAYS, start_index=s)
@@ -200,7 +207,9 @@ class SceneLayers:
     enl: float
 
 
-def land_cover_base(z: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def land_cover_base(
+    z: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Snow-free VV and VH (dB): forest/meadow/rock blended by elevation, plus static texture."""
     wobble = 120.0 * fractal_noise(x, y, 2000.0, 3, rng)
     forest = 1.0 - smoothstep((z + wobble - TREELINE_M + 80.0) / 160.0)

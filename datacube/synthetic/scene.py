@@ -50,6 +50,8 @@ from typing import Any
 import numpy as np
 import shapely
 from affine import Affine
+from tqdm.auto import tqdm
+
 from sarcube.datacube import schema
 from sarcube.datacube.cog import write_cog
 from sarcube.datacube.synthetic import backscatter, hazards, sar, snow, stac
@@ -61,8 +63,6 @@ from sarcube.datacube.synthetic.manifest import (
     write_demo_manifest,
 )
 from sarcube.datacube.synthetic.terrain import alpine_dem, radar_geometry, slope_aspect
-from tqdm.auto import tqdm
-
 from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,14 @@ def _check_inputs(out: Path, seed: int, size: int, resolution: float, dates: int
         raise InputError(f"--hazard {hazard!r} is unknown: use one of {', '.join(hazards.HAZARDS)}")
     if not isinstance(size, int | np.integer) or not MIN_SIZE <= size <= MAX_SIZE:
         raise InputError(f"--size {size!r} is out of range: use {MIN_SIZE} to {MAX_SIZE} pixels (e.g. --size 256)")
-    if not (isinstance(resolution, int | float) and math.isfinite(resolution) and MIN_RESOLUTION_M <= resolution <= MAX_RESOLUTION_M):
-        raise InputError(f"--resolution {resolution!r} is out of range: use {MIN_RESOLUTION_M:g} to {MAX_RESOLUTION_M:g} m (e.g. 20)")
+    if not (
+        isinstance(resolution, int | float)
+        and math.isfinite(resolution)
+        and MIN_RESOLUTION_M <= resolution <= MAX_RESOLUTION_M
+    ):
+        raise InputError(
+            f"--resolution {resolution!r} is out of range: use {MIN_RESOLUTION_M:g} to {MAX_RESOLUTION_M:g} m (e.g. 20)"
+        )
     if dates is not None and (not isinstance(dates, int | np.integer) or not sar.MIN_DATES <= dates <= MAX_DATES):
         raise InputError(f"--dates {dates!r} is out of range: use {sar.MIN_DATES} to {MAX_DATES} acquisitions")
     if not isinstance(seed, int | np.integer) or seed < 0:
@@ -133,7 +139,9 @@ def _inner_lonlat_box(bounds: tuple[float, float, float, float]) -> tuple[float,
     return (round(west + eps, 6), round(south + eps, 6), round(east - eps, 6), round(north - eps, 6))
 
 
-def _dem_rasters(seed: int, size: int, resolution: float) -> tuple[np.ndarray, np.ndarray, Affine, tuple[float, float, float, float], np.ndarray, np.ndarray]:
+def _dem_rasters(
+    seed: int, size: int, resolution: float
+) -> tuple[np.ndarray, np.ndarray, Affine, tuple[float, float, float, float], np.ndarray, np.ndarray]:
     """The DEM tile (EPSG:4326, float32) and the scene-grid DEM after the round trip.
 
     Returns (dem_4326, dem_scene, transform_4326, bounds_lonlat, x, y).
@@ -168,13 +176,27 @@ def _dem_rasters(seed: int, size: int, resolution: float) -> tuple[np.ndarray, n
     dem_4326 = np.full((height, width), np.nan, dtype=np.float32)
     crs_scene = f"EPSG:{SCENE_EPSG}"
     rasterio.warp.reproject(
-        padded.astype(np.float32), dem_4326, src_transform=padded_transform, src_crs=crs_scene,
-        dst_transform=dem_transform, dst_crs="EPSG:4326", resampling=Resampling.bilinear, src_nodata=None, dst_nodata=np.nan,
+        padded.astype(np.float32),
+        dem_4326,
+        src_transform=padded_transform,
+        src_crs=crs_scene,
+        dst_transform=dem_transform,
+        dst_crs="EPSG:4326",
+        resampling=Resampling.bilinear,
+        src_nodata=None,
+        dst_nodata=np.nan,
     )
     dem_scene = np.full((size, size), np.nan, dtype=np.float32)
     rasterio.warp.reproject(
-        dem_4326, dem_scene, src_transform=dem_transform, src_crs="EPSG:4326",
-        dst_transform=scene_transform, dst_crs=crs_scene, resampling=Resampling.bilinear, src_nodata=np.nan, dst_nodata=np.nan,
+        dem_4326,
+        dem_scene,
+        src_transform=dem_transform,
+        src_crs="EPSG:4326",
+        dst_transform=scene_transform,
+        dst_crs=crs_scene,
+        resampling=Resampling.bilinear,
+        src_nodata=np.nan,
+        dst_nodata=np.nan,
     )
     if not np.isfinite(dem_scene).all():  # pragma: no cover - the margin covers the scene
         raise RuntimeError("synthetic DEM tile does not cover the scene")
@@ -283,7 +305,14 @@ def write_demo_catalog(
     dem_dir = out / schema.COLLECTION_DEM / dem_id
     write_cog(dem_dir / f"{dem_id}.tif", dem_4326, dem_transform, "EPSG:4326", None)
     dem_box = shapely.box(*dem_bounds)
-    dem_item = stac.dem_item(dem_id, shapely.geometry.mapping(dem_box), [round(v, 9) for v in dem_bounds], dem_4326.shape, dem_transform, dem_dir / f"{dem_id}.tif")
+    dem_item = stac.dem_item(
+        dem_id,
+        shapely.geometry.mapping(dem_box),
+        [round(v, 9) for v in dem_bounds],
+        dem_4326.shape,
+        dem_transform,
+        dem_dir / f"{dem_id}.tif",
+    )
     # the acquisitions
     s1_items = []
     for acq in tqdm(schedule.acquisitions, desc="demo-catalog", unit="acq", leave=False):

@@ -29,9 +29,10 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import ndimage
+
 from sarcube.datacube.synthetic.sar import REPEAT_DAYS, ROCK_LINE_M, SceneLayers, smoothstep
 from sarcube.datacube.synthetic.terrain import fractal_noise
-from scipy import ndimage
 
 #: standard-atmosphere temperature lapse rate, degC per m, and the elevation of the weather series, m
 LAPSE_RATE_C_PER_M = 0.0065

@@ -23,6 +23,7 @@ from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension, Sampling
 from pystac.extensions.sar import FrequencyBand, ObservationDirection, Polarization, SarExtension
 from pystac.extensions.sat import OrbitState, SatExtension
+
 from sarcube.datacube import schema
 from sarcube.datacube.cog import COG_MEDIA_TYPE
 from sarcube.datacube.synthetic.sar import Acquisition, speckle_enl
@@ -167,10 +168,14 @@ def dem_item(
     asset_path: Path,
 ) -> pystac.Item:
     """A ``cop-dem-glo-30`` item in EPSG:4326 with the float32 ``data`` asset (metres)."""
-    item = pystac.Item(id=item_id, geometry=footprint, bbox=list(bbox_lonlat), datetime=DEM_ITEM_DATETIME, properties={"gsd": 30})
+    item = pystac.Item(
+        id=item_id, geometry=footprint, bbox=list(bbox_lonlat), datetime=DEM_ITEM_DATETIME, properties={"gsd": 30}
+    )
     item.common_metadata.platform = "tandem-x"
     height, width = shape
-    ProjectionExtension.ext(item, add_if_missing=True).apply(code="EPSG:4326", shape=[height, width], transform=list(transform)[:6])
+    ProjectionExtension.ext(item, add_if_missing=True).apply(
+        code="EPSG:4326", shape=[height, width], transform=list(transform)[:6]
+    )
     asset = pystac.Asset(href=str(asset_path), media_type=COG_MEDIA_TYPE, roles=["data"], title="Data")
     item.add_asset(schema.ASSET_DEM, asset)
     RasterExtension.ext(asset, add_if_missing=True).bands = [
@@ -183,7 +188,16 @@ def _extent(items: Sequence[pystac.Item]) -> pystac.Extent:
     bboxes = np.array([i.bbox for i in items])
     times = sorted(i.datetime for i in items if i.datetime is not None)
     return pystac.Extent(
-        pystac.SpatialExtent([[float(bboxes[:, 0].min()), float(bboxes[:, 1].min()), float(bboxes[:, 2].max()), float(bboxes[:, 3].max())]]),
+        pystac.SpatialExtent(
+            [
+                [
+                    float(bboxes[:, 0].min()),
+                    float(bboxes[:, 1].min()),
+                    float(bboxes[:, 2].max()),
+                    float(bboxes[:, 3].max()),
+                ]
+            ]
+        ),
         pystac.TemporalExtent([[times[0], times[-1]]]),
     )
 
@@ -230,14 +244,17 @@ def dem_collection(items: Sequence[pystac.Item]) -> pystac.Collection:
     col = pystac.Collection(
         id=schema.COLLECTION_DEM,
         title="Copernicus DEM GLO-30 - synthetic",
-        description="Procedural alpine DEM (float32 metres, EPSG:4326, 1 arcsecond) written by `sarcube demo-catalog`; shaped like Planetary Computer's cop-dem-glo-30.",
+        description="Procedural alpine DEM (float32 metres, EPSG:4326, 1 arcsecond) written by `sarcube demo-catalog`; "
+                    "shaped like Planetary Computer's cop-dem-glo-30.",
         extent=_extent(items),
         license="proprietary",
         keywords=["Copernicus", "DEM", "DSM", "Elevation", "synthetic"],
         providers=[pystac.Provider("sarcube", roles=[pystac.ProviderRole.PRODUCER])],
     )
     col.item_assets = {
-        schema.ASSET_DEM: pystac.ItemAssetDefinition.create(title="Data", description=None, media_type=COG_MEDIA_TYPE, roles=["data"])
+        schema.ASSET_DEM: pystac.ItemAssetDefinition.create(
+            title="Data", description=None, media_type=COG_MEDIA_TYPE, roles=["data"]
+        )
     }
     col.summaries.add("gsd", [30])
     col.summaries.add(STAC_PLATFORM, ["tandem-x"])

@@ -137,7 +137,14 @@ def gradient_noise(x_m: np.ndarray, y_m: np.ndarray, wavelength_m: float, rng: n
     return out
 
 
-def fractal_noise(x_m: np.ndarray, y_m: np.ndarray, wavelength_m: float, octaves: int, rng: np.random.Generator, persistence: float = 0.5) -> np.ndarray:
+def fractal_noise(
+    x_m: np.ndarray,
+    y_m: np.ndarray,
+    wavelength_m: float,
+    octaves: int,
+    rng: np.random.Generator,
+    persistence: float = 0.5,
+) -> np.ndarray:
     """Plain fractal (fBm) noise, about [-1, 1]: low-frequency patchiness for snow and moisture."""
     total = np.zeros((y_m.size, x_m.size))
     amp, norm = 1.0, 0.0
@@ -212,7 +219,9 @@ def _priority_flood(z, epsilon):
     return out
 
 
-def steepest_descent_path(z_filled: np.ndarray, cell_m: float, start: tuple[int, int], max_steps: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+def steepest_descent_path(
+    z_filled: np.ndarray, cell_m: float, start: tuple[int, int], max_steps: int = 4000
+) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of the D8 steepest-descent path from ``start``."""
     path_i = np.empty(max_steps, dtype=np.int64)
     path_j = np.empty(max_steps, dtype=np.int64)
@@ -249,5 +258,7 @@ def radar_geometry(
     cast = np.zeros(z.shape, dtype=np.bool_)
     cot = 1.0 / math.tan(math.radians(float(np.mean(incidence_deg))))
     # range steps are horizontal; the look direction's east component sets the scan order
-    _cast_shadow_kernel(np.ascontiguousarray(z, dtype=np.float64), cell_m / max(abs(look_e), 1e-3), cot, look_e > 0, cast)
+    _cast_shadow_kernel(
+        np.ascontiguousarray(z, dtype=np.float64), cell_m / max(abs(look_e), 1e-3), cot, look_e > 0, cast
+    )
     return cos_local, layover | self_shadow | cast

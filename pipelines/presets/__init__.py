@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from sarcube.config import parse, read_yaml
 from sarcube.datacube.chips import ORBIT_AUTO, ChannelSpec, ChipSpec, SplitSpec
+from sarcube.errors import InputError
 from sarcube.models.config import (
     LEVELS,
     TASK_BASELINE,
@@ -40,9 +43,6 @@ from sarcube.models.config import (
     TrainConfig,
     TrainingConfig,
 )
-
-from sarcube.config import parse, read_yaml
-from sarcube.errors import InputError
 
 PRESET_DIR = Path(__file__).parent
 
