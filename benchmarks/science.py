@@ -112,6 +112,8 @@ class SeedResult:
     size: int = 0
     #: comparison name -> per held-out pair: how hard the scene is there and each side's F1 (pixel presets)
     pairs: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    #: comparison name -> {"method"/"baseline": {"rate", "val_f1", "f1"}}: the per-pair flagged-rate operating point
+    rate: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 #: a 5 x 5 mean VV change this bright (dB) is what an analyst reads as debris (the debris contrast median: 2.8 dB)
@@ -167,7 +169,7 @@ def pair_diagnostics(cube: Path, preds: Sequence[str]) -> list[dict[str, float]]
         positive = (label == 1) & seen
         mean5 = ndimage.uniform_filter(np.nan_to_num(change), 5)
         row = {
-            "pair": int(pair),
+            "pair_index": int(pair),
             "positives": int(positive.sum()),
             "bright_share": float(((mean5 >= BRIGHT_DB) & seen & ~positive).sum() / max(1, (seen & ~positive).sum())),
             "debris_contrast_db": _local_contrast_db(change, positive),
@@ -208,22 +210,60 @@ def _cube_for(hazard: str, seed: int, size: int, workdir: Path) -> Path:
 
 
 def _train_predict(cube: Path, preset: str, run: Path, overrides: Sequence[str], seed: int, name: str) -> str:
-    from sarcube.pipelines.predict import predict
     from sarcube.pipelines.train import train
 
     if run.exists():
         shutil.rmtree(run)
     train(cube, preset, run, profile=PROFILE, overrides=list(overrides), seed=seed)
+    return _predict(cube, run, name)
+
+
+def _held_out_pairs(run: Path) -> list[int]:
+    """The validation and test pairs of a run (pair splits; empty for tile splits)."""
     split = json.loads((run / "split.json").read_text())
-    test_pairs = sorted(int(k) for k, v in split.get("pair_split", {}).items() if v == "test")
+    return sorted(int(k) for k, v in split.get("pair_split", {}).items() if v in ("val", "test"))
+
+
+def _predict(cube: Path, run: Path, name: str) -> str:
+    from sarcube.pipelines.predict import predict
+
     # no test-time augmentation for any method: the baselines are dihedral-equivariant, and every
-    # network is then scored as it was validated (one pass), at an eighth of the cost
-    return predict(cube, run, name=name, pairs=test_pairs or "all", tta=False, overwrite=True)
+    # network is then scored as it was validated (one pass), at an eighth of the cost. The validation
+    # pairs are predicted too: the per-pair rate operating point is tuned on them (rate_scores)
+    return predict(cube, run, name=name, pairs=_held_out_pairs(run) or "all", tta=False, overwrite=True)
+
+
+def rate_scores(cube: Path, pred: str) -> dict[str, float]:
+    """The flagged-rate operating point (``models.metrics.best_rate``): tuned on the validation pairs, scored
+    on the test pairs, each pair thresholded at its own top ``rate`` (observed pixels of the split only)."""
+    from sarcube.datacube import chips, schema
+    from sarcube.models import metrics
+    from sarcube.pipelines import scoring
+
+    ds = schema.open_cube(cube)
+    plan = scoring.read_split(ds[pred])
+
+    def images(split: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        out = []
+        for pair in plan.pairs_of(split):
+            label = ds[schema.LABEL].isel({schema.PAIR: pair}).values
+            keep = scoring.observed(ds, pair) & chips.split_mask(plan, pair, split, label.shape)
+            out.append((ds[pred].isel({schema.PAIR: pair}).values, np.where(keep, label, schema.LABEL_UNKNOWN)))
+        return out
+
+    rate, val_f1 = metrics.best_rate(images(chips.VAL))
+    counts = dict.fromkeys(("tp", "fp", "fn", "tn"), 0)
+    for prob, label in images(chips.TEST):
+        got = metrics.pixel_counts(prob, label, metrics.rate_threshold(np.where(label == schema.LABEL_UNKNOWN,
+                                                                                np.nan, prob), rate))
+        counts = {k: counts[k] + got[k] for k in counts}
+    return {"rate": rate, "val_f1": val_f1, "f1": float(metrics.scores_from_counts(counts)["f1"])}
 
 
 def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: Path, reuse: bool = False) -> SeedResult:
     """Every comparison on ``seed``'s cubes; ``reuse`` keeps cubes and predictions already in ``workdir``."""
     from sarcube.datacube import schema
+    from sarcube.datacube.predictions import predicted_keys
     from sarcube.pipelines.evaluate import evaluate
 
     t0 = time.perf_counter()
@@ -256,13 +296,23 @@ def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: P
             "baseline": {m: metric_of(got[baselines[key]], m) for m in c.metrics},
         }
         if c.hazard == "avalanche" and c.metrics == PIXEL:
+            for name in (pred, baselines[key]):  # --reuse of a prediction made before validation pairs were kept
+                var = schema.open_cube(cube)[name]
+                run = Path(str(var.attrs[schema.ATTR_RUN]))
+                if len(predicted_keys(var)) < len(_held_out_pairs(run)):
+                    _predict(cube, run, name.removeprefix(schema.PRED_PREFIX))
+            out.rate[c.name] = {"method": rate_scores(cube, pred), "baseline": rate_scores(cube, baselines[key])}
+            print(f"seed {seed} {c.name} at a per-pair flagged rate tuned on validation: F1 "
+                  f"{out.rate[c.name]['method']['f1']:.3f} (rate {out.rate[c.name]['method']['rate']:.1e}) vs "
+                  f"{out.rate[c.name]['baseline']['f1']:.3f}", flush=True)
             out.pairs[c.name] = [
                 {k.replace(pred, "method").replace(baselines[key], "baseline"): v for k, v in row.items()}
                 for row in pair_diagnostics(cube, [pred, baselines[key]])
             ]
             for row in out.pairs[c.name]:
-                print(f"seed {seed} {c.name} pair {row['pair']}: bright {row['bright_share']:.1%}, debris contrast "
-                      f"{row['debris_contrast_db']:+.1f} dB, F1 {row['method.f1']:.3f} vs {row['baseline.f1']:.3f} "
+                print(f"seed {seed} {c.name} pair {row['pair_index']}: bright {row['bright_share']:.1%}, "
+                      f"debris contrast {row['debris_contrast_db']:+.1f} dB, "
+                      f"F1 {row['method.f1']:.3f} vs {row['baseline.f1']:.3f} "
                       f"(ceilings {row['method.ceiling']:.3f} vs {row['baseline.ceiling']:.3f})", flush=True)
         print(f"seed {seed} {c.name}: " + ", ".join(f"{m} {out.scores[c.name]['method'][m]:.3f} vs "
                                                   f"{out.scores[c.name]['baseline'][m]:.3f}" for m in c.metrics),
@@ -291,6 +341,15 @@ def summarise(results: Sequence[SeedResult], comparisons: Sequence[Comparison]) 
         method = statistics.fmean(r.scores[c.name]["method"][head] for r in results if c.name in r.scores)
         base = statistics.fmean(r.scores[c.name]["baseline"][head] for r in results if c.name in r.scores)
         lines.append(f"RESULT {c.name}_margin {100.0 * (method - base):.2f} points")
+        rated = [r.rate[c.name] for r in results if c.name in r.rate]
+        if rated:
+            for side, label in (("method", c.name), ("baseline", f"{c.name}_baseline")):
+                values = [100.0 * r[side]["f1"] for r in rated]
+                sd = statistics.stdev(values) if len(values) > 1 else 0.0
+                lines.append(f"RESULT {label}_rate_f1_mean {statistics.fmean(values):.2f} %")
+                lines.append(f"RESULT {label}_rate_f1_sd {sd:.2f} %")
+            margin = statistics.fmean(r["method"]["f1"] - r["baseline"]["f1"] for r in rated)
+            lines.append(f"RESULT {c.name}_rate_margin {100.0 * margin:.2f} points")
     return lines
 
 
@@ -323,8 +382,29 @@ def markdown(results: Sequence[SeedResult], comparisons: Sequence[Comparison], s
                     cells = [_cell([r.scores[c.name][side][m] for r in results if c.name in r.scores], m)
                              for m in columns]
                     out.append(f"| {label} | " + " | ".join(cells) + f" | {c.paper if side == 'method' else ''} |")
+    out += _rate_markdown(results, comparisons)
     out += _pairs_markdown(results, [c.name for c in comparisons])
     return "\n".join(out) + "\n"
+
+
+def _rate_markdown(results: Sequence[SeedResult], comparisons: Sequence[Comparison]) -> list[str]:
+    """Pixel F1 of each comparison with rate data at both operating points, mean ± sd over seeds."""
+    rows = []
+    for c in comparisons:
+        rated = [r for r in results if c.name in r.rate and c.name in r.scores]
+        if not rated:
+            continue
+        for side, label in (("method", c.name), ("baseline", c.baseline)):
+            own = _cell([r.scores[c.name][side]["f1"] for r in rated], "f1")
+            rate = _cell([r.rate[c.name][side]["f1"] for r in rated], "f1")
+            share = statistics.fmean(r.rate[c.name][side]["rate"] for r in rated)
+            rows.append(f"| {label} | {own} | {rate} | {100 * share:.3f} |")
+    if not rows:
+        return []
+    return ["", "**Operating points** (pixel F1 on the test pairs, %, mean ± sd over seeds): at the method's own "
+            "(the network's validation-tuned probability threshold; the baseline's dynamic threshold) and at a "
+            "per-pair flagged rate (each pair's top share of scores, the share tuned on the validation pairs)", "",
+            "| method | F1, own threshold | F1, per-pair rate | rate, % of pixels (mean) |", "|---|---|---|---|", *rows]
 
 
 def _pairs_markdown(results: Sequence[SeedResult], names: Sequence[str]) -> list[str]:
@@ -341,7 +421,7 @@ def _pairs_markdown(results: Sequence[SeedResult], names: Sequence[str]) -> list
     for r in sorted(results, key=lambda r: r.seed):
         for row in r.pairs.get(name, []):
             out.append(
-                f"| {r.seed} | {row['pair']} | {row['positives']} | {100 * row['bright_share']:.1f} | "
+                f"| {r.seed} | {row['pair_index']} | {row['positives']} | {100 * row['bright_share']:.1f} | "
                 f"{row['debris_contrast_db']:+.1f} | {100 * row['method.f1']:.1f} | {100 * row['baseline.f1']:.1f} | "
                 f"{100 * row['method.ceiling']:.1f} | {100 * row['baseline.ceiling']:.1f} |"
             )

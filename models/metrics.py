@@ -175,6 +175,45 @@ def average_precision(prob, label) -> float:
     return _average_precision(*_valid_scores(prob, label))
 
 
+#: the shares of an image's pixels :func:`best_rate` tries: 1e-5 .. 1e-1, ten a decade
+RATES = tuple(float(r) for r in np.geomspace(1e-5, 1e-1, 41))
+
+
+def rate_threshold(scores, rate: float) -> float:
+    """The threshold that flags the top ``rate`` share of an image's finite scores (``score >= threshold``).
+
+    A constant flagged rate per image, as a CFAR radar detector sets a constant false-alarm rate: where
+    targets are rare the flagged share is nearly all background, so the threshold follows each image's
+    own clutter (a pair full of bright wet-snow refreeze gets a higher one than a quiet pair).
+    """
+    s = as_numpy(scores).astype(np.float64, copy=False).ravel()
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return float("inf")
+    k = min(s.size, max(1, int(round(rate * s.size))))
+    return float(np.partition(s, s.size - k)[s.size - k])
+
+
+def best_rate(images, rates=RATES) -> tuple[float, float]:
+    """The flagged share (:func:`rate_threshold` per image) that maximizes F1 over ``images``.
+
+    ``images``: (scores, labels) per image, labels 0/1/255. Returns ``(rate, F1)``; ties keep the
+    smallest rate. Tune it on validation images, then apply :func:`rate_threshold` to each test image.
+    """
+    best = (float(rates[0]), -1.0)
+    for rate in rates:
+        counts = dict.fromkeys(_COUNT_KEYS, 0)
+        for scores, labels in images:
+            got = pixel_counts(scores, labels, rate_threshold(np.where(as_numpy(labels) == IGNORE_LABEL, np.nan,
+                                                                       as_numpy(scores)), rate))
+            for key in _COUNT_KEYS:
+                counts[key] += got[key]
+        f1 = float(scores_from_counts(counts)["f1"])
+        if f1 > best[1]:
+            best = (float(rate), f1)
+    return best
+
+
 def best_threshold(scores, labels, metric: str = "f1") -> tuple[float, float]:
     """The score threshold (predict positive where ``score >= threshold``) that maximizes ``metric``.
 

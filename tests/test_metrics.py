@@ -195,3 +195,30 @@ def test_bad_inputs():
         metrics.pixel_scores(np.zeros((2, 3)), np.zeros((3, 2), np.uint8))
     with pytest.raises(InputError, match="0, 1 or 255"):
         metrics.pixel_scores(np.zeros(3), np.array([0, 2, 1]))
+
+
+def test_rate_threshold_flags_the_top_share_of_each_image():
+    scores = np.arange(1000, dtype=np.float32) / 1000.0
+    assert metrics.rate_threshold(scores, 0.01) == pytest.approx(0.990)  # the top 10 of 1000
+    assert (scores >= metrics.rate_threshold(scores, 0.01)).sum() == 10
+    with_nan = np.r_[scores, [np.nan] * 500]  # unscored pixels do not count towards the share
+    assert metrics.rate_threshold(with_nan, 0.01) == metrics.rate_threshold(scores, 0.01)
+    assert metrics.rate_threshold(np.full(4, np.nan), 0.1) == float("inf")
+
+
+def test_best_rate_follows_each_image_where_one_threshold_cannot():
+    rng = np.random.default_rng(0)
+    images = []
+    for offset in (0.0, 0.5):  # the second image's scores are all shifted up (a bright, wet pair)
+        labels = np.zeros(10_000, dtype=np.uint8)
+        labels[:20] = 1
+        scores = rng.uniform(0.0, 0.4, labels.size) + offset
+        scores[:20] += 0.45  # its targets still top that image
+        labels[-100:] = metrics.IGNORE_LABEL  # ignored pixels are neither flagged nor counted
+        scores[-100:] = 9.0
+        images.append((scores, labels))
+    rate, f1 = metrics.best_rate(images)
+    assert f1 == pytest.approx(1.0) and rate == pytest.approx(20 / 9_900, rel=0.15)
+    pooled_scores = np.concatenate([s[:-100] for s, _ in images])
+    pooled_labels = np.concatenate([y[:-100] for _, y in images])
+    assert metrics.best_threshold(pooled_scores, pooled_labels)[1] < 0.7  # no single threshold separates both

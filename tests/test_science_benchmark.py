@@ -29,7 +29,7 @@ def test_local_contrast_is_the_deposit_over_its_ring_not_the_scene():
 
 
 def test_pairs_table_lists_every_seed_and_pair():
-    rows = [{"pair": p, "positives": 10, "bright_share": 0.05, "debris_contrast_db": 2.5, "method.f1": 0.3,
+    rows = [{"pair_index": p, "positives": 10, "bright_share": 0.05, "debris_contrast_db": 2.5, "method.f1": 0.3,
              "baseline.f1": 0.1, "method.ceiling": 0.4, "baseline.ceiling": 0.2} for p in (13, 14)]
     results = [science.SeedResult(seed, pairs={"avalanche-fcn": rows}) for seed in (0, 1)]
     lines = science._pairs_markdown(results, ["avalanche-fcn"])
