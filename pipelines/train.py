@@ -39,6 +39,7 @@ from sarcube.pipelines import ddp, runs
 from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.loaders import ChipStream, make_loader
 from sarcube.pipelines.presets import Preset, apply_override, load_preset, preset_from_dict
+from sarcube.progress import bar_disable
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +323,7 @@ def train(
         )
         total = n_train if t.steps_per_epoch or one_pass is None else one_pass
         with tqdm(total=total, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", leave=False,
-                  disable=not ranks.is_main) as bar:
+                  disable=bar_disable(not ranks.is_main)) as bar:
             done = 0
             for repeat in itertools.count():
                 train_stream.set_epoch(epoch + repeat * max(t.epochs, 1))
@@ -340,7 +341,8 @@ def train(
         bar.set_postfix(loss=f"{loss:.4f}")
 
     title = f"{p.name} ({p.profile or 'paper settings'})"
-    epochs = tqdm(desc=f"train {p.name}", unit="epoch", initial=start.epoch, total=t.epochs, disable=not ranks.is_main)
+    epochs = tqdm(desc=f"train {p.name}", unit="epoch", initial=start.epoch, total=t.epochs,
+                  disable=bar_disable(not ranks.is_main))
     net = distributed.wrap(model, ranks, dev)
     val_batches = _SyncedValidation(val_loader, ranks, model) if ranks.distributed else val_loader
     agree = (lambda scores: distributed.from_main(ranks, lambda: scores)) if ranks.distributed else None

@@ -105,8 +105,12 @@ def test_every_preset_runs_a_step(cube, tmp_path, fcn_run, name):
     assert len(rows) == 1 and np.isfinite(rows[0]["val_metric"])
 
 
-def test_epoch_bar_counts_the_steps_that_run(cube, tmp_path, capsys):
-    """The epoch bar announces exactly the steps that run (more than one pass: the chips repeat)."""
+def test_epoch_bar_counts_the_steps_that_run(cube, tmp_path, capsys, monkeypatch):
+    """The epoch bar announces exactly the steps that run (more than one pass: the chips repeat); it shows on a
+    terminal only, and never when the CLI turned bars off (``-q``, or stderr not a terminal)."""
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: tqdm draws
     run = train(cube, "avalanche-fcn-concat", tmp_path / "bar", profile="cpu-demo",
                 overrides=_overrides("avalanche-fcn-concat", "train.steps_per_epoch=20"), device="cpu")
     err = capsys.readouterr().err.replace("\r", "\n")
@@ -114,6 +118,10 @@ def test_epoch_bar_counts_the_steps_that_run(cube, tmp_path, capsys):
     assert steps == 20
     totals = {int(m) for m in __import__("re").findall(r"epoch 1/1: .*?\d+/(\d+) ", err)}
     assert totals == {steps}, (totals, steps)
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # what `sarcube -q` sets
+    train(cube, "avalanche-fcn-concat", tmp_path / "quiet", profile="cpu-demo",
+          overrides=_overrides("avalanche-fcn-concat", "train.steps_per_epoch=2"), device="cpu")
+    assert "batch" not in capsys.readouterr().err
 
 
 def test_shipped_presets_are_all_exercised():
