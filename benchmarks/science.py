@@ -389,12 +389,15 @@ def markdown(results: Sequence[SeedResult], comparisons: Sequence[Comparison], s
 
 def _rate_markdown(results: Sequence[SeedResult], comparisons: Sequence[Comparison]) -> list[str]:
     """Pixel F1 of each comparison with rate data at both operating points, mean ± sd over seeds."""
-    rows = []
+    rows, shown = [], set()
     for c in comparisons:
         rated = [r for r in results if c.name in r.rate and c.name in r.scores]
         if not rated:
             continue
         for side, label in (("method", c.name), ("baseline", c.baseline)):
+            if label in shown:
+                continue
+            shown.add(label)
             own = _cell([r.scores[c.name][side]["f1"] for r in rated], "f1")
             rate = _cell([r.rate[c.name][side]["f1"] for r in rated], "f1")
             share = statistics.fmean(r.rate[c.name][side]["rate"] for r in rated)
