@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -100,15 +101,37 @@ def test_interrupted_build_resumes_to_the_same_cube(clean_cube, test_catalog, tm
     assert_same_cube(clean_cube, out)
 
 
-def test_killed_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_path):
-    """SIGKILL a CLI build once some steps are on disk; the same command finishes it."""
+def kill_build_midway(argv: list[str], read_zarr_json: Callable[[], str | bytes]) -> bool:
+    """Run the CLI build ``argv`` one step per batch and SIGKILL it once 1-3 of its steps are still pending, as
+    ``read_zarr_json`` (the cube's ``zarr.json``, wherever it is stored) shows; False if it finished first."""
     import os
     import signal
     import subprocess
-    import sys
     import time
 
     env = {**os.environ, build_writes.BATCH_ENV: "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            attrs = json.loads(read_zarr_json()).get("attributes", {})
+            pending = json.loads(attrs.get(schema.ATTR_BUILD_PENDING, "null"))
+        except (OSError, ValueError):
+            pending = None
+        if pending is not None and 0 < len(pending) <= 3:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait(timeout=60)
+    return proc.returncode == -signal.SIGKILL
+
+
+def test_killed_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_path):
+    """SIGKILL a CLI build once some steps are on disk; the same command finishes it."""
+    import os
+    import subprocess
+    import sys
+
     for attempt in range(3):
         out = tmp_path / f"killed{attempt}.zarr"
         argv = [
@@ -127,21 +150,7 @@ def test_killed_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_pat
             "--out",
             str(out),
         ]
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        pending = None
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                attrs = json.loads((out / "zarr.json").read_text()).get("attributes", {})
-                pending = json.loads(attrs.get(schema.ATTR_BUILD_PENDING, "null"))
-            except (OSError, ValueError):
-                pending = None
-            if pending is not None and 0 < len(pending) <= 3:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.005)
-        proc.wait(timeout=60)
-        if proc.returncode == -signal.SIGKILL:
+        if kill_build_midway(argv, (out / "zarr.json").read_text):
             break
     else:
         pytest.skip("the build always finished before it could be killed")
@@ -154,6 +163,7 @@ def test_killed_build_resumes_to_the_same_cube(clean_cube, test_catalog, tmp_pat
         refused = subprocess.run([*argv[:3], *step], capture_output=True, text=True, timeout=120)
         lines = refused.stderr.strip().splitlines()
         assert refused.returncode != 0 and len(lines) == 1 and "unfinished" in lines[0], refused.stderr
+    env = {**os.environ, build_writes.BATCH_ENV: "1"}
     assert subprocess.run(argv, env=env, capture_output=True, timeout=300).returncode == 0
     assert schema.ATTR_BUILD_PENDING not in xr.open_zarr(out).attrs
     assert_same_cube(clean_cube, out)

@@ -14,12 +14,9 @@ import contextlib
 import io
 import json
 import logging
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -38,6 +35,7 @@ from sarcube.pipelines.publish import publish
 from sarcube.pipelines.train import train
 from sarcube.pipelines.verify import verify
 from stac_server import write_test_catalog
+from test_build import kill_build_midway
 from test_chips import make_featured_cube
 from test_train import SMALL_NETS, TINY
 
@@ -148,25 +146,11 @@ def test_bad_storage_options_are_one_secret_free_line(capsys):
 
 def test_killed_build_on_s3_resumes(aws, test_catalog, cubes, monkeypatch):
     """SIGKILL a CLI build into S3 once some steps are written; the same build finishes it."""
-    env = {**os.environ, build_writes.BATCH_ENV: "1"}
     fs, _ = zarrio.fs_and_root(f"s3://{BUCKET}")
     for attempt in range(3):
         url = f"s3://{BUCKET}/killed{attempt}.zarr"
         argv = [sys.executable, "-m", "sarcube.pipelines.cli", *_build_argv(test_catalog, url)]
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                attrs = json.loads(fs.cat_file(f"{BUCKET}/killed{attempt}.zarr/zarr.json")).get("attributes", {})
-                pending = json.loads(attrs.get(schema.ATTR_BUILD_PENDING, "null"))
-            except (OSError, ValueError):
-                pending = None
-            if pending is not None and 0 < len(pending) <= 3:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.01)
-        proc.wait(timeout=60)
-        if proc.returncode == -signal.SIGKILL:
+        if kill_build_midway(argv, partial(fs.cat_file, f"{BUCKET}/killed{attempt}.zarr/zarr.json")):
             break
     else:
         pytest.skip("the build always finished before it could be killed")
