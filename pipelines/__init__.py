@@ -20,7 +20,8 @@ config dataclasses of ``sarcube.models.config`` and ``sarcube.datacube.chips``),
 ``runs`` (run directories and checkpoints), ``build_writes`` (the resumable writes
 of ``build``), ``demo_workdir`` and ``demo_results`` (the demo's workdir state and
 its Results section), ``loaders`` (the torch side of chip streaming), ``_dask``
-(scheduler and progress), ``cli`` (the command registry).
+(scheduler and progress), ``_query`` (the catalog query options ``search`` and ``build``
+share), ``cli`` (the command registry).
 No step imports another; only ``demo`` and ``cli`` compose them.
 """
 

@@ -38,6 +38,7 @@ from sarcube.datacube.catalog import (
 from sarcube.datacube.grid import DEFAULT_RESOLUTION_M, grid_for, parse_aoi, pyproj_crs
 from sarcube.errors import CatalogError, CubeExistsError, InputError
 from sarcube.pipelines import _dask
+from sarcube.pipelines._query import query_options
 from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.build_writes import DEM_STEP, lazy_nan, step_key, time_dataset, write_steps
 
@@ -296,25 +297,8 @@ def build(
 
 
 @click.command("build")
-@click.option("--aoi", required=True, help="W,S,E,N in degrees, or a GeoJSON polygon file.")
-@click.option("--start", required=True, help="First date (YYYY-MM-DD, UTC, inclusive).")
-@click.option("--end", required=True, help="Last date (YYYY-MM-DD, UTC, inclusive).")
+@query_options
 @click.option("--out", required=True, help="Output cube (.zarr folder or fsspec URL).")
-@click.option(
-    "--catalog",
-    default=DEFAULT_CATALOG,
-    show_default=True,
-    help="planetary-computer, a STAC API URL, or a static catalog folder / catalog.json.",
-)
-@click.option("--resolution", default=DEFAULT_RESOLUTION_M, show_default=True, type=float, help="Pixel size in metres.")
-@click.option("--crs", default="utm", show_default=True, help="utm (the AOI's zone) or EPSG:<code>.")
-@click.option(
-    "--orbit",
-    type=click.Choice([schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING]),
-    default=None,
-    help="Only this orbit direction.",
-)
-@click.option("--relative-orbit", type=int, default=None, help="Only this relative orbit (track).")
 @click.option(
     "--scheduler", default=None, help="dask scheduler address (default: local threads, or DASK_SCHEDULER_ADDRESS)."
 )

@@ -20,6 +20,7 @@ from sarcube.datacube.catalog import DEFAULT_CATALOG, open_catalog, search_backs
 from sarcube.datacube.grid import DEFAULT_RESOLUTION_M, grid_for, parse_aoi
 from sarcube.datacube.load import group_acquisitions
 from sarcube.errors import InputError
+from sarcube.pipelines._query import query_options
 
 
 @dataclass(frozen=True)
@@ -102,24 +103,7 @@ def format_table(result: SearchResult) -> str:
 
 
 @click.command("search")
-@click.option("--aoi", required=True, help="W,S,E,N in degrees, or a GeoJSON polygon file.")
-@click.option("--start", required=True, help="First date (YYYY-MM-DD, UTC, inclusive).")
-@click.option("--end", required=True, help="Last date (YYYY-MM-DD, UTC, inclusive).")
-@click.option(
-    "--catalog",
-    default=DEFAULT_CATALOG,
-    show_default=True,
-    help="planetary-computer, a STAC API URL, or a static catalog.",
-)
-@click.option("--resolution", default=DEFAULT_RESOLUTION_M, show_default=True, type=float, help="Pixel size in metres.")
-@click.option("--crs", default="utm", show_default=True, help="utm (the AOI's zone) or EPSG:<code>.")
-@click.option(
-    "--orbit",
-    type=click.Choice([schema.ORBIT_ASCENDING, schema.ORBIT_DESCENDING]),
-    default=None,
-    help="Only this orbit direction.",
-)
-@click.option("--relative-orbit", type=int, default=None, help="Only this relative orbit (track).")
+@query_options
 @click.option("--force", is_flag=True, help="Allow an AOI larger than the pixel limit.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def command(aoi: str, start: str, end: str, catalog: str, resolution: float, crs: str, orbit: str | None,
