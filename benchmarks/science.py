@@ -143,6 +143,17 @@ def _local_contrast_db(change: np.ndarray, positive: np.ndarray) -> float:
     return float(np.median(values)) if values else float("nan")
 
 
+def _scored_labels(ds, plan, pair: int, split: str) -> np.ndarray:
+    """A held-out pair's labels as ``evaluate`` scores them: unknown outside the split and where either
+    acquisition of the pair observed nothing."""
+    from sarcube.datacube import chips, schema
+    from sarcube.pipelines import scoring
+
+    label = ds[schema.LABEL].isel({schema.PAIR: pair}).values
+    keep = scoring.observed(ds, pair) & chips.split_mask(plan, pair, split, label.shape)
+    return np.where(keep, label, schema.LABEL_UNKNOWN)
+
+
 def pair_diagnostics(cube: Path, preds: Sequence[str]) -> list[dict[str, float]]:
     """Per test pair of the first prediction's run: what makes the pair hard and how each prediction did there.
 
@@ -163,10 +174,10 @@ def pair_diagnostics(cube: Path, preds: Sequence[str]) -> list[dict[str, float]]
     plan = scoring.read_split(ds[preds[0]])
     out = []
     for pair in plan.pairs_of(chips.TEST):
-        label = ds[schema.LABEL].isel({schema.PAIR: pair}).values
+        label = _scored_labels(ds, plan, pair, chips.TEST)
         change = ds[schema.VV_DIFF].isel({schema.PAIR: pair}).values
-        seen = scoring.observed(ds, pair) & (label != schema.LABEL_UNKNOWN)
-        positive = (label == 1) & seen
+        seen = label != schema.LABEL_UNKNOWN
+        positive = label == 1
         mean5 = ndimage.uniform_filter(np.nan_to_num(change), 5)
         row = {
             "pair_index": int(pair),
@@ -244,12 +255,8 @@ def rate_scores(cube: Path, pred: str) -> dict[str, float]:
     plan = scoring.read_split(ds[pred])
 
     def images(split: str) -> list[tuple[np.ndarray, np.ndarray]]:
-        out = []
-        for pair in plan.pairs_of(split):
-            label = ds[schema.LABEL].isel({schema.PAIR: pair}).values
-            keep = scoring.observed(ds, pair) & chips.split_mask(plan, pair, split, label.shape)
-            out.append((ds[pred].isel({schema.PAIR: pair}).values, np.where(keep, label, schema.LABEL_UNKNOWN)))
-        return out
+        return [(ds[pred].isel({schema.PAIR: pair}).values, _scored_labels(ds, plan, pair, split))
+                for pair in plan.pairs_of(split)]
 
     rate, val_f1 = metrics.best_rate(images(chips.VAL))
     counts = dict.fromkeys(("tp", "fp", "fn", "tn"), 0)

@@ -190,8 +190,13 @@ def rate_threshold(scores, rate: float) -> float:
     s = s[np.isfinite(s)]
     if s.size == 0:
         return float("inf")
-    k = min(s.size, max(1, int(round(rate * s.size))))
+    k = _top_count(s.size, rate)
     return float(np.partition(s, s.size - k)[s.size - k])
+
+
+def _top_count(n: int, rate: float) -> int:
+    """How many of ``n`` scores a flagged share ``rate`` takes: at least one, at most all."""
+    return min(n, max(1, int(round(rate * n))))
 
 
 def best_rate(images, rates=RATES) -> tuple[float, float]:
@@ -200,14 +205,20 @@ def best_rate(images, rates=RATES) -> tuple[float, float]:
     ``images``: (scores, labels) per image, labels 0/1/255. Returns ``(rate, F1)``; ties keep the
     smallest rate. Tune it on validation images, then apply :func:`rate_threshold` to each test image.
     """
+    # each image's scored pixels once, ranked once; every rate then reads its threshold off the ranking
+    scored = [_valid_scores(scores, labels) for scores, labels in images]
+    ranked = [np.sort(s)[::-1] for s, _ in scored]
     best = (float(rates[0]), -1.0)
     for rate in rates:
         counts = dict.fromkeys(_COUNT_KEYS, 0)
-        for scores, labels in images:
-            got = pixel_counts(scores, labels, rate_threshold(np.where(as_numpy(labels) == IGNORE_LABEL, np.nan,
-                                                                       as_numpy(scores)), rate))
-            for key in _COUNT_KEYS:
-                counts[key] += got[key]
+        for (s, truth), order in zip(scored, ranked, strict=True):
+            if s.size == 0:
+                continue
+            flagged = s >= order[_top_count(s.size, rate) - 1]
+            tp = int(np.count_nonzero(flagged & truth))
+            fp, fn = int(np.count_nonzero(flagged)) - tp, int(np.count_nonzero(truth)) - tp
+            counts = {"tp": counts["tp"] + tp, "fp": counts["fp"] + fp, "fn": counts["fn"] + fn,
+                      "tn": counts["tn"] + s.size - tp - fp - fn}
         f1 = float(scores_from_counts(counts)["f1"])
         if f1 > best[1]:
             best = (float(rate), f1)
