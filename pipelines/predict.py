@@ -306,7 +306,7 @@ def _predict_locked(
         unit = "patch" if patches else "window"
         # a bar on a terminal (rank 0's), none with -q or off a terminal (sarcube.progress), where -v logs each pair
         bar = tqdm(total=per_pair * n_mine, desc=f"predict {var_name}", unit=unit,
-                   disable=bar_disable() or not ranks.is_main)
+                   disable=bar_disable(not ranks.is_main))
         started = time.perf_counter()
         try:
             for i in mine:
