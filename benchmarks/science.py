@@ -235,42 +235,46 @@ def _held_out_pairs(run: Path) -> list[int]:
     return sorted(int(k) for k, v in split.get("pair_split", {}).items() if v in ("val", "test"))
 
 
-def _predict(cube: Path, run: Path, name: str) -> str:
+def _predict(cube: Path, run: Path, name: str, pairs: str | None = None) -> str:
+    from sarcube.datacube.predictions import OP_AUTO, OP_THRESHOLD
     from sarcube.pipelines.predict import predict
 
     # no test-time augmentation for any method: the baselines are dihedral-equivariant, and every
-    # network is then scored as it was validated (one pass), at an eighth of the cost. The validation
-    # pairs are predicted too: the per-pair rate operating point is tuned on them (rate_scores)
-    return predict(cube, run, name=name, pairs=_held_out_pairs(run) or "all", tta=False, overwrite=True)
+    # network is then scored as it was validated (one pass), at an eighth of the cost. Runs that validate on
+    # a time window also tune the per-pair operating point on their validation pairs (predicted too)
+    held = _held_out_pairs(run)
+    window = any(v == "val" for v in json.loads((run / "split.json").read_text()).get("pair_split", {}).values())
+    return predict(cube, run, name=name, pairs=pairs or held or "all", tta=False, overwrite=pairs is None,
+                   operating_point=OP_AUTO if window else OP_THRESHOLD)
 
 
-def rate_scores(cube: Path, pred: str) -> dict[str, float]:
-    """The flagged-rate operating point (``models.metrics.best_rate``): tuned on the validation pairs, scored
-    on the test pairs, each pair thresholded at its own top ``rate`` (observed pixels of the split only)."""
-    from sarcube.datacube import chips, schema
-    from sarcube.models import metrics
-    from sarcube.pipelines import scoring
+def rate_scores(cube: Path, pred: str) -> dict[str, float | str]:
+    """The per-pair operating points ``predict --operating-point auto`` recorded, scored on the test pairs by
+    ``evaluate``: ``f1`` at the flagged share (tuned on the validation pairs, each test pair at its own top
+    ``rate``), ``chosen`` (the operating point of the higher validation F1) and ``chosen_f1``."""
+    from sarcube.datacube import schema
+    from sarcube.datacube.predictions import (
+        ATTR_FLAG_RATE,
+        ATTR_OPERATING_POINT,
+        ATTR_OPERATING_POINT_F1,
+        OP_RATE,
+        OP_THRESHOLD,
+    )
+    from sarcube.pipelines.evaluate import evaluate
 
-    ds = schema.open_cube(cube)
-    plan = scoring.read_split(ds[pred])
-
-    def images(split: str) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [(ds[pred].isel({schema.PAIR: pair}).values, _scored_labels(ds, plan, pair, split))
-                for pair in plan.pairs_of(split)]
-
-    rate, val_f1 = metrics.best_rate(images(chips.VAL))
-    counts = dict.fromkeys(("tp", "fp", "fn", "tn"), 0)
-    for prob, label in images(chips.TEST):
-        got = metrics.pixel_counts(prob, label, metrics.rate_threshold(np.where(label == schema.LABEL_UNKNOWN,
-                                                                                np.nan, prob), rate))
-        counts = {k: counts[k] + got[k] for k in counts}
-    return {"rate": rate, "val_f1": val_f1, "f1": float(metrics.scores_from_counts(counts)["f1"])}
+    attrs = schema.open_cube(cube)[pred].attrs
+    at_rate = evaluate(cube, [pred], split="test", operating_point=OP_RATE)["predictions"][pred]
+    chosen = evaluate(cube, [pred], split="test")["predictions"][pred]
+    val = json.loads(attrs[ATTR_OPERATING_POINT_F1])
+    return {"rate": float(attrs[ATTR_FLAG_RATE]), "val_f1": float(val[OP_RATE]), "f1": float(at_rate["f1"]),
+            "val_threshold_f1": float(val[OP_THRESHOLD]), "chosen": str(attrs[ATTR_OPERATING_POINT]),
+            "chosen_f1": float(chosen["f1"])}
 
 
 def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: Path, reuse: bool = False) -> SeedResult:
     """Every comparison on ``seed``'s cubes; ``reuse`` keeps cubes and predictions already in ``workdir``."""
     from sarcube.datacube import schema
-    from sarcube.datacube.predictions import predicted_keys
+    from sarcube.datacube.predictions import ATTR_PAIR_THRESHOLDS, OP_THRESHOLD
     from sarcube.pipelines.evaluate import evaluate
 
     t0 = time.perf_counter()
@@ -296,22 +300,24 @@ def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: P
         if not (reuse and pred in schema.open_cube(cube).data_vars):  # --reuse: a prediction already made is scored
             pred = _train_predict(cube, c.preset, workdir / "runs" / f"{c.name}-s{seed}", c.overrides, seed,
                                   f"{c.name}-s{seed}")
-        ev = evaluate(cube, [pred, baselines[key]], split="test")
+        # each method at its own threshold here (the network's tuned on validation chips, the baseline's dynamic
+        # one); the per-pair operating points below
+        ev = evaluate(cube, [pred, baselines[key]], split="test", operating_point=OP_THRESHOLD)
         got = ev["predictions"]
         out.scores[c.name] = {
             "method": {m: metric_of(got[pred], m) for m in c.metrics},
             "baseline": {m: metric_of(got[baselines[key]], m) for m in c.metrics},
         }
         if c.hazard == "avalanche" and c.metrics == PIXEL:
-            for name in (pred, baselines[key]):  # --reuse of a prediction made before validation pairs were kept
-                var = schema.open_cube(cube)[name]
-                run = Path(str(var.attrs[schema.ATTR_RUN]))
-                if len(predicted_keys(var)) < len(_held_out_pairs(run)):
-                    _predict(cube, run, name.removeprefix(schema.PRED_PREFIX))
+            for name in (pred, baselines[key]):  # --reuse: record the operating points (and any missing pair)
+                if ATTR_PAIR_THRESHOLDS not in schema.open_cube(cube)[name].attrs:
+                    run = Path(str(schema.open_cube(cube)[name].attrs[schema.ATTR_RUN]))
+                    _predict(cube, run, name.removeprefix(schema.PRED_PREFIX), pairs="new")
             out.rate[c.name] = {"method": rate_scores(cube, pred), "baseline": rate_scores(cube, baselines[key])}
-            print(f"seed {seed} {c.name} at a per-pair flagged rate tuned on validation: F1 "
-                  f"{out.rate[c.name]['method']['f1']:.3f} (rate {out.rate[c.name]['method']['rate']:.1e}) vs "
-                  f"{out.rate[c.name]['baseline']['f1']:.3f}", flush=True)
+            m, b = out.rate[c.name]["method"], out.rate[c.name]["baseline"]
+            print(f"seed {seed} {c.name} at a per-pair flagged rate tuned on validation: F1 {m['f1']:.3f} "
+                  f"(rate {m['rate']:.1e}) vs {b['f1']:.3f}; at the validation's choice: {m['chosen_f1']:.3f} "
+                  f"({m['chosen']}) vs {b['chosen_f1']:.3f} ({b['chosen']})", flush=True)
             out.pairs[c.name] = [
                 {k.replace(pred, "method").replace(baselines[key], "baseline"): v for k, v in row.items()}
                 for row in pair_diagnostics(cube, [pred, baselines[key]])
@@ -357,6 +363,16 @@ def summarise(results: Sequence[SeedResult], comparisons: Sequence[Comparison]) 
                 lines.append(f"RESULT {label}_rate_f1_sd {sd:.2f} %")
             margin = statistics.fmean(r["method"]["f1"] - r["baseline"]["f1"] for r in rated)
             lines.append(f"RESULT {c.name}_rate_margin {100.0 * margin:.2f} points")
+            chosen = [r for r in rated if "chosen_f1" in r["method"]]
+            for side, label in (("method", c.name), ("baseline", f"{c.name}_baseline")):
+                values = [100.0 * r[side]["chosen_f1"] for r in chosen]
+                if values:
+                    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+                    lines.append(f"RESULT {label}_chosen_f1_mean {statistics.fmean(values):.2f} %")
+                    lines.append(f"RESULT {label}_chosen_f1_sd {sd:.2f} %")
+            if chosen:
+                margin = statistics.fmean(r["method"]["chosen_f1"] - r["baseline"]["chosen_f1"] for r in chosen)
+                lines.append(f"RESULT {c.name}_chosen_margin {100.0 * margin:.2f} points")
     return lines
 
 
@@ -408,13 +424,18 @@ def _rate_markdown(results: Sequence[SeedResult], comparisons: Sequence[Comparis
             own = _cell([r.scores[c.name][side]["f1"] for r in rated], "f1")
             rate = _cell([r.rate[c.name][side]["f1"] for r in rated], "f1")
             share = statistics.fmean(r.rate[c.name][side]["rate"] for r in rated)
-            rows.append(f"| {label} | {own} | {rate} | {100 * share:.3f} |")
+            picks = [r.rate[c.name][side] for r in rated if "chosen_f1" in r.rate[c.name][side]]
+            chosen = _cell([x["chosen_f1"] for x in picks], "f1") if len(picks) == len(rated) else "-"
+            n_rate = sum(x["chosen"] == "rate" for x in picks)
+            rows.append(f"| {label} | {own} | {rate} | {100 * share:.3f} | {chosen} | {n_rate} of {len(picks)} |")
     if not rows:
         return []
     return ["", "**Operating points** (pixel F1 on the test pairs, %, mean ± sd over seeds): at the method's own "
             "(the network's validation-tuned probability threshold; the baseline's dynamic threshold) and at a "
-            "per-pair flagged rate (each pair's top share of scores, the share tuned on the validation pairs)", "",
-            "| method | F1, own threshold | F1, per-pair rate | rate, % of pixels (mean) |", "|---|---|---|---|", *rows]
+            "per-pair flagged rate (each pair's top share of scores, the share tuned on the validation pairs), and "
+            "at the one of the two with the higher F1 on the validation pairs (`predict --operating-point auto`)", "",
+            "| method | F1, own threshold | F1, per-pair rate | rate, % of pixels (mean) | F1, validation's choice "
+            "| seeds choosing the rate |", "|---|---|---|---|---|---|", *rows]
 
 
 def _pairs_markdown(results: Sequence[SeedResult], names: Sequence[str]) -> list[str]:

@@ -48,6 +48,19 @@ ATTR_CHIP = "chip_px"
 ATTR_LEVEL = "prediction_level"
 #: probability threshold of a prediction whose run recorded none
 DEFAULT_THRESHOLD = 0.5
+#: how a map is turned into detections (``predict --operating-point``): :data:`OP_THRESHOLD`, the run's
+#: probability ``threshold`` for every pair; or :data:`OP_RATE`, each pair thresholded at its own top
+#: ``flag_rate`` share of observed pixels (tuned on the run's validation pairs), the thresholds in
+#: ``pair_thresholds`` (JSON: pair key -> threshold, null where a pair has no finite score); absent = threshold
+ATTR_OPERATING_POINT = "operating_point"
+ATTR_FLAG_RATE = "flag_rate"
+ATTR_PAIR_THRESHOLDS = "pair_thresholds"
+#: JSON: validation F1 of each operating point predict tuned (``auto`` keeps the higher)
+ATTR_OPERATING_POINT_F1 = "operating_point_val_f1"
+OP_THRESHOLD = "threshold"
+OP_RATE = "rate"
+OP_AUTO = "auto"
+OPERATING_POINTS = (OP_THRESHOLD, OP_RATE, OP_AUTO)
 
 
 def run_name(name: str) -> str:
@@ -66,12 +79,53 @@ def resolve_prediction(ds: xr.Dataset, pred: str) -> str:
     return name
 
 
-def prediction_threshold(var: xr.DataArray, threshold: float | None) -> float:
-    """``threshold`` if given, else the one the run recorded, else 0.5; checked to lie in (0, 1)."""
+def prediction_threshold(
+    var: xr.DataArray, threshold: float | None, key: str | None = None, operating_point: str | None = None
+) -> float:
+    """The detection threshold of ``var`` (of its pair ``key``, for a per-pair operating point).
+
+    ``threshold`` if given (every pair); else, where the operating point (``operating_point``, default
+    the one ``predict`` recorded) is :data:`OP_RATE`, the pair's own threshold (``inf``, nothing
+    detected, where the pair has no finite score); else the run's threshold, else 0.5. A given or
+    recorded probability threshold must lie in (0, 1).
+    """
+    if threshold is None and key is not None and _operating_point(var, operating_point) == OP_RATE:
+        value = pair_thresholds(var).get(key, float("nan"))
+        if np.isnan(value):
+            raise InputError(
+                f"{var.name!r} holds no per-pair threshold for pair {key}: predict it with "
+                "`sarcube predict --operating-point rate` (or give --threshold)"
+            )
+        return value
     value = float(var.attrs.get(schema.ATTR_THRESHOLD, DEFAULT_THRESHOLD)) if threshold is None else float(threshold)
     if not 0.0 < value < 1.0:
         raise InputError(f"threshold {value} must lie strictly between 0 and 1 (e.g. --threshold 0.5)")
     return value
+
+
+def _operating_point(var: xr.DataArray, operating_point: str | None) -> str:
+    chosen = operating_point or str(var.attrs.get(ATTR_OPERATING_POINT, OP_THRESHOLD))
+    if chosen not in (OP_THRESHOLD, OP_RATE):
+        raise InputError(f"operating point {chosen!r}: use {OP_THRESHOLD} or {OP_RATE}")
+    if chosen == OP_RATE and ATTR_PAIR_THRESHOLDS not in var.attrs:
+        raise InputError(
+            f"{var.name!r} has no per-pair thresholds: predict it with `sarcube predict --operating-point rate`"
+        )
+    return chosen
+
+
+def pair_thresholds(var: xr.DataArray) -> dict[str, float]:
+    """The per-pair thresholds ``predict --operating-point rate`` recorded (``inf`` for a pair without scores)."""
+    raw = var.attrs.get(ATTR_PAIR_THRESHOLDS)
+    table = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+    return {str(k): float("inf") if v is None else float(v) for k, v in table.items()}
+
+
+def describe_operating_point(var: xr.DataArray, threshold: float | None, operating_point: str | None = None) -> str:
+    """One line: the threshold detections of ``var`` use, e.g. ``threshold 0.42`` or ``top 0.061 % per pair``."""
+    if threshold is None and schema.PAIR in var.dims and _operating_point(var, operating_point) == OP_RATE:
+        return f"top {100 * float(var.attrs[ATTR_FLAG_RATE]):.3g} % of each pair's pixels"
+    return f"threshold {prediction_threshold(var, threshold):.3g}"
 
 
 def pair_key(reference_time: Any, activity_time: Any) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from sarcube.datacube import lock, schema, zarrio
@@ -153,6 +154,10 @@ class StagedArray:
                 )
         with lock.writer(self.path, storage_options=self.storage_options):
             self._array[region] = values
+
+    def read(self, region: tuple[slice | int, ...]) -> np.ndarray:
+        """The values staged in ``region`` (what ``write`` put there, before ``promote``)."""
+        return np.asarray(self._array[region])
 
     def mark_done(self, *keys: str) -> None:
         """Record that pieces ``keys`` are completely written (the resume point).

@@ -229,6 +229,19 @@ def update_attrs(path: str | Path, attrs: Mapping[str, Any], storage_options: Ma
     _rewrite_root_attrs(path, lambda current: current.update(dict(attrs)), storage_options)
 
 
+@lock.locked
+def update_variable_attrs(
+    path: str | Path, name: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None
+) -> None:
+    """Merge ``attrs`` into variable ``name``'s attributes (its values untouched), then reconsolidate."""
+    import zarr
+
+    with zarrio.quiet_zarr_warnings():
+        array = zarr.open_array(zarrio.zarr_store(path, storage_options), path=name, mode="r+", zarr_format=3)
+        array.attrs.update(dict(attrs))
+    zarrio.consolidate(path, storage_options)
+
+
 def remove_attrs(
     path: str | Path, keys: list[str] | tuple[str, ...], storage_options: Mapping[str, Any] | None = None
 ) -> None:

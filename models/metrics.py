@@ -202,19 +202,27 @@ def _top_count(n: int, rate: float) -> int:
 def best_rate(images, rates=RATES) -> tuple[float, float]:
     """The flagged share (:func:`rate_threshold` per image) that maximizes F1 over ``images``.
 
-    ``images``: (scores, labels) per image, labels 0/1/255. Returns ``(rate, F1)``; ties keep the
-    smallest rate. Tune it on validation images, then apply :func:`rate_threshold` to each test image.
+    ``images``: (scores, labels) per image, labels 0/1/255. Each image's threshold ranks all its finite
+    scores (as :func:`rate_threshold` does on an unlabelled image: NaN where the image observed nothing),
+    and F1 counts its labelled pixels (255 not counted). Returns ``(rate, F1)``; ties keep the smallest
+    rate. Tune it on validation images, then apply :func:`rate_threshold` to each test image.
     """
-    # each image's scored pixels once, ranked once; every rate then reads its threshold off the ranking
-    scored = [_valid_scores(scores, labels) for scores, labels in images]
-    ranked = [np.sort(s)[::-1] for s, _ in scored]
+    # each image's pool ranked once; every rate then reads its threshold off the ranking
+    pools, scored = [], []
+    for scores, labels in images:
+        s, lab = _align(as_numpy(scores), as_numpy(labels))
+        s = s.astype(np.float64, copy=False)
+        finite = np.isfinite(s)
+        pools.append(np.sort(s[finite].ravel())[::-1])
+        keep = finite & (lab != IGNORE_LABEL)
+        scored.append((s[keep].ravel(), (lab[keep] == 1).ravel()))
     best = (float(rates[0]), -1.0)
     for rate in rates:
         counts = dict.fromkeys(_COUNT_KEYS, 0)
-        for (s, truth), order in zip(scored, ranked, strict=True):
-            if s.size == 0:
+        for (s, truth), pool in zip(scored, pools, strict=True):
+            if pool.size == 0:
                 continue
-            flagged = s >= order[_top_count(s.size, rate) - 1]
+            flagged = s >= pool[_top_count(pool.size, rate) - 1]
             tp = int(np.count_nonzero(flagged & truth))
             fp, fn = int(np.count_nonzero(flagged)) - tp, int(np.count_nonzero(truth)) - tp
             counts = {"tp": counts["tp"] + tp, "fp": counts["fp"] + fp, "fn": counts["fn"] + fn,
@@ -389,9 +397,12 @@ class MetricAccumulator:
         self._bin_positives = np.zeros(n_bins, dtype=np.int64)
         self._bin_counts = np.zeros(n_bins, dtype=np.int64)
 
-    def update(self, prob, label) -> None:
+    def update(self, prob, label, threshold: float | None = None) -> None:
+        """Add one image, batch or set of patch scores; ``threshold`` (default: the accumulator's) binarizes
+        them, so images thresholded each at their own operating point add up alike."""
         prob, label = as_numpy(prob), as_numpy(label)
-        for k, v in pixel_counts(prob, label, self.threshold).items():
+        threshold = self.threshold if threshold is None else threshold
+        for k, v in pixel_counts(prob, label, threshold).items():
             self.counts[k] += v
         if self.auprc and prob.dtype != bool:
             p, lab = _align(prob, label)
@@ -404,7 +415,7 @@ class MetricAccumulator:
                 self._scores.append(p[valid])  # kept in their own dtype: 5 bytes a pixel for float32
                 self._truth.append(lab[valid] == 1)
         if self.objects:
-            for positive, lab in _images(prob, label, self.threshold):
+            for positive, lab in _images(prob, label, threshold):
                 for k, v in _object_counts(positive, lab, self.connectivity).items():
                     self.object_counts[k] += v
                 i, u = _bbox_counts(positive, lab, self.connectivity)

@@ -20,7 +20,7 @@ import xarray as xr
 
 from sarcube.datacube import schema
 from sarcube.datacube.grid import pixel_size
-from sarcube.datacube.predictions import prediction_threshold, resolve_prediction
+from sarcube.datacube.predictions import describe_operating_point, pair_keys, prediction_threshold, resolve_prediction
 from sarcube.errors import InputError
 from sarcube.progress import bar_disable
 
@@ -127,13 +127,17 @@ def detections(
     min_area_m2: float = MIN_AREA_M2,
     pairs: list[int] | None = None,
 ) -> Any:
-    """Thresholded objects of a prediction as a GeoDataFrame in the cube's CRS (one row per object)."""
+    """Thresholded objects of a prediction as a GeoDataFrame in the cube's CRS (one row per object).
+
+    Each pair is thresholded at ``threshold`` when given, else at its recorded operating point (the run's
+    threshold, or the pair's own with ``predict --operating-point rate``)."""
     import geopandas as gpd
     from tqdm.auto import tqdm
 
     name = resolve_prediction(ds, pred)
     var = ds[name]
     thr = prediction_threshold(var, threshold)
+    keys, lowest = pair_keys(ds), thr
     if min_area_m2 < 0:
         raise InputError(f"min_area_m2 {min_area_m2} must be >= 0")
     area = pixel_area_m2(ds)
@@ -152,7 +156,9 @@ def detections(
         prob = np.asarray((var.isel({schema.PAIR: p}) if p is not None else var).values, dtype=np.float32)
         if not np.isfinite(prob).any():
             continue  # not predicted
-        ids, rows = _object_table(prob, thr, min_pixels, terrain)
+        level = prediction_threshold(var, threshold, keys[p]) if p is not None else thr
+        lowest = min(lowest, level)
+        ids, rows = _object_table(prob, level, min_pixels, terrain)
         if not rows:
             continue
         geometries.extend(_polygons(ids, len(rows), transform))
@@ -180,7 +186,10 @@ def detections(
                 }
             )
     frame = gpd.GeoDataFrame(records, columns=list(COLUMNS), geometry=geometries, crs=ds.rio.crs)
-    frame.attrs.update({"prediction": name, "threshold": thr})
+    frame.attrs.update(
+        {"prediction": name, "threshold": thr, "operating_point": describe_operating_point(var, threshold),
+         "lowest_threshold": lowest}
+    )
     return frame
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from sarcube.datacube import chips
+from sarcube.datacube.predictions import OP_RATE, OP_THRESHOLD
 from sarcube.pipelines._storage import storage_options_option
 from sarcube.pipelines.scoring import (
     BALANCED,
@@ -37,13 +38,16 @@ def evaluate(
     out_json: str | Path | None = None,
     storage_options: Mapping[str, Any] | None = None,
     balance_seed: int = BALANCED_TEST_SEED,
+    operating_point: str | None = None,
 ) -> dict[str, Any]:
     """Score predictions side by side on their runs' ``split``; returns (and optionally writes) the results.
 
-    See :func:`sarcube.pipelines.scoring.score_predictions` for what the dict holds.
+    See :func:`sarcube.pipelines.scoring.score_predictions` for what the dict holds. ``operating_point``
+    (``threshold`` or ``rate``) overrides the one each prediction recorded (``predict --operating-point``).
     """
     out = score_predictions(
-        cube, preds, split=split, threshold=threshold, storage_options=storage_options, balance_seed=balance_seed
+        cube, preds, split=split, threshold=threshold, storage_options=storage_options, balance_seed=balance_seed,
+        operating_point=operating_point,
     )
     if out_json is not None:
         path = Path(out_json)
@@ -73,6 +77,10 @@ def evaluate(
     "--threshold", type=float, default=None, help="Probability threshold for all predictions (default: each run's)."
 )
 @click.option(
+    "--operating-point", type=click.Choice([OP_THRESHOLD, OP_RATE]), default=None,
+    help="Score every prediction at this operating point (default: the one each recorded at predict).",
+)
+@click.option(
     "--balance-seed", type=int, default=BALANCED_TEST_SEED, show_default=True,
     help="Seed of the negatives drawn into the balanced patch test set.",
 )
@@ -86,12 +94,12 @@ def evaluate(
 )
 @storage_options_option
 def command(
-    cube: str, preds: tuple[str, ...], split: str, threshold: float | None, balance_seed: int, out_json: str,
-    storage_options: dict[str, Any] | None,
+    cube: str, preds: tuple[str, ...], split: str, threshold: float | None, operating_point: str | None,
+    balance_seed: int, out_json: str, storage_options: dict[str, Any] | None,
 ) -> None:
     """Score predictions in CUBE on their runs' held-out split; print a table and write JSON."""
     result = evaluate(cube, preds, split=split, threshold=threshold, out_json=out_json, balance_seed=balance_seed,
-                      storage_options=storage_options)
+                      storage_options=storage_options, operating_point=operating_point)
     click.echo(result["table"])
     click.echo(f"wrote {out_json}")
 

@@ -53,9 +53,13 @@ from sarcube.datacube import lock, schema, staging, store
 from sarcube.datacube.predictions import (
     ATTR_CHIP,
     ATTR_LEVEL,
+    ATTR_OPERATING_POINT,
+    ATTR_OPERATING_POINT_F1,
     ATTR_PRESET,
     ATTR_TASK,
     ATTR_WINDOW,
+    OP_THRESHOLD,
+    OPERATING_POINTS,
     PAIRS_ALL,
     plan_prediction,
     predicted_pairs_attr,
@@ -121,6 +125,7 @@ def predict(
     wait_s: float = 0.0,
     storage_options: Mapping[str, Any] | None = None,
     nproc: int = 1,
+    operating_point: str = OP_THRESHOLD,
 ) -> str:
     """Predict a run over the cube's pairs and write ``pred_<name>``; returns the variable name.
 
@@ -136,12 +141,17 @@ def predict(
     launcher; one GPU each on CUDA); under ``torchrun`` each rank calls this with
     ``nproc=1``. The pairs are dealt out over the ranks, each writes only its
     own pairs' regions, rank 0 stages and promotes the variable (see :func:`_predict`).
+
+    ``operating_point``: ``threshold`` (the run's probability threshold), ``rate`` (each pair at its own
+    top share of pixels, the share tuned on the run's validation pairs, which are then predicted too) or
+    ``auto`` (the one of the two with the higher validation F1); see :mod:`sarcube.pipelines.operating_point`.
     """
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size} must be at least 1")
     options = {"name": name, "pairs": pairs if isinstance(pairs, str) else [int(p) for p in pairs], "tta": tta,
                "batch_size": batch_size, "overwrite": overwrite, "scheduler": scheduler, "device": device,
-               "wait_s": wait_s, "storage_options": dict(storage_options) if storage_options else None}
+               "wait_s": wait_s, "storage_options": dict(storage_options) if storage_options else None,
+               "operating_point": operating_point}
     if nproc <= 1:
         return _predict(cube, run_dir, **options)[0]
     # this process holds the cube's lock until every rank has exited; the ranks write under it
@@ -170,6 +180,7 @@ def _predict(
     device: str | None,
     wait_s: float,
     storage_options: Mapping[str, Any] | None,
+    operating_point: str = OP_THRESHOLD,
     lock_token: str | None = None,
 ) -> tuple[str, list[str]]:
     """:func:`predict` in one process or one DDP rank; the variable and the keys of the pieces this process wrote.
@@ -191,7 +202,7 @@ def _predict(
     with ddp.cube_writer(ranks, cube, VERB, token=lock_token, wait_s=wait_s, storage_options=storage_options):
         result = _predict_locked(cube, run_dir, ranks, torch_device, name=name, pairs=pairs, tta=tta,
                                  batch_size=batch_size, overwrite=overwrite, scheduler=scheduler,
-                                 storage_options=storage_options)
+                                 storage_options=storage_options, operating_point=operating_point)
     distributed.shutdown(ranks)
     return result
 
@@ -209,6 +220,7 @@ def _predict_locked(
     overwrite: bool,
     scheduler: str | None,
     storage_options: Mapping[str, Any] | None,
+    operating_point: str,
 ) -> tuple[str, list[str]]:
     import dask.array as dsa
     from tqdm.auto import tqdm
@@ -218,6 +230,7 @@ def _predict_locked(
     from sarcube.models.inference import DIHEDRAL_TRANSFORMS, TilingPlan, predict_bands
     from sarcube.models.patch_inference import patch_probability, predict_patches
     from sarcube.pipelines import _dask
+    from sarcube.pipelines import operating_point as op
     from sarcube.pipelines.runs import assemble_inputs, load_run, resolved_channels
 
     loaded = load_run(run_dir, torch_device)
@@ -229,6 +242,7 @@ def _predict_locked(
     if patches and tta and ranks.is_main:
         log.info("%s scores patches as validated (one centre crop each): no test-time augmentation", info.preset)
     tta_count = len(DIHEDRAL_TRANSFORMS) if tta and not patches else 1
+    split_plan, val_pairs, pairs = op.plan_pairs(operating_point, run_dir, ds, info.prediction_level, pairs)
     window = int(info.input_size or info.chip_size)  # the side the network saw in training
     plan = plan_prediction(
         ds,
@@ -242,6 +256,10 @@ def _predict_locked(
         overwrite=overwrite,
     )
     if not plan.todo:
+        if val_pairs and ranks.is_main:  # the maps are there: (re)tune and record the operating point only
+            op.record(cube, var_name, op.operating_point_attrs(
+                operating_point, ds, split_plan, val_pairs, op.held_pairs(ds, plan.predicted),
+                lambda p: ds[var_name].isel({schema.PAIR: p}).values, float(info.threshold)), storage_options)
         if ranks.is_main:
             log.info("%s already holds every selected pair: nothing to predict", var_name)
         return var_name, []
@@ -332,10 +350,18 @@ def _predict_locked(
         return var_name, written
     attrs[schema.ATTR_CREATED] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     attrs[schema.ATTR_PREDICTED_PAIRS] = predicted_pairs_attr(plan.predicted)
+    attrs[ATTR_OPERATING_POINT] = OP_THRESHOLD
+    if val_pairs:
+        attrs.update(op.operating_point_attrs(operating_point, ds, split_plan, val_pairs,
+                                              op.held_pairs(ds, plan.predicted),
+                                              lambda p: staged.read((p, slice(None), slice(None))), threshold))
+        log.info("%s: operating point %s (validation F1 %s)", var_name, attrs[ATTR_OPERATING_POINT],
+                 attrs[ATTR_OPERATING_POINT_F1])
     staged.promote({**template.attrs, **attrs})
     pairs_arg = pairs if isinstance(pairs, str) else ",".join(map(str, pairs))
     history = f"sarcube predict --run {Path(run_dir).resolve()} --name {run_name(var_name)} --pairs {pairs_arg}"
-    store.append_history(cube, history + ("" if tta else " --no-tta"), storage_options)
+    history += ("" if tta else " --no-tta") + (f" --operating-point {operating_point}" if val_pairs else "")
+    store.append_history(cube, history, storage_options)
     log.info("wrote %s (%d pair(s) computed by %d rank(s)) into %s", var_name, len(todo), ranks.world_size, cube)
     return var_name, written
 
@@ -401,6 +427,10 @@ def _write_piece(
               help="When another process is writing the cube, wait up to SECONDS for it (0: stop at once).")
 @click.option("--nproc", type=int, default=1, show_default=True,
               help="Ranks on this machine, the pairs dealt out over them (one GPU each on CUDA, gloo on CPU).")
+@click.option("--operating-point", type=click.Choice(OPERATING_POINTS), default=OP_THRESHOLD, show_default=True,
+              help="How maps become detections: the run's threshold; rate: each pair's own top share of pixels, the "
+              "share tuned on the run's validation pairs (predicted too; needs their labels); auto: the better of "
+              "the two on validation.")
 @storage_options_option
 def command(
     cube: str,
@@ -414,6 +444,7 @@ def command(
     device: str | None,
     wait_s: float,
     nproc: int,
+    operating_point: str,
     storage_options: dict[str, Any] | None,
 ) -> None:
     """Slide RUN_DIR's model over CUBE's pairs and write its probabilities as pred_NAME."""
@@ -432,6 +463,7 @@ def command(
         wait_s=wait_s,
         storage_options=storage_options,
         nproc=nproc,
+        operating_point=operating_point,
     )
     if distributed.ranks_from_env().is_main:  # under torchrun: one report, from the main rank
         click.echo(f"wrote {var} into {cube}")

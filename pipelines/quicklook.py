@@ -34,7 +34,7 @@ from sarcube.datacube.composite import (
     season_composite_inputs,
 )
 from sarcube.datacube.grid import pixel_size
-from sarcube.datacube.predictions import ATTR_PRESET, prediction_threshold, resolve_prediction
+from sarcube.datacube.predictions import ATTR_PRESET, pair_keys, prediction_threshold, resolve_prediction
 from sarcube.errors import InputError
 from sarcube.pipelines._storage import storage_options_option
 
@@ -265,8 +265,11 @@ def quicklook_figure(
     label = _subsample(at_pair(ds[schema.LABEL]), step) if schema.LABEL in ds.data_vars else None
     prob = thr = None
     if pred_name is not None:
-        thr = prediction_threshold(ds[pred_name], threshold)
         prob = _subsample(at_pair(ds[pred_name]), step).astype(np.float32)
+        # the pair's own threshold under a per-pair operating point (none is recorded for an unpredicted pair)
+        per_pair = schema.PAIR in ds[pred_name].dims and np.isfinite(prob).any()
+        key = pair_keys(ds)[pair_index if pair_index is not None else 0] if per_pair else None
+        thr = prediction_threshold(ds[pred_name], threshold, key)
     detected = np.nan_to_num(prob, nan=0.0) >= thr if prob is not None else None
 
     panels: list[tuple[str, Any]] = [("composite", None)]

@@ -377,7 +377,9 @@ def report(
             "size": [ds.sizes[schema.Y], ds.sizes[schema.X]],
             "display": {"step": display.step, "width": display.width, "height": display.height},
             "bounds": [round(b, COORD_DECIMALS) for b in display.bounds],
-            "prediction": {"name": name, "threshold": frame.attrs["threshold"], "min_area_m2": area},
+            # colours run from the lowest threshold any pair was detected at (one, or each pair's own)
+            "prediction": {"name": name, "threshold": frame.attrs["lowest_threshold"], "min_area_m2": area,
+                           "operating_point": frame.attrs["operating_point"]},
             "hillshade": _write_png(images / "hillshade.png", hillshade_image(ds, display)),
             "pairs": _pair_entries(ds, var, frame, display, images),
             "detections": detection_features(frame, ds),

@@ -60,6 +60,7 @@ from sarcube.datacube.predictions import (
     ATTR_TASK,
     ATTR_WINDOW,
     SCENE_KEY,
+    describe_operating_point,
     pair_keys,
     predicted_keys,
     prediction_threshold,
@@ -279,7 +280,10 @@ def _score_patches(
     }
 
 
-def _score_pixels(ds: xr.Dataset, var: xr.DataArray, plan: chips.SplitPlan, split: str, thr: float) -> dict[str, Any]:
+def _score_pixels(
+    ds: xr.Dataset, var: xr.DataArray, plan: chips.SplitPlan, split: str, thr: float, threshold_of: Any
+) -> dict[str, Any]:
+    """Pixel metrics over the prediction's pairs in ``split``, each pair binarized at ``threshold_of(pair)``."""
     from tqdm.auto import tqdm
 
     from sarcube.models.metrics import AUPRC_BINS, MetricAccumulator
@@ -296,7 +300,7 @@ def _score_pixels(ds: xr.Dataset, var: xr.DataArray, plan: chips.SplitPlan, spli
         prob, label = _pair_arrays(ds, var, p)
         seen = observed(ds, p)
         label = np.where(mask if seen is None else mask & seen, label, schema.LABEL_UNKNOWN).astype(np.uint8)
-        acc.update(prob, label)
+        acc.update(prob, label, threshold=threshold_of(p))
         units += int(((label != schema.LABEL_UNKNOWN) & np.isfinite(prob)).sum())
         scored_pairs.append(-1 if p is None else int(p))
     if not scored_pairs:
@@ -316,15 +320,26 @@ def score_prediction(
     threshold: float | None,
     rule: PatchRule | None = None,
     balance_seed: int = BALANCED_TEST_SEED,
+    operating_point: str | None = None,
 ) -> dict[str, Any]:
-    """Metrics of one prediction on its run's ``split``: per pixel, or per patch of ``rule`` (module docstring)."""
+    """Metrics of one prediction on its run's ``split``: per pixel, or per patch of ``rule`` (module docstring).
+
+    Pixels are binarized at ``threshold`` when given, else at the prediction's recorded operating point
+    (``operating_point`` overrides which: ``threshold``, the run's, or ``rate``, each pair's own;
+    :mod:`sarcube.pipelines.operating_point`)."""
     var = ds[name]
     if schema.LABEL not in ds.data_vars:
         raise MissingVariableError(f"evaluation needs {schema.LABEL!r} in the cube; {schema.hint_for([schema.LABEL])}")
     plan = read_split(var, ds[schema.LABEL])
     thr = prediction_threshold(var, threshold)
+    keys = pair_keys(ds)
+
+    def threshold_of(pair: int | None) -> float:
+        key = keys[pair] if pair is not None else None
+        return prediction_threshold(var, threshold, key, operating_point)
+
     if rule is None:
-        result = _score_pixels(ds, var, plan, split, thr)
+        result = _score_pixels(ds, var, plan, split, thr, threshold_of)
     else:
         result = _score_patches(ds, var, plan, split, thr, rule, balance_seed)
     result.update(
@@ -333,6 +348,7 @@ def score_prediction(
             "task": str(var.attrs.get(ATTR_TASK, "")),
             "level": str(var.attrs.get(ATTR_LEVEL, LEVEL_PIXEL)),
             "threshold": thr,
+            "operating_point": describe_operating_point(var, threshold, operating_point if rule is None else None),
             "split": plan.describe(),
             "split_id": _split_id(plan),
             "run": str(var.attrs.get(schema.ATTR_RUN, "")),
@@ -386,8 +402,8 @@ def format_table(results: Mapping[str, Mapping[str, Any]], columns: Sequence[str
         rows = [[run_name(n)] + [_cell(r.get(c), COLUMNS[c][1]) for c in columns] for n, r in results.items()]
         lines = _render(["Method", *metric_headers], rows, 1)
         lines.append(f"{split} split, scored on {first['scored_on']}")
-    thresholds = ", ".join(f"{run_name(n)} {r['threshold']:g}" for n, r in results.items())
-    lines[-1] += f"; threshold per prediction: {thresholds}"
+    thresholds = ", ".join(f"{run_name(n)} {r['operating_point']}" for n, r in results.items())
+    lines[-1] += f"; detections at: {thresholds}"
     if len({r["split_id"] for r in results.values()}) > 1:
         lines.append("note: the predictions come from runs with different splits, so their test sets differ")
     return "\n".join(lines)
@@ -401,6 +417,7 @@ def score_predictions(
     threshold: float | None = None,
     storage_options: Mapping[str, Any] | None = None,
     balance_seed: int = BALANCED_TEST_SEED,
+    operating_point: str | None = None,
 ) -> dict[str, Any]:
     """Score predictions side by side on their runs' ``split``; returns the results.
 
@@ -421,7 +438,8 @@ def score_predictions(
     reference = next(iter(rules.values()), None)
     results = {
         n: score_prediction(
-            ds, n, split=split, threshold=threshold, rule=rules.get(n, reference), balance_seed=balance_seed
+            ds, n, split=split, threshold=threshold, rule=rules.get(n, reference), balance_seed=balance_seed,
+            operating_point=operating_point,
         )
         for n in names
     }

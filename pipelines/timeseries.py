@@ -23,7 +23,13 @@ import xarray as xr
 
 from sarcube.datacube import schema
 from sarcube.datacube.grid import parse_point, pixel_at
-from sarcube.datacube.predictions import prediction_threshold, resolve_prediction
+from sarcube.datacube.predictions import (
+    describe_operating_point,
+    pair_keys,
+    predicted_keys,
+    prediction_threshold,
+    resolve_prediction,
+)
 from sarcube.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -55,10 +61,14 @@ def point_events(
             events["static_label"] = int(label)
     if pred_name is not None and schema.PAIR in ds[pred_name].dims:
         prob = ds[pred_name].isel(where).values.astype(np.float64)
-        thr = prediction_threshold(ds[pred_name], threshold)
+        var, keys = ds[pred_name], pair_keys(ds)
+        held = set(predicted_keys(var)) or set(keys)  # a variable without the record: every pair
+        # each pair at its recorded operating point (one threshold, or the pair's own); none where not predicted
+        thr = np.array([prediction_threshold(var, threshold, k) if k in held else np.inf for k in keys])
         hits = np.flatnonzero(np.nan_to_num(prob, nan=-1.0) >= thr)
         events["detected"] = [(*t, float(prob[p])) for p, t in zip(hits, _pair_times(ds, hits), strict=True)]
-        events["threshold"] = thr
+        events["threshold"] = prediction_threshold(var, threshold)
+        events["operating_point"] = describe_operating_point(var, threshold)
     if schema.VV_BEFORE in ds.data_vars:
         date = _event_date(ds[schema.VV_BEFORE])
         events["event_date"] = np.datetime64(date[:10]) if date else None
@@ -124,7 +134,7 @@ def plot_timeseries(
         handles.append(Patch(color=LABEL_COLOUR, alpha=0.4, label=f"labelled pair ({len(events['labelled'])})"))
     if events["detected"]:
         handles.append(Line2D([], [], marker="v", ls="", ms=9, color=PRED_COLOUR,
-                              label=f"{pred_name} >= {events['threshold']:.3g} ({len(events['detected'])} pairs)"))
+                              label=f"{pred_name} at {events['operating_point']} ({len(events['detected'])} pairs)"))
     if events["event_date"] is not None:
         handles.append(Line2D([], [], color=EVENT_COLOUR, ls="--", label=f"event {str(events['event_date'])[:10]}"))
     axes[0].legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))

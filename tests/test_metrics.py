@@ -214,11 +214,16 @@ def test_best_rate_follows_each_image_where_one_threshold_cannot():
         labels[:20] = 1
         scores = rng.uniform(0.0, 0.4, labels.size) + offset
         scores[:20] += 0.45  # its targets still top that image
-        labels[-100:] = metrics.IGNORE_LABEL  # ignored pixels are neither flagged nor counted
-        scores[-100:] = 9.0
+        labels[-100:] = metrics.IGNORE_LABEL  # not observed: no score, neither ranked nor counted
+        scores[-100:] = np.nan
+        labels[-300:-100] = metrics.IGNORE_LABEL  # observed but unlabelled: ranked, not counted
         images.append((scores, labels))
     rate, f1 = metrics.best_rate(images)
     assert f1 == pytest.approx(1.0) and rate == pytest.approx(20 / 9_900, rel=0.15)
-    pooled_scores = np.concatenate([s[:-100] for s, _ in images])
-    pooled_labels = np.concatenate([y[:-100] for _, y in images])
+    # the flagged share is of every observed (finite) score, labelled or not, as on an unlabelled test pair
+    for scores, _ in images:
+        flagged = scores >= metrics.rate_threshold(scores, rate)
+        assert flagged.sum() == round(rate * 9_900) and flagged[:20].all()
+    pooled_scores = np.concatenate([s[:-300] for s, _ in images])
+    pooled_labels = np.concatenate([y[:-300] for _, y in images])
     assert metrics.best_threshold(pooled_scores, pooled_labels)[1] < 0.7  # no single threshold separates both

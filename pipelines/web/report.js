@@ -396,7 +396,7 @@
 
   var predicted = D.pairs.filter(function (p) { return p.predicted; }).length;
   document.getElementById("subtitle").textContent =
-    D.prediction.name + " · threshold " + threshold + " · objects ≥ " + D.prediction.min_area_m2 + " m² · " +
+    D.prediction.name + " · " + (D.prediction.operating_point || "threshold " + threshold) + " · objects ≥ " + D.prediction.min_area_m2 + " m² · " +
     features.length + " detections in " + predicted + " of " + D.pairs.length + " pairs · " + D.crs;
 
   // start on the first predicted pair with detections, else the first predicted one

@@ -1,0 +1,190 @@
+"""Operating points of a map prediction: the run's probability threshold, or a flagged share per pair.
+
+A network's probabilities move from pair to pair with the pair's confounders
+(a pair full of refreezing wet snow scores higher everywhere), so one
+probability threshold tuned on the validation pairs need not carry over to a
+test pair. The flagged-rate rule thresholds each pair at its own top share
+of observed pixels (:func:`sarcube.models.metrics.rate_threshold`), as a
+radar detector holds a constant false-alarm rate; the share is tuned on the
+run's validation pairs (:func:`sarcube.models.metrics.best_rate`), whose
+labels only the tuning reads. A new, unlabelled pair gets its threshold from
+its own scores.
+
+``predict --operating-point rate`` records the rule in the prediction
+(``flag_rate`` and ``pair_thresholds``, :mod:`sarcube.datacube.predictions`);
+``auto`` tunes both and keeps the one with the higher F1 on the validation
+pairs (the run's threshold is tuned on validation *chips*; here both are
+scored on the whole validation pairs). ``evaluate``, ``export``, ``report``,
+``quicklook`` and ``timeseries`` then threshold each pair as recorded. Not a
+step: ``predict`` calls it, and it reads nothing but the cube and the run's split.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from sarcube.datacube import chips, schema, store
+from sarcube.datacube.predictions import (
+    ATTR_FLAG_RATE,
+    ATTR_OPERATING_POINT,
+    ATTR_OPERATING_POINT_F1,
+    ATTR_PAIR_THRESHOLDS,
+    OP_AUTO,
+    OP_RATE,
+    OP_THRESHOLD,
+    OPERATING_POINTS,
+    PAIRS_ALL,
+    PAIRS_NEW,
+    pair_keys,
+    select_pairs,
+)
+from sarcube.errors import InputError
+
+#: reads a pair's (y, x) scores, float32
+ReadPair = Callable[[int], np.ndarray]
+
+
+def check_operating_point(operating_point: str, plan: chips.SplitPlan, ds: xr.Dataset, level: str) -> list[int]:
+    """The run's validation pairs a per-pair operating point is tuned on; [] for ``threshold``.
+
+    Refused, in one line, where it cannot be tuned: patch predictions, no labels, no whole validation pairs.
+    """
+    if operating_point not in OPERATING_POINTS:
+        raise InputError(f"--operating-point {operating_point!r}: use {', '.join(OPERATING_POINTS)}")
+    if operating_point == OP_THRESHOLD:
+        return []
+    fix = "use --operating-point threshold"
+    if level != "pixel":
+        raise InputError(f"--operating-point {operating_point}: a patch run scores one probability per patch; {fix}")
+    if schema.PAIR not in ds.dims or schema.LABEL not in ds.data_vars:
+        raise InputError(
+            f"--operating-point {operating_point} tunes a flagged share on the run's labelled validation pairs, "
+            f"and the cube has no per-pair {schema.LABEL!r}: add it (`sarcube add-layer --labels`) or {fix}"
+        )
+    code = chips.SPLITS.index(chips.VAL)
+    val = sorted(p for p, c in plan.pair_split.items() if c == code)
+    if not val:
+        raise InputError(
+            f"--operating-point {operating_point} needs validation pairs held out whole (a `pairs` split with a "
+            f"validation window); the run's split is {plan.describe()}: {fix}"
+        )
+    return val
+
+
+def plan_pairs(
+    operating_point: str, run_dir: str | Path, ds: xr.Dataset, level: str, pairs: str | Sequence[int]
+) -> tuple[chips.SplitPlan | None, list[int], str | list[int]]:
+    """The run's split, the validation pairs to tune on ([] for ``threshold``) and the pairs to predict: the
+    selection plus those validation pairs (``all`` and ``new`` as given: they hold them)."""
+    from sarcube.pipelines.runs import SPLIT_FILE
+
+    path = Path(run_dir) / SPLIT_FILE
+    plan = chips.SplitPlan.from_json(path.read_text()) if path.exists() else None
+    if operating_point != OP_THRESHOLD and plan is None:
+        raise InputError(f"--operating-point {operating_point}: run {str(run_dir)!r} has no {SPLIT_FILE}")
+    val = check_operating_point(operating_point, plan, ds, level) if plan is not None else []
+    if val and pairs not in (PAIRS_ALL, PAIRS_NEW):
+        pairs = sorted(set(select_pairs(ds, pairs)) | set(val))
+    return plan, val, pairs
+
+
+def held_pairs(ds: xr.Dataset, keys: Sequence[str]) -> dict[int, str]:
+    """Pair index -> key of the cube's pairs among ``keys`` (what a prediction holds)."""
+    held = set(keys)
+    return {p: k for p, k in enumerate(pair_keys(ds)) if k in held}
+
+
+def record(cube: str | Path, name: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None) -> None:
+    """Record an operating point in an existing prediction's attrs (its maps unchanged)."""
+    store.update_variable_attrs(cube, name, attrs, storage_options)
+
+
+def observed_scores(ds: xr.Dataset, pair: int, values: np.ndarray) -> np.ndarray:
+    """A pair's scores, NaN where either of its acquisitions observed nothing (those are neither ranked nor scored)."""
+    from sarcube.pipelines.scoring import observed
+
+    seen = observed(ds, pair)
+    return np.where(seen, values, np.nan) if seen is not None else values
+
+
+def _validation_images(
+    ds: xr.Dataset, plan: chips.SplitPlan, val_pairs: Sequence[int], read: ReadPair
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    for pair in val_pairs:
+        scores = observed_scores(ds, pair, read(pair))
+        label = np.asarray(ds[schema.LABEL].isel({schema.PAIR: pair}).values, dtype=np.uint8)
+        keep = chips.split_mask(plan, pair, chips.VAL, label.shape) & np.isfinite(scores)
+        out.append((scores, np.where(keep, label, schema.LABEL_UNKNOWN).astype(np.uint8)))
+    return out
+
+
+def tune(
+    ds: xr.Dataset, plan: chips.SplitPlan, val_pairs: Sequence[int], read: ReadPair, threshold: float
+) -> dict[str, float]:
+    """The flagged share with the best validation F1, and the validation F1 of it and of ``threshold``."""
+    from sarcube.models import metrics
+
+    images = _validation_images(ds, plan, val_pairs, read)
+    if not any((label == 1).any() for _, label in images):
+        raise InputError(
+            f"the run's validation pairs {list(val_pairs)} hold no labelled positive pixel: no flagged share can be "
+            "tuned on them; use --operating-point threshold"
+        )
+    rate, rate_f1 = metrics.best_rate(images)
+    counts = dict.fromkeys(("tp", "fp", "fn", "tn"), 0)
+    for scores, label in images:
+        counts = {k: v + metrics.pixel_counts(scores, label, threshold)[k] for k, v in counts.items()}
+    return {"rate": rate, OP_RATE: rate_f1, OP_THRESHOLD: float(metrics.scores_from_counts(counts)["f1"])}
+
+
+def pair_thresholds(ds: xr.Dataset, pairs: Sequence[int], keys: Sequence[str], read: ReadPair, rate: float) -> dict:
+    """Each pair's threshold at flagged share ``rate`` of its observed pixels (None where it has no finite score)."""
+    from sarcube.models import metrics
+
+    out: dict[str, float | None] = {}
+    for pair, key in zip(pairs, keys, strict=True):
+        value = metrics.rate_threshold(observed_scores(ds, pair, read(pair)), rate)
+        out[key] = float(value) if np.isfinite(value) else None
+    return out
+
+
+def operating_point_attrs(
+    operating_point: str,
+    ds: xr.Dataset,
+    plan: chips.SplitPlan,
+    val_pairs: Sequence[int],
+    predicted: Mapping[int, str],
+    read: ReadPair,
+    threshold: float,
+) -> dict[str, Any]:
+    """The attrs recording ``operating_point`` for a prediction holding ``predicted`` (pair -> key); {} for
+    ``threshold``. The validation pairs must be among ``predicted``."""
+    if operating_point == OP_THRESHOLD:
+        return {}
+    missing = sorted(set(val_pairs) - set(predicted))
+    if missing:
+        raise InputError(f"validation pairs {missing} are not predicted: predict them too (e.g. --pairs all)")
+    f1 = tune(ds, plan, val_pairs, read, threshold)
+    chosen = operating_point if operating_point != OP_AUTO else (OP_RATE if f1[OP_RATE] > f1[OP_THRESHOLD] else
+                                                                  OP_THRESHOLD)
+    pairs = sorted(predicted)
+    table = pair_thresholds(ds, pairs, [predicted[p] for p in pairs], read, f1["rate"])
+    return {
+        ATTR_OPERATING_POINT: chosen,
+        ATTR_FLAG_RATE: f1["rate"],
+        ATTR_PAIR_THRESHOLDS: json.dumps(table),
+        ATTR_OPERATING_POINT_F1: json.dumps({OP_THRESHOLD: f1[OP_THRESHOLD], OP_RATE: f1[OP_RATE]}),
+    }
+
+
+__all__ = [
+    "check_operating_point", "held_pairs", "observed_scores", "operating_point_attrs", "pair_thresholds",
+    "plan_pairs", "record", "tune",
+]
