@@ -22,6 +22,7 @@ step: ``predict`` calls it, and it reads nothing but the cube and the run's spli
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ from sarcube.datacube.predictions import (
     select_pairs,
 )
 from sarcube.errors import InputError
+
+log = logging.getLogger(__name__)
 
 #: reads a pair's (y, x) scores, float32
 ReadPair = Callable[[int], np.ndarray]
@@ -125,10 +128,16 @@ def _validation_images(
     return out
 
 
+def _has_positives(ds: xr.Dataset, pairs: Sequence[int]) -> bool:
+    label = ds[schema.LABEL].isel({schema.PAIR: list(pairs)})
+    return bool((label == schema.LABEL_YES).any())
+
+
 def tune(
     ds: xr.Dataset, plan: chips.SplitPlan, val_pairs: Sequence[int], read: ReadPair, threshold: float
-) -> dict[str, float]:
-    """The flagged share with the best validation F1, and the validation F1 of it and of ``threshold``."""
+) -> tuple[float, dict[str, float]]:
+    """The flagged share with the best validation F1, and the validation F1 of each operating point
+    (:data:`OP_RATE` at that share, :data:`OP_THRESHOLD` at ``threshold``)."""
     from sarcube.models import metrics
 
     images = _validation_images(ds, plan, val_pairs, read)
@@ -141,7 +150,7 @@ def tune(
     counts = dict.fromkeys(("tp", "fp", "fn", "tn"), 0)
     for scores, label in images:
         counts = {k: v + metrics.pixel_counts(scores, label, threshold)[k] for k, v in counts.items()}
-    return {"rate": rate, OP_RATE: rate_f1, OP_THRESHOLD: float(metrics.scores_from_counts(counts)["f1"])}
+    return rate, {OP_RATE: rate_f1, OP_THRESHOLD: float(metrics.scores_from_counts(counts)["f1"])}
 
 
 def pair_thresholds(ds: xr.Dataset, pairs: Sequence[int], keys: Sequence[str], read: ReadPair, rate: float) -> dict:
@@ -171,16 +180,19 @@ def operating_point_attrs(
     missing = sorted(set(val_pairs) - set(predicted))
     if missing:
         raise InputError(f"validation pairs {missing} are not predicted: predict them too (e.g. --pairs all)")
-    f1 = tune(ds, plan, val_pairs, read, threshold)
+    if operating_point == OP_AUTO and not _has_positives(ds, val_pairs):
+        log.warning("the validation pairs %s hold no labelled positive: keeping the run's threshold", list(val_pairs))
+        return {ATTR_OPERATING_POINT: OP_THRESHOLD}
+    rate, f1 = tune(ds, plan, val_pairs, read, threshold)
     chosen = operating_point if operating_point != OP_AUTO else (OP_RATE if f1[OP_RATE] > f1[OP_THRESHOLD] else
                                                                   OP_THRESHOLD)
     pairs = sorted(predicted)
-    table = pair_thresholds(ds, pairs, [predicted[p] for p in pairs], read, f1["rate"])
+    table = pair_thresholds(ds, pairs, [predicted[p] for p in pairs], read, rate)
     return {
         ATTR_OPERATING_POINT: chosen,
-        ATTR_FLAG_RATE: f1["rate"],
+        ATTR_FLAG_RATE: rate,
         ATTR_PAIR_THRESHOLDS: json.dumps(table),
-        ATTR_OPERATING_POINT_F1: json.dumps({OP_THRESHOLD: f1[OP_THRESHOLD], OP_RATE: f1[OP_RATE]}),
+        ATTR_OPERATING_POINT_F1: json.dumps(f1),
     }
 
 
