@@ -131,6 +131,13 @@ def test_predict_records_per_pair_thresholds_that_every_reader_applies(tmp_path)
     events = point_events(ds, 10, 10, name)
     expect = [p for p in (1, 2, 3, 5, 6, 7) if var.isel(pair=p, y=10, x=10).values >= table[keys[p]]]
     assert len(events["detected"]) == len(expect)
+    # the quicklook draws a pair's detections at that pair's threshold; an unpredicted pair needs none
+    from sarcube.pipelines.quicklook import quicklook_figure
+
+    titles = [ax.get_title() for ax in quicklook_figure(ds, pair=6, pred=name, hazard="avalanche").axes]
+    assert any(f"threshold {table[keys[6]]:.3g}" in t for t in titles), titles
+    assert any("not predicted" in t for t in
+               (ax.get_title() for ax in quicklook_figure(ds, pair=0, pred=name, hazard="avalanche").axes))
     # a pair the prediction does not hold has no threshold of its own
     with pytest.raises(InputError, match="no per-pair threshold for pair"):
         prediction_threshold(var, None, keys[0])
