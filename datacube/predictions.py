@@ -9,6 +9,13 @@ prediction. ``predict`` writes these attrs and ``evaluate``, ``export`` and
 resume) is pure and lives here too; the network runs in
 :mod:`sarcube.models.inference`. No torch here.
 
+How the values become detections is recorded in ``operating_point``
+(:data:`ATTR_OPERATING_POINT`): ``threshold`` (the run's ``threshold`` for
+every pair) or ``rate`` (each pair at its own threshold, ``pair_thresholds``,
+flagging the top ``flag_rate`` share of its observed pixels; tuned by
+:mod:`sarcube.pipelines.operating_point`); :func:`prediction_threshold` gives
+a pair's.
+
 What the values mean is recorded in ``prediction_level`` (:data:`ATTR_LEVEL`):
 ``pixel``, a probability map (windows slid and blended); or ``patch``, a patch
 classifier's (avalanche-cnn, avalanche-vae, Sinha's baseline rule) one
