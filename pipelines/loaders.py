@@ -3,7 +3,8 @@
 :class:`ChipStream` is an ``IterableDataset`` that yields ready *batches*:
 each DataLoader worker takes a disjoint shard of the blocks
 (``torch.utils.data.get_worker_info``), reads each block once
-(:func:`~sarcube.datacube.chips.batches.load_block`), mixes its chips through a
+(:func:`~sarcube.datacube.chips.batches.load_block`, the next block on a reader
+thread meanwhile), mixes its chips through a
 shuffle buffer and cuts batches from the blocks in memory
 (:func:`~sarcube.datacube.chips.batches.gather_batch`); augmentation runs in the
 worker, per chip, with the same transform on inputs and labels. Use it with
