@@ -5,8 +5,9 @@ VH diff, VVVH per pair + slope, per-pair labels; 512 px chunks, Blosc/zstd)
 and measures, in one run, 64 x 64 chips per second delivered as torch
 batches of 32 by
 
-- ours: ``sarcube.pipelines.loaders.ChipStream`` (blocks read once, chips cut
-  in memory, shuffle buffer, normalisation) in a ``DataLoader``;
+- ours: ``sarcube.pipelines.loaders.ChipStream`` (blocks read once, the next
+  one decoded on a reader thread while this one's chips are cut in memory,
+  shuffle buffer, normalisation) in a ``DataLoader``;
 - plain chunk-aware loader: :class:`PlainChunkDataset` below, the
   ``IterableDataset`` anyone would write in ~40 lines: for each zarr chunk
   (in shuffled order) read its window of every variable with zarr, cut the

@@ -11,10 +11,11 @@ Makes a cube of random pair features and a run with a default-width U-Net
    staging writes, promotion.
 
 Then item 7 of issue 18, the PAR-attention branch under TTA: a ``par_attention`` FCN
-(random weights, or the trained ones of ``--par-run``) on windows with a smooth PAR
-field, 8-fold TTA three ways: as predict does (the attention net runs on every
-rotated window), the mask computed once per window and rotated with it, and the mask
-computed at half resolution (PAR average-pooled 2x, mask upsampled bilinearly).
+(random weights, or the trained ones of ``--par-run``) on synthetic windows with a
+smooth PAR field (or windows of a real cube, ``--par-cube``), 8-fold TTA three ways:
+as predict does by default (the attention net runs on every rotated window), the mask
+computed once per window and rotated with it (``predict --mask-tta once``), and the
+mask computed at half resolution (PAR average-pooled 2x, mask upsampled bilinearly).
 Prints ``RESULT par_attention_once_speedup`` (forward time, thread CPU, best of 3)
 and ``RESULT par_attention_once_max_abs_diff`` / ``par_attention_halfres_max_abs_diff``
 (largest probability difference from predict's TTA).
@@ -146,46 +147,61 @@ def _smooth_par(n: int, size: int, rng: np.random.Generator) -> torch.Tensor:
     return (field - field.mean()) / field.std()
 
 
-def par_attention_tta(par_run: str | None, windows: int, repeats: int) -> None:
-    """TTA of the PAR-attention FCN with its mask per transform (as predict), once per window, at half resolution."""
+def _cube_windows(cube: str, loaded: runs.LoadedRun, n: int, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """``n`` normalised input windows (n, C, size, size) of a real cube at random pairs and places (NaN -> 0)."""
+    ds = schema.open_cube(cube)
+    height, width = ds.sizes[schema.Y], ds.sizes[schema.X]
+    n_pairs = ds.sizes.get(schema.PAIR, 1)
+    out = []
+    for _ in range(n):
+        y0, x0 = (int(v) for v in rng.integers(0, [height - size + 1, width - size + 1]))
+        pair = int(rng.integers(n_pairs)) if schema.PAIR in ds.dims else None
+        out.append(runs.assemble_inputs(ds, loaded.info, pair, (y0, y0 + size, x0, x0 + size)))
+    return torch.nan_to_num(torch.from_numpy(np.stack(out)))
+
+
+def par_attention_tta(par_run: str | None, par_cube: str | None, windows: int, repeats: int) -> None:
+    """TTA of the PAR-attention FCN: predict's mask per transform, once per window (``--mask-tta once``), half res."""
     from torch.nn import functional as F
 
+    from sarcube.models import window_probability_fn
+    from sarcube.models.inference import MASK_ONCE
+
     device = torch.device("cpu")
+    rng = np.random.default_rng(1)
+    size = CHIP_PX
     if par_run:
-        model = runs.load_run(Path(par_run), device).model
+        loaded = runs.load_run(Path(par_run), device)
+        model, size = loaded.model, int(loaded.info.input_size or loaded.info.chip_size)
         where = f"trained weights of {par_run}"
     else:
         torch.manual_seed(0)
         model = build_model("par_attention", 5)
         where = "random weights"
     model.eval()
-    rng = np.random.default_rng(1)
-    x = torch.from_numpy(rng.normal(size=(windows, 5, CHIP_PX, CHIP_PX)).astype(np.float32))
-    x[:, model.par_channel : model.par_channel + 1] = _smooth_par(windows, CHIP_PX, rng)
+    if par_cube:
+        if not par_run:
+            raise SystemExit("--par-cube needs --par-run (the run's channels and normalisation)")
+        x = _cube_windows(par_cube, loaded, windows, size, rng)
+        where += f", windows of {par_cube}"
+    else:
+        x = torch.from_numpy(rng.normal(size=(windows, 5, size, size)).astype(np.float32))
+        x[:, model.par_channel : model.par_channel + 1] = _smooth_par(windows, size, rng)
+        where += ", synthetic windows (smooth PAR)"
     par_index = slice(model.par_channel, model.par_channel + 1)
 
-    def unet_given_mask(xt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        kept = xt.index_select(1, model._kept)
-        return torch.sigmoid(model.unet(torch.where(model._sar_of_kept.view(1, -1, 1, 1), kept * mask, kept)))
+    def per_transform() -> torch.Tensor:  # what predict runs by default
+        return tta_predict(window_probability_fn(model), x)
 
-    def per_transform() -> torch.Tensor:
-        return tta_predict(lambda b: torch.sigmoid(model(b)), x)
-
-    def once() -> torch.Tensor:
-        mask = model.attention(x[:, par_index])
-        batch = torch.cat([t.apply(x) for t in DIHEDRAL_TRANSFORMS])
-        masks = torch.cat([t.apply(mask) for t in DIHEDRAL_TRANSFORMS])
-        return _mean_inverted(unet_given_mask(batch, masks))
+    def once() -> torch.Tensor:  # predict --mask-tta once
+        return tta_predict(window_probability_fn(model, MASK_ONCE), x)
 
     def half_resolution() -> torch.Tensor:
         def fn(b: torch.Tensor) -> torch.Tensor:
             low = model.attention(F.avg_pool2d(b[:, par_index], 2))
-            return unet_given_mask(b, F.interpolate(low, size=b.shape[-2:], mode="bilinear", align_corners=False))
+            mask = F.interpolate(low, size=b.shape[-2:], mode="bilinear", align_corners=False)
+            return torch.sigmoid(model.forward_with_mask(b, mask))
         return tta_predict(fn, x)
-
-    def _mean_inverted(out: torch.Tensor) -> torch.Tensor:
-        maps = out.reshape(len(DIHEDRAL_TRANSFORMS), windows, CHIP_PX, CHIP_PX)
-        return sum(t.invert(maps[i]) for i, t in enumerate(DIHEDRAL_TRANSFORMS)) / len(DIHEDRAL_TRANSFORMS)
 
     seconds, results = {}, {}
     with torch.inference_mode():
@@ -198,7 +214,7 @@ def par_attention_tta(par_run: str | None, windows: int, repeats: int) -> None:
                 best = min(best, time.thread_time() - start)
             seconds[name] = best
     diff = {k: float((results[k] - results["per transform"]).abs().max()) for k in ("once", "half resolution")}
-    print(f"PAR-attention TTA, {where}, {windows} windows of {CHIP_PX} px x 8, "
+    print(f"PAR-attention TTA, {where}, {windows} windows of {size} px x 8, "
           f"{torch.get_num_threads()} torch threads: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()))
     print(f"RESULT par_attention_once_speedup {seconds['per transform'] / seconds['once']:.3f} x")
@@ -225,11 +241,17 @@ def main() -> None:
     )
     parser.add_argument("--par-run", help="a trained par_attention run for the PAR-attention TTA check "
                         "(default: random weights)")
+    parser.add_argument("--par-cube", help="take the PAR-attention check's windows from this cube "
+                        "(needs --par-run; default: synthetic windows with a smooth PAR field)")
+    parser.add_argument("--par-only", action="store_true", help="run only the PAR-attention TTA check")
     parser.add_argument("--par-windows", type=int, default=4,
                         help="windows in the PAR-attention TTA check (0 skips it)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.par_only:
+        par_attention_tta(args.par_run, args.par_cube, args.par_windows, args.repeat)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         cube, run_dir = Path(tmp) / "bench.zarr", Path(tmp) / "unet-random"
         make_cube(cube, args.size, args.pairs)
@@ -263,7 +285,7 @@ def main() -> None:
     print(f"RESULT predict_overhead {wall / reference:.3f} x")
     print(f"RESULT predict_overhead_cpu {min(cpus) / min(ref_cpus):.3f} x")
     if args.par_windows:
-        par_attention_tta(args.par_run, args.par_windows, args.repeat)
+        par_attention_tta(args.par_run, args.par_cube, args.par_windows, args.repeat)
 
 
 if __name__ == "__main__":

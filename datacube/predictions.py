@@ -53,6 +53,11 @@ ATTR_WINDOW = "window_px"
 ATTR_CHIP = "chip_px"
 #: ``pixel`` (a map) or ``patch`` (one probability per chip of ``chip_px``, painted over it); absent = pixel
 ATTR_LEVEL = "prediction_level"
+#: how a model with an input mask (PAR attention) met TTA: ``once`` per window, rotated with it, or
+#: ``per-transform``; absent where the model has no mask or without TTA
+ATTR_MASK_TTA = "mask_tta"
+#: what predictions made before :data:`ATTR_MASK_TTA` was recorded did
+MASK_TTA_UNRECORDED = "per-transform"
 #: probability threshold of a prediction whose run recorded none
 DEFAULT_THRESHOLD = 0.5
 #: how a map is turned into detections (``predict --operating-point``): :data:`OP_THRESHOLD`, the run's
@@ -204,6 +209,8 @@ class PredictionPlan:
     tta_count: int
     #: side of the network's window, pixels
     window: int
+    #: :data:`ATTR_MASK_TTA` of this predict (None: the model has no input mask, or no TTA)
+    mask_tta: str | None = None
 
     def key_of(self, pair: int | None) -> str:
         """The key a piece is recorded under (``predicted_pairs``, the staging's done list)."""
@@ -214,6 +221,8 @@ class PredictionPlan:
         """Identity of the staging: a rerun of the same command (run, TTA, window, pairs) resumes; else it restarts."""
         todo = [self.key_of(p) for p in self.todo]
         settings = [self.checkpoint_sha256, self.tta_count, self.window, self.keep_existing, todo]
+        if self.mask_tta is not None:
+            settings.append(self.mask_tta)
         return hashlib.sha256(json.dumps(settings).encode()).hexdigest()
 
 
@@ -228,11 +237,13 @@ def plan_prediction(
     window: int,
     pairs: str | Sequence[int],
     overwrite: bool,
+    mask_tta: str | None = None,
 ) -> PredictionPlan:
     """Decide the pairs to compute and what is kept; refuse clashes with a clear message.
 
     ``preset``, ``label_dims`` and ``checkpoint_sha256`` describe the run
-    that predicts; ``tta_count`` is 8 with test-time augmentation, else 1.
+    that predicts; ``tta_count`` is 8 with test-time augmentation, else 1;
+    ``mask_tta`` see :data:`ATTR_MASK_TTA` (part of what makes the same run).
     """
     label_dims = tuple(label_dims)
     per_pair = schema.PAIR in label_dims
@@ -246,6 +257,7 @@ def plan_prediction(
     same_run = existing is not None and (
         existing.attrs.get(schema.ATTR_CHECKPOINT_SHA256) == checkpoint_sha256
         and int(existing.attrs.get(schema.ATTR_TTA, -1)) == tta_count
+        and (mask_tta is None or existing.attrs.get(ATTR_MASK_TTA, MASK_TTA_UNRECORDED) == mask_tta)
     )
     if existing is not None and tuple(existing.dims) != label_dims:
         if not overwrite:
@@ -260,9 +272,11 @@ def plan_prediction(
     elif pairs == PAIRS_NEW:
         if not same_run:
             theirs = str(existing.attrs.get(schema.ATTR_CHECKPOINT_SHA256, "?"))[:12]
+            their_mask = f", mask_tta {existing.attrs.get(ATTR_MASK_TTA, MASK_TTA_UNRECORDED)}" if mask_tta else ""
             raise CubeExistsError(
-                f"{name!r} was made by checkpoint {theirs} (tta {existing.attrs.get(schema.ATTR_TTA, '?')}), "
-                f"not by this run ({checkpoint_sha256[:12]}, tta {tta_count}): "
+                f"{name!r} was made by checkpoint {theirs} (tta {existing.attrs.get(schema.ATTR_TTA, '?')}"
+                f"{their_mask}), not by this run ({checkpoint_sha256[:12]}, tta {tta_count}"
+                f"{f', mask_tta {mask_tta}' if mask_tta else ''}): "
                 "--pairs new extends a prediction with its own run; use another --name, or --overwrite --pairs all"
             )
         keep = [k for k in predicted_keys(existing) if k in keys]
@@ -288,4 +302,5 @@ def plan_prediction(
         checkpoint_sha256=checkpoint_sha256,
         tta_count=tta_count,
         window=window,
+        mask_tta=mask_tta,
     )

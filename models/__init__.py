@@ -51,10 +51,12 @@ from .registry import (
     TIME_SERIES_MODELS,
     build_model,
     build_par_concat,
+    has_input_mask,
     model_names,
     model_options,
     predict_proba,
     probability,
+    window_probability_fn,
 )
 from .resnet_unet import ResNetUNet
 from .temporal import ConvLSTMUNet, UNet3D
@@ -83,6 +85,7 @@ __all__ = [
     "build_model",
     "build_par_concat",
     "count_parameters",
+    "has_input_mask",
     "load_vgg16_weights",
     "model_names",
     "model_options",
@@ -93,4 +96,5 @@ __all__ = [
     "score_to_probability",
     "tune_pixel_threshold",
     "tune_threshold",
+    "window_probability_fn",
 ]

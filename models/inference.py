@@ -39,6 +39,28 @@ ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]
 #: real rows [y0, y1) of the scene's input channels -> (C, [T,] y1 - y0, width) float tensor
 RowReader = Callable[[int, int], torch.Tensor]
 
+#: how a network with an input mask (the PAR attention) meets test-time augmentation: the mask computed
+#: again on every transformed copy (exact TTA, the default), or once per window and transformed with it
+#: (faster; its TTA mean differs, by up to 2e-2 in probability for a trained demo run: benchmarks/predict.py)
+MASK_PER_TRANSFORM = "per-transform"
+MASK_ONCE = "once"
+MASK_MODES = (MASK_PER_TRANSFORM, MASK_ONCE)
+
+
+@dataclass(frozen=True)
+class MaskedProbabilityFn:
+    """A network whose input mask is computed once per window and transformed with the window under TTA.
+
+    ``mask`` maps untransformed windows (N, C, [T,] w, w) to masks (N, k, w, w);
+    ``probability`` maps transformed inputs and their equally transformed masks to
+    probabilities as a :data:`ProbabilityFn` does. Exact for a rotation-equivariant
+    mask net; the PAR attention's 3x3 convolutions are not, so its TTA mean differs
+    from running the mask net on every copy (see :data:`MASK_ONCE`).
+    """
+
+    mask: Callable[[torch.Tensor], torch.Tensor]
+    probability: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 @dataclass(frozen=True)
 class Dihedral:
@@ -161,17 +183,30 @@ def _to_maps(out: torch.Tensor, n: int, window: int) -> torch.Tensor:
     return out.reshape(n, 1, 1).expand(n, window, window)
 
 
+def _transformed(x: torch.Tensor, transforms: tuple[Dihedral, ...]) -> torch.Tensor:
+    """The copies of ``x`` under each transform, stacked on the batch dim (transform-major)."""
+    return torch.cat([t.apply(x) for t in transforms]) if len(transforms) > 1 else x
+
+
 def tta_predict(
-    probability_fn: ProbabilityFn,
+    probability_fn: ProbabilityFn | MaskedProbabilityFn,
     chips: torch.Tensor,
     transforms: tuple[Dihedral, ...] = DIHEDRAL_TRANSFORMS,
 ) -> torch.Tensor:
-    """Mean over ``transforms`` of the back-transformed predictions of square chips (N, C, [T,] w, w) -> (N, w, w)."""
+    """Mean over ``transforms`` of the back-transformed predictions of square chips (N, C, [T,] w, w) -> (N, w, w).
+
+    With a :class:`MaskedProbabilityFn` the mask is computed once on ``chips`` and
+    each copy gets it transformed as the copy is.
+    """
     n, h, w = chips.shape[0], chips.shape[-2], chips.shape[-1]
     if h != w and len(transforms) > 1:
         raise InputError(f"test-time rotations need square chips, got {h} x {w}")
-    batch = torch.cat([t.apply(chips) for t in transforms]) if len(transforms) > 1 else chips
-    maps = _to_maps(probability_fn(batch), batch.shape[0], w).reshape(len(transforms), n, h, w)
+    batch = _transformed(chips, transforms)
+    if isinstance(probability_fn, MaskedProbabilityFn):
+        out = probability_fn.probability(batch, _transformed(probability_fn.mask(chips), transforms))
+    else:
+        out = probability_fn(batch)
+    maps = _to_maps(out, batch.shape[0], w).reshape(len(transforms), n, h, w)
     # Pairwise (tree) sum: 8 equal maps sum to exactly 8x, so an invariant network passes through unchanged.
     parts = [t.invert(maps[i]) for i, t in enumerate(transforms)]
     while len(parts) > 1:
@@ -180,7 +215,7 @@ def tta_predict(
 
 
 def predict_bands(
-    probability_fn: ProbabilityFn,
+    probability_fn: ProbabilityFn | MaskedProbabilityFn,
     read_rows: RowReader,
     height: int,
     width: int,
@@ -323,7 +358,7 @@ def predict_bands(
 
 
 def predict_scene(
-    probability_fn: ProbabilityFn,
+    probability_fn: ProbabilityFn | MaskedProbabilityFn,
     image: torch.Tensor,
     window: int,
     *,
@@ -353,7 +388,11 @@ def predict_scene(
 __all__ = [
     "DIHEDRAL_TRANSFORMS",
     "IDENTITY",
+    "MASK_MODES",
+    "MASK_ONCE",
+    "MASK_PER_TRANSFORM",
     "Dihedral",
+    "MaskedProbabilityFn",
     "ProbabilityFn",
     "RowReader",
     "TilingPlan",

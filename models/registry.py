@@ -21,6 +21,7 @@ from sarcube.errors import InputError
 from ._blocks import OUTPUT_LOGIT, OUTPUT_PROBABILITY, OUTPUT_TWO_CLASS
 from .baseline import BaselineDetector
 from .baseline_pixel import ThresholdBaseline
+from .inference import MASK_MODES, MASK_ONCE, MASK_PER_TRANSFORM, MaskedProbabilityFn, ProbabilityFn
 from .patch_cnn import PatchCNN
 from .resnet_unet import ResNetUNet
 from .temporal import ConvLSTMUNet, UNet3D
@@ -134,6 +135,30 @@ def probability(model: nn.Module, output, inputs: torch.Tensor | None = None) ->
     raise InputError(f"{type(model).__name__} has no output_kind; build it with sarcube.models.build_model")
 
 
+def has_input_mask(model: nn.Module) -> bool:
+    """Whether ``model`` multiplies its inputs by a mask of its own (the PAR attention)."""
+    return isinstance(_unwrap(model), ParAttentionUNet)
+
+
+def window_probability_fn(
+    model: nn.Module, mask: str = MASK_PER_TRANSFORM
+) -> ProbabilityFn | MaskedProbabilityFn:
+    """What scene prediction runs on batches of windows: :func:`probability` of ``model``'s output.
+
+    ``per-transform`` runs the whole model on every TTA copy. For a model with an input
+    mask (:func:`has_input_mask`), ``once`` gives a
+    :class:`~sarcube.models.inference.MaskedProbabilityFn`: the mask net runs once per
+    window and its mask is rotated with the window (not exact: see
+    :data:`~sarcube.models.inference.MASK_ONCE`). The model's ``forward`` (training) is the same either way.
+    """
+    if mask not in MASK_MODES:
+        raise InputError(f"mask mode {mask!r} is unknown: use one of {', '.join(MASK_MODES)}")
+    net = _unwrap(model)
+    if mask == MASK_ONCE and isinstance(net, ParAttentionUNet):
+        return MaskedProbabilityFn(net.attention_mask, lambda x, m: probability(model, net.forward_with_mask(x, m), x))
+    return lambda x: probability(model, model(x), x)
+
+
 @torch.no_grad()
 def predict_proba(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Run ``model`` in eval mode (restoring its mode after) and return :func:`probability`."""
@@ -152,8 +177,10 @@ __all__ = [
     "TIME_SERIES_MODELS",
     "build_model",
     "build_par_concat",
+    "has_input_mask",
     "model_names",
     "model_options",
     "predict_proba",
     "probability",
+    "window_probability_fn",
 ]

@@ -166,12 +166,27 @@ class ParAttentionUNet(nn.Module):
         self.unet = UNet(in_channels - 1, base_channels, depth, dropout, bilinear, out_channels)
         self.output_kind = self.unet.output_kind
 
-    def masked_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The U-Net's input (SAR channels times the mask, others as given) and the mask."""
-        mask = self.attention(x[:, self.par_channel : self.par_channel + 1])
+    def attention_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """The (N, 1, H, W) attention mask of inputs (N, C, H, W), from their PAR channel."""
+        return self.attention(x[:, self.par_channel : self.par_channel + 1])
+
+    def masked_inputs(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The U-Net's input (SAR channels times the mask, others as given) and the mask.
+
+        ``mask`` (N, 1, H, W) is used instead of the attention net's (prediction passes one
+        computed once per window and rotated with it under test-time augmentation).
+        """
+        if mask is None:
+            mask = self.attention_mask(x)
         kept = x.index_select(1, self._kept)
         sar = self._sar_of_kept.view(1, -1, 1, 1)
         return torch.where(sar, kept * mask, kept), mask
+
+    def forward_with_mask(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits of inputs ``x`` under a given attention ``mask`` (see :meth:`masked_inputs`)."""
+        return self.unet(self.masked_inputs(x, mask)[0])
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         inputs, mask = self.masked_inputs(x)

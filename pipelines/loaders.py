@@ -3,7 +3,8 @@
 :class:`ChipStream` is an ``IterableDataset`` that yields ready *batches*:
 each DataLoader worker takes a disjoint shard of the blocks
 (``torch.utils.data.get_worker_info``), reads each block once
-(:func:`~sarcube.datacube.chips.batches.load_block`), mixes its chips through a
+(:func:`~sarcube.datacube.chips.batches.load_block`, the next block on a reader
+thread meanwhile), mixes its chips through a
 shuffle buffer and cuts batches from the blocks in memory
 (:func:`~sarcube.datacube.chips.batches.gather_batch`); augmentation runs in the
 worker, per chip, with the same transform on inputs and labels. Use it with
@@ -17,6 +18,7 @@ own): handy for inspection, slow for training.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -187,19 +189,30 @@ class ChipStream(IterableDataset):
         return total
 
     def _chips(self, shard: list[int]) -> Iterator[Chip]:
-        """Chips of the shard's blocks, each block read once (prefetching is the DataLoader workers' job).
+        """Chips of the shard's blocks, each block read once, the next one read while this one's chips go out.
 
         A chip refers to its loaded block (sliding-window views made once per
-        block), so cutting a batch is one gather per block and channel. No reader
-        thread: zarr already decodes a block's chunks on both cores (measured: a
-        background read of the next block made epochs no faster).
+        block), so cutting a batch is one gather per block and channel. One
+        reader thread decodes block k+1 (zarr, blosc) while the caller cuts
+        and normalises block k's chips (the numba gather releases the GIL);
+        every block load runs on that thread, so the static cache has one user.
         """
-        for b in shard:
-            block = self.blocks[b]
-            loaded = load_block(self._dataset(), self.resolved, block, self.size, self._cache)
-            first = int(self._first_id[b])
-            for i in range(block.oy.size):
-                yield loaded, int(block.oy[i]), int(block.ox[i]), first + i
+        if not shard:
+            return
+        ds = self._dataset()
+
+        def load(b: int) -> LoadedBlock:
+            return load_block(ds, self.resolved, self.blocks[b], self.size, self._cache)
+
+        with ThreadPoolExecutor(1, thread_name_prefix="sarcube-blocks") as reader:
+            pending = reader.submit(load, shard[0])
+            for k, b in enumerate(shard):
+                loaded = pending.result()
+                if k + 1 < len(shard):
+                    pending = reader.submit(load, shard[k + 1])
+                block, first = self.blocks[b], int(self._first_id[b])
+                for i in range(block.oy.size):
+                    yield loaded, int(block.oy[i]), int(block.ox[i]), first + i
 
     def __iter__(self) -> Iterator[Batch]:
         keep_block_memory()

@@ -157,3 +157,68 @@ def test_time_series_inputs_are_tiled_on_their_last_two_dims():
     image = torch.randn(2, 3, 21, 18, generator=torch.Generator().manual_seed(4))  # (C, T, H, W)
     out = predict_scene(lambda x: torch.sigmoid(x[:, 0].mean(1)), image, 8)
     torch.testing.assert_close(out, torch.sigmoid(image[0].mean(0)), rtol=0, atol=1e-6)
+
+
+
+def _smooth_field(n: int, size: int, seed: int) -> torch.Tensor:
+    """Smooth PAR-like fields (n, 1, size, size): noise averaged over 9 x 9 pixels, unit variance."""
+    noise = torch.randn(n, 1, size + 8, size + 8, generator=torch.Generator().manual_seed(seed))
+    field = nn.functional.avg_pool2d(noise, 9, stride=1)
+    return (field - field.mean()) / field.std()
+
+
+def _sensitive_par_attention(symmetric_mask_net: bool):
+    """A tiny random-weight par_attention net whose output depends on its mask (BN statistics far from identity)."""
+    from sarcube.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("par_attention", 5, base_channels=4, depth=2, attention_channels=4, dropout=0.0)
+    with torch.no_grad():
+        for m in model.unet.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.01, 0.05)
+        for m in model.attention.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.mul_(3.0)
+                if symmetric_mask_net:  # each 3x3 kernel averaged over the 8 symmetries: an equivariant mask net
+                    m.weight.copy_(torch.stack([t.apply(m.weight) for t in DIHEDRAL_TRANSFORMS]).mean(0))
+    model.eval()
+    chips = torch.randn(3, 5, 16, 16, generator=torch.Generator().manual_seed(1))
+    chips[:, model.par_channel : model.par_channel + 1] = _smooth_field(3, 16, 2)
+    return model, chips
+
+
+def test_attention_mask_once_per_window_is_rotated_with_the_window():
+    from sarcube.models import window_probability_fn
+    from sarcube.models.inference import MASK_ONCE, MaskedProbabilityFn
+
+    model, chips = _sensitive_par_attention(symmetric_mask_net=True)
+    once_fn = window_probability_fn(model, MASK_ONCE)
+    assert isinstance(once_fn, MaskedProbabilityFn)
+    assert not isinstance(window_probability_fn(model), MaskedProbabilityFn)  # the default: exact TTA
+    with torch.no_grad():
+        per_transform = tta_predict(window_probability_fn(model), chips)
+        once = tta_predict(once_fn, chips)
+        mask = model.attention_mask(chips)
+        unrotated = torch.stack([  # the mask of the unrotated window given to every copy: wrong
+            t.invert(torch.sigmoid(model.forward_with_mask(t.apply(chips), mask))[:, 0]) for t in DIHEDRAL_TRANSFORMS
+        ]).mean(0)
+        without_tta = tta_predict(once_fn, chips, DIHEDRAL_TRANSFORMS[:1])
+        plain = torch.sigmoid(model(chips))[:, 0]
+    # an equivariant mask net commutes with the rotations: once per window is then exact
+    torch.testing.assert_close(once, per_transform, rtol=0, atol=1e-5)
+    assert float((unrotated - per_transform).abs().max()) > 1e-2
+    torch.testing.assert_close(without_tta, plain, rtol=0, atol=1e-6)
+
+
+def test_attention_mask_once_is_not_exact_for_a_directional_mask_net():
+    """Why ``per-transform`` stays the default: 3x3 mask convolutions are not rotation-equivariant."""
+    from sarcube.models import window_probability_fn
+    from sarcube.models.inference import MASK_ONCE
+
+    model, chips = _sensitive_par_attention(symmetric_mask_net=False)
+    with torch.no_grad():
+        per_transform = tta_predict(window_probability_fn(model), chips)
+        once = tta_predict(window_probability_fn(model, MASK_ONCE), chips)
+    assert float((once - per_transform).abs().max()) > 1e-3

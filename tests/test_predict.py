@@ -12,10 +12,10 @@ import torch
 
 from conftest import make_pair_cube
 from sarcube.datacube import chips, schema, staging, store, zarrio
-from sarcube.datacube.predictions import pair_keys
+from sarcube.datacube.predictions import ATTR_MASK_TTA, pair_keys
 from sarcube.errors import CubeExistsError, InputError, MissingVariableError
-from sarcube.models import build_model
-from sarcube.models.inference import predict_scene
+from sarcube.models import build_model, window_probability_fn
+from sarcube.models.inference import MASK_ONCE, MASK_PER_TRANSFORM, predict_scene
 from sarcube.pipelines import runs
 from sarcube.pipelines.cli import main
 from sarcube.pipelines.predict import predict
@@ -25,13 +25,17 @@ CHANNELS = (schema.VV_DIFF, schema.VH_DIFF, schema.SLOPE)
 MODEL_CFG = {"base_channels": 4, "depth": 2, "dropout": 0.0}
 
 
-def make_run(run_dir: Path, ds, *, channels=CHANNELS, seed: int = 0, threshold: float = 0.4) -> Path:
+def make_run(
+    run_dir: Path, ds, *, channels=CHANNELS, seed: int = 0, threshold: float = 0.4, model_name: str = "unet",
+    model_cfg: dict | None = None,
+) -> Path:
     """A tiny trained-looking run directory written through the runs API (random U-Net weights)."""
+    model_cfg = dict(MODEL_CFG if model_cfg is None else model_cfg)
     torch.manual_seed(seed)
     specs = [chips.ChannelSpec(v) for v in channels]
     if all(v in ds.data_vars for v in channels):  # as training stores them: takes made explicit
         specs = list(chips.resolve_channels(ds, specs).channels)
-    model = build_model("unet", len(specs), **MODEL_CFG)
+    model = build_model(model_name, len(specs), **model_cfg)
     with torch.no_grad():  # non-trivial batch-norm statistics
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -42,8 +46,8 @@ def make_run(run_dir: Path, ds, *, channels=CHANNELS, seed: int = 0, threshold: 
     plan = chips.make_split(ds, chips.SplitSpec(kind=chips.SPLIT_PAIRS, test="last", val=chips.VAL_TILES), chip_spec)
     info = runs.RunInfo(
         preset="test-preset",
-        model="unet",
-        model_cfg=dict(MODEL_CFG),
+        model=model_name,
+        model_cfg=model_cfg,
         task="segmentation",
         channels=[s.to_dict() for s in specs],
         series_steps=0,
@@ -71,16 +75,15 @@ def _cube(path, **kw) -> str:
     return str(path)
 
 
-def _expected(cube, run_dir, pair: int, tta: bool = True) -> np.ndarray:
+def _expected(cube, run_dir, pair: int, tta: bool = True, mask_tta: str = MASK_PER_TRANSFORM) -> np.ndarray:
     """Whole-scene reference: all inputs of the pair in memory, one predict_scene call."""
     ds = schema.open_cube(cube)
     loaded = runs.load_run(run_dir)
     image = runs.assemble_inputs(ds, loaded.info, pair, (0, ds.sizes[schema.Y], 0, ds.sizes[schema.X]))
-    from sarcube.models import probability
 
     with torch.no_grad():
         out = predict_scene(
-            lambda x: probability(loaded.model, loaded.model(x), x),
+            window_probability_fn(loaded.model, mask_tta),
             torch.from_numpy(image),
             WINDOW,
             tta=tta,
@@ -135,6 +138,28 @@ def test_chunked_predict_equals_whole_scene_predict_with_attrs(tmp_path):
     assert attrs[schema.ATTR_MODEL] == "unet" and attrs[schema.ATTR_CREATED]
     assert json.loads(attrs[schema.ATTR_PREDICTED_PAIRS]) == pair_keys(ds)
     assert not staging.clean_staging(cube)  # nothing left behind
+
+
+def test_par_attention_predict_runs_the_chosen_mask_path_and_records_it(tmp_path):
+    cube = _cube(tmp_path / "c.zarr", n_pairs=1)
+    channels = (schema.VV_DIFF, schema.VH_DIFF, schema.SLOPE, schema.PAR)
+    cfg = {"sar_channels": [0, 1], "par_channel": 3, "base_channels": 4, "depth": 2, "attention_channels": 4,
+           "dropout": 0.0}
+    run_dir = make_run(tmp_path / "fcn", schema.open_cube(cube), channels=channels, model_name="par_attention",
+                       model_cfg=cfg)
+    exact = predict(cube, run_dir, name="exact", batch_size=64)
+    once = predict(cube, run_dir, name="once", mask_tta=MASK_ONCE, batch_size=64)
+    ds = schema.open_cube(cube)
+    assert ds[exact].attrs[ATTR_MASK_TTA] == MASK_PER_TRANSFORM and ds[once].attrs[ATTR_MASK_TTA] == MASK_ONCE
+    np.testing.assert_allclose(ds[exact].values[0], _expected(cube, run_dir, 0), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(ds[once].values[0], _expected(cube, run_dir, 0, mask_tta=MASK_ONCE), rtol=0, atol=1e-5)
+    assert np.abs(ds[once].values - ds[exact].values).max() > 1e-6  # two different paths, each the one asked for
+    history = ds.attrs[schema.ATTR_HISTORY]
+    assert "--name once --pairs all --mask-tta once" in history and "--name exact --pairs all\n" in history + "\n"
+    with pytest.raises(CubeExistsError, match="mask_tta per-transform"):  # extending mixes no two paths
+        predict(cube, run_dir, name="exact", pairs="new", mask_tta=MASK_ONCE)
+    with pytest.raises(InputError, match="--mask-tta 'twice'"):
+        predict(cube, run_dir, name="x", mask_tta="twice")
 
 
 def test_interrupted_predict_resumes_to_the_same_result(tmp_path):
