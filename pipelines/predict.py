@@ -135,10 +135,9 @@ def predict(
     ``operating_point``: ``threshold`` (the run's), ``rate`` (each pair's own top share of pixels, the share
     tuned on the run's validation pairs, predicted too) or ``auto`` (the better of the two on validation).
 
-    ``nproc > 1`` predicts with that many ranks on this machine (torch's elastic
-    launcher; one GPU each on CUDA); under ``torchrun`` each rank calls this with
-    ``nproc=1``. The pairs are dealt out over the ranks, each writes only its
-    own pairs' regions, rank 0 stages and promotes the variable (see :func:`_predict`).
+    ``nproc > 1`` predicts with that many ranks on this machine (torch's elastic launcher; one GPU each on
+    CUDA); under ``torchrun`` each rank calls this with ``nproc=1``. The pairs are dealt out over the ranks,
+    each writes only its own pairs' regions, rank 0 stages and promotes the variable (see :func:`_predict`).
     """
     from sarcube.models.inference import MASK_MODES
 
