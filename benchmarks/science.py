@@ -274,7 +274,7 @@ def rate_scores(cube: Path, pred: str) -> dict[str, float | str]:
 def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: Path, reuse: bool = False) -> SeedResult:
     """Every comparison on ``seed``'s cubes; ``reuse`` keeps cubes and predictions already in ``workdir``."""
     from sarcube.datacube import schema
-    from sarcube.datacube.predictions import ATTR_PAIR_THRESHOLDS, OP_THRESHOLD
+    from sarcube.datacube.predictions import OP_THRESHOLD
     from sarcube.pipelines.evaluate import evaluate
 
     t0 = time.perf_counter()
@@ -309,8 +309,8 @@ def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: P
             "baseline": {m: metric_of(got[baselines[key]], m) for m in c.metrics},
         }
         if c.hazard == "avalanche" and c.metrics == PIXEL:
-            for name in (pred, baselines[key]):  # --reuse: record the operating points (and any missing pair)
-                if ATTR_PAIR_THRESHOLDS not in schema.open_cube(cube)[name].attrs:
+            for name in (pred, baselines[key]):  # --reuse: (re)record the operating points, predict missing pairs
+                if reuse:
                     run = Path(str(schema.open_cube(cube)[name].attrs[schema.ATTR_RUN]))
                     _predict(cube, run, name.removeprefix(schema.PRED_PREFIX), pairs="new")
             out.rate[c.name] = {"method": rate_scores(cube, pred), "baseline": rate_scores(cube, baselines[key])}

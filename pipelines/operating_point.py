@@ -127,8 +127,9 @@ def _validation_images(
 
 def tune(
     ds: xr.Dataset, plan: chips.SplitPlan, val_pairs: Sequence[int], read: ReadPair, threshold: float
-) -> dict[str, float]:
-    """The flagged share with the best validation F1, and the validation F1 of it and of ``threshold``."""
+) -> tuple[float, dict[str, float]]:
+    """The flagged share with the best validation F1, and the validation F1 of each operating point
+    (:data:`OP_RATE` at that share, :data:`OP_THRESHOLD` at ``threshold``)."""
     from sarcube.models import metrics
 
     images = _validation_images(ds, plan, val_pairs, read)
@@ -141,7 +142,7 @@ def tune(
     counts = dict.fromkeys(("tp", "fp", "fn", "tn"), 0)
     for scores, label in images:
         counts = {k: v + metrics.pixel_counts(scores, label, threshold)[k] for k, v in counts.items()}
-    return {"rate": rate, OP_RATE: rate_f1, OP_THRESHOLD: float(metrics.scores_from_counts(counts)["f1"])}
+    return rate, {OP_RATE: rate_f1, OP_THRESHOLD: float(metrics.scores_from_counts(counts)["f1"])}
 
 
 def pair_thresholds(ds: xr.Dataset, pairs: Sequence[int], keys: Sequence[str], read: ReadPair, rate: float) -> dict:
@@ -171,16 +172,16 @@ def operating_point_attrs(
     missing = sorted(set(val_pairs) - set(predicted))
     if missing:
         raise InputError(f"validation pairs {missing} are not predicted: predict them too (e.g. --pairs all)")
-    f1 = tune(ds, plan, val_pairs, read, threshold)
+    rate, f1 = tune(ds, plan, val_pairs, read, threshold)
     chosen = operating_point if operating_point != OP_AUTO else (OP_RATE if f1[OP_RATE] > f1[OP_THRESHOLD] else
                                                                   OP_THRESHOLD)
     pairs = sorted(predicted)
-    table = pair_thresholds(ds, pairs, [predicted[p] for p in pairs], read, f1["rate"])
+    table = pair_thresholds(ds, pairs, [predicted[p] for p in pairs], read, rate)
     return {
         ATTR_OPERATING_POINT: chosen,
-        ATTR_FLAG_RATE: f1["rate"],
+        ATTR_FLAG_RATE: rate,
         ATTR_PAIR_THRESHOLDS: json.dumps(table),
-        ATTR_OPERATING_POINT_F1: json.dumps({OP_THRESHOLD: f1[OP_THRESHOLD], OP_RATE: f1[OP_RATE]}),
+        ATTR_OPERATING_POINT_F1: json.dumps(f1),
     }
 
 

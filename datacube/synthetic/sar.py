@@ -102,8 +102,8 @@ class Schedule:
     acquisitions: tuple[Acquisition, ...]
     #: snow-free reference window (ISO dates, inclusive)
     summer: tuple[str, str]
-    #: dates events may take (first day, last day), inclusive, or None
-    event_window: tuple[np.datetime64, np.datetime64] | None
+    #: the windows of days events may take (first day, last day), inclusive: one per winter (none: no events)
+    event_windows: tuple[tuple[np.datetime64, np.datetime64], ...]
     #: the trigger date of a landslide scene
     event_date: np.datetime64 | None
 
@@ -111,7 +111,14 @@ class Schedule:
 REPEAT_DAYS = 6
 #: S1A and S1B alternate on the same relative orbit every 6 days (12 days each)
 PLATFORMS = ("SENTINEL-1A", "SENTINEL-1B")
-DEFAULT_DATES = {"avalanche": 20, "landslide": 16, "glacier": 24}
+DEFAULT_DATES = {"avalanche": 36, "landslide": 16, "glacier": 24}
+#: winters of an avalanche scene: training sees a spring (wet snow, refreeze) before the held-out one, as
+#: Bianchi et al. trained on Oct 2014 - Apr 2017 and tested on 17 Apr 2018 (avalanche-fcn-bianchi II)
+AVALANCHE_WINTERS = 2
+#: acquisitions of each orbit a winter needs (fewer: the scene keeps one winter, e.g. the tests' short schedules)
+MIN_WINTER_DATES = 6
+#: the last winter acquisition of each winter (the last winter's is the scene's last date)
+_LAST_WINTER_DAYS = ("2020-04-12", "2021-04-12")
 MIN_DATES = 6
 
 
@@ -138,11 +145,23 @@ def _series(
     return out
 
 
+def _indexed(acqs: list[Acquisition]) -> tuple[Acquisition, ...]:
+    """``acqs`` in time order, each with its position among the acquisitions of its orbit."""
+    out, seen = [], dict.fromkeys(ORBITS, 0)
+    for a in sorted(acqs, key=lambda a: a.time):
+        out.append(Acquisition(a.time, a.orbit, a.platform, seen[a.orbit]))
+        seen[a.orbit] += 1
+    return tuple(out)
+
+
 def acquisition_schedule(hazard: str, n_dates: int) -> Schedule:
     """Dates, orbits and platforms of ``n_dates`` acquisitions for a hazard's scene.
 
-    avalanche: two snow-free August acquisitions per orbit, then a 6-day
-    repeat through late winter and spring ending mid-April 2021; landslide:
+    avalanche: two snow-free August acquisitions per orbit (2020), and a 6-day
+    repeat through late winter and spring in each of :data:`AVALANCHE_WINTERS`
+    winters, ending mid-April 2020 and mid-April 2021 (the winter dates of an
+    orbit dealt evenly over the winters; one winter, 2021, when an orbit has
+    fewer than :data:`MIN_WINTER_DATES` a winter); landslide:
     12-day repeat around a storm on 2020-10-02; glacier: a hydrological year
     (October 2020 - September 2021) sampled about monthly.
     """
@@ -151,21 +170,30 @@ def acquisition_schedule(hazard: str, n_dates: int) -> Schedule:
     if hazard == "avalanche":
         n_summer = [1 if c < 5 else 2 for c in counts]
         summer_day = np.datetime64("2020-08-09")
-        n_winter = [c - s for c, s in zip(counts, n_summer, strict=True)]
-        last_winter_day = np.datetime64("2021-04-12")
-        winter_day = max(
-            np.datetime64("2020-12-01"), last_winter_day - np.timedelta64(REPEAT_DAYS * (max(n_winter) - 1), "D")
-        )
-        for orbit, s, w in zip(ORBITS, n_summer, n_winter, strict=True):
-            acqs += _series(orbit, summer_day, s, REPEAT_DAYS)
-            acqs += _series(orbit, winter_day, w, REPEAT_DAYS, start_index=s)
+        for orbit, n in zip(ORBITS, n_summer, strict=True):
+            acqs += _series(orbit, summer_day, n, REPEAT_DAYS)
+        # a winter takes at least MIN_WINTER_DATES of each orbit: short schedules keep the last winter only
+        n_winters = max(1, min(AVALANCHE_WINTERS, min(c - n for c, n in zip(counts, n_summer, strict=True))
+                               // MIN_WINTER_DATES))
+        winters = _LAST_WINTER_DAYS[-n_winters:]
+        windows = []
+        for w, last_day in enumerate(winters):
+            # each orbit's winter dates dealt over the winters, the last winter taking the odd ones
+            n_winter = [(c - n) // len(winters) + (len(winters) - 1 - w < (c - n) % len(winters))
+                        for c, n in zip(counts, n_summer, strict=True)]
+            last_winter_day = np.datetime64(last_day)
+            winter_day = max(last_winter_day - np.timedelta64(132, "D"),
+                             last_winter_day - np.timedelta64(REPEAT_DAYS * (max(n_winter) - 1), "D"))
+            winter = [a for orbit, n in zip(ORBITS, n_winter, strict=True)
+                      for a in _series(orbit, winter_day, n, REPEAT_DAYS)]
+            acqs += winter
+            # events fall after the winter's first acquisition of both orbits and by the last of either,
+            # so each one lies inside a winter pair of each orbit
+            first = max(min(a.time for a in winter if a.orbit is o) for o in ORBITS)
+            last = min(max(a.time for a in winter if a.orbit is o) for o in ORBITS)
+            windows.append((first.astype("datetime64[D]") + np.timedelta64(1, "D"), last.astype("datetime64[D]")))
         summer = (str(summer_day), str(summer_day + np.timedelta64(REPEAT_DAYS * 2 + 2, "D")))
-        # events fall after the first winter acquisition of both orbits and by the last of
-        # either, so each one lies inside a winter pair of each orbit
-        first = max(min(a.time for a in acqs if a.orbit is o and a.index >= n_summer[i]) for i, o in enumerate(ORBITS))
-        last = min(max(a.time for a in acqs if a.orbit is o) for o in ORBITS)
-        window = (first.astype("datetime64[D]") + np.timedelta64(1, "D"), last.astype("datetime64[D]"))
-        return Schedule(tuple(sorted(acqs, key=lambda a: a.time)), summer, window, None)
+        return Schedule(_indexed(acqs), summer, tuple(windows), None)
     if hazard == "landslide":
         event = np.datetime64("2020-10-02")
         step = 2 * REPEAT_DAYS
@@ -175,12 +203,12 @@ def acquisition_schedule(hazard: str, n_dates: int) -> Schedule:
             acqs += _series(orbit, first_day, c, step)
         first = min(a.time for a in acqs).astype("datetime64[D]")
         summer = (str(first), str(event - np.timedelta64(1, "D")))
-        return Schedule(tuple(sorted(acqs, key=lambda a: a.time)), summer, None, event)
+        return Schedule(tuple(sorted(acqs, key=lambda a: a.time)), summer, (), event)
     # glacier: a year, monthly-ish steps on the 6-day grid
     step = max(REPEAT_DAYS, (330 // max(counts[0] - 1, 1)) // REPEAT_DAYS * REPEAT_DAYS)
     for orbit, c in zip(ORBITS, counts, strict=True):
         acqs += _series(orbit, np.datetime64("2020-10-01"), c, step)
-    return Schedule(tuple(sorted(acqs, key=lambda a: a.time)), ("2021-07-01", "2021-08-31"), None, None)
+    return Schedule(tuple(sorted(acqs, key=lambda a: a.time)), ("2021-07-01", "2021-08-31"), (), None)
 
 
 def smoothstep(x: np.ndarray) -> np.ndarray:
