@@ -36,6 +36,7 @@ import click
 
 from sarcube.datacube import schema
 from sarcube.datacube.chips import EXCLUDED_NAME, TEST, VAL, SplitPlan
+from sarcube.datacube.predictions import OP_AUTO
 from sarcube.errors import InputError
 from sarcube.pipelines.demo_results import DemoResult, pair_text, results_markdown
 from sarcube.pipelines.demo_workdir import (
@@ -223,6 +224,9 @@ def demo(
                 tta=False,
                 overwrite=True,
                 device=device,
+                # each pair at its own top share of pixels where that scored better on the validation pairs
+                # (predicted too, to tune it), else the run's threshold: benchmarks/science.py's rule
+                operating_point=OP_AUTO,
             )
         return {"predictions": names, "summary": "test pairs " + "; ".join(pair_text(ds, p) for p in test_pairs)}
 

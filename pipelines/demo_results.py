@@ -116,8 +116,10 @@ def results_markdown(result: DemoResult, settings: DemoSettings) -> str:
         "",
         "Pixel F1/precision/recall/IoU/AUPRC over the test pairs' labelled pixels; bbox IoU and object TP/FN/FP per "
         "scene "
-        "(avalanche-fcn-bianchi Tab. I reports F1 66.6 vs 38.1 for the baseline on real data). Thresholds: "
-        + ", ".join(f"{run_name(n)} {r['threshold']:g}" for n, r in ev["predictions"].items())
+        "(avalanche-fcn-bianchi Tab. I reports F1 66.6 vs 38.1 for the baseline on real data). Detections at "
+        "each method's operating point, chosen on the validation pairs (the run's threshold, or each pair's own "
+        "top share of pixels): "
+        + ", ".join(f"{run_name(n)} {r['operating_point']}" for n, r in ev["predictions"].items())
         + ".",
         "",
         f"Exported polygons: {result.detection_counts[FCN_PRESET]} avalanche-fcn detections "

@@ -22,6 +22,7 @@ step: ``predict`` calls it, and it reads nothing but the cube and the run's spli
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ from sarcube.datacube.predictions import (
     select_pairs,
 )
 from sarcube.errors import InputError
+
+log = logging.getLogger(__name__)
 
 #: reads a pair's (y, x) scores, float32
 ReadPair = Callable[[int], np.ndarray]
@@ -125,6 +128,11 @@ def _validation_images(
     return out
 
 
+def _has_positives(ds: xr.Dataset, pairs: Sequence[int]) -> bool:
+    label = ds[schema.LABEL].isel({schema.PAIR: list(pairs)})
+    return bool((label == schema.LABEL_YES).any())
+
+
 def tune(
     ds: xr.Dataset, plan: chips.SplitPlan, val_pairs: Sequence[int], read: ReadPair, threshold: float
 ) -> tuple[float, dict[str, float]]:
@@ -172,6 +180,9 @@ def operating_point_attrs(
     missing = sorted(set(val_pairs) - set(predicted))
     if missing:
         raise InputError(f"validation pairs {missing} are not predicted: predict them too (e.g. --pairs all)")
+    if operating_point == OP_AUTO and not _has_positives(ds, val_pairs):
+        log.warning("the validation pairs %s hold no labelled positive: keeping the run's threshold", list(val_pairs))
+        return {ATTR_OPERATING_POINT: OP_THRESHOLD}
     rate, f1 = tune(ds, plan, val_pairs, read, threshold)
     chosen = operating_point if operating_point != OP_AUTO else (OP_RATE if f1[OP_RATE] > f1[OP_THRESHOLD] else
                                                                   OP_THRESHOLD)
