@@ -313,7 +313,7 @@ def demo(
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic scene and of training.")
 @click.option("--size", type=int, default=DEFAULT_SIZE, show_default=True, help="Scene side in pixels (20 m each).")
-@click.option("--dates", type=int, default=None, help="Acquisitions in all, both orbits (default: 36, two winters).")
+@click.option("--dates", type=int, default=None, help="Acquisitions in all, both orbits (default: 20).")
 @click.option("--profile", default=DEFAULT_PROFILE, show_default=True, help="Preset profile of both methods.")
 @click.option(
     "--set",

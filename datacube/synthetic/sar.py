@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from sarcube.datacube import schema
 from sarcube.datacube.synthetic.terrain import fractal_noise
+from sarcube.errors import InputError
 
 # --- speckle -----------------------------------------------------------------------
 # Sentinel-1 IW GRDH (ESA Sentinel-1 User Handbook / product specification): 10 m
@@ -111,14 +112,18 @@ class Schedule:
 REPEAT_DAYS = 6
 #: S1A and S1B alternate on the same relative orbit every 6 days (12 days each)
 PLATFORMS = ("SENTINEL-1A", "SENTINEL-1B")
-DEFAULT_DATES = {"avalanche": 36, "landslide": 16, "glacier": 24}
-#: winters of an avalanche scene: training sees a spring (wet snow, refreeze) before the held-out one, as
-#: Bianchi et al. trained on Oct 2014 - Apr 2017 and tested on 17 Apr 2018 (avalanche-fcn-bianchi II)
-AVALANCHE_WINTERS = 2
-#: acquisitions of each orbit a winter needs (fewer: the scene keeps one winter, e.g. the tests' short schedules)
-MIN_WINTER_DATES = 6
-#: the last winter acquisition of each winter (the last winter's is the scene's last date)
-_LAST_WINTER_DAYS = ("2020-04-12", "2021-04-12")
+DEFAULT_DATES = {"avalanche": 20, "landslide": 16, "glacier": 24}
+#: the last winter acquisition of each winter an avalanche scene may hold (the last one's is the scene's last
+#: date): with two, training sees a spring (wet snow, refreeze) before the held-out one, as Bianchi et al.
+#: trained on Oct 2014 - Apr 2017 and tested on 17 Apr 2018 (avalanche-fcn-bianchi II)
+LAST_WINTER_DAYS = ("2020-04-12", "2021-04-12")
+#: each further winter's default acquisitions (8 per orbit, as the first winter's)
+DATES_PER_EXTRA_WINTER = 16
+
+
+def default_dates(hazard: str, winters: int = 1) -> int:
+    """The default acquisitions of a hazard's scene (an avalanche scene of ``winters`` winters)."""
+    return DEFAULT_DATES[hazard] + (DATES_PER_EXTRA_WINTER * (winters - 1) if hazard == "avalanche" else 0)
 MIN_DATES = 6
 
 
@@ -154,14 +159,13 @@ def _indexed(acqs: list[Acquisition]) -> tuple[Acquisition, ...]:
     return tuple(out)
 
 
-def acquisition_schedule(hazard: str, n_dates: int) -> Schedule:
+def acquisition_schedule(hazard: str, n_dates: int, winters: int = 1) -> Schedule:
     """Dates, orbits and platforms of ``n_dates`` acquisitions for a hazard's scene.
 
     avalanche: two snow-free August acquisitions per orbit (2020), and a 6-day
-    repeat through late winter and spring in each of :data:`AVALANCHE_WINTERS`
-    winters, ending mid-April 2020 and mid-April 2021 (the winter dates of an
-    orbit dealt evenly over the winters; one winter, 2021, when an orbit has
-    fewer than :data:`MIN_WINTER_DATES` a winter); landslide:
+    repeat through late winter and spring in each of ``winters`` winters (1 or
+    2) ending mid-April 2021 (and mid-April 2020), an orbit's winter dates
+    dealt evenly over them; landslide:
     12-day repeat around a storm on 2020-10-02; glacier: a hydrological year
     (October 2020 - September 2021) sampled about monthly.
     """
@@ -172,10 +176,12 @@ def acquisition_schedule(hazard: str, n_dates: int) -> Schedule:
         summer_day = np.datetime64("2020-08-09")
         for orbit, n in zip(ORBITS, n_summer, strict=True):
             acqs += _series(orbit, summer_day, n, REPEAT_DAYS)
-        # a winter takes at least MIN_WINTER_DATES of each orbit: short schedules keep the last winter only
-        n_winters = max(1, min(AVALANCHE_WINTERS, min(c - n for c, n in zip(counts, n_summer, strict=True))
-                               // MIN_WINTER_DATES))
-        winters = _LAST_WINTER_DAYS[-n_winters:]
+        if not 1 <= winters <= len(LAST_WINTER_DAYS):
+            raise InputError(f"winters={winters}: an avalanche scene holds 1 to {len(LAST_WINTER_DAYS)} winters")
+        if min(c - n for c, n in zip(counts, n_summer, strict=True)) < 2 * winters:
+            raise InputError(f"{n_dates} dates are too few for {winters} winters: give at least "
+                             f"{2 * (2 + 2 * winters)} (each winter needs a pair of each orbit)")
+        winters = LAST_WINTER_DAYS[-winters:]
         windows = []
         for w, last_day in enumerate(winters):
             # each orbit's winter dates dealt over the winters, the last winter taking the odd ones
