@@ -110,6 +110,8 @@ class SeedResult:
     scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     seconds: float = 0.0
     size: int = 0
+    #: winters of the avalanche scene
+    winters: int = 1
     #: comparison name -> per held-out pair: how hard the scene is there and each side's F1 (pixel presets)
     pairs: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     #: comparison name -> {"method"/"baseline": {"rate", "val_f1", "f1"}}: the per-pair flagged-rate operating point
@@ -196,7 +198,7 @@ def pair_diagnostics(cube: Path, preds: Sequence[str]) -> list[dict[str, float]]
     return out
 
 
-def _cube_for(hazard: str, seed: int, size: int, workdir: Path) -> Path:
+def _cube_for(hazard: str, seed: int, size: int, workdir: Path, winters: int = 1) -> Path:
     """Write the hazard's synthetic scene for ``seed`` and turn it into a cube with the features its presets read."""
     from sarcube.datacube.synthetic import read_demo_manifest, write_demo_catalog
     from sarcube.pipelines.add_layer import add_layer
@@ -206,7 +208,7 @@ def _cube_for(hazard: str, seed: int, size: int, workdir: Path) -> Path:
     catalog, cube = workdir / f"{hazard}-catalog", workdir / f"{hazard}.zarr"
     if catalog.exists():
         shutil.rmtree(catalog)
-    write_demo_catalog(catalog, seed=seed, size=size, hazard=hazard)
+    write_demo_catalog(catalog, seed=seed, size=size, hazard=hazard, winters=winters if hazard == "avalanche" else 1)
     m = read_demo_manifest(catalog)
     build(m.bbox_lonlat, m.start, m.end, cube, catalog=str(m.catalog), resolution=m.resolution, overwrite=True)
     if hazard == "avalanche":
@@ -271,21 +273,23 @@ def rate_scores(cube: Path, pred: str) -> dict[str, float | str]:
             "chosen_f1": float(chosen["f1"])}
 
 
-def run_seed(seed: int, size: int, comparisons: Sequence[Comparison], workdir: Path, reuse: bool = False) -> SeedResult:
+def run_seed(
+    seed: int, size: int, comparisons: Sequence[Comparison], workdir: Path, reuse: bool = False, winters: int = 1
+) -> SeedResult:
     """Every comparison on ``seed``'s cubes; ``reuse`` keeps cubes and predictions already in ``workdir``."""
     from sarcube.datacube import schema
     from sarcube.datacube.predictions import OP_THRESHOLD
     from sarcube.pipelines.evaluate import evaluate
 
     t0 = time.perf_counter()
-    out = SeedResult(seed, size=size)
+    out = SeedResult(seed, size=size, winters=winters)
     cubes: dict[str, Path] = {}
     baselines: dict[tuple[str, str, tuple[str, ...]], str] = {}
     for c in comparisons:
         if c.hazard not in cubes:
             path = workdir / f"{c.hazard}.zarr"
             reused = reuse and (path / "zarr.json").exists()
-            cubes[c.hazard] = path if reused else _cube_for(c.hazard, seed, size, workdir)
+            cubes[c.hazard] = path if reused else _cube_for(c.hazard, seed, size, workdir, winters)
         cube = cubes[c.hazard]
         key = (c.hazard, c.baseline, c.baseline_overrides)
         if key not in baselines:
@@ -464,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds; default 3")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here (default 0: seeds 0, 1, ...)")
     parser.add_argument("--size", type=int, default=1024, help="scene side in pixels (20 m); default 1024")
+    parser.add_argument("--winters", type=int, default=1,
+                        help="winters of the avalanche scenes (2: spring 2020 before the held-out 2021); default 1")
     parser.add_argument("--only", action="append", default=[], help="run only this comparison (repeatable)")
     parser.add_argument("--json", type=Path, default=None, help="write every per-seed metric here")
     parser.add_argument("--workdir", type=Path, default=None, help="keep cubes and runs here (default: a temp dir)")
@@ -489,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 workdir = (args.workdir or Path(tmp)) / f"seed{seed}"
                 workdir.mkdir(parents=True, exist_ok=True)
-                results.append(run_seed(seed, args.size, chosen, workdir, reuse=args.reuse))
+                results.append(run_seed(seed, args.size, chosen, workdir, reuse=args.reuse, winters=args.winters))
     print(f"# {len({r.seed for r in results})} seeds, {args.size} px scenes, profile {PROFILE}; mean +- sd over seeds")
     for c in chosen:
         print(f"# {c.name} vs {c.baseline} on {c.hazard}; paper: {c.paper}")

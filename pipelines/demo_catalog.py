@@ -34,11 +34,13 @@ def demo_catalog(
     dates: int | None = None,
     hazard: str = "avalanche",
     preview: str | Path | None = None,
+    winters: int = 1,
 ) -> Path:
     """Write the demo catalog into ``out`` (and the preview PNG); return the ``catalog.json`` path."""
     if preview is not None and Path(preview).suffix.lower() != ".png":
         raise InputError(f"--preview {str(preview)!r} must be a .png file name")
-    catalog = write_demo_catalog(out, seed=seed, size=size, resolution=resolution, dates=dates, hazard=hazard)
+    catalog = write_demo_catalog(out, seed=seed, size=size, resolution=resolution, dates=dates, hazard=hazard,
+                                 winters=winters)
     if preview is not None:
         preview_pair(out, preview)
     return catalog
@@ -209,17 +211,22 @@ def preview_pair(catalog_dir: str | Path, png: str | Path) -> Path:
     "--hazard", default="avalanche", show_default=True, metavar="|".join(HAZARDS), help="What happens in the scene."
 )
 @click.option(
+    "--winters", type=int, default=1, show_default=True,
+    help="Winters of an avalanche scene: 2 adds spring 2020 before the 2021 one (36 dates by default).",
+)
+@click.option(
     "--preview",
     type=click.Path(),
     default=None,
     help="Also write the change-composite PNG of the pair with the most debris.",
 )
 def command(
-    out: str, seed: int, size: int, resolution: float, dates: int | None, hazard: str, preview: str | None
+    out: str, seed: int, size: int, resolution: float, dates: int | None, hazard: str, winters: int,
+    preview: str | None,
 ) -> None:
     """Write a synthetic alpine scene as a local STAC catalog in OUT (shaped like Planetary Computer's)."""
     catalog = demo_catalog(
-        out, seed=seed, size=size, resolution=resolution, dates=dates, hazard=hazard, preview=preview
+        out, seed=seed, size=size, resolution=resolution, dates=dates, hazard=hazard, preview=preview, winters=winters
     )
     manifest = read_demo_manifest(catalog)
     click.echo(f"wrote {catalog} ({manifest.acquisitions} acquisitions, {manifest.objects} labelled {hazard} objects)")

@@ -439,6 +439,10 @@ def default_scene():
     return model, tile, sorted(pairs, key=lambda p: p[1].time)
 
 
+def _summer(model, acq) -> bool:
+    return model.schedule.summer[0] <= str(acq.time.astype("datetime64[D]")) <= model.schedule.summer[1]
+
+
 def _grid_burn(tile, shape, polys) -> np.ndarray:
     if not polys:
         return np.zeros(shape, bool)
@@ -458,7 +462,7 @@ def test_debris_fraction_is_near_bianchis(default_scene):
     all_events = [e for e, _ in model.hazard.avalanches]
     fractions, counts = [], []
     for ref, act in pairs:
-        if ref.index == 0:  # the snow-free summer pair
+        if _summer(model, ref):  # the snow-free summer pair
             continue
         labelled = [e for e in all_events if e.labelled and _in_pair(e, ref, act)]
         fractions.append(_grid_burn(tile, shape, [e.debris for e in labelled]).mean())
@@ -534,7 +538,7 @@ def test_confounders_lie_inside_runout_zones(default_scene):
     debris = _grid_burn(tile, layers.z.shape, [e.debris for e, _ in model.hazard.avalanches])
     confounded, new_debris, broad = 0, 0, []
     for ref, act in pairs:
-        if ref.index == 0:
+        if _summer(model, ref):
             continue
         d = backscatter.acquisition_db(model, act)[0] - backscatter.acquisition_db(model, ref)[0]
         bright = runout & ~debris & (d >= 1.5)
@@ -603,3 +607,24 @@ def test_glacier_hides_under_dry_winter_snow():
                     assert (p & glacier).sum() / (p | (glacier & valid)).sum() < 0.4
     summer = [c for a, c in contrast.items() if a.orbit.afternoon and a.time.astype(object).month in (6, 7, 8)]
     assert summer and min(summer) < -3.0
+
+
+def test_a_two_winter_scene_has_a_spring_before_the_held_out_one():
+    one, two = sar.acquisition_schedule("avalanche", 20), sar.acquisition_schedule("avalanche", 36, winters=2)
+    after = np.datetime64("2021-01-01")  # the 2021 winter is the one-winter scene's, date for date
+    assert [a.time for a in two.acquisitions if a.time > after] == [a.time for a in one.acquisitions if a.time > after]
+    # the last winter is the one-winter scene's; the first ends a year earlier, before the summer references
+    assert [str(w[1]) for w in two.event_windows] == ["2020-04-12", "2021-04-12"]
+    assert two.event_windows[1] == one.event_windows[0]
+    assert len(two.acquisitions) == 36 == sar.default_dates("avalanche", 2)
+    days = sorted(str(a.time.astype("datetime64[D]")) for a in two.acquisitions)
+    assert days[0].startswith("2020-03") and days[-1].startswith("2021-04")
+    for orbit in sar.ORBITS:  # positions count each orbit's acquisitions in time order
+        assert [a.index for a in two.acquisitions if a.orbit is orbit] == list(range(18))
+    model, _ = scene_model(seed=0, size=256, winters=2)
+    winter_of = {str(e.date)[:4] for e, _ in model.hazard.avalanches}
+    assert winter_of == {"2020", "2021"}  # events in both springs
+    with pytest.raises(InputError, match="too few for 2 winters"):
+        sar.acquisition_schedule("avalanche", 8, winters=2)
+    with pytest.raises(InputError, match="--winters 3"):
+        write_demo_catalog(Path("/nonexistent-never-written"), size=SIZE, winters=3)

@@ -118,10 +118,11 @@ def avalanches(
     )
     if not corridors:
         raise _no_terrain("avalanche")
-    first, last = schedule.event_window
-    span_days = int((last - first) / np.timedelta64(1, "D")) + 1
-    n_events = max(events.MIN_EVENTS, int(round(events.EVENTS_PER_KM2_PER_DAY * area_km2 * span_days)))
-    dates = events.spread_dates(first, last, n_events, rng)
+    dates: list[np.datetime64] = []
+    for first, last in schedule.event_windows:  # each winter's events at the same rate per day
+        span_days = int((last - first) / np.timedelta64(1, "D")) + 1
+        n_events = max(events.MIN_EVENTS, int(round(events.EVENTS_PER_KM2_PER_DAY * area_km2 * span_days)))
+        dates += events.spread_dates(first, last, n_events, rng)
     # each event in another corridor while there are corridors left (one avalanche per path and cycle)
     order = rng.permutation(len(corridors))
     placed: list[tuple[events.AvalancheEvent, DebrisWindow]] = []

@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from sarcube.datacube import schema
 from sarcube.datacube.synthetic.terrain import fractal_noise
+from sarcube.errors import InputError
 
 # --- speckle -----------------------------------------------------------------------
 # Sentinel-1 IW GRDH (ESA Sentinel-1 User Handbook / product specification): 10 m
@@ -102,8 +103,8 @@ class Schedule:
     acquisitions: tuple[Acquisition, ...]
     #: snow-free reference window (ISO dates, inclusive)
     summer: tuple[str, str]
-    #: dates events may take (first day, last day), inclusive, or None
-    event_window: tuple[np.datetime64, np.datetime64] | None
+    #: the windows of days events may take (first day, last day), inclusive: one per winter (none: no events)
+    event_windows: tuple[tuple[np.datetime64, np.datetime64], ...]
     #: the trigger date of a landslide scene
     event_date: np.datetime64 | None
 
@@ -112,6 +113,17 @@ REPEAT_DAYS = 6
 #: S1A and S1B alternate on the same relative orbit every 6 days (12 days each)
 PLATFORMS = ("SENTINEL-1A", "SENTINEL-1B")
 DEFAULT_DATES = {"avalanche": 20, "landslide": 16, "glacier": 24}
+#: the last winter acquisition of each winter an avalanche scene may hold (the last one's is the scene's last
+#: date): with two, training sees a spring (wet snow, refreeze) before the held-out one, as Bianchi et al.
+#: trained on Oct 2014 - Apr 2017 and tested on 17 Apr 2018 (avalanche-fcn-bianchi II)
+LAST_WINTER_DAYS = ("2020-04-12", "2021-04-12")
+#: each further winter's default acquisitions (8 per orbit, as the first winter's)
+DATES_PER_EXTRA_WINTER = 16
+
+
+def default_dates(hazard: str, winters: int = 1) -> int:
+    """The default acquisitions of a hazard's scene (an avalanche scene of ``winters`` winters)."""
+    return DEFAULT_DATES[hazard] + (DATES_PER_EXTRA_WINTER * (winters - 1) if hazard == "avalanche" else 0)
 MIN_DATES = 6
 
 
@@ -138,11 +150,22 @@ def _series(
     return out
 
 
-def acquisition_schedule(hazard: str, n_dates: int) -> Schedule:
+def _indexed(acqs: list[Acquisition]) -> tuple[Acquisition, ...]:
+    """``acqs`` in time order, each with its position among the acquisitions of its orbit."""
+    out, seen = [], dict.fromkeys(ORBITS, 0)
+    for a in sorted(acqs, key=lambda a: a.time):
+        out.append(Acquisition(a.time, a.orbit, a.platform, seen[a.orbit]))
+        seen[a.orbit] += 1
+    return tuple(out)
+
+
+def acquisition_schedule(hazard: str, n_dates: int, winters: int = 1) -> Schedule:
     """Dates, orbits and platforms of ``n_dates`` acquisitions for a hazard's scene.
 
-    avalanche: two snow-free August acquisitions per orbit, then a 6-day
-    repeat through late winter and spring ending mid-April 2021; landslide:
+    avalanche: two snow-free August acquisitions per orbit (2020), and a 6-day
+    repeat through late winter and spring in each of ``winters`` winters (1 or
+    2) ending mid-April 2021 (and mid-April 2020), an orbit's winter dates
+    dealt evenly over them; landslide:
     12-day repeat around a storm on 2020-10-02; glacier: a hydrological year
     (October 2020 - September 2021) sampled about monthly.
     """
@@ -151,21 +174,32 @@ def acquisition_schedule(hazard: str, n_dates: int) -> Schedule:
     if hazard == "avalanche":
         n_summer = [1 if c < 5 else 2 for c in counts]
         summer_day = np.datetime64("2020-08-09")
-        n_winter = [c - s for c, s in zip(counts, n_summer, strict=True)]
-        last_winter_day = np.datetime64("2021-04-12")
-        winter_day = max(
-            np.datetime64("2020-12-01"), last_winter_day - np.timedelta64(REPEAT_DAYS * (max(n_winter) - 1), "D")
-        )
-        for orbit, s, w in zip(ORBITS, n_summer, n_winter, strict=True):
-            acqs += _series(orbit, summer_day, s, REPEAT_DAYS)
-            acqs += _series(orbit, winter_day, w, REPEAT_DAYS, start_index=s)
+        for orbit, n in zip(ORBITS, n_summer, strict=True):
+            acqs += _series(orbit, summer_day, n, REPEAT_DAYS)
+        if not 1 <= winters <= len(LAST_WINTER_DAYS):
+            raise InputError(f"winters={winters}: an avalanche scene holds 1 to {len(LAST_WINTER_DAYS)} winters")
+        if min(c - n for c, n in zip(counts, n_summer, strict=True)) < 2 * winters:
+            raise InputError(f"{n_dates} dates are too few for {winters} winters: give at least "
+                             f"{2 * (2 + 2 * winters)} (each winter needs a pair of each orbit)")
+        winters = LAST_WINTER_DAYS[-winters:]
+        windows = []
+        for w, last_day in enumerate(winters):
+            # each orbit's winter dates dealt over the winters, the last winter taking the odd ones
+            n_winter = [(c - n) // len(winters) + (len(winters) - 1 - w < (c - n) % len(winters))
+                        for c, n in zip(counts, n_summer, strict=True)]
+            last_winter_day = np.datetime64(last_day)
+            winter_day = max(last_winter_day - np.timedelta64(132, "D"),
+                             last_winter_day - np.timedelta64(REPEAT_DAYS * (max(n_winter) - 1), "D"))
+            winter = [a for orbit, n in zip(ORBITS, n_winter, strict=True)
+                      for a in _series(orbit, winter_day, n, REPEAT_DAYS)]
+            acqs += winter
+            # events fall after the winter's first acquisition of both orbits and by the last of either,
+            # so each one lies inside a winter pair of each orbit
+            first = max(min(a.time for a in winter if a.orbit is o) for o in ORBITS)
+            last = min(max(a.time for a in winter if a.orbit is o) for o in ORBITS)
+            windows.append((first.astype("datetime64[D]") + np.timedelta64(1, "D"), last.astype("datetime64[D]")))
         summer = (str(summer_day), str(summer_day + np.timedelta64(REPEAT_DAYS * 2 + 2, "D")))
-        # events fall after the first winter acquisition of both orbits and by the last of
-        # either, so each one lies inside a winter pair of each orbit
-        first = max(min(a.time for a in acqs if a.orbit is o and a.index >= n_summer[i]) for i, o in enumerate(ORBITS))
-        last = min(max(a.time for a in acqs if a.orbit is o) for o in ORBITS)
-        window = (first.astype("datetime64[D]") + np.timedelta64(1, "D"), last.astype("datetime64[D]"))
-        return Schedule(tuple(sorted(acqs, key=lambda a: a.time)), summer, window, None)
+        return Schedule(_indexed(acqs), summer, tuple(windows), None)
     if hazard == "landslide":
         event = np.datetime64("2020-10-02")
         step = 2 * REPEAT_DAYS
@@ -175,12 +209,12 @@ def acquisition_schedule(hazard: str, n_dates: int) -> Schedule:
             acqs += _series(orbit, first_day, c, step)
         first = min(a.time for a in acqs).astype("datetime64[D]")
         summer = (str(first), str(event - np.timedelta64(1, "D")))
-        return Schedule(tuple(sorted(acqs, key=lambda a: a.time)), summer, None, event)
+        return Schedule(tuple(sorted(acqs, key=lambda a: a.time)), summer, (), event)
     # glacier: a year, monthly-ish steps on the 6-day grid
     step = max(REPEAT_DAYS, (330 // max(counts[0] - 1, 1)) // REPEAT_DAYS * REPEAT_DAYS)
     for orbit, c in zip(ORBITS, counts, strict=True):
         acqs += _series(orbit, np.datetime64("2020-10-01"), c, step)
-    return Schedule(tuple(sorted(acqs, key=lambda a: a.time)), ("2021-07-01", "2021-08-31"), None, None)
+    return Schedule(tuple(sorted(acqs, key=lambda a: a.time)), ("2021-07-01", "2021-08-31"), (), None)
 
 
 def smoothstep(x: np.ndarray) -> np.ndarray:
