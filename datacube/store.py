@@ -1,8 +1,9 @@
 """Writing cubes: whole stores, variables added all or nothing, build templates, region writes, attrs.
 
 Readers see a cube through its consolidated metadata. :func:`add_variables`
-writes new or recomputed variables into the store's staging group first and
-moves them in only once every chunk is on disk (see
+writes new or recomputed variables into the store's staging group first (a
+dask-backed one region by region, :func:`write_regions`, so memory is bounded by
+the chunks and not by the area) and moves them in only once every chunk is on disk (see
 :mod:`~sarcube.datacube.staging`), so a failure at any point leaves the cube
 exactly as it was. Global attrs are rewritten together with the consolidated
 metadata in one write. Every write here holds the cube's writer lock
