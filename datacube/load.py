@@ -35,8 +35,9 @@ How the odc-stac options are used:
   the output fill is NaN (``nodata=np.nan``), and exact zeros of backscatter
   (zero-filled borders) become NaN in :class:`SigningReader` before the
   NaN-aware first-valid fuser (:func:`fill_missing`) mosaics the items.
-- ``dtype="float32"``; ``chunks``: :data:`READ_CHUNK`, a multiple of the
-  storage chunk so region writes line up, small enough to bound memory.
+- ``dtype="float32"``; ``chunks``: :data:`READ_CHUNK` (:data:`DEM_READ_CHUNK`
+  for the DEM), a multiple of the storage chunk so region writes line up,
+  small enough to bound memory.
 - ``fail_on_error=True``: with False a failed asset silently becomes a NaN
   hole that looks like nodata; we retry, then stop naming the item.
 """
@@ -70,9 +71,14 @@ from sarcube.errors import AssetReadError, CatalogError
 
 log = logging.getLogger(__name__)
 
-#: pixels per side of one read task: whole storage chunks (so region writes
-#: line up), several at once so each asset is opened a few times, not per chunk
-READ_CHUNK = 4 * schema.CHUNK_YX
+#: pixels per side of one backscatter read task: whole storage chunks (so region
+#: writes line up), several at once so each asset is opened a few times, not per
+#: chunk, and few enough that the tasks of a batch in flight stay small whatever
+#: the scene (1024 px: a 2048 px build peaked at 538 MiB with 2048 px tasks, 307 with these)
+READ_CHUNK = 2 * schema.CHUNK_YX
+#: pixels per side of one DEM read task: the DEM is warped onto the grid, and
+#: odc warps each task on its own, so its chunking is part of the result (kept as it was)
+DEM_READ_CHUNK = 4 * schema.CHUNK_YX
 #: degrees of longitude per hour of solar time
 DEG_PER_HOUR = 15.0
 
@@ -250,6 +256,7 @@ def _load(
     *,
     zero_is_nodata: bool,
     fail_on_error: bool = True,
+    read_chunk: int = READ_CHUNK,
 ) -> xr.Dataset:
     """odc-stac load of ``variables`` onto ``grid``.
 
@@ -263,7 +270,7 @@ def _load(
     position = {item.id: k for k, group in enumerate(groups) for item in group}
     origins = {asset_href(item, k): (item.id, k) for item in items for k in keys}
     stac_cfg = {coll.collection: {"assets": {k: {"data_type": "float32", "nodata": coll.nodata} for k in keys}}}
-    chunks = {schema.Y: READ_CHUNK, schema.X: READ_CHUNK}
+    chunks = {schema.Y: read_chunk, schema.X: read_chunk}
     # Item hrefs stay unsigned here; SigningReader signs each one as it is opened.
     loaded = odc.stac.load(
         items,
@@ -329,12 +336,13 @@ def load_backscatter(
 def load_dem(items: Sequence[Any], catalog: Catalog, grid: Grid) -> xr.DataArray:
     """The elevation tiles mosaicked and resampled (bilinear by default) onto ``grid``: lazy (y, x)."""
     coll = catalog.source.dem
-    loaded = _load([items], catalog, coll, (schema.DEM,), grid, zero_is_nodata=False)
+    loaded = _load([items], catalog, coll, (schema.DEM,), grid, zero_is_nodata=False, read_chunk=DEM_READ_CHUNK)
     return schema.make_variable(schema.DEM, xr.DataArray(loaded[schema.DEM].data[0], dims=schema.SPATIAL_DIMS))
 
 
 __all__ = [
     "Acquisition",
+    "DEM_READ_CHUNK",
     "READ_CHUNK",
     "ReadPlan",
     "SigningDriver",

@@ -1,8 +1,9 @@
 """Writing cubes: whole stores, variables added all or nothing, build templates, region writes, attrs.
 
 Readers see a cube through its consolidated metadata. :func:`add_variables`
-writes new or recomputed variables into the store's staging group first and
-moves them in only once every chunk is on disk (see
+writes new or recomputed variables into the store's staging group first (a
+dask-backed one region by region, :func:`write_regions`, so memory is bounded by
+the chunks and not by the area) and moves them in only once every chunk is on disk (see
 :mod:`~sarcube.datacube.staging`), so a failure at any point leaves the cube
 exactly as it was. Global attrs are rewritten together with the consolidated
 metadata in one write. Every write here holds the cube's writer lock
@@ -146,16 +147,20 @@ def add_variables(
         )
         if linked:
             ds[name].encoding["coordinates"] = " ".join(linked)
+    group = f"{staging.STAGING_GROUP}/{staging.ADD_GROUP}"
     with zarrio.quiet_zarr_warnings():
         ds.to_zarr(
             str(path),
-            group=f"{staging.STAGING_GROUP}/{staging.ADD_GROUP}",
+            group=group,
             mode="w",
             zarr_format=3,
             consolidated=False,
+            compute=False,  # metadata and in-memory arrays now; the dask-backed ones region by region below
             encoding=schema.encoding_for(ds, codec=schema.codec_of(current.attrs)),
             storage_options=dict(storage_options) if storage_options else None,
         )
+    for names, region in write_regions(ds):
+        write_region(ds[names].isel(region), path, region, group=group, storage_options=storage_options)
     staging.promote_added(path, promoted, storage_options, drop=drop)
     zarrio.consolidate(path, storage_options)
     log.info("wrote %s into %s", ", ".join(variables), path)
@@ -326,18 +331,53 @@ def append_template(
     zarrio.consolidate(path, storage_options)
 
 
+#: side (px) of the spatial tiles :func:`add_variables` writes one at a time: whole storage chunks
+REGION_YX = 4 * schema.CHUNK_YX
+
+
+def write_regions(ds: xr.Dataset, tile: int | None = None) -> list[tuple[list[str], dict[str, slice]]]:
+    """The pieces :func:`add_variables` computes and writes one after another: memory bounded by ``tile``, not the area.
+
+    Each piece is (names, region): the dask-backed variables of one set of dims at
+    one index of every non-spatial dim (one pair, time step, orbit) and one tile
+    of at most ``tile`` x ``tile`` px (default :data:`REGION_YX`). Variables of the same dims are computed
+    together (they share inputs, e.g. ``vv_diff`` and ``vvvh``), a tile's inputs
+    are read for it alone, and region starts lie on the storage chunk grid.
+    """
+    import itertools
+
+    import dask.array as dsa
+
+    tile = tile or REGION_YX
+    by_dims: dict[tuple[str, ...], list[str]] = {}
+    for name, var in ds.data_vars.items():
+        if isinstance(var.data, dsa.Array):
+            by_dims.setdefault(tuple(str(d) for d in var.dims), []).append(str(name))
+    pieces = []
+    for dims, names in by_dims.items():
+        step = [tile if d in schema.SPATIAL_DIMS else 1 for d in dims]
+        for starts in itertools.product(*(range(0, ds.sizes[d], k) for d, k in zip(dims, step, strict=True))):
+            region = {
+                d: slice(s, min(s + k, ds.sizes[d])) for d, s, k in zip(dims, starts, step, strict=True)
+            }
+            pieces.append((names, region))
+    return pieces
+
+
 @lock.locked
 def write_region(
     ds: xr.Dataset,
     path: str | Path,
     region: Mapping[str, slice],
     *,
+    group: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     compute: bool = True,
 ) -> Any:
     """Write the data variables of ``ds`` into ``region`` of an existing store (chunk-aligned; metadata untouched).
 
-    With ``compute=False`` returns the dask delayed write.
+    ``group``: a sub-group of the store (a staging group). With ``compute=False``
+    returns the dask delayed write.
     """
     ds = ds.drop_vars([c for c in ds.coords])
     for var in ds.variables.values():
@@ -346,6 +386,7 @@ def write_region(
         return ds.to_zarr(
             str(path),
             mode="r+",
+            group=group,
             region=dict(region),
             zarr_format=3,
             consolidated=False,
@@ -365,4 +406,5 @@ __all__ = [
     "update_attrs",
     "write_cube",
     "write_region",
+    "write_regions",
 ]

@@ -27,8 +27,9 @@ from sarcube.pipelines import _dask
 
 #: the pending-step key of the elevation layer
 DEM_STEP = "elevation"
-#: dask tasks (chunks) to keep in flight per worker thread in one batch of steps
-TASKS_PER_THREAD = 16
+#: dask read tasks per worker thread in one batch of steps: enough to keep the threads busy (the next
+#: batch is prepared while one runs), few enough that what a batch holds stays small
+TASKS_PER_THREAD = 4
 MAX_STEPS_PER_BATCH = 8
 #: environment variable fixing the steps per batch (resume granularity)
 BATCH_ENV = "SARCUBE_BUILD_BATCH_STEPS"

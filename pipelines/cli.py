@@ -18,6 +18,7 @@ import click
 
 from sarcube import __version__
 from sarcube.errors import EXIT_ABORTED, EXIT_BAD_INPUT, SarcubeError, os_error_line
+from sarcube.malloc import return_freed_memory
 from sarcube.progress import DISABLE_ENV
 from sarcube.threads import available_cores, set_threads
 
@@ -141,6 +142,7 @@ def cli(ctx: click.Context, verbose: int, quiet: int, threads: int | None) -> No
         set_threads(threads)
     elif "OMP_NUM_THREADS" not in os.environ:  # sarcube.threads.prepare ran after torch had loaded
         set_threads(available_cores())
+    return_freed_memory()  # freed chunk buffers leave the process: peak RSS bounded by chunks (sarcube.malloc)
 
 
 def main(argv: list[str] | None = None) -> int:

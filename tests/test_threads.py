@@ -44,3 +44,15 @@ def test_threads_option_sizes_torch_and_refuses_zero(capsys):
     finally:
         set_threads(before)
     assert available_cores() >= 1
+
+
+def test_freed_chunk_buffers_leave_the_process_unless_the_environment_chooses(monkeypatch):
+    """sarcube.malloc: glibc's mmap threshold fixed (the CLI's default), the user's MALLOC_MMAP_THRESHOLD_ wins."""
+    import platform
+
+    from sarcube import malloc
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert malloc.return_freed_memory() is False
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    assert malloc.return_freed_memory() is (platform.libc_ver()[0] == "glibc")

@@ -179,3 +179,33 @@ def test_a_nan_training_loss_stops_training():
     with pytest.raises(TrainingDataError, match=r"training loss is nan at step 1: the chips hold NaN"):
         train_epoch(model, [(x, y, None)], optimizer, config, torch.device("cpu"))
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_add_variables_writes_dask_layers_one_pair_and_tile_at_a_time(tmp_path, monkeypatch):
+    """Memory bounded by chunks (issue 18): every compute covers one pair and one tile, never the whole layer."""
+    import dask.array as dsa
+
+    path = tmp_path / "cube.zarr"
+    ds = make_pair_cube(ny=1100, nx=600, n_pairs=2)
+    store.write_cube(ds[[schema.VV, schema.VH, schema.SLOPE]], path)
+    pyx = (schema.PAIR, schema.Y, schema.X)
+    diff = ds[schema.VV_DIFF].values.astype("float32")
+    layers = {
+        schema.VV_DIFF: schema.make_variable(schema.VV_DIFF, dsa.from_array(diff, chunks=(1, 512, 512)), pyx),
+        schema.RELEASE: schema.make_variable(schema.RELEASE, np.ones((1100, 600), dtype="uint8")),  # in memory
+    }
+    monkeypatch.setattr(store, "REGION_YX", schema.CHUNK_YX)
+    written, real = [], store.write_region
+
+    def recording(part, *args, **kwargs):  # the real writer, noting each piece's size
+        written.append(dict(part.sizes))
+        return real(part, *args, **kwargs)
+
+    monkeypatch.setattr(store, "write_region", recording)
+    store.add_variables(path, layers, new_coords={c: ds[c] for c in (schema.PAIR, schema.REFERENCE_TIME)})
+    # 2 pairs x 3 tile rows x 2 tile columns, each at most one storage chunk; the in-memory layer in one go
+    assert len(written) == 12
+    assert all(s[schema.PAIR] == 1 and s[schema.Y] <= 512 and s[schema.X] <= 512 for s in written)
+    out = schema.open_cube(path, validate=False)
+    np.testing.assert_array_equal(out[schema.VV_DIFF].values, diff)
+    np.testing.assert_array_equal(out[schema.RELEASE].values, 1)
