@@ -408,6 +408,8 @@ def markdown(results: Sequence[SeedResult], comparisons: Sequence[Comparison], s
                     shown.add(label)
                     cells = [_cell([r.scores[c.name][side][m] for r in results if c.name in r.scores], m)
                              for m in columns]
+                    n = sum(c.name in r.scores for r in results)  # a row over fewer seeds than its table says so
+                    label += f" ({n} seeds)" if n != seeds else ""
                     out.append(f"| {label} | " + " | ".join(cells) + f" | {c.paper if side == 'method' else ''} |")
     out += _rate_markdown(results, comparisons)
     out += _pairs_markdown(results, [c.name for c in comparisons])
@@ -428,6 +430,7 @@ def _rate_markdown(results: Sequence[SeedResult], comparisons: Sequence[Comparis
             own = _cell([r.scores[c.name][side]["f1"] for r in rated], "f1")
             rate = _cell([r.rate[c.name][side]["f1"] for r in rated], "f1")
             share = statistics.fmean(r.rate[c.name][side]["rate"] for r in rated)
+            label += f" ({len(rated)} seeds)" if len(rated) != len({r.seed for r in results}) else ""
             picks = [r.rate[c.name][side] for r in rated if "chosen_f1" in r.rate[c.name][side]]
             chosen = _cell([x["chosen_f1"] for x in picks], "f1") if len(picks) == len(rated) else "-"
             n_rate = sum(x["chosen"] == "rate" for x in picks)
