@@ -109,7 +109,7 @@ def _tables(dx, dy, r2, ny, nx):
     return inv, near, far, signed
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline='always')
 def _window_max(top, inv, zc, ic, jc, i0, i1, j0, j1):
     """Best slope ratio over cells [i0, i1) x [j0, j1), no branch per cell."""
     best = -np.inf
@@ -121,7 +121,7 @@ def _window_max(top, inv, zc, ic, jc, i0, i1, j0, j1):
     return best
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline='always')
 def _leaf_max(top, signed, zc, ic, jc, i0, i1, j0, j1):
     """:func:`_window_max` of a leaf; a full leaf row in four independent lanes, weights read in order."""
     if j1 - j0 != 1 << _LEAF_LEVEL:
@@ -149,7 +149,7 @@ def _leaf_max(top, signed, zc, ic, jc, i0, i1, j0, j1):
     return m2 if m2 > m0 else m0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline='always')
 def _find(top, inv, zc, ic, jc, i0, i1, j0, j1, m):
     """The first cell of [i0, i1) x [j0, j1) whose ratio is ``m`` ((-1, -1) if none)."""
     for i in range(i0, i1):
@@ -160,7 +160,7 @@ def _find(top, inv, zc, ic, jc, i0, i1, j0, j1, m):
     return -1, -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline='always')
 def _warm(top, inv, arg_i, arg_j, zc, ic, jc, cand_i, cand_j, best, best_i, best_j):
     """Raise ``best`` with the best release cells (``arg_i``, ``arg_j``) found for cells ``cand_*``."""
     rows, cols = top.shape
@@ -184,7 +184,7 @@ def _collect(flat, shape, offset, near, far, r0, r1, c0, c1, zmin, lower, rows, 
     A block's bound holds for every cell of the tile: its rise from the tile's lowest cell
     ``zmin``, over the nearest offsets between the block and the tile (the farthest where every
     release cell lies below). Blocks are visited depth first, the child with the largest bound
-    first, so the list starts with the most promising leaves. ``leaves`` rows: (bi, bj, highest z).
+    first, so the list starts with the most promising leaves. ``leaves`` rows: (bi, bj, highest z, bound).
     """
     na, nb = near.shape[0] - 1, near.shape[1] - 1
     n = 0
@@ -196,6 +196,7 @@ def _collect(flat, shape, offset, near, far, r0, r1, c0, c1, zmin, lower, rows, 
         if level <= _LEAF_LEVEL:
             leaves[n, 0], leaves[n, 1] = bi, bj
             leaves[n, 2] = flat[offset[level] + bi * shape[level, 1] + bj]
+            leaves[n, 3] = stack_bound[sp]
             n += 1
             continue
         child = level - 1
@@ -227,15 +228,17 @@ def _collect(flat, shape, offset, near, far, r0, r1, c0, c1, zmin, lower, rows, 
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline='always')
 def _scan_leaves(top, inv, near, far, signed, zc, ic, jc, leaves, n, best, best_i, best_j):
-    """Raise ``best`` of cell (ic, jc) over the listed leaves its own bound does not rule out."""
+    """Raise ``best`` of cell (ic, jc) over the listed leaves that neither the tile's bound nor its own rules out."""
     rows, cols = top.shape
     na, nb = inv.shape[0] - 1, inv.shape[1] - 1
     leaf = 1 << _LEAF_LEVEL
     wi0, wi1 = max(0, ic - _WINDOW), min(rows, ic + _WINDOW + 1)
     wj0, wj1 = max(0, jc - _WINDOW), min(cols, jc + _WINDOW + 1)
     for q in range(n):
+        if not leaves[q, 3] > best:
+            continue  # not even the tile's bound beats this cell's best
         i0, j0 = int(leaves[q, 0]) * leaf, int(leaves[q, 1]) * leaf
         i1, j1 = min(i0 + leaf, rows), min(j0 + leaf, cols)
         rise = leaves[q, 2] - zc
@@ -264,7 +267,7 @@ def _fast_kernel(z, release, dx, dy, radius_m, row_start, row_stop, col_start, c
     flat, shape, offset = _build_pyramid(top)
     stack = np.empty((4 * shape.shape[0] + 8, 3), dtype=np.int64)
     stack_bound = np.empty(stack.shape[0], dtype=np.float64)
-    leaves = np.empty((shape[_LEAF_LEVEL, 0] * shape[_LEAF_LEVEL, 1], 3), dtype=np.float64)
+    leaves = np.empty((shape[_LEAF_LEVEL, 0] * shape[_LEAF_LEVEL, 1], 4), dtype=np.float64)
     arg_i = np.full((rows, cols), -1, dtype=np.int64)  # each finished cell's best release cell
     arg_j = np.full((rows, cols), -1, dtype=np.int64)
     first_best = np.empty((_TILE, _TILE), dtype=np.float64)
@@ -276,12 +279,12 @@ def _fast_kernel(z, release, dx, dy, radius_m, row_start, row_stop, col_start, c
         r1 = min(r0 + _TILE, row_stop)
         for c0 in range(col_start, col_stop, _TILE):
             c1 = min(c0 + _TILE, col_stop)
-            # 1. each cell's window, warm started from the finished cells above and left of the tile
+            # 1. each cell's window, warm started from every other finished cell above and left of the tile
             n_border = 0
-            for j in range(c0 - 1, c1 + 1):
+            for j in range(c0 - 1, c1 + 1, 2):
                 border_i[n_border], border_j[n_border] = r0 - 1, j
                 n_border += 1
-            for i in range(r0, r1):
+            for i in range(r0 + 1, r1, 2):
                 border_i[n_border], border_j[n_border] = i, c0 - 1
                 n_border += 1
             lower, zmin = np.inf, np.inf

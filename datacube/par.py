@@ -28,13 +28,14 @@ Kernels
   Z >= z_c dmin is taken over the block's cells outside that window: the blocks
   around c, which the plain dmin (one cell or zero) never prunes, then are.
   Cells go in tiles of ``_TILE`` x ``_TILE``: (1) each cell scans its window,
-  warm started from the best release cells of the finished cells bordering the
-  tile; (2) one search for the whole tile lists the leaf blocks whose bound for
+  warm started from the best release cells of every other finished cell
+  bordering the tile; (2) one search for the whole tile lists the leaf blocks whose bound for
   the tile (rise from its lowest cell, over the nearest offsets between block and
   tile) beats the smallest of those bests, which is a lower bound of every
   cell's answer, so no unlisted leaf can beat any cell; (3) each cell, warm
   started again from its finished left and upper neighbours, scans the listed
-  leaves its own bound does not rule out. The tile's search replaces a search
+  leaves that neither their bound for the tile nor their own bound for the cell
+  rules out. The tile's search replaces a search
   per cell, most of whose bounds (the upper levels) the cells of a tile share.
   Ratios are (z_r - z_c) times a table of 1/distance per cell offset; IEEE
   square root and division are monotone, so a bound is never below the t it
