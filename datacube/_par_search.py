@@ -267,7 +267,8 @@ def _fast_kernel(z, release, dx, dy, radius_m, row_start, row_stop, col_start, c
     flat, shape, offset = _build_pyramid(top)
     stack = np.empty((4 * shape.shape[0] + 8, 3), dtype=np.int64)
     stack_bound = np.empty(stack.shape[0], dtype=np.float64)
-    leaves = np.empty((shape[_LEAF_LEVEL, 0] * shape[_LEAF_LEVEL, 1], 4), dtype=np.float64)
+    leaf = 1 << _LEAF_LEVEL  # (a root below the leaf level, on a DEM of a few cells, is listed as a leaf)
+    leaves = np.empty((((rows + leaf - 1) // leaf) * ((cols + leaf - 1) // leaf), 4), dtype=np.float64)
     arg_i = np.full((rows, cols), -1, dtype=np.int64)  # each finished cell's best release cell
     arg_j = np.full((rows, cols), -1, dtype=np.int64)
     first_best = np.empty((_TILE, _TILE), dtype=np.float64)
