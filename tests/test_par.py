@@ -211,7 +211,8 @@ def test_fast_equals_bruteforce_on_tiny_and_ragged_dems(shape):
     z = rough_dem(shape, 5, relief=60.0)
     release = (rng.random(shape) < 0.5).astype(np.uint8)
     for radius in (15.0, 60.0, 1000.0):
-        assert_same_par(par.par_fast(z, release, 10.0, -10.0, radius), par.par_bruteforce(z, release, 10.0, -10.0, radius))
+        fast = par.par_fast(z, release, 10.0, -10.0, radius)
+        assert_same_par(fast, par.par_bruteforce(z, release, 10.0, -10.0, radius))
 
 
 def test_fast_equals_bruteforce_with_nan_tiles_isolated_cells_and_flat_terrain():
