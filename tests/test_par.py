@@ -202,3 +202,59 @@ def test_fast_equals_bruteforce_around_the_scanned_window():
         dx, dy = float(rng.uniform(8, 12)), -float(rng.uniform(8, 12))
         radius = float(rng.uniform(5.0, 120.0))
         assert_same_par(par.par_fast(z, release, dx, dy, radius), par.par_bruteforce(z, release, dx, dy, radius))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 2), (5, 3), (4, 4), (17, 13)])
+def test_fast_equals_bruteforce_on_tiny_and_ragged_dems(shape):
+    """Shapes that are no multiple of the 4x4 tiles, down to one cell (the pyramid's root is then a leaf)."""
+    rng = np.random.default_rng(sum(shape))
+    z = rough_dem(shape, 5, relief=60.0)
+    release = (rng.random(shape) < 0.5).astype(np.uint8)
+    for radius in (15.0, 60.0, 1000.0):
+        fast = par.par_fast(z, release, 10.0, -10.0, radius)
+        assert_same_par(fast, par.par_bruteforce(z, release, 10.0, -10.0, radius))
+
+
+def test_fast_equals_bruteforce_with_nan_tiles_isolated_cells_and_flat_terrain():
+    """Whole tiles of NaN, cells with no release cell in reach next to cells with many, flat and stepped terrain."""
+    rng = np.random.default_rng(21)
+    z = rough_dem((30, 34), 9)
+    z[4:12, 8:16] = np.nan  # two full tiles and parts of their neighbours
+    z[20:, :10] = 1500.0  # flat: every ratio in there is 0 or the rise to the rough part
+    z[:, 30:] = np.where(np.arange(30)[:, None] % 7 < 3, 900.0, 1300.0)  # steps
+    release = (rng.random(z.shape) < 0.25).astype(np.uint8)
+    release[:, 18:26] = 0  # a band without release cells: its cells reach some only with a large radius
+    for radius in (25.0, 45.0, 400.0):
+        fast = par.par_fast(z, release, 10.0, -10.0, radius)
+        assert_same_par(fast, par.par_bruteforce(z, release, 10.0, -10.0, radius))
+        assert np.isnan(fast[4:12, 8:16]).all()
+    flat = np.full((12, 12), 700.0)
+    out = par.par_fast(flat, np.ones(flat.shape, dtype=np.uint8), 10.0, -10.0, 50.0)
+    np.testing.assert_array_equal(out, np.zeros(flat.shape))  # flat: every release cell at 0 degrees
+    assert np.isnan(par.par_fast(flat, np.zeros(flat.shape, dtype=np.uint8), 10.0, -10.0, 50.0)).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_equals_bruteforce_on_peaks_and_pits(seed):
+    """Sharp peaks (all release below: negative PAR) and pits next to each other, where tile bounds are loosest."""
+    rng = np.random.default_rng(100 + seed)
+    shape = (int(rng.integers(20, 40)), int(rng.integers(20, 40)))
+    z = rough_dem(shape, seed, relief=20.0)
+    peaks = rng.random(shape) < 0.03
+    z[peaks] += rng.uniform(-300.0, 300.0, int(peaks.sum()))
+    release = (rng.random(shape) < rng.uniform(0.05, 0.5)).astype(np.uint8)
+    radius = float(rng.uniform(40.0, 300.0))
+    fast = par.par_fast(z, release, 12.0, -9.0, radius)
+    assert_same_par(fast, par.par_bruteforce(z, release, 12.0, -9.0, radius))
+    assert np.nanmin(fast) < 0.0 < np.nanmax(fast)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fast_equals_bruteforce_with_sparse_release_cells(seed):
+    """Few release cells: windows rarely hold one, so the tiles' lower bounds come from far warm starts."""
+    rng = np.random.default_rng(200 + seed)
+    z = rough_dem((48, 44), seed, relief=50.0)
+    release = (rng.random(z.shape) < 0.01).astype(np.uint8)
+    fast = par.par_fast(z, release, 10.0, -10.0, 350.0)
+    assert_same_par(fast, par.par_bruteforce(z, release, 10.0, -10.0, 350.0))
+    assert np.isfinite(fast).mean() > 0.5
