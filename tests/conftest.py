@@ -78,3 +78,15 @@ def make_pair_cube(ny: int = 24, nx: int = 32, n_pairs: int = 3, seed: int = 0) 
     label[:, :2, :] = schema.LABEL_UNKNOWN
     ds[schema.LABEL] = schema.make_variable(schema.LABEL, label, pyx)
     return ds
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks: one intra-op thread is fastest, and immune to a busy machine's spin-waits
+    (a module uses it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import make_pair_cube
 from sarcube.datacube import chips, schema, store
@@ -34,12 +33,7 @@ from test_predict import make_run
 SPLIT = chips.SplitSpec(kind=chips.SPLIT_PAIRS, test="last", val=())
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny networks, one thread
 
 
 def _plan(ds) -> chips.SplitPlan:

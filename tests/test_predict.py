@@ -106,13 +106,7 @@ def _restore(backup: Path) -> None:
     shutil.move(backup, backup.with_name(backup.name[: -len(".bak")]))
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks: one intra-op thread is fastest, and immune to a busy machine's spin-waits."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny networks, one thread
 
 
 @pytest.fixture
