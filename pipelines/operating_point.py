@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from sarcube.datacube import chips, schema, store
+from sarcube.datacube import chips, schema
 from sarcube.datacube.predictions import (
     ATTR_FLAG_RATE,
     ATTR_OPERATING_POINT,
@@ -101,11 +101,6 @@ def held_pairs(ds: xr.Dataset, keys: Sequence[str]) -> dict[int, str]:
     """Pair index -> key of the cube's pairs among ``keys`` (what a prediction holds)."""
     held = set(keys)
     return {p: k for p, k in enumerate(pair_keys(ds)) if k in held}
-
-
-def record(cube: str | Path, name: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None) -> None:
-    """Record an operating point in an existing prediction's attrs (its maps unchanged)."""
-    store.update_variable_attrs(cube, name, attrs, storage_options)
 
 
 def observed_scores(ds: xr.Dataset, pair: int, values: np.ndarray) -> np.ndarray:
@@ -198,5 +193,5 @@ def operating_point_attrs(
 
 __all__ = [
     "check_operating_point", "held_pairs", "observed_scores", "operating_point_attrs", "pair_thresholds",
-    "plan_pairs", "record", "tune",
+    "plan_pairs", "tune",
 ]

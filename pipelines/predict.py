@@ -259,7 +259,7 @@ def _predict_locked(
     )
     if not plan.todo:
         if val_pairs and ranks.is_main:  # the maps are there: (re)tune and record the operating point only
-            op.record(cube, var_name, op.operating_point_attrs(
+            store.update_variable_attrs(cube, var_name, op.operating_point_attrs(
                 operating_point, ds, split_plan, val_pairs, op.held_pairs(ds, plan.predicted),
                 lambda p: ds[var_name].isel({schema.PAIR: p}).values, float(info.threshold)), storage_options)
         if ranks.is_main:
