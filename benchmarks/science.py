@@ -152,8 +152,7 @@ def _scored_labels(ds, plan, pair: int, split: str) -> np.ndarray:
     from sarcube.pipelines import scoring
 
     label = ds[schema.LABEL].isel({schema.PAIR: pair}).values
-    keep = scoring.observed(ds, pair) & chips.split_mask(plan, pair, split, label.shape)
-    return np.where(keep, label, schema.LABEL_UNKNOWN)
+    return scoring.scored_label(ds, pair, label, chips.split_mask(plan, pair, split, label.shape))
 
 
 def pair_diagnostics(cube: Path, preds: Sequence[str]) -> list[dict[str, float]]:
@@ -231,21 +230,17 @@ def _train_predict(cube: Path, preset: str, run: Path, overrides: Sequence[str],
     return _predict(cube, run, name)
 
 
-def _held_out_pairs(run: Path) -> list[int]:
-    """The validation and test pairs of a run (pair splits; empty for tile splits)."""
-    split = json.loads((run / "split.json").read_text())
-    return sorted(int(k) for k, v in split.get("pair_split", {}).items() if v in ("val", "test"))
-
-
 def _predict(cube: Path, run: Path, name: str, pairs: str | None = None) -> str:
     from sarcube.datacube.predictions import OP_AUTO, OP_THRESHOLD
     from sarcube.pipelines.predict import predict
 
     # no test-time augmentation for any method: the baselines are dihedral-equivariant, and every
     # network is then scored as it was validated (one pass), at an eighth of the cost. Runs that validate on
-    # a time window also tune the per-pair operating point on their validation pairs (predicted too)
-    held = _held_out_pairs(run)
-    window = any(v == "val" for v in json.loads((run / "split.json").read_text()).get("pair_split", {}).values())
+    # a time window also tune the per-pair operating point on their validation pairs (predicted too);
+    # a tile split holds out no pair, so every pair is predicted
+    held_out = json.loads((run / "split.json").read_text()).get("pair_split", {})
+    held = sorted(int(k) for k, v in held_out.items() if v in ("val", "test"))
+    window = "val" in held_out.values()
     return predict(cube, run, name=name, pairs=pairs or held or "all", tta=False, overwrite=pairs is None,
                    operating_point=OP_AUTO if window else OP_THRESHOLD)
 

@@ -280,8 +280,15 @@ def _score_patches(
     }
 
 
+def scored_label(ds: xr.Dataset, pair: int | None, label: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``label`` (uint8) as evaluate scores it: unknown outside ``mask`` (a split's pixels of the pair) and where
+    either acquisition of ``pair`` observed nothing."""
+    seen = observed(ds, pair)
+    return np.where(mask if seen is None else mask & seen, label, schema.LABEL_UNKNOWN).astype(np.uint8)
+
+
 def _score_pixels(
-    ds: xr.Dataset, var: xr.DataArray, plan: chips.SplitPlan, split: str, thr: float, threshold_of: Any
+    ds: xr.Dataset, var: xr.DataArray, plan: chips.SplitPlan, split: str, threshold_of: Any
 ) -> dict[str, Any]:
     """Pixel metrics over the prediction's pairs in ``split``, each pair binarized at ``threshold_of(pair)``."""
     from tqdm.auto import tqdm
@@ -291,15 +298,14 @@ def _score_pixels(
     ny, nx = ds.sizes[schema.Y], ds.sizes[schema.X]
     pairs = _scored_pairs(ds, var)
     # streamed AUPRC (binned, within ~1e-6 of exact): no score is kept across pairs
-    acc = MetricAccumulator(threshold=thr, objects=True, auprc=True, auprc_bins=AUPRC_BINS)
+    acc = MetricAccumulator(objects=True, auprc=True, auprc_bins=AUPRC_BINS)  # each pair at its own threshold
     scored_pairs, units = [], 0
     for p in tqdm(pairs, desc=f"evaluate {var.name}", leave=False, disable=bar_disable(len(pairs) < 2)):
         mask = split_mask(plan, p, split, (ny, nx))
         if not mask.any():
             continue
         prob, label = _pair_arrays(ds, var, p)
-        seen = observed(ds, p)
-        label = np.where(mask if seen is None else mask & seen, label, schema.LABEL_UNKNOWN).astype(np.uint8)
+        label = scored_label(ds, p, label, mask)
         acc.update(prob, label, threshold=threshold_of(p))
         units += int(((label != schema.LABEL_UNKNOWN) & np.isfinite(prob)).sum())
         scored_pairs.append(-1 if p is None else int(p))
@@ -339,7 +345,7 @@ def score_prediction(
         return prediction_threshold(var, threshold, key, operating_point)
 
     if rule is None:
-        result = _score_pixels(ds, var, plan, split, thr, threshold_of)
+        result = _score_pixels(ds, var, plan, split, threshold_of)
     else:
         result = _score_patches(ds, var, plan, split, thr, rule, balance_seed)
     result.update(
