@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +112,8 @@ class SeedResult:
     size: int = 0
     #: winters of the avalanche scene
     winters: int = 1
+    #: ``--set`` overrides every training of the run took (e.g. a longer test window)
+    overrides: list[str] = field(default_factory=list)
     #: comparison name -> per held-out pair: how hard the scene is there and each side's F1 (pixel presets)
     pairs: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     #: comparison name -> {"method"/"baseline": {"rate", "val_f1", "f1"}}: the per-pair flagged-rate operating point
@@ -268,16 +270,29 @@ def rate_scores(cube: Path, pred: str) -> dict[str, float | str]:
             "chosen_f1": float(chosen["f1"])}
 
 
+def _tag(overrides: Sequence[str]) -> str:
+    """Six hex digits naming a set of overrides (runs and predictions made with them)."""
+    return hashlib.sha1("|".join(overrides).encode()).hexdigest()[:6]
+
+
 def run_seed(
-    seed: int, size: int, comparisons: Sequence[Comparison], workdir: Path, reuse: bool = False, winters: int = 1
+    seed: int, size: int, comparisons: Sequence[Comparison], workdir: Path, reuse: bool = False, winters: int = 1,
+    sets: Sequence[str] = (),
 ) -> SeedResult:
-    """Every comparison on ``seed``'s cubes; ``reuse`` keeps cubes and predictions already in ``workdir``."""
+    """Every comparison on ``seed``'s cubes; ``reuse`` keeps cubes and predictions already in ``workdir``.
+
+    ``sets`` override every training, the baselines' too; their runs and predictions are named with a tag of
+    them, so ``reuse`` never scores a prediction made without them.
+    """
     from sarcube.datacube import schema
     from sarcube.datacube.predictions import OP_THRESHOLD
     from sarcube.pipelines.evaluate import evaluate
 
     t0 = time.perf_counter()
-    out = SeedResult(seed, size=size, winters=winters)
+    out = SeedResult(seed, size=size, winters=winters, overrides=list(sets))
+    comparisons = [replace(c, overrides=(*c.overrides, *sets), baseline_overrides=(*c.baseline_overrides, *sets))
+                   for c in comparisons]
+    tag = f"-{_tag(sets)}" if sets else ""
     cubes: dict[str, Path] = {}
     baselines: dict[tuple[str, str, tuple[str, ...]], str] = {}
     for c in comparisons:
@@ -288,17 +303,17 @@ def run_seed(
         cube = cubes[c.hazard]
         key = (c.hazard, c.baseline, c.baseline_overrides)
         if key not in baselines:
-            tag = hashlib.sha1("|".join(c.baseline_overrides).encode()).hexdigest()[:6] if c.baseline_overrides else ""
-            bname = f"{c.baseline}{'-' + tag if tag else ''}-s{seed}"
+            btag = f"-{_tag(c.baseline_overrides)}" if c.baseline_overrides else ""
+            bname = f"{c.baseline}{btag}-s{seed}"
             if reuse and schema.PRED_PREFIX + bname in schema.open_cube(cube).data_vars:
                 baselines[key] = schema.PRED_PREFIX + bname
             else:
                 baselines[key] = _train_predict(cube, c.baseline, workdir / "runs" / bname, c.baseline_overrides, seed,
                                                 bname)
-        pred = f"{schema.PRED_PREFIX}{c.name}-s{seed}"
+        pred = f"{schema.PRED_PREFIX}{c.name}{tag}-s{seed}"
         if not (reuse and pred in schema.open_cube(cube).data_vars):  # --reuse: a prediction already made is scored
-            pred = _train_predict(cube, c.preset, workdir / "runs" / f"{c.name}-s{seed}", c.overrides, seed,
-                                  f"{c.name}-s{seed}")
+            pred = _train_predict(cube, c.preset, workdir / "runs" / f"{c.name}{tag}-s{seed}", c.overrides, seed,
+                                  f"{c.name}{tag}-s{seed}")
         # each method at its own threshold here (the network's tuned on validation chips, the baseline's dynamic
         # one); the per-pair operating points below
         ev = evaluate(cube, [pred, baselines[key]], split="test", operating_point=OP_THRESHOLD)
@@ -385,7 +400,9 @@ def _cell(values: Sequence[float], metric: str) -> str:
 def markdown(results: Sequence[SeedResult], comparisons: Sequence[Comparison], size: int) -> str:
     """The README's Results tables: one per hazard, each method and its baseline, mean ± sd over seeds."""
     n_seeds = len({r.seed for r in results})
-    out = [f"<!-- written by benchmarks/science.py: {n_seeds} seeds, {size} px scenes, profile {PROFILE} -->"]
+    sets = sorted({s for r in results for s in r.overrides})
+    every = f"; every training with {', '.join(sets)}" if sets else ""
+    out = [f"<!-- written by benchmarks/science.py: {n_seeds} seeds, {size} px scenes, profile {PROFILE}{every} -->"]
     for hazard in dict.fromkeys(c.hazard for c in comparisons):
         rows = [c for c in comparisons if c.hazard == hazard]
         for columns in dict.fromkeys(c.metrics for c in rows):
@@ -469,6 +486,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--winters", type=int, default=1,
                         help="winters of the avalanche scenes (2: spring 2020 before the held-out 2021); default 1")
     parser.add_argument("--only", action="append", default=[], help="run only this comparison (repeatable)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override every training, the baselines' too (repeatable; e.g. a longer test window: "
+                             "--set 'split.test=2021-03-27/2021-04-14')")
     parser.add_argument("--json", type=Path, default=None, help="write every per-seed metric here")
     parser.add_argument("--workdir", type=Path, default=None, help="keep cubes and runs here (default: a temp dir)")
     parser.add_argument("--markdown", type=Path, default=None, help="write the README's Results tables here")
@@ -493,8 +513,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 workdir = (args.workdir or Path(tmp)) / f"seed{seed}"
                 workdir.mkdir(parents=True, exist_ok=True)
-                results.append(run_seed(seed, args.size, chosen, workdir, reuse=args.reuse, winters=args.winters))
+                results.append(run_seed(seed, args.size, chosen, workdir, reuse=args.reuse, winters=args.winters,
+                                        sets=args.sets))
     print(f"# {len({r.seed for r in results})} seeds, {args.size} px scenes, profile {PROFILE}; mean +- sd over seeds")
+    if args.sets:
+        print(f"# every training with {', '.join(args.sets)}")
     for c in chosen:
         print(f"# {c.name} vs {c.baseline} on {c.hazard}; paper: {c.paper}")
     for line in summarise(results, chosen):
