@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -116,3 +118,36 @@ class ResidualDecoder2d(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
         return x
+
+
+class LocalContrast(nn.Module):
+    """Adds, for each of ``channels``, its contrast to the local background: the value minus its mean over
+    a ``window`` x ``window`` box centred on the pixel (near an edge, the mean of the box's pixels inside).
+
+    The cell-averaging CFAR statistic of radar detection: a broad brightening (a refrozen crust over an
+    elevation band) has no contrast to its surroundings, a debris deposit does, whatever the pair's level.
+    Input (N, C, H, W), output (N, C + len(channels), H, W), the contrasts last; equivariant under flips and
+    90 degree rotations. ``window`` 0 or no ``channels``: the input unchanged.
+    """
+
+    def __init__(self, channels: Sequence[int] = (), window: int = 0):
+        super().__init__()
+        window = int(window)
+        if window < 0 or (window and window % 2 == 0):
+            raise InputError(f"contrast_px={window}: give an odd box side in pixels (e.g. 31), or 0 for none")
+        self.window = window if channels else 0
+        self.register_buffer("_channels", torch.tensor([int(c) for c in channels], dtype=torch.long),
+                             persistent=False)
+
+    @property
+    def added(self) -> int:
+        """Channels this adds to its input."""
+        return int(self._channels.numel()) if self.window else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.window:
+            return x
+        values = x.index_select(1, self._channels)
+        pad = self.window // 2
+        local = F.avg_pool2d(values, self.window, stride=1, padding=pad, count_include_pad=False)
+        return torch.cat([x, values - local], dim=1)

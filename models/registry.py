@@ -38,6 +38,7 @@ def build_par_concat(
     dropout: float = UNET_DROPOUT,
     bilinear: bool = True,
     out_channels: int = 1,
+    contrast_px: int = 0,
 ) -> UNet:
     """The ablation of Bianchi et al. Tab. II: a :class:`UNet` with PAR as one more input channel.
 
@@ -50,7 +51,7 @@ def build_par_concat(
             f"par_concat: sar_channels={list(sar_channels)}, par_channel={par_channel} must be indices "
             f"of the {in_channels} input channels"
         )
-    return UNet(in_channels, base_channels, depth, dropout, bilinear, out_channels)
+    return UNet(in_channels, base_channels, depth, dropout, bilinear, out_channels, sar_channels, contrast_px)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {

@@ -14,7 +14,7 @@ from torch import nn
 
 from sarcube.errors import InputError
 
-from ._blocks import ConvBNReLU, check_out_channels, crop_to, output_kind, pad_to_multiple
+from ._blocks import ConvBNReLU, LocalContrast, check_out_channels, crop_to, output_kind, pad_to_multiple
 
 UNET_DROPOUT = 0.4  # Bianchi et al. V: dropout rate 0.4
 ATTENTION_CHANNELS = 32  # Bianchi et al. IV-C: three conv layers of 32 3x3 filters
@@ -40,6 +40,9 @@ class UNet(nn.Module):
     :func:`sarcube.models.probability`). Any input size: the input is edge-padded to a
     multiple of ``2**(depth-1)`` and the output cropped back.
 
+    With ``contrast_px`` > 0 the net also sees each of ``contrast_channels`` minus its mean over a
+    ``contrast_px`` box (:class:`~sarcube.models._blocks.LocalContrast`; not in the paper, off by default).
+
     Input (N, C, H, W) float, output (N, out_channels, H, W) logits.
     Parameters at the defaults: 7,849,889 with in_channels=4 (VV diff, VH diff, VVVH, slope).
     """
@@ -54,6 +57,8 @@ class UNet(nn.Module):
         dropout: float = UNET_DROPOUT,
         bilinear: bool = True,
         out_channels: int = 1,
+        contrast_channels: Sequence[int] = (),
+        contrast_px: int = 0,
     ):
         super().__init__()
         if in_channels < 1 or base_channels < 1 or depth < 2:
@@ -64,12 +69,17 @@ class UNet(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise InputError(f"unet: dropout={dropout}: use a rate in [0, 1)")
         check_out_channels(out_channels)
+        if any(not 0 <= int(c) < in_channels for c in contrast_channels):
+            raise InputError(
+                f"unet: contrast_channels={list(contrast_channels)} must be indices of the {in_channels} input channels"
+            )
         self.output_kind = output_kind(out_channels)
+        self.contrast = LocalContrast(contrast_channels, contrast_px)
         self.depth = depth
         self.bilinear = bilinear
         widths = [base_channels * 2**i for i in range(depth)]
         self.encoder = nn.ModuleList()
-        prev = in_channels
+        prev = in_channels + self.contrast.added
         for i, width in enumerate(widths):
             self.encoder.append(_UNetBlock(prev, width, dropout if i < depth - 1 else 0.0))
             prev = width
@@ -87,7 +97,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(prev, out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, size = pad_to_multiple(x, 2 ** (self.depth - 1))
+        x, size = pad_to_multiple(self.contrast(x), 2 ** (self.depth - 1))
         skips = []
         for i, block in enumerate(self.encoder):
             if i > 0:
@@ -144,6 +154,7 @@ class ParAttentionUNet(nn.Module):
         bilinear: bool = True,
         attention_channels: int = ATTENTION_CHANNELS,
         out_channels: int = 1,
+        contrast_px: int = 0,
     ):
         super().__init__()
         sar = [int(c) for c in sar_channels]
@@ -163,7 +174,9 @@ class ParAttentionUNet(nn.Module):
             "_sar_of_kept", torch.tensor([c in sar for c in kept], dtype=torch.bool), persistent=False
         )
         self.attention = ParAttention(attention_channels)
-        self.unet = UNet(in_channels - 1, base_channels, depth, dropout, bilinear, out_channels)
+        # the local contrast (contrast_px > 0) of the masked SAR channels
+        self.unet = UNet(in_channels - 1, base_channels, depth, dropout, bilinear, out_channels,
+                         [k for k, c in enumerate(kept) if c in sar], contrast_px)
         self.output_kind = self.unet.output_kind
 
     def attention_mask(self, x: torch.Tensor) -> torch.Tensor:

@@ -233,6 +233,41 @@ def test_par_attention_channel_order_is_configurable():
     torch.testing.assert_close(inputs[:, 3], x[:, 4])
 
 
+def test_local_contrast_is_each_channel_minus_its_box_mean():
+    from scipy import ndimage
+
+    from sarcube.models._blocks import LocalContrast
+
+    x = torch.randn(2, 4, 20, 17, dtype=torch.float64)
+    out = LocalContrast((0, 2), 5)(x)
+    assert out.shape == (2, 6, 20, 17)
+    torch.testing.assert_close(out[:, :4], x)
+    # the box mean over the pixels inside the image: a sum over the box, divided by how many it holds
+    ones = ndimage.uniform_filter(torch.ones(20, 17).numpy(), 5, mode="constant")
+    for k, c in enumerate((0, 2)):
+        for n in range(2):
+            mean = ndimage.uniform_filter(x[n, c].numpy(), 5, mode="constant") / ones
+            torch.testing.assert_close(out[n, 4 + k], x[n, c] - torch.from_numpy(mean))
+    # flips and 90 degree rotations commute with it
+    r = LocalContrast((1,), 7)
+    torch.testing.assert_close(r(x.rot90(1, (2, 3))), r(x).rot90(1, (2, 3)))
+    torch.testing.assert_close(r(x.flip(3)), r(x).flip(3))
+    assert torch.equal(LocalContrast((0,), 0)(x), x) and torch.equal(LocalContrast((), 5)(x), x)
+    with pytest.raises(InputError, match="contrast_px=4"):
+        LocalContrast((0,), 4)
+
+
+def test_par_attention_local_contrast_sees_the_masked_sar_channels():
+    torch.manual_seed(0)
+    plain = models.build_model("par_attention", 5, base_channels=4, depth=3)
+    model = models.build_model("par_attention", 5, base_channels=4, depth=3, contrast_px=9)
+    assert model.unet.encoder[0][0][0].in_channels == plain.unet.encoder[0][0][0].in_channels + 3
+    assert model.unet.contrast._channels.tolist() == [0, 1, 2]  # VV, VH, VVVH of the U-Net's (masked) input
+    assert models.build_model("par_concat", 5, base_channels=4, depth=3, contrast_px=9).contrast.added == 3
+    with pytest.raises(InputError, match="contrast_channels"):
+        models.build_model("unet", 4, contrast_channels=[4], contrast_px=9)
+
+
 def test_patch_cnn_freeze_trunk():
     model = _tiny("patch_cnn")
     model.freeze_trunk()
