@@ -36,3 +36,14 @@ def test_pairs_table_lists_every_seed_and_pair():
     body = [line for line in lines if line.startswith("| 0 ") or line.startswith("| 1 ")]
     assert len(body) == 4 and "| 5.0 | +2.5 | 30.0 | 10.0 | 40.0 | 20.0 |" in body[0]
     assert science._pairs_markdown([science.SeedResult(0)], ["avalanche-fcn"]) == []
+
+
+def test_overrides_name_their_runs_and_head_the_tables():
+    sets = ["split.test=2021-03-27/2021-04-14"]
+    assert science._tag(sets) == science._tag(list(sets)) != science._tag(["split.test=last"])
+    scores = {"avalanche-fcn": {side: dict.fromkeys(science.PIXEL, 0.1) for side in ("method", "baseline")}}
+    results = [science.SeedResult(seed, scores=scores, overrides=sets) for seed in (0, 1)]
+    chosen = [c for c in science.COMPARISONS if c.name == "avalanche-fcn"]
+    head = science.markdown(results, chosen, 1024).splitlines()[0]
+    assert "every training with split.test=2021-03-27/2021-04-14" in head
+    assert "every training" not in science.markdown([science.SeedResult(0, scores=scores)], chosen, 1024)
