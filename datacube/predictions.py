@@ -28,10 +28,12 @@ full chips. The variable keeps the dims of ``label``, so every reader of maps
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+import types
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +104,7 @@ def prediction_threshold(
     recorded probability threshold must lie in (0, 1).
     """
     if threshold is None and key is not None and _operating_point(var, operating_point) == OP_RATE:
-        value = pair_thresholds(var).get(key, float("nan"))
+        value = _pair_table(var).get(key, float("nan"))
         if np.isnan(value):
             raise InputError(
                 f"{var.name!r} holds no per-pair threshold for pair {key}: predict it with "
@@ -128,9 +130,21 @@ def _operating_point(var: xr.DataArray, operating_point: str | None) -> str:
 
 def pair_thresholds(var: xr.DataArray) -> dict[str, float]:
     """The per-pair thresholds ``predict --operating-point rate`` recorded (``inf`` for a pair without scores)."""
+    return dict(_pair_table(var))
+
+
+def _pair_table(var: xr.DataArray) -> Mapping[str, float]:
     raw = var.attrs.get(ATTR_PAIR_THRESHOLDS)
-    table = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
-    return {str(k): float("inf") if v is None else float(v) for k, v in table.items()}
+    if isinstance(raw, str):
+        return _parsed_pair_table(raw)
+    return {str(k): float("inf") if v is None else float(v) for k, v in dict(raw or {}).items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_pair_table(raw: str) -> Mapping[str, float]:
+    """The JSON attribute parsed once (read-only): a season's map, report or time series asks it once per pair."""
+    table = {str(k): float("inf") if v is None else float(v) for k, v in json.loads(raw).items()}
+    return types.MappingProxyType(table)
 
 
 def describe_operating_point(var: xr.DataArray, threshold: float | None, operating_point: str | None = None) -> str:
