@@ -46,7 +46,7 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> dict[int, 
     try:
         return elastic_launch(config, _recorded)(entrypoint, *args)
     except ChildFailedError as err:
-        raise SarcubeError(f"a DDP rank failed: {_failure_message(err)}") from err
+        raise _rank_error(_failure_message(err)) from err
     finally:
         if caller_threads is None:  # the caller's own later subprocesses keep their default
             os.environ.pop(OMP_THREADS_ENV, None)
@@ -60,6 +60,21 @@ def _failure_message(err: Any) -> str:
         message = message.get("message", "")
     lines = [line for line in str(message or err).splitlines() if line.strip()]
     return lines[0] if lines else "see its output above"
+
+
+def _rank_error(message: str) -> SarcubeError:
+    """The launcher's error for a rank's first error line ``Name: text``: the same sarcube error class (so
+    the CLI exits with its code, e.g. 2 for bad input), else a :class:`SarcubeError`."""
+    from sarcube import errors
+
+    name, sep, text = message.partition(": ")
+    kind = getattr(errors, name, None) if sep else None
+    if isinstance(kind, type) and issubclass(kind, SarcubeError):
+        try:
+            return kind(f"a DDP rank failed: {text}")
+        except TypeError:  # a class with its own constructor
+            pass
+    return SarcubeError(f"a DDP rank failed: {message}")
 
 
 def _recorded(entrypoint: Callable[..., Any], *args: Any) -> Any:

@@ -19,7 +19,7 @@ import torch
 from conftest import make_pair_cube
 from sarcube.datacube import lock, schema, staging, store
 from sarcube.datacube.predictions import pair_keys
-from sarcube.errors import InputError
+from sarcube.errors import InputError, SarcubeError
 from sarcube.models import distributed
 from sarcube.pipelines import ddp, runs
 from sarcube.pipelines.loaders import ChipStream
@@ -138,3 +138,15 @@ def test_two_gloo_ranks_resume_a_prediction_each_writing_its_own_pairs_as_one_pr
     assert got.attrs[schema.ATTR_HISTORY].count("sarcube predict") == 1  # written once, by rank 0
     assert staging.staged_state(two, var) is None and not staging.clean_staging(two)
     assert not lock.holds(two) and not (tmp_path / "two.zarr.lock").exists()
+
+
+def _bad_input(flag: str) -> None:
+    raise InputError(f"{flag} 0: give a positive number")
+
+
+def test_a_rank_s_bad_input_fails_the_launch_as_bad_input():
+    with pytest.raises(InputError, match="a DDP rank failed: --epochs 0: give a positive number") as err:
+        ddp.launch(1, _bad_input, "--epochs")
+    assert err.value.exit_code == 2
+    assert type(ddp._rank_error("RuntimeError: CUDA out of memory")) is SarcubeError
+    assert str(ddp._rank_error("killed by signal 9")) == "a DDP rank failed: killed by signal 9"
