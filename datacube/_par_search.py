@@ -110,21 +110,50 @@ def _tables(dx, dy, r2, ny, nx):
 
 
 @njit(cache=True, nogil=True, inline='always')
-def _window_max(top, inv, zc, ic, jc, i0, i1, j0, j1):
-    """Best slope ratio over cells [i0, i1) x [j0, j1), no branch per cell."""
-    best = -np.inf
+def _window_max(top, inv, signed, zc, ic, jc, i0, i1, j0, j1):
+    """Best slope ratio over cells [i0, i1) x [j0, j1), no branch per cell.
+
+    Seven columns (the full window of ``_WINDOW`` = 3) keep one running maximum each: independent
+    lanes, weights read in order from ``signed``. Other widths (clipped by the DEM's edge) take the plain loop.
+    """
+    if j1 - j0 != 7:
+        best = -np.inf
+        for i in range(i0, i1):
+            a = abs(i - ic)
+            for j in range(j0, j1):
+                t = (top[i, j] - zc) * inv[a, abs(j - jc)]
+                best = t if t > best else best
+        return best
+    o = (signed.shape[1] >> 1) + j0 - jc
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = -np.inf
     for i in range(i0, i1):
         a = abs(i - ic)
-        for j in range(j0, j1):
-            t = (top[i, j] - zc) * inv[a, abs(j - jc)]
-            best = t if t > best else best
-    return best
+        t0 = (top[i, j0] - zc) * signed[a, o]
+        t1 = (top[i, j0 + 1] - zc) * signed[a, o + 1]
+        t2 = (top[i, j0 + 2] - zc) * signed[a, o + 2]
+        t3 = (top[i, j0 + 3] - zc) * signed[a, o + 3]
+        t4 = (top[i, j0 + 4] - zc) * signed[a, o + 4]
+        t5 = (top[i, j0 + 5] - zc) * signed[a, o + 5]
+        t6 = (top[i, j0 + 6] - zc) * signed[a, o + 6]
+        m0 = t0 if t0 > m0 else m0
+        m1 = t1 if t1 > m1 else m1
+        m2 = t2 if t2 > m2 else m2
+        m3 = t3 if t3 > m3 else m3
+        m4 = t4 if t4 > m4 else m4
+        m5 = t5 if t5 > m5 else m5
+        m6 = t6 if t6 > m6 else m6
+    m0 = m1 if m1 > m0 else m0
+    m2 = m3 if m3 > m2 else m2
+    m4 = m5 if m5 > m4 else m4
+    m0 = m2 if m2 > m0 else m0
+    m4 = m6 if m6 > m4 else m4
+    return m4 if m4 > m0 else m0
 
 
 @njit(cache=True, nogil=True, inline='always')
 def _leaf_max(top, signed, zc, ic, jc, i0, i1, j0, j1):
     """:func:`_window_max` of a leaf; a full leaf row in four independent lanes, weights read in order."""
-    if j1 - j0 != 1 << _LEAF_LEVEL:
+    if j1 - j0 != 4:  # the lanes below are four columns wide
         m = -np.inf
         for i in range(i0, i1):
             a = abs(i - ic)
@@ -183,8 +212,9 @@ def _collect(flat, shape, offset, near, far, r0, r1, c0, c1, zmin, lower, rows, 
 
     A block's bound holds for every cell of the tile: its rise from the tile's lowest cell
     ``zmin``, over the nearest offsets between the block and the tile (the farthest where every
-    release cell lies below). Blocks are visited depth first, the child with the largest bound
-    first, so the list starts with the most promising leaves. ``leaves`` rows: (bi, bj, highest z, bound).
+    release cell lies below). Blocks are visited depth first in plain child order: ``lower`` is
+    fixed during the search, so no order prunes more (sorting the children cost more than it
+    saved). ``leaves`` rows: (bi, bj, highest z, bound).
     """
     na, nb = near.shape[0] - 1, near.shape[1] - 1
     n = 0
@@ -202,7 +232,6 @@ def _collect(flat, shape, offset, near, far, r0, r1, c0, c1, zmin, lower, rows, 
         child = level - 1
         size = 1 << child
         width, base = shape[child, 1], offset[child]
-        first = sp
         for ci in range(2 * bi, min(2 * bi + 2, shape[child, 0])):
             i0 = ci * size
             i1 = min(i0 + size, rows) - 1
@@ -218,12 +247,7 @@ def _collect(flat, shape, offset, near, far, r0, r1, c0, c1, zmin, lower, rows, 
                 bound = rise * w
                 if not bound > lower:
                     continue
-                k = sp  # insertion, ascending: the largest bound is pushed last, popped first
-                while k > first and stack_bound[k - 1] > bound:
-                    stack[k, 0], stack[k, 1], stack[k, 2] = stack[k - 1, 0], stack[k - 1, 1], stack[k - 1, 2]
-                    stack_bound[k] = stack_bound[k - 1]
-                    k -= 1
-                stack[k, 0], stack[k, 1], stack[k, 2], stack_bound[k] = child, ci, cj, bound
+                stack[sp, 0], stack[sp, 1], stack[sp, 2], stack_bound[sp] = child, ci, cj, bound
                 sp += 1
     return n
 
@@ -298,7 +322,7 @@ def _fast_kernel(z, release, dx, dy, radius_m, row_start, row_stop, col_start, c
                                            border_j[:n_border], -np.inf, -1, -1)
                     wi0, wi1 = max(0, ic - _WINDOW), min(rows, ic + _WINDOW + 1)
                     wj0, wj1 = max(0, jc - _WINDOW), min(cols, jc + _WINDOW + 1)
-                    m = _window_max(top, inv, zc, ic, jc, wi0, wi1, wj0, wj1)
+                    m = _window_max(top, inv, signed, zc, ic, jc, wi0, wi1, wj0, wj1)
                     if m > best:
                         best = m
                         bi_, bj_ = _find(top, inv, zc, ic, jc, wi0, wi1, wj0, wj1, m)
