@@ -110,44 +110,15 @@ def _tables(dx, dy, r2, ny, nx):
 
 
 @njit(cache=True, nogil=True, inline='always')
-def _window_max(top, inv, signed, zc, ic, jc, i0, i1, j0, j1):
-    """Best slope ratio over cells [i0, i1) x [j0, j1), no branch per cell.
-
-    Seven columns (the full window of ``_WINDOW`` = 3) keep one running maximum each: independent
-    lanes, weights read in order from ``signed``. Other widths (clipped by the DEM's edge) take the plain loop.
-    """
-    if j1 - j0 != 7:
-        best = -np.inf
-        for i in range(i0, i1):
-            a = abs(i - ic)
-            for j in range(j0, j1):
-                t = (top[i, j] - zc) * inv[a, abs(j - jc)]
-                best = t if t > best else best
-        return best
-    o = (signed.shape[1] >> 1) + j0 - jc
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = -np.inf
+def _window_max(top, inv, zc, ic, jc, i0, i1, j0, j1):
+    """Best slope ratio over cells [i0, i1) x [j0, j1), no branch per cell."""
+    best = -np.inf
     for i in range(i0, i1):
         a = abs(i - ic)
-        t0 = (top[i, j0] - zc) * signed[a, o]
-        t1 = (top[i, j0 + 1] - zc) * signed[a, o + 1]
-        t2 = (top[i, j0 + 2] - zc) * signed[a, o + 2]
-        t3 = (top[i, j0 + 3] - zc) * signed[a, o + 3]
-        t4 = (top[i, j0 + 4] - zc) * signed[a, o + 4]
-        t5 = (top[i, j0 + 5] - zc) * signed[a, o + 5]
-        t6 = (top[i, j0 + 6] - zc) * signed[a, o + 6]
-        m0 = t0 if t0 > m0 else m0
-        m1 = t1 if t1 > m1 else m1
-        m2 = t2 if t2 > m2 else m2
-        m3 = t3 if t3 > m3 else m3
-        m4 = t4 if t4 > m4 else m4
-        m5 = t5 if t5 > m5 else m5
-        m6 = t6 if t6 > m6 else m6
-    m0 = m1 if m1 > m0 else m0
-    m2 = m3 if m3 > m2 else m2
-    m4 = m5 if m5 > m4 else m4
-    m0 = m2 if m2 > m0 else m0
-    m4 = m6 if m6 > m4 else m4
-    return m4 if m4 > m0 else m0
+        for j in range(j0, j1):
+            t = (top[i, j] - zc) * inv[a, abs(j - jc)]
+            best = t if t > best else best
+    return best
 
 
 @njit(cache=True, nogil=True, inline='always')
@@ -322,7 +293,7 @@ def _fast_kernel(z, release, dx, dy, radius_m, row_start, row_stop, col_start, c
                                            border_j[:n_border], -np.inf, -1, -1)
                     wi0, wi1 = max(0, ic - _WINDOW), min(rows, ic + _WINDOW + 1)
                     wj0, wj1 = max(0, jc - _WINDOW), min(cols, jc + _WINDOW + 1)
-                    m = _window_max(top, inv, signed, zc, ic, jc, wi0, wi1, wj0, wj1)
+                    m = _window_max(top, inv, zc, ic, jc, wi0, wi1, wj0, wj1)
                     if m > best:
                         best = m
                         bi_, bj_ = _find(top, inv, zc, ic, jc, wi0, wi1, wj0, wj1, m)
