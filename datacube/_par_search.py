@@ -124,7 +124,7 @@ def _window_max(top, inv, zc, ic, jc, i0, i1, j0, j1):
 @njit(cache=True, nogil=True, inline='always')
 def _leaf_max(top, signed, zc, ic, jc, i0, i1, j0, j1):
     """:func:`_window_max` of a leaf; a full leaf row in four independent lanes, weights read in order."""
-    if j1 - j0 != 1 << _LEAF_LEVEL:
+    if j1 - j0 != 4:  # the lanes below are four columns wide
         m = -np.inf
         for i in range(i0, i1):
             a = abs(i - ic)
@@ -183,8 +183,9 @@ def _collect(flat, shape, offset, near, far, r0, r1, c0, c1, zmin, lower, rows, 
 
     A block's bound holds for every cell of the tile: its rise from the tile's lowest cell
     ``zmin``, over the nearest offsets between the block and the tile (the farthest where every
-    release cell lies below). Blocks are visited depth first, the child with the largest bound
-    first, so the list starts with the most promising leaves. ``leaves`` rows: (bi, bj, highest z, bound).
+    release cell lies below). Blocks are visited depth first in plain child order: ``lower`` is
+    fixed during the search, so no order prunes more (sorting the children cost more than it
+    saved). ``leaves`` rows: (bi, bj, highest z, bound).
     """
     na, nb = near.shape[0] - 1, near.shape[1] - 1
     n = 0
@@ -202,7 +203,6 @@ def _collect(flat, shape, offset, near, far, r0, r1, c0, c1, zmin, lower, rows, 
         child = level - 1
         size = 1 << child
         width, base = shape[child, 1], offset[child]
-        first = sp
         for ci in range(2 * bi, min(2 * bi + 2, shape[child, 0])):
             i0 = ci * size
             i1 = min(i0 + size, rows) - 1
@@ -218,12 +218,7 @@ def _collect(flat, shape, offset, near, far, r0, r1, c0, c1, zmin, lower, rows, 
                 bound = rise * w
                 if not bound > lower:
                     continue
-                k = sp  # insertion, ascending: the largest bound is pushed last, popped first
-                while k > first and stack_bound[k - 1] > bound:
-                    stack[k, 0], stack[k, 1], stack[k, 2] = stack[k - 1, 0], stack[k - 1, 1], stack[k - 1, 2]
-                    stack_bound[k] = stack_bound[k - 1]
-                    k -= 1
-                stack[k, 0], stack[k, 1], stack[k, 2], stack_bound[k] = child, ci, cj, bound
+                stack[sp, 0], stack[sp, 1], stack[sp, 2], stack_bound[sp] = child, ci, cj, bound
                 sp += 1
     return n
 

@@ -258,3 +258,53 @@ def test_fast_equals_bruteforce_with_sparse_release_cells(seed):
     fast = par.par_fast(z, release, 10.0, -10.0, 350.0)
     assert_same_par(fast, par.par_bruteforce(z, release, 10.0, -10.0, 350.0))
     assert np.isfinite(fast).mean() > 0.5
+
+
+def max_ratio_par(z: np.ndarray, release: np.ndarray, dx: float, dy: float, radius: float) -> np.ndarray:
+    """PAR by the definition, vectorised over cell offsets: atan of the largest (z_r - z_c) / distance.
+
+    The fast kernel maximises the same products, (z_r - z_c) * (1 / sqrt(di^2 dy^2 + dj^2 dx^2)), so the two
+    agree bit for bit (unlike the atan2 brute force, whose angles differ from atan(ratio) in the last bits).
+    """
+    rows, cols = z.shape
+    top = np.where((release != 0) & ~np.isnan(z), z, -np.inf)
+    best = np.full(z.shape, -np.inf)
+    for di in range(-rows + 1, rows):
+        for dj in range(-cols + 1, cols):
+            d2 = (di * dy) ** 2 + (dj * dx) ** 2
+            if not 0.0 < d2 <= radius * radius:
+                continue
+            ratio = np.full(z.shape, -np.inf)
+            src = top[max(di, 0): rows + min(di, 0), max(dj, 0): cols + min(dj, 0)]
+            cells = (slice(max(-di, 0), rows + min(-di, 0)), slice(max(-dj, 0), cols + min(-dj, 0)))
+            ratio[cells] = (src - z[cells]) * (1.0 / math.sqrt(d2))
+            best = np.maximum(best, np.where(np.isnan(ratio), -np.inf, ratio))
+    out = np.array([math.atan(t) * par.RADIANS_TO_DEGREES if t > -math.inf else math.nan for t in best.ravel()])
+    return np.where(np.isnan(z), np.nan, out.reshape(z.shape))
+
+
+@pytest.mark.parametrize("case", ["flat", "nodata", "tile-edges", "single", "dem-edges"])
+def test_fast_is_bitwise_the_largest_ratio(case):
+    """Bit for bit, where the search's shortcuts (window lanes, tile lists, warm starts) take their edge paths."""
+    rng = np.random.default_rng(31)
+    z = rough_dem((27, 30), 4, relief=50.0)
+    release = (rng.random(z.shape) < 0.3).astype(np.uint8)
+    if case == "flat":  # flat plateaus and ties everywhere: every ratio there is 0
+        z[:14] = 1200.0
+        z[14:, 20:] = 1000.0
+    elif case == "nodata":  # NaN cells, NaN release cells and a NaN tile
+        z[rng.random(z.shape) < 0.1] = np.nan
+        z[8:12, 4:8] = np.nan
+    elif case == "tile-edges":  # release cells only on the rows and columns where 4x4 tiles meet
+        release[:] = 0
+        release[3::4, :] = release[:, 4::4] = 1
+    elif case == "single":
+        release[:] = 0
+        release[13, 9] = 1
+    else:  # release cells only within one cell of the DEM's border: clipped windows, edge leaves
+        release[2:-2, 2:-2] = 0
+    for radius in (35.0, 90.0, 500.0):
+        fast = par.par_fast(z, release, 10.0, -11.0, radius)
+        np.testing.assert_array_equal(fast, max_ratio_par(z, release, 10.0, -11.0, radius))
+    if case == "single":
+        assert np.isnan(fast[13, 9]) and np.isfinite(np.delete(fast.ravel(), 13 * 30 + 9)).all()
