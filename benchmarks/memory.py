@@ -19,6 +19,9 @@ better (1024 vs 4096 is the issue's yardstick; it takes long on 2 cores).
 
     python benchmarks/memory.py                        # 1024 vs 4096 px
     python benchmarks/memory.py --small 256 --large 1024
+    python benchmarks/memory.py --small 512 --large 2048 --verbs predict,evaluate,export
+
+``--verbs`` reports those verbs alone (the steps they need still run; ``train_statistics`` only when named).
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ def peak_rss_mib(args: list[str], log: Path) -> float:
     return kib / 1024
 
 
-def measure(size: int, dates: int, work: Path) -> dict[str, float]:
-    """Peak RSS (MiB) of every verb on a ``size`` px scene built in ``work``."""
+def measure(size: int, dates: int, work: Path, verbs: tuple[str, ...] = VERBS) -> dict[str, float]:
+    """Peak RSS (MiB) of every verb (those of ``verbs`` and the steps they need) on a ``size`` px scene in ``work``."""
     from sarcube.datacube.synthetic.manifest import read_demo_manifest
 
     catalog, cube, run = work / "catalog", str(work / "cube.zarr"), work / "run"
@@ -96,6 +99,8 @@ def measure(size: int, dates: int, work: Path) -> dict[str, float]:
         "export": ["export", cube, "--pred", "base", "--out", str(work / "objects.geojson")],
     }
     for verb, args in steps.items():
+        if verb == "train_statistics" and verb not in verbs:
+            continue
         rss[verb] = peak_rss_mib(args, logs / f"{verb}.log")
     return rss
 
@@ -105,18 +110,23 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1024, help="side of the small scene, px")
     parser.add_argument("--large", type=int, default=4096, help="side of the large scene, px")
     parser.add_argument("--dates", type=int, default=20, help="acquisitions over both orbits (the demo's)")
+    parser.add_argument("--verbs", default=",".join(VERBS), help="comma-separated verbs to report")
     args = parser.parse_args()
+    verbs = tuple(v for v in args.verbs.split(",") if v)
+    unknown = sorted(set(verbs) - set(VERBS))
+    if unknown:
+        parser.error(f"--verbs {','.join(unknown)}: use some of {','.join(VERBS)}")
     tmp = Path(tempfile.mkdtemp(prefix="sarcube-memory-"))
     try:
         results = {}
         for size in (args.small, args.large):
             (tmp / str(size)).mkdir()
-            results[size] = measure(size, args.dates, tmp / str(size))
+            results[size] = measure(size, args.dates, tmp / str(size), verbs)
         area = (args.large / args.small) ** 2
         print(f"peak RSS, {args.small} -> {args.large} px ({area:.0f}x the area), MiB:")
-        for verb in VERBS:
+        for verb in verbs:
             print(f"  {verb:<17} {results[args.small][verb]:8.1f} -> {results[args.large][verb]:8.1f}")
-        for verb in VERBS:
+        for verb in verbs:
             print(f"RESULT {verb}_rss_growth {results[args.large][verb] / results[args.small][verb]:.2f} x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -36,7 +36,9 @@ tuned on validation data.
 
 Sub-modules: :mod:`~sarcube.models.registry` (the table above), :mod:`~sarcube.models.losses`,
 :mod:`~sarcube.models.metrics`, :mod:`~sarcube.models.baseline`, :mod:`~sarcube.models.baseline_pixel`,
-:mod:`~sarcube.models.inference` (windows, TTA, blending), :mod:`~sarcube.models.training` (the loop),
+:mod:`~sarcube.models.inference` (windows, TTA, blending), :mod:`~sarcube.models.inference_tiles` (the same in
+chunk tiles), :mod:`~sarcube.models.components` (objects of a mask read tile by tile),
+:mod:`~sarcube.models.training` (the loop),
 :mod:`~sarcube.models.augment`, :mod:`~sarcube.models.config` (the config dataclasses), :mod:`~sarcube.models.device`,
 :mod:`~sarcube.models.distributed` (DDP: process group, ranks, agreeing across ranks).
 """

@@ -18,8 +18,9 @@ map, in plain torch on tensors:
 :func:`predict_bands` streams a scene of any height through the network
 band by band (each window runs once; only a band plus one window of rows is
 held), reading input rows through a callback; :func:`predict_scene` is the
-same on an in-memory image. Both run on the GPU with bf16 autocast when the
-device is CUDA. Nothing here reads files.
+same on an in-memory image; :func:`sarcube.models.inference_tiles.predict_tiles`
+streams it in tiles (column panels), so not even a band of the width is held.
+All run on the GPU with bf16 autocast when the device is CUDA. Nothing here reads files.
 """
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from sarcube.errors import InputError
-from sarcube.models.device import autocast_context
 
 #: a batch of network inputs (N, C, [T,] h, w) -> positive-class probabilities (N, h, w), (N, 1, h, w) or per chip (N,)
 ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]
@@ -236,125 +235,14 @@ def predict_bands(
     channel is NaN (nodata) get NaN; the network sees 0 there.
     ``on_batch(windows_done)`` is called after each forward pass.
     """
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    if band_rows < 1:
-        raise InputError(f"band_rows={band_rows} must be positive")
-    plan = TilingPlan(height, width, window)
-    transforms = DIHEDRAL_TRANSFORMS if tta else IDENTITY
-    per_pass = max(1, batch_size // len(transforms))
-    s, w = plan.stride, plan.window
-    profile = spline_profile(w, device=device)
-    weight2d = profile[:, None] * profile[None, :]
+    from sarcube.models.inference_tiles import predict_tiles
 
-    # Summed 1-D weights over the windows covering each real row / column (for the normalisation).
-    def coverage(length: int, n: int) -> torch.Tensor:
-        total = torch.zeros(length, device=device)
-        for k in range(n):
-            a = plan.start(k)
-            lo, hi = max(a, 0), min(a + w, length)
-            total[lo:hi] += profile[lo - a : hi - a]
-        return total
-
-    row_cover, col_cover = coverage(height, plan.rows), coverage(width, plan.cols)
-    mirrored_width = plan.start(plan.cols - 1) + w + plan.pad
-    # Columns of the mirrored strip a window row is cut from.
-    strip_cols = mirror_index(torch.arange(-plan.pad, mirrored_width - plan.pad, device=device), width)
-    # Real rows each window row reads (mirrored), and the lowest row any later window row still needs.
-    needed = [mirror_index(torch.arange(plan.start(k), plan.start(k) + w), height) for k in range(plan.rows)]
-    highs = [int(n.max()) for n in needed]
-    keep_from = [int(n.min()) for n in needed]
-    for k in range(plan.rows - 2, -1, -1):
-        keep_from[k] = min(keep_from[k], keep_from[k + 1])
-    needed = [n.to(device) for n in needed]
-
-    pinned = device.type == "cuda"
-    buf = torch.zeros(0, device=device)  # input rows [buf0, next_read) on the device
-    buf0 = next_read = 0
-    nodata: dict[int, torch.Tensor] = {}  # band start -> NaN mask of that band's inputs (when any)
-
-    def window_strip(k: int) -> torch.Tensor:
-        """Input of window row k: (C, [T,] w, mirrored width), rows and columns mirrored at the edges."""
-        nonlocal buf, buf0, next_read
-        while next_read <= highs[k]:
-            y1 = min(next_read + band_rows, height)
-            block = read_rows(next_read, y1).float()
-            if block.shape[-2:] != (y1 - next_read, width):
-                raise InputError(
-                    f"input rows {next_read}..{y1} came back as {tuple(block.shape)}, expected (C, [T,] "
-                    f"{y1 - next_read}, {width})"
-                )
-            if pinned:
-                block = block.pin_memory()
-            block = block.to(device, non_blocking=True)
-            missing = torch.isnan(block).flatten(0, -3).any(dim=0)
-            if bool(missing.any()):
-                nodata[next_read] = missing
-            buf = block if next_read == 0 else torch.cat([buf, block], dim=-2)
-            next_read = y1
-        drop = keep_from[k] - buf0
-        if drop > 0:
-            buf = buf[..., drop:, :]
-            buf0 += drop
-        return buf[..., needed[k] - buf0, :][..., strip_cols]
-
-    # Blended sums over real rows [acc0, acc0 + len(acc)).
-    acc = torch.zeros(band_rows + 2 * w, width, device=device)
-    acc0 = emitted = windows_done = completed = 0
-    weight_cols = weight2d.reshape(1, w * w, 1)
-
-    def blend_window_row(k: int, maps: torch.Tensor) -> None:
-        """Overlap-add a row of window predictions (cols, w, w) into the accumulator."""
-        nonlocal acc
-        a = plan.start(k)
-        lo, hi = max(a, 0), min(a + w, height)
-        if hi - acc0 > acc.shape[0]:
-            acc = torch.cat([acc, torch.zeros(hi - acc0 - acc.shape[0], width, device=device)])
-        patches = maps.reshape(plan.cols, w * w).T.unsqueeze(0) * weight_cols  # (1, w*w, cols)
-        row = F.fold(patches, output_size=(w, mirrored_width), kernel_size=(w, w), stride=(1, s))[0, 0]
-        acc[lo - acc0 : hi - acc0] += row[lo - a : hi - a, plan.pad : plan.pad + width]
-
-    def finished_bands(final_rows: int) -> Iterator[tuple[int, torch.Tensor]]:
-        nonlocal acc, acc0, emitted
-        while emitted < height and min(emitted + band_rows, height) <= final_rows:
-            y1 = min(emitted + band_rows, height)
-            n = y1 - emitted
-            band = acc[:n] / (row_cover[emitted:y1, None] * col_cover[None, :])
-            missing = nodata.pop(emitted, None)
-            if missing is not None:
-                band = band.masked_fill(missing, float("nan"))
-            yield emitted, band.cpu()
-            acc = torch.cat([acc[n:], torch.zeros(n, width, device=device)])
-            acc0 += n
-            emitted = y1
-
-    pending: list[tuple[int, torch.Tensor]] = []  # (window row, chip)
-    row_maps: dict[int, list[torch.Tensor]] = {}
-
-    def run_batch() -> Iterator[tuple[int, torch.Tensor]]:
-        nonlocal windows_done, completed
-        chips = torch.nan_to_num(torch.stack([c for _, c in pending]), nan=0.0)
-        with torch.inference_mode(), autocast_context(device):
-            maps = tta_predict(probability_fn, chips, transforms)
-        for (k, _), m in zip(pending, maps, strict=True):
-            row_maps.setdefault(k, []).append(m)
-        windows_done += len(pending)
-        pending.clear()
-        if on_batch is not None:
-            on_batch(windows_done)
-        # Window rows with every column done are blended; rows above the next window row are final.
-        while len(row_maps.get(completed, ())) == plan.cols:
-            blend_window_row(completed, torch.stack(row_maps.pop(completed)))
-            completed += 1
-            yield from finished_bands(height if completed == plan.rows else max(plan.start(completed), 0))
-
-    for k in range(plan.rows):
-        strip = window_strip(k)
-        for j in range(plan.cols):
-            pending.append((k, strip[..., j * s : j * s + w]))
-            if len(pending) >= per_pass:
-                yield from run_batch()
-    if pending:
-        yield from run_batch()
+    tiles = predict_tiles(
+        probability_fn, lambda y0, y1, x0, x1: read_rows(y0, y1)[..., x0:x1], height, width, window,
+        band_rows=band_rows, tile_cols=width, tta=tta, batch_size=batch_size, device=device, on_batch=on_batch,
+    )
+    for y0, _, band in tiles:
+        yield y0, band
 
 
 def predict_scene(

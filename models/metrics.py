@@ -265,7 +265,8 @@ def best_threshold(scores, labels, metric: str = "f1") -> tuple[float, float]:
     return float(threshold), float(values[best])
 
 
-def _structure(connectivity: int) -> np.ndarray:
+def structure(connectivity: int) -> np.ndarray:
+    """The ``ndimage.label`` structure of 8- or 4-connectivity (refused otherwise)."""
     if connectivity not in (4, 8):
         raise InputError(f"connectivity={connectivity}: use 8 (diagonal neighbours join) or 4")
     if connectivity == 8:
@@ -277,7 +278,7 @@ def connected_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.nd
     """Objects of a 2-D bool mask: (ids, count), ids 1..count per object and 0 outside."""
     from scipy import ndimage  # imported here: 10 % of a short CLI run's start-up otherwise
 
-    ids, count = ndimage.label(mask, structure=_structure(connectivity))
+    ids, count = ndimage.label(mask, structure=structure(connectivity))
     return ids, int(count)
 
 
@@ -312,7 +313,7 @@ def object_scores(pred_mask, label_mask, connectivity: int = 8, threshold: float
 
     Summed over the images of a batch; see the module docstring for the exact rules.
     """
-    _structure(connectivity)  # checked before any work
+    structure(connectivity)  # checked before any work
     total = {"tp": 0, "fn": 0, "fp": 0}
     for positive, label in _images(pred_mask, label_mask, threshold):
         for k, v in _object_counts(positive, label, connectivity).items():
@@ -346,7 +347,7 @@ def bbox_iou(pred_mask, label_mask, connectivity: int = 8, threshold: float = 0.
 
     Summed over the images of a batch; NaN when both box masks are empty.
     """
-    _structure(connectivity)  # checked before any work
+    structure(connectivity)  # checked before any work
     inter = union = 0
     for positive, label in _images(pred_mask, label_mask, threshold):
         i, u = _bbox_counts(positive, label, connectivity)
@@ -381,7 +382,7 @@ class MetricAccumulator:
         self.objects = objects
         self.auprc = auprc
         self.auprc_bins = auprc_bins
-        _structure(connectivity)  # checked here, not at the first update
+        structure(connectivity)  # checked here, not at the first update
         self.connectivity = connectivity
         self.reset()
 
@@ -402,6 +403,46 @@ class MetricAccumulator:
         them, so images thresholded each at their own operating point add up alike."""
         prob, label = as_numpy(prob), as_numpy(label)
         threshold = self.threshold if threshold is None else threshold
+        self._update_pixels(prob, label, threshold)
+        if self.objects:
+            for positive, lab in _images(prob, label, threshold):
+                for k, v in _object_counts(positive, lab, self.connectivity).items():
+                    self.object_counts[k] += v
+                i, u = _bbox_counts(positive, lab, self.connectivity)
+                self.box_intersection += i
+                self.box_union += u
+                self.n_images += 1
+        else:
+            self.n_images += 1 if label.ndim == 0 else int(label.shape[0])
+
+    def update_tiled(self, read, windows, threshold: float | None = None) -> None:
+        """Add one 2-D image read tile by tile, as :meth:`update` adds it whole, in memory for a tile.
+
+        ``read(window)`` returns (prob, label) of a window (y0, y1, x0, x1) of ``windows``
+        (:func:`~sarcube.models.components.tile_windows`: raster order); with ``objects`` the objects are merged
+        across tile borders and every tile is read a second time for the bounding boxes.
+        """
+        from sarcube.models.components import TiledObjects
+
+        threshold = self.threshold if threshold is None else threshold
+        objects = TiledObjects(max(w[1] for w in windows), max(w[3] for w in windows), self.connectivity)
+        for window in windows:
+            prob, label = (as_numpy(a) for a in read(window))
+            self._update_pixels(prob, label, threshold)
+            if self.objects:
+                prob, label = _align(prob, label)
+                objects.add(window, _binarize(prob, threshold)[0], label)
+        self.n_images += 1
+        if not self.objects:
+            return
+        for k, v in objects.counts().items():
+            self.object_counts[k] += v
+        for window in windows:
+            i, u = objects.box_counts(window, as_numpy(read(window)[1]))
+            self.box_intersection += i
+            self.box_union += u
+
+    def _update_pixels(self, prob: np.ndarray, label: np.ndarray, threshold: float) -> None:
         for k, v in pixel_counts(prob, label, threshold).items():
             self.counts[k] += v
         if self.auprc and prob.dtype != bool:
@@ -414,16 +455,6 @@ class MetricAccumulator:
             else:
                 self._scores.append(p[valid])  # kept in their own dtype: 5 bytes a pixel for float32
                 self._truth.append(lab[valid] == 1)
-        if self.objects:
-            for positive, lab in _images(prob, label, threshold):
-                for k, v in _object_counts(positive, lab, self.connectivity).items():
-                    self.object_counts[k] += v
-                i, u = _bbox_counts(positive, lab, self.connectivity)
-                self.box_intersection += i
-                self.box_union += u
-                self.n_images += 1
-        else:
-            self.n_images += 1 if label.ndim == 0 else int(label.shape[0])
 
     def compute(self) -> dict[str, float | int]:
         out = scores_from_counts(self.counts)

@@ -12,7 +12,7 @@ where the cube has them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -55,31 +55,17 @@ def _iso_date(value: Any) -> str:
     return str(np.datetime_as_string(np.datetime64(value, "s"), unit="D"))
 
 
-def _object_table(
-    prob: np.ndarray,
-    threshold: float,
-    min_pixels: int,
-    terrain: Mapping[str, np.ndarray],
-) -> tuple[np.ndarray, list[dict[str, float]]]:
-    """Connected objects of ``prob >= threshold`` with at least ``min_pixels``: (id image, stats per kept id)."""
+#: side of the tiles a pair's map is read in (the storage chunk)
+TILE_PX = schema.CHUNK_YX
+#: reads a window (y0, y1, x0, x1) of a pair's map, or of the terrain (column -> values)
+ReadWindow = Callable[[tuple[int, int, int, int]], Any]
+
+
+def _object_stats(prob: np.ndarray, ids: np.ndarray, m: int, terrain: Mapping[str, np.ndarray]) -> list[dict]:
+    """Stats of objects 1..m of ``ids`` (0: none), each summed over its pixels in raster order."""
     from scipy import ndimage
 
-    from sarcube.models.metrics import connected_components  # imports torch: only when exporting
-
-    positive = np.nan_to_num(prob, nan=0.0) >= threshold
-    ids, n = connected_components(positive, CONNECTIVITY)
-    if n == 0:
-        return ids, []
     flat = ids.ravel()
-    counts = np.bincount(flat, minlength=n + 1)
-    keep = np.flatnonzero(counts >= min_pixels)
-    keep = keep[keep > 0]
-    if keep.size < n:  # relabel so ids are 1..len(keep)
-        lut = np.zeros(n + 1, dtype=ids.dtype)
-        lut[keep] = np.arange(1, keep.size + 1)
-        ids = lut[ids]
-        flat = ids.ravel()
-    m = keep.size
     counts = np.bincount(flat, minlength=m + 1)[1:]
     p = np.nan_to_num(prob, nan=0.0).ravel().astype(np.float64)
     stats: dict[str, np.ndarray] = {
@@ -99,24 +85,83 @@ def _object_table(
         else:
             mean = np.bincount(flat[finite], weights=v[finite], minlength=m + 1)[1:] / np.maximum(n_valid, 1)
         stats[column] = np.where(n_valid > 0, mean, np.nan)
-    rows = [{k: float(v[i]) for k, v in stats.items()} for i in range(m)]
-    return ids, rows
+    return [{k: float(v[i]) for k, v in stats.items()} for i in range(m)]
 
 
-def _polygons(ids: np.ndarray, n: int, transform: Any) -> list[Any]:
-    """One valid (multi)polygon per object id 1..n, in map coordinates."""
+def _polygons(ids: np.ndarray, n: int, origin: tuple[int, int], transform: Any) -> list[Any]:
+    """One valid (multi)polygon per object id 1..n of ``ids`` (a window whose first pixel is ``origin`` (y, x)),
+    in map coordinates: traced in scene pixel coordinates (integers, exact), then mapped as GDAL maps them."""
     import rasterio.features
     import shapely
+    from affine import Affine
     from shapely.geometry import shape
+
+    a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
+
+    def to_map(xy: np.ndarray) -> np.ndarray:
+        x, y = xy[:, 0], xy[:, 1]
+        return np.stack([c + x * a + y * b, f + x * d + y * e], axis=1)
 
     # 4-connected pieces are always valid polygons; an object whose pieces touch only at
     # corners (8-connected) becomes a valid MultiPolygon through the union.
     parts: list[list[Any]] = [[] for _ in range(n)]
     for geom, value in rasterio.features.shapes(
-        ids.astype(np.int32), mask=ids > 0, connectivity=4, transform=transform
+        ids.astype(np.int32), mask=ids > 0, connectivity=4, transform=Affine.translation(origin[1], origin[0])
     ):
-        parts[int(value) - 1].append(shape(geom))
+        parts[int(value) - 1].append(shapely.transform(shape(geom), to_map))
     return [p[0] if len(p) == 1 else shapely.union_all(p) for p in parts]
+
+
+def _pair_objects(
+    read: ReadWindow, read_terrain: ReadWindow, shape: tuple[int, int], threshold: float, min_pixels: int,
+    transform: Any,
+) -> tuple[list[dict[str, float]], list[Any]] | None:
+    """Connected objects of ``prob >= threshold`` (NaN below) with at least ``min_pixels``: (stats, polygons) per
+    object in the order of their first pixel; None when the map holds no finite value (not predicted).
+
+    The map is read one tile at a time: objects are labelled per tile and merged across tile borders
+    (:class:`~sarcube.models.components.TiledComponents`), then each object's stats and polygon come from the one
+    tile that holds it whole, or from its bounding box read alone: memory for a tile (or the largest object)."""
+    from sarcube.models.components import TiledComponents, tile_windows
+    from sarcube.models.metrics import connected_components  # imports torch: only when exporting
+
+    windows = tile_windows(*shape, TILE_PX)
+    cc, finite = TiledComponents(*shape, CONNECTIVITY), False
+    for w in windows:
+        prob = read(w)
+        finite = finite or bool(np.isfinite(prob).any())
+        cc.add(w, np.nan_to_num(prob, nan=0.0) >= threshold)
+    if not finite:
+        return None
+    objects = cc.objects()
+    kept = np.flatnonzero(objects["count"] >= min_pixels)
+    boxes, firsts = objects["box"][kept], objects["first"][kept]
+    tiles = boxes // TILE_PX
+    tiles[:, [1, 3]] = (boxes[:, [1, 3]] - 1) // TILE_PX
+    whole = (tiles[:, 0] == tiles[:, 1]) & (tiles[:, 2] == tiles[:, 3])
+    rows: list[Any] = [None] * kept.size
+    polygons: list[Any] = [None] * kept.size
+
+    def collect(window: tuple[int, int, int, int], which: np.ndarray) -> None:
+        """Stats and polygons of objects ``which`` (indices into kept), all inside ``window``."""
+        y0, y1, x0, x1 = window
+        prob = read(window)
+        ids, n = connected_components(np.nan_to_num(prob, nan=0.0) >= threshold, CONNECTIVITY)
+        lut = np.zeros(n + 1, dtype=ids.dtype)
+        at = ids[firsts[which] // shape[1] - y0, firsts[which] % shape[1] - x0]
+        lut[at] = np.arange(1, which.size + 1)
+        local = lut[ids]
+        for i, row, poly in zip(which, _object_stats(prob, local, which.size, read_terrain(window)),
+                                _polygons(local, which.size, (y0, x0), transform), strict=True):
+            rows[i], polygons[i] = row, poly
+
+    for w in windows:
+        inside = np.flatnonzero(whole & (tiles[:, 0] == w[0] // TILE_PX) & (tiles[:, 2] == w[2] // TILE_PX))
+        if inside.size:
+            collect(w, inside)
+    for i in np.flatnonzero(~whole):
+        collect(tuple(int(v) for v in boxes[i]), np.array([i]))
+    return rows, polygons
 
 
 def detections(
@@ -143,9 +188,13 @@ def detections(
     area = pixel_area_m2(ds)
     min_pixels = max(1, math.ceil(min_area_m2 / area - 1e-9))
     transform = ds.rio.transform()
-    terrain = {
-        col: np.asarray(ds[v].values, dtype=np.float32) for col, v in TERRAIN_COLUMNS.items() if v in ds.data_vars
-    }
+    shape = (ds.sizes[schema.Y], ds.sizes[schema.X])
+
+    def read_terrain(w: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
+        space = {schema.Y: slice(*w[:2]), schema.X: slice(*w[2:])}
+        return {col: np.asarray(ds.variables[v].isel(space).values, dtype=np.float32)
+                for col, v in TERRAIN_COLUMNS.items() if v in ds.data_vars}
+
     per_pair = schema.PAIR in var.dims
     todo: list[int | None] = (
         (pairs if pairs is not None else list(range(var.sizes[schema.PAIR]))) if per_pair else [None]
@@ -153,15 +202,21 @@ def detections(
     records: list[dict[str, Any]] = []
     geometries: list[Any] = []
     for p in tqdm(todo, desc=f"export {name}", leave=False, disable=bar_disable(len(todo) < 2)):
-        prob = np.asarray((var.isel({schema.PAIR: p}) if p is not None else var).values, dtype=np.float32)
-        if not np.isfinite(prob).any():
-            continue  # not predicted
+        sel = {schema.PAIR: p} if p is not None else {}
+
+        def read(w: tuple[int, int, int, int], sel: dict = sel) -> np.ndarray:
+            space = {schema.Y: slice(*w[:2]), schema.X: slice(*w[2:])}
+            return np.asarray(var.variable.isel({**sel, **space}).values, dtype=np.float32)
+
         level = prediction_threshold(var, threshold, keys[p]) if p is not None else thr
+        found = _pair_objects(read, read_terrain, shape, level, min_pixels, transform)
+        if found is None:
+            continue  # not predicted
         lowest = min(lowest, level)
-        ids, rows = _object_table(prob, level, min_pixels, terrain)
+        rows, polygons = found
         if not rows:
             continue
-        geometries.extend(_polygons(ids, len(rows), transform))
+        geometries.extend(polygons)
         ref = (
             _iso_date(ds[schema.REFERENCE_TIME].values[p])
             if p is not None and schema.REFERENCE_TIME in ds.coords

@@ -1,11 +1,11 @@
 """``sarcube predict CUBE --run RUN_DIR``: a trained model's probabilities back into the cube.
 
 Each selected pair (or the single scene when the run's labels are (y, x)) is
-streamed through :func:`sarcube.models.inference.predict_bands` (half-window
-sliding, 8-fold dihedral TTA, spline blending) in bands of one storage chunk
-row, so a scene of any size needs memory for one band only; while the network
-runs, the next band of inputs is read and the previous band of probabilities
-is written (two background threads).
+streamed through :func:`sarcube.models.inference_tiles.predict_tiles` (half-window
+sliding, 8-fold dihedral TTA, spline blending) in tiles of one storage chunk
+(column panels, each top to bottom), so a scene of any size needs memory for a
+tile plus a window of halo; while the network runs, the next block of inputs
+is read and the previous tile of probabilities is written (two background threads).
 
 A patch run (``prediction_level`` patch: avalanche-cnn, avalanche-vae, the
 ``baseline-patch`` rule) is scored as it was validated instead: each chip of
@@ -80,21 +80,19 @@ log = logging.getLogger(__name__)
 
 
 class _Prefetcher:
-    """Reads input blocks one ahead in a background thread (the network runs meanwhile)."""
+    """Reads input blocks one ahead (the next rows, same columns) in a background thread while the network runs."""
 
-    def __init__(
-        self, read: Callable[[int, int], np.ndarray], height: int, band_rows: int, pool: ThreadPoolExecutor
-    ) -> None:
+    def __init__(self, read: Callable[..., np.ndarray], height: int, band_rows: int, pool: ThreadPoolExecutor) -> None:
         self.read, self.height, self.band_rows, self.pool = read, height, band_rows, pool
-        self.pending: dict[tuple[int, int], Future] = {}
+        self.pending: dict[tuple[int, int, int, int], Future] = {}
 
-    def __call__(self, y0: int, y1: int) -> Any:
+    def __call__(self, y0: int, y1: int, x0: int, x1: int) -> Any:
         import torch
 
-        fut = self.pending.pop((y0, y1), None)
-        block = fut.result() if fut is not None else self.read(y0, y1)
+        fut = self.pending.pop((y0, y1, x0, x1), None)
+        block = fut.result() if fut is not None else self.read(y0, y1, x0, x1)
         if y1 < self.height:
-            nxt = (y1, min(y1 + self.band_rows, self.height))
+            nxt = (y1, min(y1 + self.band_rows, self.height), x0, x1)
             self.pending[nxt] = self.pool.submit(self.read, *nxt)
         return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
 
@@ -227,7 +225,8 @@ def _predict_locked(
 
     from sarcube.models import distributed, has_input_mask, window_probability_fn
     from sarcube.models.config import LEVEL_PATCH
-    from sarcube.models.inference import DIHEDRAL_TRANSFORMS, MASK_ONCE, TilingPlan, predict_bands
+    from sarcube.models.inference import DIHEDRAL_TRANSFORMS, MASK_ONCE, TilingPlan
+    from sarcube.models.inference_tiles import predict_tiles
     from sarcube.models.patch_inference import patch_probability, predict_patches
     from sarcube.pipelines import _dask
     from sarcube.pipelines import operating_point as op
@@ -303,19 +302,19 @@ def _predict_locked(
     todo = [p for p in plan.todo if plan.key_of(p) not in done]
     # this rank's piece (its index in todo) in each round; a (y, x) scene is one piece: rank 0's alone
     mine = distributed.dealt(range(len(todo)), ranks)
-    band_rows = staged.chunks[-2]
+    band_rows, tile_cols = staged.chunks[-2], staged.chunks[-1]
     chip = int(info.chip_size)
     per_pair = (height // chip) * (width // chip) if patches else TilingPlan(height, width, window).windows
     probability_fn = window_probability_fn(loaded.model, mask_tta)
 
-    def bands(read: Callable[[int, int], Any], on_batch: Callable[[int], None]) -> Any:
+    def tiles(read: Callable[[int, int, int, int], Any], on_batch: Callable[[int], None]) -> Any:
+        """(y0, x0, tile) of one pair: maps in chunk-sized tiles (memory for a tile, not a band of the width)."""
         common = {"band_rows": band_rows, "batch_size": batch_size, "device": torch_device, "on_batch": on_batch}
-        if patches:
-            def score(x: Any) -> Any:
-                return patch_probability(loaded.model, x)
-
-            return predict_patches(score, read, height, width, chip, window, **common)
-        return predict_bands(probability_fn, read, height, width, window, tta=tta, **common)
+        if patches:  # one probability per chip, painted over it: rows of chips
+            return ((y0, 0, band) for y0, band in predict_patches(
+                lambda x: patch_probability(loaded.model, x), lambda y0, y1: read(y0, y1, 0, width), height, width,
+                chip, window, **common))
+        return predict_tiles(probability_fn, read, height, width, window, tile_cols=tile_cols, tta=tta, **common)
 
     written: list[str] = []
     n_mine = sum(i is not None for i in mine)
@@ -334,8 +333,8 @@ def _predict_locked(
                 finished: list[str] = []
                 if i is not None:
                     p = todo[i]
-                    _write_piece(p, staged, bands, bar, band_rows, height,
-                                 lambda y0, y1, p=p: assemble_inputs(ds, info, p, (y0, y1, 0, width)), reader, writer)
+                    _write_piece(p, staged, tiles, bar, band_rows, height,
+                                 lambda *w, p=p: assemble_inputs(ds, info, p, w), reader, writer)
                     finished.append(plan.key_of(p))
                     written.extend(finished)
                     log.info(
@@ -373,26 +372,26 @@ def _predict_locked(
 def _write_piece(
     pair: int | None,
     staged: staging.StagedArray,
-    bands: Callable[..., Any],
+    tiles: Callable[..., Any],
     bar: Any,
     band_rows: int,
     height: int,
-    read: Callable[[int, int], np.ndarray],
+    read: Callable[[int, int, int, int], np.ndarray],
     reader: ThreadPoolExecutor,
     writer: ThreadPoolExecutor,
 ) -> None:
-    """Predict one pair (or the scene) band by band into its region of ``staged``; returns when all is written."""
+    """Predict one pair (or the scene) tile by tile into its region of ``staged``; returns when all is written."""
     base = bar.n
     writes: list[Future] = []
 
     def progress(n: int) -> None:
         bar.update(base + n - bar.n)
 
-    for y0, band in bands(_Prefetcher(read, height, band_rows, reader), progress):
-        region = (slice(y0, y0 + band.shape[0]), slice(None))
+    for y0, x0, tile in tiles(_Prefetcher(read, height, band_rows, reader), progress):
+        region = (slice(y0, y0 + tile.shape[0]), slice(x0, x0 + tile.shape[1]))
         if pair is not None:
             region = (pair, *region)
-        writes.append(writer.submit(staged.write, band.numpy(), region))
+        writes.append(writer.submit(staged.write, tile.numpy(), region))
     for w in writes:
         w.result()
 

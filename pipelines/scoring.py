@@ -50,6 +50,7 @@ import xarray as xr
 
 from sarcube.config import read_yaml
 from sarcube.datacube import chips, schema
+from sarcube.datacube.chips import Window
 from sarcube.datacube.chips.selection import balanced_subset
 from sarcube.datacube.chips.splits import split_mask
 from sarcube.datacube.label_events import label_events
@@ -92,6 +93,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "object_fn": ("FN (#)", "int"),
     "object_fp": ("FP (#)", "int"),
 }
+#: side of the tiles a pair's map is scored in (the storage chunk)
+TILE_PX = schema.CHUNK_YX
 #: the metrics each preset family reports on maps (its paper's table), by preset-name prefix
 PRESET_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("landslide", ("auprc", "f1", "precision", "recall")),
@@ -187,11 +190,14 @@ def _pair_arrays(ds: xr.Dataset, var: xr.DataArray, pair: int | None) -> tuple[n
     return prob, np.asarray(label_var.isel(lab_sel).values, dtype=np.uint8)
 
 
-def observed(ds: xr.Dataset, pair: int | None) -> np.ndarray | None:
-    """(y, x) bool: pixels both acquisitions of ``pair`` observed (finite VV); None for static maps."""
+def observed(ds: xr.Dataset, pair: int | None, window: Window | None = None) -> np.ndarray | None:
+    """(y, x) bool: pixels both acquisitions of ``pair`` observed (finite VV), in ``window`` (y0, y1, x0, x1)
+    or the whole scene; None for static maps."""
     if pair is None or schema.VV not in ds.data_vars or schema.REFERENCE_TIME not in ds.coords:
         return None
     vv = ds[schema.VV]
+    if window is not None:
+        vv = vv.isel({schema.Y: slice(*window[:2]), schema.X: slice(*window[2:])})
     ref, act = (ds[c].values[pair] for c in (schema.REFERENCE_TIME, schema.ACTIVITY_TIME))
     return np.isfinite(vv.sel({schema.TIME: ref}).values) & np.isfinite(vv.sel({schema.TIME: act}).values)
 
@@ -280,34 +286,49 @@ def _score_patches(
     }
 
 
-def scored_label(ds: xr.Dataset, pair: int | None, label: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def scored_label(
+    ds: xr.Dataset, pair: int | None, label: np.ndarray, mask: np.ndarray, window: Window | None = None
+) -> np.ndarray:
     """``label`` (uint8) as evaluate scores it: unknown outside ``mask`` (a split's pixels of the pair) and where
-    either acquisition of ``pair`` observed nothing."""
-    seen = observed(ds, pair)
+    either acquisition of ``pair`` observed nothing (``window``: the part of the scene they are)."""
+    seen = observed(ds, pair, window)
     return np.where(mask if seen is None else mask & seen, label, schema.LABEL_UNKNOWN).astype(np.uint8)
 
 
 def _score_pixels(
     ds: xr.Dataset, var: xr.DataArray, plan: chips.SplitPlan, split: str, threshold_of: Any
 ) -> dict[str, Any]:
-    """Pixel metrics over the prediction's pairs in ``split``, each pair binarized at ``threshold_of(pair)``."""
+    """Pixel metrics over the prediction's pairs in ``split``, each pair binarized at ``threshold_of(pair)``.
+
+    Each pair is read one storage chunk at a time (objects merged across chunk borders): memory for a chunk, not
+    the scene."""
     from tqdm.auto import tqdm
 
+    from sarcube.models.components import tile_windows
     from sarcube.models.metrics import AUPRC_BINS, MetricAccumulator
 
     ny, nx = ds.sizes[schema.Y], ds.sizes[schema.X]
+    windows = tile_windows(ny, nx, TILE_PX)
+    label_var = ds.variables[schema.LABEL]
     pairs = _scored_pairs(ds, var)
     # streamed AUPRC (binned, within ~1e-6 of exact): no score is kept across pairs
     acc = MetricAccumulator(objects=True, auprc=True, auprc_bins=AUPRC_BINS)  # each pair at its own threshold
     scored_pairs, units = [], 0
     for p in tqdm(pairs, desc=f"evaluate {var.name}", leave=False, disable=bar_disable(len(pairs) < 2)):
-        mask = split_mask(plan, p, split, (ny, nx))
-        if not mask.any():
+        if not any(split_mask(plan, p, split, (ny, nx), w).any() for w in windows):
             continue
-        prob, label = _pair_arrays(ds, var, p)
-        label = scored_label(ds, p, label, mask)
-        acc.update(prob, label, threshold=threshold_of(p))
-        units += int(((label != schema.LABEL_UNKNOWN) & np.isfinite(prob)).sum())
+        sel = {schema.PAIR: p} if p is not None else {}
+        lab_sel = sel if schema.PAIR in label_var.dims else {}
+
+        def read(w: Window, p: int | None = p, sel: dict = sel, lab_sel: dict = lab_sel) -> Any:
+            space = {schema.Y: slice(*w[:2]), schema.X: slice(*w[2:])}
+            prob = np.asarray(var.variable.isel({**sel, **space}).values, dtype=np.float32)
+            label = np.asarray(label_var.isel({**lab_sel, **space}).values, dtype=np.uint8)
+            return prob, scored_label(ds, p, label, split_mask(plan, p, split, (ny, nx), w), w)
+
+        before = sum(acc.counts.values())
+        acc.update_tiled(read, windows, threshold=threshold_of(p))
+        units += sum(acc.counts.values()) - before  # the pixels labelled 0/1 and predicted
         scored_pairs.append(-1 if p is None else int(p))
     if not scored_pairs:
         raise InputError(

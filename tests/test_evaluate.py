@@ -199,3 +199,15 @@ def test_cli_prints_the_table_and_writes_json(cube, tmp_path, capsys):
     assert main(["evaluate", str(cube), "--pred", "fcn", "--out", str(out)]) == 0
     assert "77.78" in capsys.readouterr().out
     assert json.loads(out.read_text())["split"] == "test"
+
+
+def test_pixels_are_scored_tile_by_tile_as_on_the_whole_pair(cube, monkeypatch):
+    """Tiles of 5 px cut objects A and B and the false object: the counts equal those of the whole pair."""
+    from sarcube.pipelines import scoring
+
+    _add(cube, "fcn", _fcn_prediction(), preset="avalanche-fcn", task="segmentation")
+    whole = evaluate(cube, ["fcn"], out_json=None)["predictions"]["pred_fcn"]
+    monkeypatch.setattr(scoring, "TILE_PX", 5)
+    tiled = evaluate(cube, ["fcn"], out_json=None)["predictions"]["pred_fcn"]
+    assert (tiled["object_tp"], tiled["object_fn"], tiled["object_fp"]) == (2, 1, 1)
+    assert tiled == whole

@@ -222,3 +222,29 @@ def test_attention_mask_once_is_not_exact_for_a_directional_mask_net():
         per_transform = tta_predict(window_probability_fn(model), chips)
         once = tta_predict(window_probability_fn(model, MASK_ONCE), chips)
     assert float((once - per_transform).abs().max()) > 1e-3
+
+
+def test_column_panels_equal_full_width_bands_and_read_only_their_columns():
+    """predict_tiles in panels of 10 columns gives predict_bands' map bit for bit (the maps of windows straddling
+    two panels handed on: each window runs once), reading a panel's columns plus a window of halo, not the width."""
+    from sarcube.models.inference import TilingPlan
+    from sarcube.models.inference_tiles import predict_tiles
+
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 3, padding=1)).eval()
+    image = torch.randn(2, 50, 37, generator=torch.Generator().manual_seed(3))
+    image[:, 20, 14] = float("nan")
+    whole = predict_scene(_prob(net), image, 12, batch_size=24)
+    tiled = torch.full_like(whole, -1.0)
+    reads, progress = [], []
+
+    def read(y0, y1, x0, x1):
+        reads.append((x0, x1))
+        return image[:, y0:y1, x0:x1]
+
+    for y0, x0, tile in predict_tiles(_prob(net), read, 50, 37, 12, band_rows=8, tile_cols=10, batch_size=24,
+                                      on_batch=progress.append):
+        assert tile.shape == (min(8, 50 - y0), min(10, 37 - x0))
+        tiled[y0 : y0 + tile.shape[0], x0 : x0 + tile.shape[1]] = tile
+    assert torch.equal(tiled.nan_to_num(-2.0), whole.nan_to_num(-2.0)) and torch.isnan(tiled[20, 14])
+    assert max(x1 - x0 for x0, x1 in reads) <= 10 + 2 * 12
+    assert progress == sorted(progress) and progress[-1] == TilingPlan(50, 37, 12).windows  # each window once

@@ -227,3 +227,43 @@ def test_best_rate_follows_each_image_where_one_threshold_cannot():
     pooled_scores = np.concatenate([s[:-300] for s, _ in images])
     pooled_labels = np.concatenate([y[:-300] for _, y in images])
     assert metrics.best_threshold(pooled_scores, pooled_labels)[1] < 0.7  # no single threshold separates both
+
+
+@pytest.mark.parametrize("connectivity", [8, 4])
+def test_tiled_objects_equal_whole_image_labelling(connectivity):
+    """Random masks whose objects cross tile borders (and corners): tile-by-tile labelling merged by union-find
+    gives the whole image's objects (count, order, size, box) and the accumulator the same metrics."""
+    from scipy import ndimage
+
+    from sarcube.models.components import TiledComponents, tile_windows
+
+    rng = np.random.default_rng(connectivity)
+    for _ in range(40):
+        h, w, tile = int(rng.integers(1, 50)), int(rng.integers(1, 50)), int(rng.integers(1, 12))
+        seeds = rng.random((h, w)) < rng.uniform(0.01, 0.3)
+        mask = ndimage.binary_dilation(seeds, iterations=int(rng.integers(0, 3)))
+        ids, n = metrics.connected_components(mask, connectivity)
+        cc = TiledComponents(h, w, connectivity)
+        for y0, y1, x0, x1 in tile_windows(h, w, tile):
+            cc.add((y0, y1, x0, x1), mask[y0:y1, x0:x1])
+        objects = cc.objects()
+        assert objects["count"].tolist() == np.bincount(ids.ravel(), minlength=n + 1)[1:].tolist()
+        boxes = [(s[0].start, s[0].stop, s[1].start, s[1].stop) for s in ndimage.find_objects(ids)]
+        assert objects["box"].tolist() == [list(b) for b in boxes]
+        assert objects["first"].tolist() == [int(np.flatnonzero(ids.ravel() == k)[0]) for k in range(1, n + 1)]
+
+        prob = np.where(mask, 0.5 + 0.5 * rng.random((h, w)), 0.6 * rng.random((h, w))).astype(np.float32)
+        prob[rng.random((h, w)) < 0.05] = np.nan
+        label = ndimage.binary_dilation(rng.random((h, w)) < 0.05, iterations=2).astype(np.uint8)
+        label[rng.random((h, w)) < 0.1] = metrics.IGNORE_LABEL
+        whole = metrics.MetricAccumulator(connectivity=connectivity, auprc_bins=1024)
+        whole.update(prob, label, threshold=0.55)
+        tiled = metrics.MetricAccumulator(connectivity=connectivity, auprc_bins=1024)
+
+        def read(win, prob=prob, label=label):
+            return prob[win[0]:win[1], win[2]:win[3]], label[win[0]:win[1], win[2]:win[3]]
+
+        tiled.update_tiled(read, tile_windows(h, w, tile), threshold=0.55)
+        a, b = whole.compute(), tiled.compute()
+        assert a.keys() == b.keys()
+        assert all(a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a), (a, b)

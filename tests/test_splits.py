@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -249,3 +250,18 @@ def test_evaluate_refuses_a_leaking_split_json(tmp_path):
     # the same split with the overlapping pair purged scores
     split_json.write_text(honest.to_json())
     assert evaluate(cube, ["fcn"])["predictions"]["pred_fcn"]["pairs"] == [2]
+
+
+def test_split_mask_windows_are_parts_of_the_whole_mask():
+    """A window of split_mask equals that part of the whole-scene mask: held-out pairs, tile splits, masked boxes."""
+    rng = np.random.default_rng(5)
+    tiles = rng.integers(-1, 3, (3, 4)).astype(np.int8)
+    plan = chips.SplitPlan(chips.SplitSpec(kind=chips.SPLIT_PAIRS, test=[1]), 7, tiles, {1: 2, 2: 1},
+                           masked={0: ((2, 9, 3, 12),), 1: ((0, 4, 20, 30),)})
+    shape = (23, 30)  # a bit beyond the 21 x 28 px of tiles
+    for pair, split in itertools.product((0, 1, 2, None), chips.SPLITS):
+        whole = chips.split_mask(plan, pair, split, shape)
+        for y0, x0 in ((0, 0), (5, 8), (16, 24)):
+            window = (y0, min(y0 + 8, 23), x0, min(x0 + 9, 30))
+            part = chips.split_mask(plan, pair, split, shape, window)
+            np.testing.assert_array_equal(part, whole[y0 : window[1], x0 : window[3]])

@@ -203,21 +203,25 @@ class SplitPlan:
         return out
 
 
-def split_mask(plan: SplitPlan, pair: int | None, split: str, shape: tuple[int, int]) -> np.ndarray:
+def split_mask(
+    plan: SplitPlan, pair: int | None, split: str, shape: tuple[int, int],
+    window: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
     """(y, x) pixels of ``pair`` in ``split``: held-out pairs take every usable tile, other pairs their tiles;
-    parts of events left out of every split are never in it."""
+    parts of events left out of every split are never in it. ``window`` (y0, y1, x0, x1): that part alone."""
     code = SPLITS.index(split)
+    y0, y1, x0, x1 = window if window is not None else (0, shape[0], 0, shape[1])
     if pair is not None and pair in plan.pair_split:
         if plan.pair_split[pair] != code:
-            return np.zeros(shape, dtype=bool)
-        usable = plan.tiles != EXCLUDED
-        grid = np.repeat(np.repeat(usable, plan.tile_px, 0), plan.tile_px, 1)[: shape[0], : shape[1]]
-        out = np.zeros(shape, dtype=bool)
-        out[: grid.shape[0], : grid.shape[1]] = grid
+            return np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        rows, cols = np.arange(y0, y1) // plan.tile_px, np.arange(x0, x1) // plan.tile_px
+        in_rows, in_cols = rows < plan.tiles.shape[0], cols < plan.tiles.shape[1]
+        out = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        out[np.ix_(in_rows, in_cols)] = plan.tiles[np.ix_(rows[in_rows], cols[in_cols])] != EXCLUDED
     else:
-        out = plan.pixel_mask(split, shape)
+        out = plan.pixel_mask(split, shape, (y0, y1, x0, x1))
     for r0, r1, c0, c1 in plan.masked.get(pair, ()) if pair is not None else ():
-        out[r0:r1, c0:c1] = False
+        out[max(r0 - y0, 0) : max(r1 - y0, 0), max(c0 - x0, 0) : max(c1 - x0, 0)] = False
     return out
 
 
