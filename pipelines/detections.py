@@ -208,10 +208,16 @@ def detections(
             space = {schema.Y: slice(*w[:2]), schema.X: slice(*w[2:])}
             return np.asarray(var.variable.isel({**sel, **space}).values, dtype=np.float32)
 
-        level = prediction_threshold(var, threshold, keys[p]) if p is not None else thr
+        missing: InputError | None = None
+        try:
+            level = prediction_threshold(var, threshold, keys[p]) if p is not None else thr
+        except InputError as err:  # no threshold of its own: an error only if the pair was predicted
+            level, missing = thr, err
         found = _pair_objects(read, read_terrain, shape, level, min_pixels, transform)
         if found is None:
             continue  # not predicted
+        if missing is not None:
+            raise missing
         lowest = min(lowest, level)
         rows, polygons = found
         if not rows:

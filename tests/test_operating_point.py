@@ -120,6 +120,9 @@ def test_predict_records_per_pair_thresholds_that_every_reader_applies(tmp_path)
     flagged = np.nan_to_num(var.isel(pair=5).values, nan=0.0) >= table[keys[5]]
     assert flagged.sum() > 0 and frame.geometry.area.sum() == pytest.approx(flagged.sum() * 20.0 * 20.0, rel=1e-6)
     assert frame.attrs["lowest_threshold"] <= min(table[keys[p]] for p in (1, 2, 3, 5, 6, 7))
+    # every pair: the unpredicted ones (no threshold of their own) are skipped, not an error
+    every = detections(ds, name, min_area_m2=0.0)
+    assert set(every["pair_index"]) <= {1, 2, 3, 5, 6, 7} and 5 in set(every["pair_index"])
 
     # timeseries at a pixel: detected in exactly the pairs where it clears that pair's threshold
     events = point_events(ds, 10, 10, name)
