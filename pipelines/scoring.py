@@ -181,13 +181,16 @@ def _scored_pairs(ds: xr.Dataset, var: xr.DataArray) -> list[int | None]:
     return [None] if (SCENE_KEY in held or not held) else []
 
 
-def _pair_arrays(ds: xr.Dataset, var: xr.DataArray, pair: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(probability float32, label uint8) of one pair, (y, x)."""
-    label_var = ds[schema.LABEL]
+def _pair_arrays(
+    ds: xr.Dataset, var: xr.DataArray, pair: int | None, window: Window | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probability float32, label uint8) of one pair, (y, x), in ``window`` (y0, y1, x0, x1) or the whole scene."""
+    label_var = ds.variables[schema.LABEL]
     sel = {schema.PAIR: pair} if pair is not None else {}
-    lab_sel = {schema.PAIR: pair} if schema.PAIR in label_var.dims and pair is not None else {}
-    prob = np.asarray(var.isel(sel).values, dtype=np.float32)
-    return prob, np.asarray(label_var.isel(lab_sel).values, dtype=np.uint8)
+    lab_sel = sel if schema.PAIR in label_var.dims else {}
+    space = {} if window is None else {schema.Y: slice(*window[:2]), schema.X: slice(*window[2:])}
+    prob = np.asarray(var.variable.isel({**sel, **space}).values, dtype=np.float32)
+    return prob, np.asarray(label_var.isel({**lab_sel, **space}).values, dtype=np.uint8)
 
 
 def observed(ds: xr.Dataset, pair: int | None, window: Window | None = None) -> np.ndarray | None:
@@ -309,7 +312,6 @@ def _score_pixels(
 
     ny, nx = ds.sizes[schema.Y], ds.sizes[schema.X]
     windows = tile_windows(ny, nx, TILE_PX)
-    label_var = ds.variables[schema.LABEL]
     pairs = _scored_pairs(ds, var)
     # streamed AUPRC (binned, within ~1e-6 of exact): no score is kept across pairs
     acc = MetricAccumulator(objects=True, auprc=True, auprc_bins=AUPRC_BINS)  # each pair at its own threshold
@@ -317,13 +319,9 @@ def _score_pixels(
     for p in tqdm(pairs, desc=f"evaluate {var.name}", leave=False, disable=bar_disable(len(pairs) < 2)):
         if not any(split_mask(plan, p, split, (ny, nx), w).any() for w in windows):
             continue
-        sel = {schema.PAIR: p} if p is not None else {}
-        lab_sel = sel if schema.PAIR in label_var.dims else {}
 
-        def read(w: Window, p: int | None = p, sel: dict = sel, lab_sel: dict = lab_sel) -> Any:
-            space = {schema.Y: slice(*w[:2]), schema.X: slice(*w[2:])}
-            prob = np.asarray(var.variable.isel({**sel, **space}).values, dtype=np.float32)
-            label = np.asarray(label_var.isel({**lab_sel, **space}).values, dtype=np.uint8)
+        def read(w: Window, p: int | None = p) -> Any:
+            prob, label = _pair_arrays(ds, var, p, w)
             return prob, scored_label(ds, p, label, split_mask(plan, p, split, (ny, nx), w), w)
 
         before = sum(acc.counts.values())
