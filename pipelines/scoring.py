@@ -185,12 +185,11 @@ def _pair_arrays(
     ds: xr.Dataset, var: xr.DataArray, pair: int | None, window: Window | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(probability float32, label uint8) of one pair, (y, x), in ``window`` (y0, y1, x0, x1) or the whole scene."""
-    label_var = ds.variables[schema.LABEL]
+    window = window or (0, ds.sizes[schema.Y], 0, ds.sizes[schema.X])
     sel = {schema.PAIR: pair} if pair is not None else {}
-    lab_sel = sel if schema.PAIR in label_var.dims else {}
-    space = {} if window is None else {schema.Y: slice(*window[:2]), schema.X: slice(*window[2:])}
+    space = {schema.Y: slice(*window[:2]), schema.X: slice(*window[2:])}
     prob = np.asarray(var.variable.isel({**sel, **space}).values, dtype=np.float32)
-    return prob, np.asarray(label_var.isel({**lab_sel, **space}).values, dtype=np.uint8)
+    return prob, chips.read_labels(ds, pair, window)
 
 
 def observed(ds: xr.Dataset, pair: int | None, window: Window | None = None) -> np.ndarray | None:
