@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from sarcube.datacube import schema
+from sarcube.datacube import chips, schema
 from sarcube.datacube.grid import pixel_size
 from sarcube.datacube.predictions import describe_operating_point, pair_keys, prediction_threshold, resolve_prediction
 from sarcube.errors import InputError
@@ -191,7 +191,7 @@ def detections(
     shape = (ds.sizes[schema.Y], ds.sizes[schema.X])
 
     def read_terrain(w: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
-        space = {schema.Y: slice(*w[:2]), schema.X: slice(*w[2:])}
+        space = chips.window_isel(w)
         return {col: np.asarray(ds.variables[v].isel(space).values, dtype=np.float32)
                 for col, v in TERRAIN_COLUMNS.items() if v in ds.data_vars}
 
@@ -205,7 +205,7 @@ def detections(
         sel = {schema.PAIR: p} if p is not None else {}
 
         def read(w: tuple[int, int, int, int], sel: dict = sel) -> np.ndarray:
-            space = {schema.Y: slice(*w[:2]), schema.X: slice(*w[2:])}
+            space = chips.window_isel(w)
             return np.asarray(var.variable.isel({**sel, **space}).values, dtype=np.float32)
 
         missing: InputError | None = None

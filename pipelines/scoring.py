@@ -187,7 +187,7 @@ def _pair_arrays(
     """(probability float32, label uint8) of one pair, (y, x), in ``window`` (y0, y1, x0, x1) or the whole scene."""
     window = window or (0, ds.sizes[schema.Y], 0, ds.sizes[schema.X])
     sel = {schema.PAIR: pair} if pair is not None else {}
-    space = {schema.Y: slice(*window[:2]), schema.X: slice(*window[2:])}
+    space = chips.window_isel(window)
     prob = np.asarray(var.variable.isel({**sel, **space}).values, dtype=np.float32)
     return prob, chips.read_labels(ds, pair, window)
 
@@ -199,7 +199,7 @@ def observed(ds: xr.Dataset, pair: int | None, window: Window | None = None) -> 
         return None
     vv = ds[schema.VV]
     if window is not None:
-        vv = vv.isel({schema.Y: slice(*window[:2]), schema.X: slice(*window[2:])})
+        vv = vv.isel(chips.window_isel(window))
     ref, act = (ds[c].values[pair] for c in (schema.REFERENCE_TIME, schema.ACTIVITY_TIME))
     return np.isfinite(vv.sel({schema.TIME: ref}).values) & np.isfinite(vv.sel({schema.TIME: act}).values)
 

@@ -67,6 +67,7 @@ from sarcube.datacube.chips.channels import (
     run_orbit,
     sample_pairs,
     time_indices,
+    window_isel,
 )
 from sarcube.datacube.chips.chip_grid import (
     POLICIES,
@@ -165,4 +166,5 @@ __all__ = [
     "split_mask",
     "time_indices",
     "train_statistics",
+    "window_isel",
 ]

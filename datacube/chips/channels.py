@@ -49,6 +49,12 @@ ORBIT_AUTO = "auto"
 Window = tuple[int, int, int, int]  # y0, y1, x0, x1 (pixels, end exclusive)
 
 
+def window_isel(window: Window) -> dict[str, slice]:
+    """The ``isel`` indexers of ``window`` over the cube's spatial dims."""
+    y0, y1, x0, x1 = window
+    return {schema.Y: slice(y0, y1), schema.X: slice(x0, x1)}
+
+
 @dataclass(frozen=True)
 class ChannelSpec:
     """One input variable of a model and how it is taken from the cube."""
@@ -302,8 +308,7 @@ def _read_channel(
     ds: xr.Dataset, c: ChannelSpec, pair: int | None, window: Window, resolved: ResolvedChannels,
     cache: StaticCache | None,
 ) -> np.ndarray:
-    y0, y1, x0, x1 = window
-    space = {schema.Y: slice(y0, y1), schema.X: slice(x0, x1)}
+    space = window_isel(window)
     var = ds.variables[c.variable]  # the Variable: no coordinate slicing per block read
     if c.take in (TAKE_STATIC, TAKE_AT_ORBIT):  # the same for every sample of a run
         a = cache.get((c.variable, window)) if cache is not None else None
@@ -359,9 +364,8 @@ def read_window(
 
 def read_labels(ds: xr.Dataset, pair: int | None, window: Window) -> np.ndarray:
     """Labels of one window, (H, W) uint8 (255 = ignore)."""
-    y0, y1, x0, x1 = window
     lab = ds.variables[schema.LABEL]  # the Variable: no coordinate slicing per block read
-    sel: dict[str, Any] = {schema.Y: slice(y0, y1), schema.X: slice(x0, x1)}
+    sel: dict[str, Any] = window_isel(window)
     if schema.PAIR in lab.dims:
         if pair is None:
             raise InputError("labels are per pair: give a pair index")
