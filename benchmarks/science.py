@@ -250,7 +250,7 @@ def _predict(cube: Path, run: Path, name: str, pairs: str | None = None) -> str:
 def rate_scores(cube: Path, pred: str) -> dict[str, float | str]:
     """The per-pair operating points ``predict --operating-point auto`` recorded, scored on the test pairs by
     ``evaluate``: ``f1`` at the flagged share (tuned on the validation pairs, each test pair at its own top
-    ``rate``), ``chosen`` (the operating point of the higher validation F1) and ``chosen_f1``."""
+    ``rate``), ``chosen`` (the operating point of the higher leave-one-validation-pair-out F1) and ``chosen_f1``."""
     from sarcube.datacube import schema
     from sarcube.datacube.predictions import (
         ATTR_FLAG_RATE,
@@ -260,13 +260,16 @@ def rate_scores(cube: Path, pred: str) -> dict[str, float | str]:
         OP_THRESHOLD,
     )
     from sarcube.pipelines.evaluate import evaluate
+    from sarcube.pipelines.operating_point import HELD_OUT
 
     attrs = schema.open_cube(cube)[pred].attrs
     at_rate = evaluate(cube, [pred], split="test", operating_point=OP_RATE)["predictions"][pred]
     chosen = evaluate(cube, [pred], split="test")["predictions"][pred]
     val = json.loads(attrs[ATTR_OPERATING_POINT_F1])
+    held_out = {f"{k}_held_out": float(val[f"{op}{HELD_OUT}"]) for k, op in
+                (("val_f1", OP_RATE), ("val_threshold_f1", OP_THRESHOLD)) if f"{op}{HELD_OUT}" in val}
     return {"rate": float(attrs[ATTR_FLAG_RATE]), "val_f1": float(val[OP_RATE]), "f1": float(at_rate["f1"]),
-            "val_threshold_f1": float(val[OP_THRESHOLD]), "chosen": str(attrs[ATTR_OPERATING_POINT]),
+            "val_threshold_f1": float(val[OP_THRESHOLD]), **held_out, "chosen": str(attrs[ATTR_OPERATING_POINT]),
             "chosen_f1": float(chosen["f1"])}
 
 
@@ -452,7 +455,8 @@ def _rate_markdown(results: Sequence[SeedResult], comparisons: Sequence[Comparis
     return ["", "**Operating points** (pixel F1 on the test pairs, %, mean ± sd over seeds): at the method's own "
             "(the network's validation-tuned probability threshold; the baseline's dynamic threshold) and at a "
             "per-pair flagged rate (each pair's top share of scores, the share tuned on the validation pairs), and "
-            "at the one of the two with the higher F1 on the validation pairs (`predict --operating-point auto`)", "",
+            "at the one of the two with the higher F1 on the validation pairs, each pair left out of the tuning "
+            "in turn (`predict --operating-point auto`)", "",
             "| method | F1, own threshold | F1, per-pair rate | rate, % of pixels (mean) | F1, validation's choice "
             "| seeds choosing the rate |", "|---|---|---|---|---|---|", *rows]
 

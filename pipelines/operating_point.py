@@ -12,9 +12,15 @@ its own scores.
 
 ``predict --operating-point rate`` records the rule in the prediction
 (``flag_rate`` and ``pair_thresholds``, :mod:`sarcube.datacube.predictions`);
-``auto`` tunes both and keeps the one with the higher F1 on the validation
-pairs (the run's threshold is tuned on validation *chips*; here both are
-scored on the whole validation pairs). ``evaluate``, ``export``, ``report``,
+``auto`` tunes both and keeps the one that carries better to a pair it was
+not tuned on. Both rules are fitted to the validation pairs they would be
+judged on (the run's threshold, and the checkpoint it belongs to, were chosen
+on the validation chips), so their F1 on those pairs flatters the more flexible
+fit. With two or more validation pairs the choice is made leave one pair out
+(:func:`held_out_f1`): each rule is tuned on the other validation pairs and
+counted on the one left out, the counts summed over the pairs, as a test pair
+is new to both. With one validation pair it falls back to the in-sample F1.
+``evaluate``, ``export``, ``report``,
 ``quicklook`` and ``timeseries`` then threshold each pair as recorded. Not a
 step: ``predict`` calls it, and it reads nothing but the cube and the run's split.
 """
@@ -132,7 +138,8 @@ def tune(
     ds: xr.Dataset, plan: chips.SplitPlan, val_pairs: Sequence[int], read: ReadPair, threshold: float
 ) -> tuple[float, dict[str, float]]:
     """The flagged share with the best validation F1, and the validation F1 of each operating point
-    (:data:`OP_RATE` at that share, :data:`OP_THRESHOLD` at ``threshold``)."""
+    (:data:`OP_RATE` at that share, :data:`OP_THRESHOLD` at ``threshold``), with their leave-one-pair-out F1s
+    (:func:`held_out_f1`) under ``rate_held_out`` and ``threshold_held_out`` where there are two or more pairs."""
     from sarcube.models import metrics
 
     images = _validation_images(ds, plan, val_pairs, read)
@@ -142,10 +149,64 @@ def tune(
             "tuned on them; use --operating-point threshold"
         )
     rate, rate_f1 = metrics.best_rate(images)
-    counts = dict.fromkeys(("tp", "fp", "fn", "tn"), 0)
+    counts = _zero_counts()
     for scores, label in images:
-        counts = {k: v + metrics.pixel_counts(scores, label, threshold)[k] for k, v in counts.items()}
-    return rate, {OP_RATE: rate_f1, OP_THRESHOLD: float(metrics.scores_from_counts(counts)["f1"])}
+        counts = _add_counts(counts, metrics.pixel_counts(scores, label, threshold))
+    f1 = {OP_RATE: rate_f1, OP_THRESHOLD: float(metrics.scores_from_counts(counts)["f1"])}
+    held_out = held_out_f1(images)
+    if held_out is not None:
+        f1.update({f"{k}{HELD_OUT}": v for k, v in held_out.items()})
+    return rate, f1
+
+
+#: suffix of the leave-one-pair-out F1s in :data:`~sarcube.datacube.predictions.ATTR_OPERATING_POINT_F1`
+HELD_OUT = "_held_out"
+
+
+def _zero_counts() -> dict[str, int]:
+    return dict.fromkeys(("tp", "fp", "fn", "tn"), 0)
+
+
+def _add_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {k: a[k] + b[k] for k in a}
+
+
+def held_out_f1(images: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, float] | None:
+    """Leave-one-pair-out F1 of both rules over validation ``images`` ((scores, labels 0/1/255) per pair).
+
+    For each pair, the flagged share (:func:`~sarcube.models.metrics.best_rate`) and one probability
+    threshold (:func:`~sarcube.models.metrics.best_threshold` over the pooled labelled scores) are tuned on
+    the other pairs and counted on it; the counts are summed over the pairs. None with fewer than two pairs,
+    or when no left-out fold has a labelled positive in its other pairs to tune on.
+    """
+    from sarcube.models import metrics
+
+    if len(images) < 2:
+        return None
+    counts = {OP_RATE: _zero_counts(), OP_THRESHOLD: _zero_counts()}
+    folds = 0
+    for i, (scores, label) in enumerate(images):
+        others = [im for j, im in enumerate(images) if j != i]
+        keep = [np.isfinite(s) & (lab != schema.LABEL_UNKNOWN) for s, lab in others]
+        pooled = np.concatenate([s[k] for (s, _), k in zip(others, keep, strict=True)])
+        truth = np.concatenate([lab[k] == schema.LABEL_YES for (_, lab), k in zip(others, keep, strict=True)])
+        if not truth.any():  # nothing to tune on: this pair is not a fold
+            continue
+        folds += 1
+        rate, _ = metrics.best_rate(others)
+        threshold, _ = metrics.best_threshold(pooled, truth)
+        for rule, level in ((OP_RATE, metrics.rate_threshold(scores, rate)), (OP_THRESHOLD, threshold)):
+            counts[rule] = _add_counts(counts[rule], metrics.pixel_counts(scores, label, level))
+    if not folds:
+        return None
+    return {rule: float(metrics.scores_from_counts(c)["f1"]) for rule, c in counts.items()}
+
+
+def choose(f1: Mapping[str, float]) -> str:
+    """``auto``'s rule: the higher leave-one-pair-out F1 where :func:`tune` could hold pairs out, else the
+    higher F1 on the validation pairs; ties keep the run's threshold."""
+    key = HELD_OUT if f"{OP_RATE}{HELD_OUT}" in f1 else ""
+    return OP_RATE if f1[f"{OP_RATE}{key}"] > f1[f"{OP_THRESHOLD}{key}"] else OP_THRESHOLD
 
 
 def pair_thresholds(ds: xr.Dataset, pairs: Sequence[int], keys: Sequence[str], read: ReadPair, rate: float) -> dict:
@@ -179,8 +240,7 @@ def operating_point_attrs(
         log.warning("the validation pairs %s hold no labelled positive: keeping the run's threshold", list(val_pairs))
         return {ATTR_OPERATING_POINT: OP_THRESHOLD}
     rate, f1 = tune(ds, plan, val_pairs, read, threshold)
-    chosen = operating_point if operating_point != OP_AUTO else (OP_RATE if f1[OP_RATE] > f1[OP_THRESHOLD] else
-                                                                  OP_THRESHOLD)
+    chosen = operating_point if operating_point != OP_AUTO else choose(f1)
     pairs = sorted(predicted)
     table = pair_thresholds(ds, pairs, [predicted[p] for p in pairs], read, rate)
     return {
@@ -192,6 +252,6 @@ def operating_point_attrs(
 
 
 __all__ = [
-    "check_operating_point", "held_pairs", "observed_scores", "operating_point_attrs", "pair_thresholds",
-    "plan_pairs", "tune",
+    "HELD_OUT", "check_operating_point", "choose", "held_out_f1", "held_pairs", "observed_scores",
+    "operating_point_attrs", "pair_thresholds", "plan_pairs", "tune",
 ]

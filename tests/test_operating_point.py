@@ -72,6 +72,31 @@ def test_the_flagged_share_follows_each_pair_where_one_threshold_cannot():
         op.operating_point_attrs(OP_RATE, ds, plan, val, {5: keys[5]}, scores.__getitem__, 0.5)
 
 
+def test_auto_chooses_on_validation_pairs_left_out_of_the_tuning():
+    rng = np.random.default_rng(2)
+    label = np.zeros((64, 64), dtype=np.uint8)
+    label[8:24, 8:21] = 1  # 208 px, 5 % of the pair
+    label[40:42, 0:64] = 255  # not scored
+    # two quiet pairs and one whose every score is lifted by its clutter: tuned with the bright pair, one
+    # threshold misses the quiet pairs' debris; tuned without it, it flags the whole bright pair
+    images = [((rng.uniform(0.0, 0.3, label.shape) + 0.4 * (label == 1) + shift).astype(np.float32), label)
+              for shift in (0.0, 0.0, 0.5)]
+    held = op.held_out_f1(images)
+    assert held[OP_RATE] > 0.95 and held[OP_THRESHOLD] < 0.6
+    s = [scores for scores, _ in images]
+    bright_alone = metrics.pixel_counts(s[2], label, metrics.best_threshold(
+        np.concatenate([s[0][label != 255], s[1][label != 255]]), np.concatenate([label[label != 255] == 1] * 2))[0])
+    assert bright_alone["fp"] == np.count_nonzero(label == 0)  # the fold leaving the bright pair out floods it
+    assert op.held_out_f1(images[:1]) is None  # one pair: nothing to leave out
+    no_debris = [(scores, np.zeros_like(label)) for scores, _ in images[:2]] + images[2:]
+    assert op.held_out_f1(no_debris)[OP_RATE] == 0.0  # only the fold with debris elsewhere counts, and it misses
+    # the held-out F1s decide where they exist, whatever the in-sample ones say; ties keep the threshold
+    assert op.choose({OP_RATE: 0.5, OP_THRESHOLD: 0.6, "rate_held_out": 0.4, "threshold_held_out": 0.3}) == OP_RATE
+    assert op.choose({OP_RATE: 0.6, OP_THRESHOLD: 0.5, "rate_held_out": 0.3, "threshold_held_out": 0.4}) == OP_THRESHOLD
+    assert op.choose({OP_RATE: 0.5, OP_THRESHOLD: 0.6}) == OP_THRESHOLD
+    assert op.choose({OP_RATE: 0.5, OP_THRESHOLD: 0.5}) == OP_THRESHOLD
+
+
 def test_a_per_pair_operating_point_is_refused_where_it_cannot_be_tuned():
     ds = make_pair_cube(n_pairs=8)
     tiles = chips.make_split(ds, chips.SplitSpec(kind=chips.SPLIT_PAIRS, test="last", val=chips.VAL_TILES),
