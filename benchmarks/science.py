@@ -232,7 +232,7 @@ def _train_predict(cube: Path, preset: str, run: Path, overrides: Sequence[str],
     return _predict(cube, run, name)
 
 
-def _predict(cube: Path, run: Path, name: str, pairs: str | None = None) -> str:
+def _predict(cube: Path, run: Path, name: str) -> str:
     from sarcube.datacube.predictions import OP_AUTO, OP_THRESHOLD
     from sarcube.pipelines.predict import predict
 
@@ -243,7 +243,7 @@ def _predict(cube: Path, run: Path, name: str, pairs: str | None = None) -> str:
     held_out = json.loads((run / "split.json").read_text()).get("pair_split", {})
     held = sorted(int(k) for k, v in held_out.items() if v in ("val", "test"))
     window = "val" in held_out.values()
-    return predict(cube, run, name=name, pairs=pairs or held or "all", tta=False, overwrite=pairs is None,
+    return predict(cube, run, name=name, pairs=held or "all", tta=False, overwrite=True,
                    operating_point=OP_AUTO if window else OP_THRESHOLD)
 
 
@@ -288,8 +288,9 @@ def run_seed(
     them, so ``reuse`` never scores a prediction made without them.
     """
     from sarcube.datacube import schema
-    from sarcube.datacube.predictions import OP_THRESHOLD
+    from sarcube.datacube.predictions import OP_AUTO, OP_THRESHOLD
     from sarcube.pipelines.evaluate import evaluate
+    from sarcube.pipelines.operating_point import record_operating_point
 
     t0 = time.perf_counter()
     out = SeedResult(seed, size=size, winters=winters, overrides=list(sets))
@@ -326,10 +327,10 @@ def run_seed(
             "baseline": {m: metric_of(got[baselines[key]], m) for m in c.metrics},
         }
         if c.hazard == "avalanche" and c.metrics == PIXEL:
-            for name in (pred, baselines[key]):  # --reuse: (re)record the operating points, predict missing pairs
+            for name in (pred, baselines[key]):  # --reuse: (re)record the operating points on the maps there
                 if reuse:
                     run = Path(str(schema.open_cube(cube)[name].attrs[schema.ATTR_RUN]))
-                    _predict(cube, run, name.removeprefix(schema.PRED_PREFIX), pairs="new")
+                    record_operating_point(cube, name, OP_AUTO, run)
             out.rate[c.name] = {"method": rate_scores(cube, pred), "baseline": rate_scores(cube, baselines[key])}
             m, b = out.rate[c.name]["method"], out.rate[c.name]["baseline"]
             print(f"seed {seed} {c.name} at a per-pair flagged rate tuned on validation: F1 {m['f1']:.3f} "

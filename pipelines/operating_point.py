@@ -251,7 +251,56 @@ def operating_point_attrs(
     }
 
 
+def record_operating_point(
+    cube: str | Path,
+    name: str,
+    operating_point: str,
+    run_dir: str | Path,
+    storage_options: Mapping[str, Any] | None = None,
+    wait_s: float = 0.0,
+) -> dict[str, Any]:
+    """Tune ``operating_point`` on the maps prediction ``name`` already holds, with the split of ``run_dir`` (the
+    run that made it), and record it in the variable's attributes, under the cube's write lock; nothing is
+    predicted. What ``predict --pairs new`` does when every pair is there, without predicting missing pairs.
+    Returns the attrs written."""
+    from sarcube.datacube import lock
+    from sarcube.datacube.predictions import ATTR_LEVEL, predicted_keys
+
+    with lock.writer(cube, "sarcube predict --operating-point", wait_s=wait_s, storage_options=storage_options):
+        ds = schema.open_cube(cube, storage_options=storage_options)
+        if name not in ds.data_vars:
+            raise InputError(f"the cube has no {name!r} to record an operating point on: predict it first")
+        var = ds[name]
+        plan, val, _ = plan_pairs(operating_point, run_dir, ds, str(var.attrs.get(ATTR_LEVEL, "pixel")), PAIRS_ALL)
+        if plan is None or not val:
+            return {}
+        return retune_existing(cube, ds, name, operating_point, plan, val, predicted_keys(var),
+                               float(var.attrs[schema.ATTR_THRESHOLD]), storage_options)
+
+
+def retune_existing(
+    cube: str | Path,
+    ds: xr.Dataset,
+    name: str,
+    operating_point: str,
+    plan: chips.SplitPlan,
+    val_pairs: Sequence[int],
+    predicted: Sequence[str],
+    threshold: float,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Tune ``operating_point`` on the maps of ``name`` (holding the pairs keyed ``predicted``) and write it into
+    the variable's attributes; the caller holds the cube's write lock. Returns the attrs written."""
+    from sarcube.datacube import store
+
+    attrs = operating_point_attrs(operating_point, ds, plan, val_pairs, held_pairs(ds, predicted),
+                                  lambda p: ds[name].isel({schema.PAIR: p}).values, threshold)
+    store.update_variable_attrs(cube, name, attrs, storage_options)
+    return attrs
+
+
 __all__ = [
     "HELD_OUT", "check_operating_point", "choose", "held_out_f1", "held_pairs", "observed_scores",
-    "operating_point_attrs", "pair_thresholds", "plan_pairs", "tune",
+    "operating_point_attrs", "pair_thresholds", "plan_pairs", "record_operating_point", "retune_existing",
+    "tune",
 ]

@@ -258,9 +258,8 @@ def _predict_locked(
     )
     if not plan.todo:
         if val_pairs and ranks.is_main:  # the maps are there: (re)tune and record the operating point only
-            store.update_variable_attrs(cube, var_name, op.operating_point_attrs(
-                operating_point, ds, split_plan, val_pairs, op.held_pairs(ds, plan.predicted),
-                lambda p: ds[var_name].isel({schema.PAIR: p}).values, float(info.threshold)), storage_options)
+            op.retune_existing(cube, ds, var_name, operating_point, split_plan, val_pairs, plan.predicted,
+                               float(info.threshold), storage_options)
         if ranks.is_main:
             log.info("%s already holds every selected pair: nothing to predict", var_name)
         return var_name, []

@@ -165,6 +165,18 @@ def test_predict_records_per_pair_thresholds_that_every_reader_applies(tmp_path)
         prediction_threshold(var, None, keys[0])
     assert prediction_threshold(var, 0.3, keys[0]) == 0.3  # a given threshold applies to every pair
 
+    # recorded again on the maps there (as science.py --reuse does): nothing predicted, the choice held out
+    before = var.isel(pair=5).values
+    attrs = op.record_operating_point(cube, name, "auto", run)
+    again = schema.open_cube(cube)[name]
+    assert sorted(predicted_keys(again)) == sorted(predicted_keys(var))  # pair 0 still unpredicted
+    np.testing.assert_array_equal(again.isel(pair=5).values, before)
+    f1 = json.loads(again.attrs[ATTR_OPERATING_POINT_F1])
+    assert f"{OP_RATE}{op.HELD_OUT}" in f1 and again.attrs[ATTR_OPERATING_POINT] == op.choose(f1)
+    assert attrs[ATTR_OPERATING_POINT] == again.attrs[ATTR_OPERATING_POINT]
+    with pytest.raises(InputError, match="no 'pred_nothing'"):
+        op.record_operating_point(cube, "pred_nothing", "auto", run)
+
 
 def test_cli_predict_and_evaluate_take_the_operating_point(tmp_path, capsys):
     from sarcube.pipelines.cli import main
