@@ -25,7 +25,8 @@ hours at 4096 px, and no array changes size with what it picks).
     python benchmarks/memory.py --small 256 --large 1024
     python benchmarks/memory.py --small 512 --large 2048 --verbs predict,evaluate,export
 
-``--verbs`` reports those verbs alone (the steps they need still run; ``train_statistics`` only when named).
+``--verbs`` reports those verbs alone (the steps they need still run, the ones after the last of them do not;
+``train_statistics`` only when named).
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def measure(size: int, dates: int, work: Path, verbs: tuple[str, ...] = VERBS) -
         "evaluate": ["evaluate", cube, "--pred", "base", "--out", str(work / "evaluation.json")],
         "export": ["export", cube, "--pred", "base", "--out", str(work / "objects.geojson")],
     }
-    for verb, args in steps.items():
+    order = list(steps)
+    last = max(order.index(v) for v in verbs)  # the steps after the last reported verb are not needed
+    for verb, args in list(steps.items())[: last + 1]:
         if verb == "train_statistics" and verb not in verbs:
             continue
         if TEST_PAIRS in args:
