@@ -149,10 +149,10 @@ def tune(
             "tuned on them; use --operating-point threshold"
         )
     rate, rate_f1 = metrics.best_rate(images)
-    counts = _zero_counts()
+    at_threshold = metrics.MetricAccumulator(threshold=threshold, objects=False, auprc=False)
     for scores, label in images:
-        counts = _add_counts(counts, metrics.pixel_counts(scores, label, threshold))
-    f1 = {OP_RATE: rate_f1, OP_THRESHOLD: float(metrics.scores_from_counts(counts)["f1"])}
+        at_threshold.update(scores, label)
+    f1 = {OP_RATE: rate_f1, OP_THRESHOLD: float(at_threshold.compute()["f1"])}
     held_out = held_out_f1(images)
     if held_out is not None:
         f1.update({f"{k}{HELD_OUT}": v for k, v in held_out.items()})
@@ -161,14 +161,6 @@ def tune(
 
 #: suffix of the leave-one-pair-out F1s in :data:`~sarcube.datacube.predictions.ATTR_OPERATING_POINT_F1`
 HELD_OUT = "_held_out"
-
-
-def _zero_counts() -> dict[str, int]:
-    return dict.fromkeys(("tp", "fp", "fn", "tn"), 0)
-
-
-def _add_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
-    return {k: a[k] + b[k] for k in a}
 
 
 def held_out_f1(images: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, float] | None:
@@ -183,23 +175,22 @@ def held_out_f1(images: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, fl
 
     if len(images) < 2:
         return None
-    counts = {OP_RATE: _zero_counts(), OP_THRESHOLD: _zero_counts()}
+    held = {rule: metrics.MetricAccumulator(objects=False, auprc=False) for rule in (OP_RATE, OP_THRESHOLD)}
     folds = 0
     for i, (scores, label) in enumerate(images):
         others = [im for j, im in enumerate(images) if j != i]
-        keep = [np.isfinite(s) & (lab != schema.LABEL_UNKNOWN) for s, lab in others]
-        pooled = np.concatenate([s[k] for (s, _), k in zip(others, keep, strict=True)])
-        truth = np.concatenate([lab[k] == schema.LABEL_YES for (_, lab), k in zip(others, keep, strict=True)])
-        if not truth.any():  # nothing to tune on: this pair is not a fold
-            continue
+        if not any(((lab == schema.LABEL_YES) & np.isfinite(s)).any() for s, lab in others):
+            continue  # nothing to tune on: this pair is not a fold
         folds += 1
         rate, _ = metrics.best_rate(others)
-        threshold, _ = metrics.best_threshold(pooled, truth)
-        for rule, level in ((OP_RATE, metrics.rate_threshold(scores, rate)), (OP_THRESHOLD, threshold)):
-            counts[rule] = _add_counts(counts[rule], metrics.pixel_counts(scores, label, level))
+        # best_threshold drops NaN scores and unlabelled (255) pixels itself
+        threshold, _ = metrics.best_threshold(np.concatenate([s.ravel() for s, _ in others]),
+                                              np.concatenate([lab.ravel() for _, lab in others]))
+        held[OP_RATE].update(scores, label, threshold=metrics.rate_threshold(scores, rate))
+        held[OP_THRESHOLD].update(scores, label, threshold=threshold)
     if not folds:
         return None
-    return {rule: float(metrics.scores_from_counts(c)["f1"]) for rule, c in counts.items()}
+    return {rule: float(acc.compute()["f1"]) for rule, acc in held.items()}
 
 
 def choose(f1: Mapping[str, float]) -> str:
