@@ -111,7 +111,8 @@ def measure(size: int, dates: int, work: Path, verbs: tuple[str, ...] = VERBS) -
     }
     order = list(steps)
     last = max(order.index(v) for v in verbs)  # the steps after the last reported verb are not needed
-    for verb, args in list(steps.items())[: last + 1]:
+    for verb in order[: last + 1]:
+        args = steps[verb]
         if verb == "train_statistics" and verb not in verbs:
             continue
         if TEST_PAIRS in args:
@@ -140,8 +141,8 @@ def main() -> None:
     args = parser.parse_args()
     verbs = tuple(v for v in args.verbs.split(",") if v)
     unknown = sorted(set(verbs) - set(VERBS))
-    if unknown:
-        parser.error(f"--verbs {','.join(unknown)}: use some of {','.join(VERBS)}")
+    if unknown or not verbs:
+        parser.error(f"--verbs {args.verbs!r}: use some of {','.join(VERBS)}")
     tmp = Path(tempfile.mkdtemp(prefix="sarcube-memory-"))
     try:
         results = {}
